@@ -1,0 +1,76 @@
+"""The device op interface. Layers call these; backends implement them.
+
+A backend is a folder under inference/ops/ (reference/, cuda/, ...) exposing
+an `Ops` subclass; `inference.ops.get_ops(device)` picks one per worker.
+
+Tensor conventions (T = tokens in the flattened batch, B = sequences):
+- q: [T, num_heads, head_dim]; k, v: [T, num_kv_heads, head_dim]
+- KV pool of one worker: kv_pool[num_blocks, num_layers, 2, block_size,
+  num_kv_heads, head_dim]. One block of all layers is one contiguous region,
+  so KV transfer moves runs of consecutive blocks as single copies. A layer's
+  caches are the strided views kv_pool[:, layer, 0] (K) and kv_pool[:, layer, 1] (V),
+  each [num_blocks, block_size, num_kv_heads, head_dim].
+- slot_mapping[T]: int64 slot = block_id * block_size + offset; -1 = skip.
+- block_tables[B, max_blocks_per_seq]: int32 block ids, padded with 0.
+- cu_seqlens_*: int32 [B + 1] prefix sums.
+"""
+from __future__ import annotations
+
+import torch
+
+
+class Ops:
+    name = "base"
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        """RMSNorm over the last dim, computed in fp32, returned in x.dtype."""
+        raise NotImplementedError
+
+    def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
+        """x[..., 2*I] -> silu(x[..., :I]) * x[..., I:]."""
+        raise NotImplementedError
+
+    def rotary(self, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotate-half rotary embedding. cos, sin: [T, head_dim] (M-RoPE
+        sections already merged by the caller)."""
+        raise NotImplementedError
+
+    def store_kv(self, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
+        """Write k, v [T, Hk, D] into the paged caches at slot_mapping."""
+        raise NotImplementedError
+
+    def prefill_attention(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        cu_seqlens_q: torch.Tensor,
+        seq_lens_k: torch.Tensor,
+        block_tables: torch.Tensor,
+        scale: float,
+        max_seqlen_q: int,
+        max_seqlen_k: int,
+    ) -> torch.Tensor:
+        """Causal attention of new tokens q [T, H, D] over each sequence's
+        whole context in the cache (cached prefix + the new tokens, already
+        stored). Query i of sequence s sits at position seq_lens_k[s] -
+        len_q(s) + i. Returns [T, H, D]."""
+        raise NotImplementedError
+
+    def decode_attention(
+        self,
+        q: torch.Tensor,
+        k_cache: torch.Tensor,
+        v_cache: torch.Tensor,
+        block_tables: torch.Tensor,
+        seq_lens: torch.Tensor,
+        scale: float,
+    ) -> torch.Tensor:
+        """One query per sequence, q [B, H, D], over seq_lens[b] cached tokens
+        (the current token's K/V already stored). Returns [B, H, D]."""
+        raise NotImplementedError
+
+    def vision_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, scale: float) -> torch.Tensor:
+        """Bidirectional attention within each image: q, k, v [T, H, D],
+        images delimited by cu_seqlens. Returns [T, H, D]."""
+        raise NotImplementedError
