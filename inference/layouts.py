@@ -1,0 +1,134 @@
+"""Deployment layouts: one typed schema for `layouts/*.toml`.
+
+A layout says which roles run where: `embedded` (one in-process engine) or
+disaggregated (prefill and decode workers, possibly on different kinds of
+device, with a router in front), their dtypes, op backends, KV block sizes,
+the KV transport (with a fallback), SLOs and the shared auth token. The CLI
+(`docpipe serve`, `docpipe convert --layout`), `inference.LLM(layout=...)`
+and the Ray job all read layouts through `load_layout`.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+LAYOUT_DIR = Path(__file__).resolve().parent.parent / "layouts"
+ROLES = ("embedded", "prefill", "decode")
+DTYPES = ("float32", "bfloat16", "float16")
+TRANSPORTS = ("shm", "tcp", "cuda-ipc", "rdma", "fake")
+
+
+@dataclass
+class WorkerSpec:
+    role: str  # embedded | prefill | decode
+    device: str = "cpu"  # torch device string: cpu, cuda, cuda:1
+    dtype: str = "bfloat16"  # weights, activations and KV cache
+    ops_backend: str | None = None  # None: chosen from the device (inference.ops.get_ops)
+    kv_block_size: int = 16  # tokens per KV block
+    mode: str = "graph"  # graph: CUDA-graph decode steps where supported; eager
+    count: int = 1  # identical workers of this spec
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])  # where they run; listeners bind here
+    port: int = 0  # first control port; 0 = pick a free one
+    max_num_seqs: int = 256  # concurrent sequences per worker
+    max_num_batched_tokens: int = 8192  # token budget of one step
+    gpu_memory_fraction: float = 0.85  # share of free device memory for weights + KV (GPU only)
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {self.role!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"{self.role}: dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.mode not in ("graph", "eager"):
+            raise ValueError(f"{self.role}: mode must be graph or eager")
+        if self.kv_block_size <= 0 or self.kv_block_size & (self.kv_block_size - 1):
+            raise ValueError(f"{self.role}: kv_block_size must be a power of two")
+        if self.count < 1 or not self.hosts:
+            raise ValueError(f"{self.role}: count >= 1 and at least one host required")
+
+
+@dataclass
+class TransferSpec:
+    transport: str = "shm"  # shm | tcp | cuda-ipc | rdma
+    fallback: str | None = None  # used when `transport` is unavailable on this machine
+    max_inflight: int = 4  # concurrent transfers per peer
+    lease_s: float = 30.0  # prefill frees unacknowledged blocks after this
+
+    def __post_init__(self) -> None:
+        for name in (self.transport, self.fallback):
+            if name is not None and name not in TRANSPORTS:
+                raise ValueError(f"unknown transport {name!r}; known: {TRANSPORTS}")
+
+
+@dataclass
+class SloSpec:
+    ttft_ms: float = 5000.0  # time to first token target, p99
+    tpot_ms: float = 100.0  # time per output token target, p99
+    max_queue: int = 4096  # requests the router holds before it rejects
+
+
+@dataclass
+class Layout:
+    name: str
+    workers: list[WorkerSpec]  # embedded, or at least one prefill and one decode
+    transfer: TransferSpec = field(default_factory=TransferSpec)
+    slo: SloSpec = field(default_factory=SloSpec)
+    router_host: str = "127.0.0.1"  # router listener address
+    router_port: int = 0  # 0 = pick a free one
+    token_env: str = "DOCPIPE_TOKEN"  # environment variable holding the shared token
+    token: str | None = None  # literal token (prefer token_env outside tests)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        roles = {w.role for w in self.workers}
+        if roles == {"embedded"}:
+            return
+        if roles != {"prefill", "decode"}:
+            raise ValueError(f"layout {self.name}: needs one embedded worker, or prefill and decode workers; got {sorted(roles)}")
+
+    @property
+    def is_disaggregated(self) -> bool:
+        return self.workers[0].role != "embedded"
+
+    def role(self, name: str) -> WorkerSpec:
+        for w in self.workers:
+            if w.role == name:
+                return w
+        raise KeyError(f"layout {self.name} has no {name} worker")
+
+    def auth_token(self) -> str | None:
+        return self.token or os.environ.get(self.token_env) or None
+
+
+def _build(cls, data: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**data)
+
+
+def parse_layout(data: dict, name: str = "layout") -> Layout:
+    data = dict(data)
+    workers = [_build(WorkerSpec, w, f"{name}: worker") for w in data.pop("workers", [])]
+    transfer = _build(TransferSpec, data.pop("transfer", {}), f"{name}: transfer")
+    slo = _build(SloSpec, data.pop("slo", {}), f"{name}: slo")
+    data.setdefault("name", name)
+    return _build(Layout, {**data, "workers": workers, "transfer": transfer, "slo": slo}, name)
+
+
+def load_layout(path_or_name: str | os.PathLike) -> Layout:
+    """Load a layout file, or a shipped layout by name (`local-cpu-1p1d`)."""
+    path = Path(path_or_name)
+    if not path.exists():
+        path = LAYOUT_DIR / f"{path_or_name}.toml"
+    if not path.exists():
+        shipped = sorted(p.stem for p in LAYOUT_DIR.glob("*.toml"))
+        raise FileNotFoundError(f"layout {str(path_or_name)!r} not found; shipped layouts: {shipped}")
+    with open(path, "rb") as f:
+        try:
+            data = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{path}: {e}") from e
+    return parse_layout(data, name=path.stem)
