@@ -4,19 +4,23 @@ PY ?= python3
 VENV ?= .venv
 TORCH ?= torch==2.13.0
 
-$(VENV)/.ok: pyproject.toml
+$(VENV)/.base: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q $(TORCH)
-	$(VENV)/bin/pip install -q -e '.[dev]'
+	$(VENV)/bin/pip install -q -e .
 	touch $@
 
-setup: $(VENV)/.ok
+$(VENV)/.dev: $(VENV)/.base
+	$(VENV)/bin/pip install -q -e '.[dev,ray]'
+	touch $@
 
-demo: setup
+setup: $(VENV)/.base
+
+demo: $(VENV)/.base
 	$(VENV)/bin/docpipe convert samples --out out/samples
 
-test: setup
-	$(VENV)/bin/python -m pytest -q -x --durations=15 tests
+test: $(VENV)/.dev
+	$(VENV)/bin/python -m pytest -q --durations=15 tests
 
 .PHONY: setup demo test
