@@ -1,0 +1,47 @@
+"""The CUDA backend's `Ops`: Triton kernels for norms, activation, rotary,
+KV store and paged attention; flash attention (torch) for the vision encoder.
+
+Decode-step ops (rms_norm, silu_and_mul, rotary, store_kv, decode_attention)
+make no host syncs and size everything from tensor shapes, so a decode step
+built from them can be captured in a CUDA graph after one warm-up call (Triton
+compiles on the first call of each shape class).
+"""
+from __future__ import annotations
+
+import torch
+
+from inference.ops import base
+from inference.ops.cuda.activation import silu_and_mul
+from inference.ops.cuda.decode_attention import decode_attention
+from inference.ops.cuda.kv_store import store_kv
+from inference.ops.cuda.norm import rms_norm
+from inference.ops.cuda.prefill_attention import prefill_attention
+from inference.ops.cuda.rotary import rotary
+from inference.ops.cuda.vision_attention import vision_attention
+
+
+class Ops(base.Ops):
+    name = "cuda"
+
+    def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+        return rms_norm(x, weight, eps)
+
+    def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
+        return silu_and_mul(x)
+
+    def rotary(self, q, k, cos, sin):
+        return rotary(q, k, cos, sin)
+
+    def store_kv(self, k, v, k_cache, v_cache, slot_mapping) -> None:
+        store_kv(k, v, k_cache, v_cache, slot_mapping)
+
+    def prefill_attention(self, q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale,
+                          max_seqlen_q, max_seqlen_k):
+        return prefill_attention(q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale,
+                                 max_seqlen_q, max_seqlen_k)
+
+    def decode_attention(self, q, k_cache, v_cache, block_tables, seq_lens, scale):
+        return decode_attention(q, k_cache, v_cache, block_tables, seq_lens, scale)
+
+    def vision_attention(self, q, k, v, cu_seqlens, max_seqlen, scale):
+        return vision_attention(q, k, v, cu_seqlens, max_seqlen, scale)

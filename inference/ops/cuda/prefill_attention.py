@@ -1,0 +1,99 @@
+"""Paged causal prefill attention (Triton, flash-attention style).
+
+One kernel serves both a fresh prompt and a chunk after a cached prefix: the
+new tokens' K/V are already in the paged cache (store_kv ran first), so every
+key is read through the block table and no contiguous copy is made. Query i of
+sequence s sits at position seq_lens_k[s] - len_q(s) + i and sees keys 0..pos.
+
+Grid (q tiles of max_seqlen_q, B, H); tiles past a sequence's length do no
+work. K/V tiles of a KV head are re-read by its GQA query heads through L2.
+"""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+_LOG2E = 1.4426950408889634
+
+
+@triton.jit
+def _prefill_kernel(
+        q_ptr, k_ptr, v_ptr, out_ptr, cu_q_ptr, lens_k_ptr, table_ptr, scale_log2,
+        stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
+        stride_ot, stride_oh, stride_tb, head_dim,
+        GROUP: tl.constexpr, D_PAD: tl.constexpr, BLOCK_SIZE: tl.constexpr,
+        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, PRECISION: tl.constexpr):
+    tile_m = tl.program_id(0)
+    b = tl.program_id(1).to(tl.int64)
+    head = tl.program_id(2)
+    kv_head = head // GROUP
+    q_start = tl.load(cu_q_ptr + b).to(tl.int64)
+    q_len = (tl.load(cu_q_ptr + b + 1) - q_start).to(tl.int32)
+    ctx_len = tl.load(lens_k_ptr + b).to(tl.int32)
+    prefix = ctx_len - q_len
+
+    offs_m = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_d = tl.arange(0, D_PAD)
+    mask_m = offs_m < q_len
+    mask_d = offs_d < head_dim
+    q = tl.load(q_ptr + (q_start + offs_m)[:, None] * stride_qt + head * stride_qh + offs_d[None, :],
+                mask=mask_m[:, None] & mask_d[None, :], other=0.0).to(k_ptr.dtype.element_ty)
+    pos_m = prefix + offs_m
+    # keys up to the tile's last query position; a tile past q_len does nothing
+    kv_end = tl.minimum(ctx_len, prefix + (tile_m + 1) * BLOCK_M)
+    kv_end = tl.where(tile_m * BLOCK_M < q_len, kv_end, 0)
+
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+    acc = tl.zeros([BLOCK_M, D_PAD], tl.float32)
+    for tile_start in range(0, kv_end, BLOCK_N):
+        offs_n = tile_start + tl.arange(0, BLOCK_N)
+        mask_n = offs_n < kv_end
+        block = tl.load(table_ptr + b * stride_tb + offs_n // BLOCK_SIZE, mask=mask_n, other=0).to(tl.int64)
+        in_block = (offs_n % BLOCK_SIZE).to(tl.int64)
+        kv_mask = mask_n[:, None] & mask_d[None, :]
+        k = tl.load(k_ptr + block[:, None] * stride_kb + in_block[:, None] * stride_ks
+                    + kv_head * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
+        v = tl.load(v_ptr + block[:, None] * stride_vb + in_block[:, None] * stride_vs
+                    + kv_head * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
+        s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
+        visible = (offs_n[None, :] <= pos_m[:, None]) & mask_n[None, :]
+        s = tl.where(visible, s, float("-inf"))
+        # key 0 is visible to every row of the first tile, so m_new stays finite
+        m_new = tl.maximum(m_i, tl.max(s, axis=1))
+        alpha = tl.exp2(m_i - m_new)
+        p = tl.exp2(s - m_new[:, None])
+        l_i = l_i * alpha + tl.sum(p, axis=1)
+        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
+        m_i = m_new
+
+    l_safe = tl.where(l_i > 0.0, l_i, 1.0)
+    o = acc / l_safe[:, None]
+    tl.store(out_ptr + (q_start + offs_m)[:, None] * stride_ot + head * stride_oh + offs_d[None, :],
+             o.to(out_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_d[None, :])
+
+
+def prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
+                      seq_lens_k: torch.Tensor, block_tables: torch.Tensor, scale: float, max_seqlen_q: int,
+                      max_seqlen_k: int) -> torch.Tensor:
+    num_tokens, num_heads, head_dim = q.shape
+    _, block_size, num_kv_heads, _ = k_cache.shape
+    assert num_heads % num_kv_heads == 0, f"{num_heads} query heads do not group over {num_kv_heads} KV heads"
+    assert k_cache.stride(-1) == 1 and v_cache.stride(-1) == 1 and q.stride(-1) == 1, "head_dim must be contiguous"
+    batch = seq_lens_k.shape[0]
+    out = torch.empty_like(q)
+    if num_tokens == 0 or batch == 0 or max_seqlen_q == 0:
+        return out
+    # fp32 needs wider registers per element; smaller tiles avoid spills
+    block_m = 64 if k_cache.dtype == torch.float32 else 128
+    grid = (triton.cdiv(max_seqlen_q, block_m), batch, num_heads)
+    _prefill_kernel[grid](
+        q, k_cache, v_cache, out, cu_seqlens_q, seq_lens_k, block_tables, scale * _LOG2E,
+        q.stride(0), q.stride(1), k_cache.stride(0), k_cache.stride(1), k_cache.stride(2),
+        v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), out.stride(0), out.stride(1),
+        block_tables.stride(0), head_dim,
+        GROUP=num_heads // num_kv_heads, D_PAD=max(16, triton.next_power_of_2(head_dim)), BLOCK_SIZE=block_size,
+        BLOCK_M=block_m, BLOCK_N=64, PRECISION="ieee" if k_cache.dtype == torch.float32 else "tf32",
+        num_warps=8 if block_m == 128 else 4, num_stages=2)
+    return out
