@@ -1,0 +1,206 @@
+"""KV transfer interface: pool description, config, sender/receiver roles.
+
+Lifecycle (decode side = receiver, prefill side = sender):
+  receiver: pool = Receiver.allocate_pool(spec)  ->  Receiver(pool, config)
+            .start() -> address  (listener up; the address goes to the router)
+            .recv(timeout_s) -> TransferMeta once that request's KV has landed
+            .close()
+  sender:   Sender(pool, config, on_release)  ->  .connect(address)
+            .send(meta) -> TransferHandle (returns after the KV left the source
+            pool; the ack arrives later)  ->  on_release(meta, reason) frees the
+            source blocks when the receiver acks ("acked"), when the lease
+            expires ("lease_expired") or when the transfer failed ("failed").
+A transport module (shm, tcp, cuda_ipc, rdma, fake) exposes `TRANSPORT`, a
+`Transport` naming its Sender/Receiver classes; `registry.select_transport`
+imports it lazily, so a missing optional dependency fails only when chosen.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from inference.transfer.meta import TransferMeta
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class TransportUnavailable(RuntimeError):
+    """The chosen transport cannot run on this machine (raised at selection)."""
+
+
+class TransferError(RuntimeError):
+    """A transfer could not be carried out (bad ids, peer error, lost link)."""
+
+
+@dataclass(frozen=True)
+class PoolSpec:
+    """Shape of one worker's KV pool:
+    kv_pool[num_blocks, num_layers, 2, block_size, num_kv_heads, head_dim]."""
+
+    num_blocks: int  # blocks in the pool
+    num_layers: int  # decoder layers
+    block_size: int  # tokens per block
+    num_kv_heads: int  # KV heads held by this worker (after TP split)
+    head_dim: int  # elements per head
+    dtype: str  # "float32" | "bfloat16" | "float16"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ValueError(f"pool dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+        for name in ("num_blocks", "num_layers", "block_size", "num_kv_heads", "head_dim"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"PoolSpec.{name} must be a positive int, got {getattr(self, name)!r}")
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.num_blocks, self.num_layers, 2, self.block_size, self.num_kv_heads, self.head_dim)
+
+    @property
+    def torch_dtype(self) -> torch.dtype:
+        return _DTYPES[self.dtype]
+
+    @property
+    def block_bytes(self) -> int:
+        elem = torch.empty((), dtype=self.torch_dtype).element_size()
+        return self.num_layers * 2 * self.block_size * self.num_kv_heads * self.head_dim * elem
+
+    @property
+    def pool_bytes(self) -> int:
+        return self.num_blocks * self.block_bytes
+
+    def same_layout(self, other: "PoolSpec") -> bool:
+        """True when blocks can be copied byte for byte (no conversion)."""
+        keys = ("num_layers", "block_size", "num_kv_heads", "head_dim", "dtype")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PoolSpec":
+        try:
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+        except (KeyError, TypeError) as e:
+            raise ValueError(f"bad pool spec {d!r}: {e}") from None
+
+    @classmethod
+    def of_pool(cls, pool: torch.Tensor) -> "PoolSpec":
+        if pool.dim() != 6 or pool.shape[2] != 2 or not pool.is_contiguous():
+            raise ValueError(f"KV pool must be a contiguous [blocks, layers, 2, block_size, heads, head_dim] tensor, got {tuple(pool.shape)}")
+        names = {v: k for k, v in _DTYPES.items()}
+        if pool.dtype not in names:
+            raise ValueError(f"unsupported KV pool dtype {pool.dtype}")
+        n, layers, _, bs, heads, dim = pool.shape
+        return cls(n, layers, bs, heads, dim, names[pool.dtype])
+
+
+@dataclass
+class TransferConfig:
+    """One config for the transfer subsystem (layout [transfer] table maps here)."""
+
+    transport: str = "tcp"  # registry name: shm | tcp | cuda-ipc | rdma | fake
+    fallback: str | None = None  # transport to use when `transport` is unavailable here
+    host: str = "127.0.0.1"  # listener address; loopback unless a layout says otherwise
+    port: int = 0  # listener port; 0 = any free port
+    token: str | None = None  # shared secret; None = env DOCPIPE_TOKEN
+    min_unit_bytes: int = 256 << 10  # work units are at least this large (except the last)
+    max_unit_bytes: int = 16 << 20  # a single copy / frame / work request is at most this
+    lease_s: float = 30.0  # source blocks are freed this long after send if no ack came
+    max_inflight: int = 16  # unacked transfers before send() blocks
+    timeout_s: float = 10.0  # connect and handshake limit
+    dst_head_offset: int = 0  # first source KV head this receiver holds (TP split)
+    rdma_device: str | None = None  # e.g. "mlx5_0"; None = first device found
+    rdma_port: int = 1  # HCA port
+    rdma_gid_index: int = 0  # GID table index (RoCE v2 is often 3)
+    extra: dict = field(default_factory=dict)  # transport-specific settings
+
+    def __post_init__(self) -> None:
+        if self.min_unit_bytes < 1 or self.max_unit_bytes < self.min_unit_bytes:
+            raise ValueError("need 0 < min_unit_bytes <= max_unit_bytes")
+        if self.max_inflight < 1 or self.lease_s <= 0:
+            raise ValueError("max_inflight must be >= 1 and lease_s > 0")
+
+    def resolved_token(self) -> bytes:
+        token = self.token or os.environ.get("DOCPIPE_TOKEN")
+        if not token:
+            raise TransferError("no transfer token: set DOCPIPE_TOKEN or TransferConfig.token (layout [transfer] token)")
+        return token.encode()
+
+
+ReleaseCallback = Callable[[TransferMeta, str], None]
+
+
+class TransferHandle:
+    """Completion of one send: status pending -> acked | lease_expired | failed."""
+
+    def __init__(self, meta: TransferMeta):
+        self.meta = meta
+        self.status = "pending"
+        self.error: str | None = None
+        self._done = threading.Event()
+
+    def _finish(self, status: str, error: str | None = None) -> bool:
+        """Set the final status once; returns False when already final."""
+        if self._done.is_set():
+            return False
+        self.status, self.error = status, error
+        self._done.set()
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self._done.is_set()
+
+    def wait(self, timeout_s: float | None = None) -> str:
+        if not self._done.wait(timeout_s):
+            raise TimeoutError(f"transfer {self.meta.request_id} not acked within {timeout_s} s")
+        return self.status
+
+
+class KVReceiver:
+    """Decode side: owns the destination pool, accepts senders, delivers metas."""
+
+    name = "base"
+
+    @classmethod
+    def allocate_pool(cls, spec: PoolSpec, device: str = "cpu") -> torch.Tensor:
+        """A pool this transport can receive into with the fewest copies."""
+        return torch.zeros(spec.shape, dtype=spec.torch_dtype, device=device)
+
+    def start(self) -> str:
+        raise NotImplementedError
+
+    def recv(self, timeout_s: float | None = None) -> TransferMeta | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class KVSender:
+    """Prefill side: owns the source pool, pushes blocks to one receiver."""
+
+    name = "base"
+
+    def connect(self, address: str) -> None:
+        raise NotImplementedError
+
+    def send(self, meta: TransferMeta) -> TransferHandle:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Transport:
+    """What a transport module registers: its classes and an availability check."""
+
+    name: str
+    sender_cls: type
+    receiver_cls: type
+    check_available: Callable[[TransferConfig], None]  # raises TransportUnavailable

@@ -1,0 +1,116 @@
+"""Receiver over authenticated control connections (base of shm/tcp/cuda-ipc/rdma).
+
+start() opens the Listener. Per sender connection: HELLO {spec, transport}
+-> `_on_hello(conn_state, hello)` returns the transport's part of the reply
+(shm path, IPC handle, QP info) -> loop over frames:
+  DATA  -> `_on_data` (tcp only: payload lands straight in the pool)
+  META  -> checks (ids in range, lease not expired) -> `_land(meta)` (staging
+           copy, stream sync) -> queue for recv() -> ACK {seq, ok}
+  BYE   -> end of this connection.
+A bad META is NACKed (ok: false) and the connection goes on; a malformed frame
+ends that connection (the Listener answers ERROR).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+
+import torch
+
+from inference.transfer import wire
+from inference.transfer.base import KVReceiver, PoolSpec, TransferConfig, TransferError
+from inference.transfer.listener import Listener
+from inference.transfer.meta import TransferMeta
+from inference.transfer.source import check_landing
+
+log = logging.getLogger("inference.transfer.receiver")
+
+
+class ControlReceiver(KVReceiver):
+    def __init__(self, pool: torch.Tensor, config: TransferConfig):
+        self.pool, self.config = pool, config
+        self.spec = PoolSpec.of_pool(pool)
+        self._arrived: queue.Queue[TransferMeta] = queue.Queue()
+        self._listener: Listener | None = None
+
+    # transport hooks ------------------------------------------------------
+    def _on_hello(self, state: dict, hello: dict) -> dict:
+        return {}
+
+    def _on_data(self, sock: socket.socket, state: dict, hdr: dict, payload_len: int) -> None:
+        raise wire.FrameError(f"{self.name} carries no DATA frames")
+
+    def _land(self, state: dict, meta: TransferMeta) -> None:
+        pass
+
+    def _on_disconnect(self, state: dict) -> None:
+        pass
+
+    # lifecycle -------------------------------------------------------------
+    def start(self) -> str:
+        self._listener = Listener(self.config.host, self.config.port, self.config.resolved_token(), self._serve, self.config.timeout_s)
+        return self.address
+
+    @property
+    def address(self) -> str:
+        if self._listener is None:
+            raise TransferError("receiver not started")
+        return self._listener.address
+
+    def recv(self, timeout_s: float | None = None) -> TransferMeta | None:
+        try:
+            return self._arrived.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    # one connection -----------------------------------------------------------
+    def _serve(self, sock: socket.socket, peer: str) -> None:
+        state: dict = {"peer": peer}
+        kind, hello, _ = wire.recv_frame(sock, 0)
+        wire.expect(kind, wire.HELLO)
+        if hello.get("transport") != self.name:
+            raise wire.FrameError(f"sender speaks {hello.get('transport')!r}, this receiver is {self.name!r}")
+        try:
+            state["peer_spec"] = PoolSpec.from_dict(hello.get("spec") or {})
+            reply = self._on_hello(state, hello)
+        except (ValueError, TransferError) as e:
+            raise wire.FrameError(f"bad HELLO: {e}") from None
+        wire.send_frame(sock, wire.HELLO, {"spec": self.spec.to_dict(), **reply})
+        try:
+            self._frame_loop(sock, state)
+        finally:
+            self._on_disconnect(state)
+
+    def _frame_loop(self, sock: socket.socket, state: dict) -> None:
+        while True:
+            kind, hdr, n = wire.recv_frame(sock, self.spec.pool_bytes)
+            if kind == wire.BYE:
+                return
+            if kind == wire.DATA:
+                self._on_data(sock, state, hdr, n)
+            elif kind == wire.META and n == 0:
+                wire.send_frame(sock, wire.ACK, self._on_meta(state, hdr))
+            else:
+                raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame with {n} payload bytes")
+
+    def _on_meta(self, state: dict, hdr: dict) -> dict:
+        seq = hdr.get("seq")
+        if type(seq) is not int:
+            raise wire.FrameError("META without an integer seq")
+        try:
+            meta = TransferMeta.from_dict(hdr.get("meta"))
+            check_landing(meta, self.spec)
+            if meta.is_expired():
+                raise TransferError(f"{meta.request_id}: lease expired before the KV landed")
+            self._land(state, meta)
+        except (ValueError, TransferError) as e:
+            log.warning("rejected transfer from %s: %s", state["peer"], e)
+            return {"seq": seq, "ok": False, "error": str(e)}
+        self._arrived.put(meta)
+        return {"seq": seq, "ok": True}

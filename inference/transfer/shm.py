@@ -1,0 +1,134 @@
+"""`shm`: same-host transfer through a shared-memory mapping of the pool.
+
+Zero-copy path: the decode worker allocates its pool with
+ShmReceiver.allocate_pool(spec), a tensor mapped from a /dev/shm file (mode
+0600). The receiver's HELLO reply names that file; the sender maps it and
+copies its blocks straight into the destination blocks (one memcpy per
+segment, torch copy_), then sends META over the control socket. A pool not
+allocated that way gets a staging segment of the same size: the sender writes
+there and the receiver copies the landed blocks into its pool on META (one
+extra copy, said in the log). Segments are unlinked when the receiver closes
+(mappings stay valid) and at interpreter exit.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import secrets
+
+import torch
+
+from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
+from inference.transfer.meta import TransferMeta
+from inference.transfer.plan import coalesce
+from inference.transfer.receiver import ControlReceiver
+from inference.transfer.sender import ControlSender
+from inference.transfer.source import PreparedTransfer, flat_bytes
+
+log = logging.getLogger("inference.transfer.shm")
+
+SHM_DIR = "/dev/shm"
+_PREFIX = "docpipe-kv-"
+_SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> its file
+_CREATED: set[str] = set()  # files to unlink at exit
+
+
+def _create_segment(num_bytes: int) -> tuple[str, torch.Tensor]:
+    path = os.path.join(SHM_DIR, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    try:
+        os.ftruncate(fd, num_bytes)
+    finally:
+        os.close(fd)
+    _CREATED.add(path)
+    mapped = torch.from_file(path, shared=True, size=num_bytes, dtype=torch.uint8)
+    mapped.zero_()  # fault the pages in now, not during the first transfer
+    return path, mapped
+
+
+def _unlink(path: str) -> None:
+    if path in _CREATED:
+        _CREATED.discard(path)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+atexit.register(lambda: [_unlink(p) for p in list(_CREATED)])
+
+
+def _map_peer_segment(path: object, num_bytes: object) -> torch.Tensor:
+    if not isinstance(path, str) or type(num_bytes) is not int:
+        raise TransferError("shm: HELLO reply lacks shm_path / shm_bytes")
+    real = os.path.realpath(path)
+    if os.path.dirname(real) != SHM_DIR or not os.path.basename(real).startswith(_PREFIX):
+        raise TransferError(f"shm: refusing to map {path!r}: not a docpipe segment in {SHM_DIR}")
+    if os.stat(real).st_size < num_bytes:
+        raise TransferError(f"shm: segment {real} is smaller than the {num_bytes}-byte pool")
+    return torch.from_file(real, shared=True, size=num_bytes, dtype=torch.uint8)
+
+
+class ShmSender(ControlSender):
+    name = "shm"
+
+    def _attach(self, reply: dict) -> None:
+        if self.pool.device.type != "cpu":
+            raise TransferError("shm: the source pool must be in CPU memory")
+        self._dst = _map_peer_segment(reply.get("shm_path"), reply.get("shm_bytes"))
+        if self._dst.numel() != self.peer_spec.pool_bytes:
+            raise TransferError("shm: segment size does not match the receiver's pool")
+
+    def _move(self, seq: int, prep: PreparedTransfer) -> None:
+        src, dst = prep.src_bytes, self._dst
+        for unit in prep.units:
+            for s in unit.segments:
+                dst[s.dst_offset_bytes:s.dst_offset_bytes + s.num_bytes].copy_(src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes])
+
+
+class ShmReceiver(ControlReceiver):
+    name = "shm"
+
+    @classmethod
+    def allocate_pool(cls, spec: PoolSpec, device: str = "cpu") -> torch.Tensor:
+        if device != "cpu":
+            raise TransferError("shm: pools live in CPU shared memory")
+        path, mapped = _create_segment(spec.pool_bytes)
+        pool = mapped.view(spec.torch_dtype).view(spec.shape)
+        _SEGMENTS[pool.data_ptr()] = path
+        return pool
+
+    def __init__(self, pool: torch.Tensor, config: TransferConfig):
+        super().__init__(pool, config)
+        if pool.device.type != "cpu":
+            raise TransferError("shm: the destination pool must be in CPU memory")
+        self._path = _SEGMENTS.get(pool.data_ptr())
+        self._staging: torch.Tensor | None = None
+        if self._path is None:
+            log.info("shm: pool not allocated by ShmReceiver.allocate_pool; staging through a segment (one extra copy)")
+            self._path, self._staging = _create_segment(self.spec.pool_bytes)
+
+    def _on_hello(self, state: dict, hello: dict) -> dict:
+        return {"shm_path": self._path, "shm_bytes": self.spec.pool_bytes}
+
+    def _land(self, state: dict, meta: TransferMeta) -> None:
+        if self._staging is None:
+            return  # the sender wrote into the pool itself
+        dst, bb = flat_bytes(self.pool), self.spec.block_bytes
+        for run in coalesce([(d, d) for d in meta.dst_block_ids]):
+            a, b = run.dst_block * bb, (run.dst_block + run.num_blocks) * bb
+            dst[a:b].copy_(self._staging[a:b])
+
+    def close(self) -> None:
+        super().close()
+        _unlink(self._path)
+        _SEGMENTS.pop(self.pool.data_ptr(), None)
+
+
+def _check(config: TransferConfig) -> None:
+    if not os.path.isdir(SHM_DIR) or not os.access(SHM_DIR, os.W_OK):
+        raise TransportUnavailable(f"shm: {SHM_DIR} is missing or not writable; choose tcp")
+
+
+TRANSPORT = Transport("shm", ShmSender, ShmReceiver, _check)

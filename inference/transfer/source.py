@@ -1,0 +1,72 @@
+"""Sender-side preparation of one transfer: check ids, convert, plan.
+
+Same layout on both sides: the source is the pool itself and the pairs are
+zip(src_block_ids, dst_block_ids). Otherwise convert.repack builds the
+destination-layout blocks in a staging tensor, and the pairs are
+(staging index, dst block). Either way the result is a flat byte view of the
+source plus work units of byte segments into the destination pool.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from inference.transfer import convert
+from inference.transfer.base import PoolSpec, TransferConfig, TransferError
+from inference.transfer.meta import TransferMeta
+from inference.transfer.plan import WorkUnit, coalesce, plan_units
+
+
+@dataclass
+class PreparedTransfer:
+    src_bytes: torch.Tensor  # flat uint8 view of the source (pool or staging)
+    units: list[WorkUnit]  # segments into the destination pool
+    num_bytes: int  # total payload
+
+
+def flat_bytes(t: torch.Tensor) -> torch.Tensor:
+    return t.reshape(-1).view(torch.uint8)
+
+
+def _check_ids(ids: list[int], spec: PoolSpec, side: str, request_id: str) -> None:
+    bad = [b for b in ids if b >= spec.num_blocks]
+    if bad:
+        raise TransferError(f"{request_id}: {side} block ids {bad[:4]} outside the {side} pool of {spec.num_blocks} blocks")
+
+
+def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta, config: TransferConfig) -> PreparedTransfer:
+    _check_ids(meta.src_block_ids, src, "source", meta.request_id)
+    _check_ids(meta.dst_block_ids, dst, "destination", meta.request_id)
+    if src.same_layout(dst):
+        if meta.num_tokens > len(meta.src_block_ids) * src.block_size:
+            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.src_block_ids)} blocks")
+        try:
+            pairs = meta.pairs()
+        except ValueError as e:
+            raise TransferError(str(e)) from None
+        src_bytes = flat_bytes(pool)
+    else:
+        need = math.ceil(meta.num_tokens / dst.block_size)
+        if len(meta.dst_block_ids) != need:
+            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens need {need} destination blocks of {dst.block_size}, got {len(meta.dst_block_ids)}")
+        try:
+            staged = convert.repack(pool, meta.src_block_ids, meta.num_tokens, dst, config.dst_head_offset)
+        except ValueError as e:
+            raise TransferError(f"{meta.request_id}: {e}") from None
+        pairs = list(zip(range(need), meta.dst_block_ids))
+        src_bytes = flat_bytes(staged)
+    try:
+        runs = coalesce(pairs)
+    except ValueError as e:
+        raise TransferError(f"{meta.request_id}: {e}") from None
+    units = plan_units(runs, dst.block_bytes, config.min_unit_bytes, config.max_unit_bytes)
+    return PreparedTransfer(src_bytes, units, sum(u.num_bytes for u in units))
+
+
+def check_landing(meta: TransferMeta, spec: PoolSpec) -> None:
+    """Receiver-side check of a meta read off the wire."""
+    _check_ids(meta.dst_block_ids, spec, "destination", meta.request_id)
+    if meta.num_tokens > len(meta.dst_block_ids) * spec.block_size:
+        raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.dst_block_ids)} destination blocks")

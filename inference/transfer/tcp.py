@@ -1,0 +1,70 @@
+"""`tcp`: KV bytes over the authenticated socket, any two hosts.
+
+Each work unit is one DATA frame {seq, segs: [[dst_offset, bytes], ...]}
+whose payload the sender hands to sendmsg as memoryviews of the source pool
+(scatter-gather, no Python copy), and the receiver recv_into's straight into
+its pool at those offsets (bounds-checked first). Units are pipelined: the
+sender never waits per unit, only the META's ACK ends a transfer, and several
+transfers may be unacked at once. CPU pools only (a GPU pool goes over
+cuda-ipc, or is staged by the worker).
+"""
+from __future__ import annotations
+
+import socket
+
+import torch
+
+from inference.transfer import wire
+from inference.transfer.base import TransferConfig, Transport, TransportUnavailable
+from inference.transfer.receiver import ControlReceiver
+from inference.transfer.sender import ControlSender
+from inference.transfer.source import PreparedTransfer, flat_bytes
+
+
+def _cpu_bytes(t: torch.Tensor, what: str) -> memoryview:
+    if t.device.type != "cpu":
+        raise TransportUnavailable(f"tcp: the {what} pool is on {t.device}; tcp moves CPU pools (use cuda-ipc on one host)")
+    return memoryview(flat_bytes(t).numpy())
+
+
+class TcpSender(ControlSender):
+    name = "tcp"
+
+    def _move(self, seq: int, prep: PreparedTransfer) -> None:
+        src = _cpu_bytes(prep.src_bytes, "source")
+        for unit in prep.units:
+            segs = [[s.dst_offset_bytes, s.num_bytes] for s in unit.segments]
+            views = [src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes] for s in unit.segments]
+            self._send_frame(wire.DATA, {"seq": seq, "segs": segs}, views)
+
+
+class TcpReceiver(ControlReceiver):
+    name = "tcp"
+
+    def __init__(self, pool: torch.Tensor, config: TransferConfig):
+        super().__init__(pool, config)
+        self._dst = _cpu_bytes(pool, "destination")
+
+    def _on_data(self, sock: socket.socket, state: dict, hdr: dict, payload_len: int) -> None:
+        segs = hdr.get("segs")
+        if not isinstance(segs, list) or not segs:
+            raise wire.FrameError("DATA frame without segments")
+        total, limit = 0, len(self._dst)
+        for seg in segs:
+            if not (isinstance(seg, list) and len(seg) == 2 and all(type(v) is int for v in seg)):
+                raise wire.FrameError(f"bad segment {seg!r}")
+            off, n = seg
+            if off < 0 or n <= 0 or off + n > limit:
+                raise wire.FrameError(f"segment [{off}, {off + n}) outside the {limit}-byte pool")
+            total += n
+        if total != payload_len:
+            raise wire.FrameError(f"segments cover {total} bytes, payload is {payload_len}")
+        for off, n in segs:
+            wire.recv_exact_into(sock, self._dst[off:off + n])
+
+
+def _check(config: TransferConfig) -> None:
+    pass  # plain sockets are always there
+
+
+TRANSPORT = Transport("tcp", TcpSender, TcpReceiver, _check)
