@@ -1,0 +1,41 @@
+"""Raster images placed on a page -> `image` Blocks with PNG bytes of the crop.
+
+Contract: `find_image_boxes(page)` lists the boxes worth keeping (tiny
+decorations, bullets and rules drawn as images are dropped; overlapping
+pieces of one picture are merged); `image_block(page, bbox, dpi)` renders
+the crop (what the reader sees, vector overlays included) as PNG. Rendering
+is done per page while streaming, so a document's images are never all held.
+"""
+from __future__ import annotations
+
+import pymupdf
+
+from docpipe.schema import Block
+
+_MIN_SIDE_SHARE = 0.04  # an image narrower/shorter than this share of the page is decoration
+_MAX_CROP_PX = 2000  # long side cap of a rendered crop (memory and PNG time)
+
+
+def find_image_boxes(page: "pymupdf.Page") -> list[tuple[float, float, float, float]]:
+    page_rect = page.rect
+    boxes: list[pymupdf.Rect] = []
+    for info in page.get_image_info():
+        r = pymupdf.Rect(info["bbox"]) & page_rect
+        if r.is_empty or r.width < _MIN_SIDE_SHARE * page_rect.width or r.height < _MIN_SIDE_SHARE * page_rect.height:
+            continue
+        for i, b in enumerate(boxes):
+            if b.intersects(r):  # tiled or masked pieces of one picture
+                boxes[i] = b | r
+                break
+        else:
+            boxes.append(r)
+    return [tuple(b) for b in boxes]
+
+
+def image_block(page: "pymupdf.Page", bbox, dpi: int) -> Block:
+    rect = pymupdf.Rect(bbox)
+    zoom = dpi / 72.0
+    long_side_pt = max(rect.width, rect.height)
+    zoom = min(zoom, _MAX_CROP_PX / max(1.0, long_side_pt))
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), clip=rect, alpha=False)
+    return Block(type="image", bbox=tuple(rect), image=pix.tobytes("png"))

@@ -1,0 +1,182 @@
+"""TextLines of one page -> paragraph / title / list / code Blocks in reading
+order. Independent of PyMuPDF: the text layer and OCR both feed it.
+
+Stable entry point:
+
+    layout_lines(lines, page_width, page_height, heading_levels=None,
+                 extra_blocks=(), source="text_layer") -> list[Block]
+
+- `lines`: `TextLine`s in PDF points (top-left origin), any order; lines that
+  belong to tables, images or page furniture should be left out (pass those
+  as `extra_blocks`, which are ordered together with the text).
+- `heading_levels`: document-wide `HeadingLevels` (headings.py); when None
+  the statistics of these lines alone are used (e.g. a lone OCR page).
+- returns Blocks in reading order (reading_order.order over block boxes,
+  columns included); consecutive list items are one `list` Block whose text
+  holds one Markdown item per line.
+
+Steps: merge fragments of one visual line -> group lines into paragraphs
+(vertical gap, horizontal overlap, same style, list markers start items) ->
+classify (title / list / code / text) -> order -> merge list runs.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from docpipe.schema import Block
+from docpipe.text import joining
+from docpipe.text.headings import FontStats, HeadingLevels
+from docpipe.text.lines import TextLine
+from docpipe.text.reading_order import order
+
+_PARA_GAP = 0.75  # max vertical gap between lines of one paragraph, in font sizes
+_FRAGMENT_GAP = 0.9  # max horizontal gap joining fragments of one visual line, in font sizes
+
+
+@dataclass
+class _Para:
+    lines: list[TextLine] = field(default_factory=list)
+    x0: float = 1e9
+    x1: float = -1e9
+
+    def add(self, ln: TextLine) -> None:
+        self.lines.append(ln)
+        self.x0, self.x1 = min(self.x0, ln.bbox[0]), max(self.x1, ln.bbox[2])
+
+    @property
+    def last(self) -> TextLine:
+        return self.lines[-1]
+
+    @property
+    def bbox(self):
+        return (self.x0, min(ln.bbox[1] for ln in self.lines), self.x1,
+                max(ln.bbox[3] for ln in self.lines))
+
+
+def layout_lines(lines: Sequence[TextLine], page_width: float, page_height: float,
+                 heading_levels: HeadingLevels | None = None,
+                 extra_blocks: Iterable[Block] = (), source: str = "text_layer") -> list[Block]:
+    if heading_levels is None:
+        stats = FontStats()
+        stats.add(list(lines))
+        heading_levels = stats.levels()
+    paras = group_paragraphs(merge_fragments(lines))
+    blocks = [classify(p, heading_levels, source) for p in paras]
+    blocks += list(extra_blocks)
+    ordered = [blocks[i] for i in order([b.bbox for b in blocks], page_width, page_height)]
+    return merge_list_runs(ordered)
+
+
+def merge_fragments(lines: Sequence[TextLine]) -> list[TextLine]:
+    """Join pieces of one visual line (same baseline band, small gap, same size)."""
+    rows = sorted(lines, key=lambda ln: (round(ln.bbox[1]), ln.bbox[0]))
+    out: list[TextLine] = []
+    for ln in sorted(rows, key=lambda ln: ln.bbox[0]):
+        host = next((o for o in reversed(out) if _same_row(o, ln)), None)
+        if host is None:
+            out.append(replace(ln))  # a copy: the caller's lines stay as given
+            continue
+        host.text = host.text + " " + ln.text
+        host.bbox = (host.bbox[0], min(host.bbox[1], ln.bbox[1]), ln.bbox[2], max(host.bbox[3], ln.bbox[3]))
+    return sorted(out, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
+
+
+def _same_row(a: TextLine, b: TextLine) -> bool:
+    h = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
+    gap = b.bbox[0] - a.bbox[2]
+    size = max(a.size_pt, b.size_pt)
+    # A lone marker glyph (bullet, number) may sit further from its text.
+    limit = size * (2.5 if joining.is_marker_only(a.text) else _FRAGMENT_GAP)
+    return overlap > 0.6 * h and -0.5 * size < gap < limit and abs(a.size_pt - b.size_pt) <= 0.25 * size
+
+
+def group_paragraphs(lines: Sequence[TextLine]) -> list[_Para]:
+    paras: list[_Para] = []
+    active: list[_Para] = []
+    for ln in lines:
+        size = ln.size_pt
+        active = [p for p in active if ln.bbox[1] - p.last.bbox[3] < 3 * size]
+        best, best_gap = None, None
+        if not joining.starts_item(ln.text):
+            for p in active:
+                gap = ln.bbox[1] - p.last.bbox[3]
+                if _continues(p, ln, gap) and (best_gap is None or gap < best_gap):
+                    best, best_gap = p, gap
+        if best is None:
+            best = _Para()
+            paras.append(best)
+            active.append(best)
+        best.add(ln)
+    return paras
+
+
+def _continues(p: _Para, ln: TextLine, gap: float) -> bool:
+    prev = p.last
+    size = max(prev.size_pt, ln.size_pt)
+    if not -0.3 * size < gap < _PARA_GAP * size:
+        return False
+    if abs(prev.size_pt - ln.size_pt) > 0.12 * size or prev.is_mono != ln.is_mono:
+        return False
+    if prev.is_bold != ln.is_bold and not prev.is_mono:
+        return False
+    overlap = min(p.x1, ln.bbox[2]) - max(p.x0, ln.bbox[0])
+    if overlap < 0.5 * min(p.x1 - p.x0, ln.bbox[2] - ln.bbox[0]):
+        return False
+    # A line ending a sentence well short of the next line ends its paragraph.
+    if prev.bbox[2] < ln.bbox[2] - 4 * size and joining.ends_sentence(prev.text) and not prev.is_mono:
+        return False
+    return True
+
+
+def classify(p: _Para, levels: HeadingLevels, source: str) -> Block:
+    lines = p.lines
+    first = lines[0]
+    text = joining.join_lines([ln.text for ln in lines])
+    block = Block(type="text", bbox=p.bbox, source=source,
+                  score=min(ln.score for ln in lines))
+    if all(ln.is_mono for ln in lines):
+        block.type, block.text = "code", "\n".join(ln.text for ln in lines)
+        return block
+    if joining.starts_item(first.text):
+        block.type, block.text = "list", joining.list_item(text)
+        return block
+    block.text = text
+    size = sum(ln.size_pt for ln in lines) / len(lines)
+    bold = all(ln.is_bold for ln in lines)
+    if len(lines) <= 3 and len(text) < 200 and not text.endswith((".", ",", ";")):
+        lv = levels.level(size, bold)
+        if lv:
+            block.type, block.level = "title", lv
+    return block
+
+
+def merge_list_runs(blocks: list[Block]) -> list[Block]:
+    """Consecutive list items -> one list Block (one Markdown item per line,
+    nested by indentation)."""
+    out: list[Block] = []
+    run: list[Block] = []
+    for b in blocks + [None]:
+        if b is not None and b.type == "list":
+            run.append(b)
+            continue
+        if run:
+            out.append(_list_block(run))
+            run = []
+        if b is not None:
+            out.append(b)
+    return out
+
+
+def _list_block(items: list[Block]) -> Block:
+    left = min(b.bbox[0] for b in items)
+    unit = 12.0  # points of indentation per nesting level
+    lines = []
+    for b in items:
+        depth = min(3, int((b.bbox[0] - left) / unit))
+        lines.append("  " * depth + b.text)
+    bbox = (left, min(b.bbox[1] for b in items), max(b.bbox[2] for b in items),
+            max(b.bbox[3] for b in items))
+    return Block(type="list", bbox=bbox, text="\n".join(lines), source=items[0].source,
+                 score=min(b.score for b in items))

@@ -1,0 +1,155 @@
+"""Tables of a born-digital page via PyMuPDF's table finder, gated by a cheap
+look at the page's vector rules because the finder costs 50-300 ms a page.
+
+Contract: `find_table_blocks(page)` -> list of `table` Blocks, each with
+`html` (always, rowspan/colspan when cells span) and `markdown_table` (only
+when no cell spans), `text` (cells as plain text, for search/OCR-free use).
+
+Gate (`table_regions`): horizontal rules (lines, thin rectangles, rectangle
+edges) are merged into runs per y; a table needs at least `_MIN_RULES` runs
+at distinct y whose x-spans agree. Only those regions go to the finder (with
+`clip`), and on PyMuPDF >= 1.27 with its layout model off (`use_layout`),
+which is what makes it slow and is not what we need here.
+"""
+from __future__ import annotations
+
+import html
+import inspect
+
+import pymupdf
+
+from docpipe.schema import Block
+
+_MIN_RULES = 3  # distinct horizontal rules (top, header separator, bottom) a table needs
+_MIN_RULE_PT = 20.0  # shorter strokes are glyph parts, underlines of words, ticks
+_Y_TOL_PT = 1.5  # strokes this close in y are one rule
+_CLIP_PAD_PT = 4.0
+
+
+def _finder_kwargs() -> dict:
+    params = inspect.signature(pymupdf.Page.find_tables).parameters
+    return {"use_layout": False} if "use_layout" in params else {}
+
+
+_FINDER_KWARGS = _finder_kwargs()
+
+
+def _h_strokes(page: "pymupdf.Page") -> list[tuple[float, float, float]]:
+    """(y, x0, x1) of horizontal strokes drawn on the page."""
+    out = []
+    for path in page.get_cdrawings():
+        for item in path["items"]:
+            kind = item[0]
+            if kind == "l":
+                (ax, ay), (bx, by) = item[1], item[2]
+                if abs(ay - by) < 1 and abs(ax - bx) >= _MIN_RULE_PT:
+                    out.append((ay, min(ax, bx), max(ax, bx)))
+            elif kind == "re":
+                x0, y0, x1, y1 = item[1]
+                if x1 - x0 >= _MIN_RULE_PT:
+                    out.append((y0, x0, x1))
+                    if y1 - y0 > 3:  # a box, not a thin rule: its bottom edge counts too
+                        out.append((y1, x0, x1))
+    return out
+
+
+def _runs(strokes: list[tuple[float, float, float]]) -> list[tuple[float, float, float]]:
+    """Strokes at one y that touch are one rule (tables often draw one per cell)."""
+    runs: list[list[float]] = []
+    for y, x0, x1 in sorted(strokes):
+        for r in reversed(runs):
+            if y - r[0] > _Y_TOL_PT:
+                break
+            if x0 <= r[2] + 3 and x1 >= r[1] - 3:
+                r[1], r[2] = min(r[1], x0), max(r[2], x1)
+                break
+        else:
+            runs.append([y, x0, x1])
+    return [tuple(r) for r in runs]
+
+
+def table_regions(page: "pymupdf.Page") -> list["pymupdf.Rect"]:
+    runs = _runs(_h_strokes(page))
+    regions: list[pymupdf.Rect] = []
+    for y, x0, x1 in runs:
+        if any(r.contains(pymupdf.Point((x0 + x1) / 2, y)) for r in regions):
+            continue
+        width = x1 - x0
+        mates = [r for r in runs
+                 if min(x1, r[2]) - max(x0, r[1]) >= 0.8 * max(width, r[2] - r[1])]
+        if len({round(r[0]) for r in mates}) >= _MIN_RULES:
+            rect = pymupdf.Rect(min(r[1] for r in mates), min(r[0] for r in mates),
+                                max(r[2] for r in mates), max(r[0] for r in mates))
+            regions.append(rect)
+    return regions
+
+
+def find_table_blocks(page: "pymupdf.Page") -> list[Block]:
+    blocks: list[Block] = []
+    for region in table_regions(page):
+        clip = (region + (-_CLIP_PAD_PT, -_CLIP_PAD_PT, _CLIP_PAD_PT, _CLIP_PAD_PT)) & page.rect
+        for tab in page.find_tables(clip=clip, **_FINDER_KWARGS).tables:
+            block = table_block(tab)
+            if block is not None and not any(_overlaps(block.bbox, b.bbox) for b in blocks):
+                blocks.append(block)
+    return blocks
+
+
+def _overlaps(a, b) -> bool:
+    return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
+
+
+def table_block(tab) -> Block | None:
+    """A finder table -> Block, or None when it is not a real table (a frame
+    around text: one row or one column, or nearly all cells empty)."""
+    grid = grid_cells(tab)
+    if len(grid) < 2 or max(len(r) for r in grid) < 2:
+        return None
+    texts = [c[0] for r in grid for c in r]
+    if sum(bool(t) for t in texts) < 0.3 * len(texts):
+        return None
+    spans = any(c[1] > 1 or c[2] > 1 for r in grid for c in r)
+    block = Block(type="table", bbox=tuple(tab.bbox), html=to_html(grid),
+                  text="\n".join(" ".join(c[0] for c in r if c[0]) for r in grid))
+    if not spans:
+        block.markdown_table = to_markdown([[c[0] for c in r] for r in grid])
+    return block
+
+
+def grid_cells(tab) -> list[list[tuple[str, int, int]]]:
+    """Rows of (text, rowspan, colspan); cells covered by a span are left out."""
+    rows = tab.extract()
+    boxes = [row.cells for row in tab.rows]
+    xs = sorted({round(c[0], 1) for r in boxes for c in r if c})
+    ys = sorted({round(c[1], 1) for r in boxes for c in r if c})
+    out = []
+    for r, (texts, cells) in enumerate(zip(rows, boxes)):
+        row = []
+        for text, cell in zip(texts, cells):
+            if cell is None:
+                continue
+            colspan = sum(cell[0] - 0.5 <= x < cell[2] - 0.5 for x in xs) or 1
+            rowspan = sum(cell[1] - 0.5 <= y < cell[3] - 0.5 for y in ys) or 1
+            row.append((" ".join((text or "").split()), rowspan, colspan))
+        out.append(row)
+    return [r for r in out if r]
+
+
+def to_html(grid: list[list[tuple[str, int, int]]]) -> str:
+    parts = ["<table>"]
+    for row in grid:
+        parts.append("<tr>")
+        for text, rowspan, colspan in row:
+            attrs = (f' rowspan="{rowspan}"' if rowspan > 1 else "") + (f' colspan="{colspan}"' if colspan > 1 else "")
+            parts.append(f"<td{attrs}>{html.escape(text)}</td>")
+        parts.append("</tr>")
+    parts.append("</table>")
+    return "".join(parts)
+
+
+def to_markdown(rows: list[list[str]]) -> str:
+    width = max(len(r) for r in rows)
+    cells = [[c.replace("|", "\\|") for c in r] + [""] * (width - len(r)) for r in rows]
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * width]
+    lines += ["| " + " | ".join(r) + " |" for r in cells[1:]]
+    return "\n".join(lines)
