@@ -1,0 +1,2 @@
+"""Quality evaluation: plain-text normalized edit distance (the project's
+quality metric, identical to shared/bench/quality_eval.py) and TEDS for tables."""

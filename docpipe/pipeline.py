@@ -1,0 +1,258 @@
+"""One document, start to finish, inside a worker: `process_document`.
+
+Lifecycle: open + validate (ingest) -> hash bytes (doc_id) -> select pages ->
+backend `extract_pages` yields PageResults -> name image crops by content hash
+-> assemble Markdown and content_list -> DocumentResult with status and
+timings. Nothing raises out of `process_document`: a document that cannot be
+opened is a FAILURE result naming the file; a page that fails is kept as a
+PageResult with its error (naming file and page) and the document is PARTIAL;
+an exception in the middle of extraction keeps every page finished before it.
+
+Backends are looked up by name and imported lazily, so a missing VLM stack
+fails only when chosen, with "VLM backend not available: <reason>".
+
+The batch loop `convert_iter` (below) plans the batch (names, resume), runs
+`process_document` through the runner's worker processes and writes each
+document's outputs in the parent as soon as it finishes.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from docpipe.config import ConvertOptions
+from docpipe.schema import DocumentResult, PageResult, Status
+from docpipe.writers import files, parquet
+from docpipe.writers.content_list import build_content_list
+from docpipe.writers.markdown import render_markdown
+
+# effective backend -> module exposing extract_pages(doc, page_indices, opts)
+BACKEND_MODULES = {
+    "pipeline": "docpipe.text.backend",
+    "vlm": "docpipe.models.backend",
+    "hybrid": "docpipe.models.backend",
+}
+_MAX_ERRORS_LISTED = 5
+
+
+class BackendUnavailable(RuntimeError):
+    """The chosen backend cannot run here; the message says why."""
+
+
+def load_extractor(opts: ConvertOptions):
+    """The chosen backend's extract_pages, or BackendUnavailable."""
+    backend = opts.effective_backend
+    module = BACKEND_MODULES[backend]
+    label = "VLM" if backend in ("vlm", "hybrid") else "pipeline"
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailable(f"{label} backend not available: {e}") from e
+    fn = getattr(mod, "extract_pages", None)
+    if fn is None:
+        raise BackendUnavailable(f"{label} backend not available: {module} has no extract_pages")
+    return fn
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _label(source: str) -> str:
+    return Path(source).name
+
+
+def _page_error(source: str, page_idx: int, error: str) -> str:
+    """Page errors always name the file and the 1-based page."""
+    prefix = f"{_label(source)} page {page_idx + 1}"
+    return error if error.startswith(prefix) else f"{prefix}: {error}"
+
+
+def _name_images(pages: list[PageResult]) -> None:
+    for block in (b for p in pages for b in p.blocks):
+        if block.image and not block.img_path:
+            block.img_path = f"images/{hashlib.sha256(block.image).hexdigest()}.png"
+
+
+def assemble_markdown(pages: list[PageResult], table_format: str) -> str:
+    """Pages' Markdown in order; a failed page leaves a visible comment so a
+    partial document never silently looks complete."""
+    parts = []
+    for page in pages:
+        if page.ok:
+            md = render_markdown([page], table_format).strip()
+        else:
+            md = f"<!-- docpipe: page {page.page_idx + 1} failed: {page.error} -->"
+        if md:
+            parts.append(md)
+    return "\n\n".join(parts) + "\n" if parts else ""
+
+
+def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptions) -> list[PageResult]:
+    """Run the backend; an exception mid-way keeps the pages done before it."""
+    source = result.source_path
+    pages: list[PageResult] = []
+    try:
+        for page in load_extractor(opts)(doc, indices, opts):
+            if page.error:
+                page.error = _page_error(source, page.page_idx, page.error)
+            pages.append(page)
+    except BackendUnavailable:
+        raise
+    except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
+        done = {p.page_idx for p in pages}
+        missing = [i for i in indices if i not in done]
+        for n, idx in enumerate(missing):
+            why = f"{type(e).__name__}: {e}" if n == 0 else (
+                f"not converted: extraction stopped at page {missing[0] + 1}")
+            rect = doc[idx].rect
+            pages.append(PageResult(idx, rect.width, rect.height, source="none",
+                                    error=_page_error(source, idx, why)))
+        pages.sort(key=lambda p: p.page_idx)
+    return pages
+
+
+def _status(pages: list[PageResult]) -> tuple[Status, str]:
+    errors = [p.error for p in pages if not p.ok]
+    if not pages:
+        return Status.FAILURE, "no pages converted"
+    if not errors:
+        return Status.SUCCESS, ""
+    listed = "; ".join(errors[:_MAX_ERRORS_LISTED])
+    if len(errors) > _MAX_ERRORS_LISTED:
+        listed += f"; and {len(errors) - _MAX_ERRORS_LISTED} more failed pages"
+    return (Status.FAILURE if len(errors) == len(pages) else Status.PARTIAL), listed
+
+
+def process_document(source: str, opts: ConvertOptions) -> DocumentResult:
+    """Convert one PDF; never raises for a bad document (see module doc)."""
+    from docpipe.ingest import open_pdf, parse_page_ranges
+    from docpipe.ingest.errors import PdfError
+
+    t_start = time.perf_counter()
+    result = DocumentResult(source_path=source, name=Path(source).stem, backend=opts.effective_backend)
+    timings = result.timings_s
+    try:
+        doc = open_pdf(source, opts.password)
+    except PdfError as e:
+        result.status, result.error = Status.FAILURE, str(e)
+        timings["total_s"] = time.perf_counter() - t_start
+        return result
+    except Exception as e:  # noqa: BLE001 - anything the opener did not foresee
+        result.status, result.error = Status.FAILURE, f"{_label(source)}: cannot open: {type(e).__name__}: {e}"
+        timings["total_s"] = time.perf_counter() - t_start
+        return result
+    try:
+        timings["open_s"] = time.perf_counter() - t_start
+        result.doc_id = file_sha256(source)
+        result.num_pages = doc.page_count
+        try:
+            indices = parse_page_ranges(opts.pages, doc.page_count)
+        except ValueError as e:
+            result.status, result.error = Status.FAILURE, f"{_label(source)}: bad page range: {e}"
+            return result
+        t = time.perf_counter()
+        try:
+            result.pages = _extract(result, doc, indices, opts)
+        except BackendUnavailable as e:
+            result.status, result.error = Status.FAILURE, f"{_label(source)}: {e}"
+            return result
+        timings["extract_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        _name_images(result.pages)
+        result.markdown = assemble_markdown(result.pages, opts.table_format)
+        result.content_list = build_content_list(result.pages)
+        result.status, result.error = _status(result.pages)
+        timings["assemble_s"] = time.perf_counter() - t
+        for page in result.pages:  # per-stage totals over pages, e.g. ocr_s
+            for stage, secs in page.timings_s.items():
+                key = f"pages.{stage}"
+                timings[key] = timings.get(key, 0.0) + secs
+        return result
+    finally:
+        doc.close()
+        timings["total_s"] = time.perf_counter() - t_start
+
+
+# ---- the batch loop ---------------------------------------------------------
+
+
+@dataclass
+class BatchPlan:
+    out: Path | None  # output folder; None keeps results in memory only
+    names: dict[str, str]  # source -> unique output name
+    todo: list[str]  # sources to convert, in input order
+    skipped: list[str]  # sources whose outputs are already finished (resume)
+
+
+def _owner_of(out: Path):
+    def owner(name: str) -> str | None:
+        meta = files.read_manifest(out, name) or parquet.read_part_meta(out, name)
+        return meta["source_path"] if meta else None
+    return owner
+
+
+def is_finished(out: Path, name: str, source: str, formats: tuple[str, ...]) -> bool:
+    """True when every requested output of `source` exists and it did not fail."""
+    key = files.source_key(source)
+    metas = []
+    if {"md", "json"} & set(formats):
+        meta = files.read_manifest(out, name)
+        if meta is None or not {"md", "json"} & set(formats) <= set(meta.get("formats", [])):
+            return False
+        metas.append(meta)
+    if "parquet" in formats:
+        metas.append(parquet.read_part_meta(out, name))
+    return all(m and m["source_path"] == key and m["status"] != Status.FAILURE.value for m in metas)
+
+
+def plan_batch(inputs, out, opts: ConvertOptions) -> BatchPlan:
+    from docpipe.ingest import discover
+
+    sources = [str(getattr(s, "path", s)) for s in discover(inputs)]
+    out = Path(out) if out is not None else None
+    if out is None:
+        return BatchPlan(None, {s: files.safe_stem(s) for s in sources}, sources, [])
+    files.clean_stale(out)
+    names = files.assign_names(sources, _owner_of(out))
+    done = set() if opts.force else {s for s in sources if is_finished(out, names[s], s, opts.formats)}
+    return BatchPlan(out, names, [s for s in sources if s not in done], [s for s in sources if s in done])
+
+
+def write_outputs(result: DocumentResult, out: Path, opts: ConvertOptions) -> None:
+    """Write one finished document; a write error becomes the document's failure."""
+    try:
+        if result.status != Status.FAILURE and {"md", "json"} & set(opts.formats):
+            files.write_document(result, out, opts.formats)
+        if "parquet" in opts.formats:
+            parquet.write_part(result, out, opts.table_format)
+    except OSError as e:
+        result.status = Status.FAILURE
+        result.error = f"{Path(result.source_path).name}: cannot write outputs to {out}: {e}"
+
+
+def run_batch(plan: BatchPlan, opts: ConvertOptions) -> Iterator[DocumentResult]:
+    """Convert the plan's sources in worker processes; yields in completion order,
+    after each document's outputs are written."""
+    from docpipe.runner import run_documents
+
+    if not plan.todo:
+        return
+    for result in run_documents(plan.todo, process_document, opts):
+        result.name = plan.names.get(result.source_path) or files.safe_stem(result.source_path)
+        if plan.out is not None:
+            write_outputs(result, plan.out, opts)
+        yield result
+
+
+def convert_iter(inputs, out, opts: ConvertOptions) -> Iterator[DocumentResult]:
+    """Plan (skipping finished documents unless opts.force), run, write."""
+    yield from run_batch(plan_batch(inputs, out, opts), opts)
