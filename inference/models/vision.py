@@ -1,0 +1,96 @@
+"""Qwen2-VL vision encoder: patch embed -> blocks of bidirectional attention
+within each image (2-D RoPE) -> patch merger (2x2 patches -> one LM token).
+
+Input is what Qwen2VLImageProcessor returns: pixel_values [num_patches,
+C * temporal_patch * patch * patch] for all images concatenated, and their
+grids (t, h, w) in patches. Output: [num_patches / merge^2, LM hidden].
+Many images (of many requests) run in one call; attention stays per image via
+cu_seqlens.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from inference.layers.rotary import vision_rotary
+from inference.models.model_config import VisionConfig
+from inference.ops.base import Ops
+
+
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    if name == "quick_gelu":
+        return x * torch.sigmoid(1.702 * x)
+    if name in ("gelu", "gelu_pytorch_tanh"):
+        return F.gelu(x, approximate="tanh" if name.endswith("tanh") else "none")
+    raise ValueError(f"unsupported vision activation {name!r}")
+
+
+class PatchEmbed(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.embed_dim = cfg.embed_dim
+        # Same parameter as the checkpoint's Conv3d; stride == kernel, so the
+        # conv is one matmul over flattened patches.
+        self.proj = nn.Conv3d(cfg.in_channels, cfg.embed_dim,
+                              kernel_size=(cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size),
+                              stride=(cfg.temporal_patch_size, cfg.patch_size, cfg.patch_size), bias=False)
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        weight = self.proj.weight.view(self.embed_dim, -1)
+        return F.linear(pixels.to(weight.dtype), weight)
+
+
+class VisionBlock(nn.Module):
+    def __init__(self, cfg: VisionConfig, ops: Ops):
+        super().__init__()
+        self.cfg, self.ops = cfg, ops
+        dim, hidden = cfg.embed_dim, int(cfg.embed_dim * cfg.mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = nn.Module()
+        self.attn.qkv = nn.Linear(dim, 3 * dim, bias=True)
+        self.attn.proj = nn.Linear(dim, dim, bias=True)
+        self.mlp = nn.Module()
+        self.mlp.fc1 = nn.Linear(dim, hidden)
+        self.mlp.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x, cu_seqlens, max_seqlen, cos, sin):
+        num_tokens, heads, head_dim = x.shape[0], self.cfg.num_heads, self.cfg.head_dim
+        qkv = self.attn.qkv(self.norm1(x)).view(num_tokens, 3, heads, head_dim)
+        q, k, v = qkv.unbind(1)
+        q, k = self.ops.rotary(q, k, cos, sin)
+        attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5)
+        x = x + self.attn.proj(attn.reshape(num_tokens, -1))
+        return x + self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(self.norm2(x))))
+
+
+class PatchMerger(nn.Module):
+    def __init__(self, cfg: VisionConfig):
+        super().__init__()
+        self.merged_dim = cfg.embed_dim * cfg.spatial_merge_size ** 2
+        self.ln_q = nn.LayerNorm(cfg.embed_dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(self.merged_dim, self.merged_dim), nn.GELU(),
+                                 nn.Linear(self.merged_dim, cfg.hidden_size))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.ln_q(x).view(-1, self.merged_dim))
+
+
+class VisionTransformer(nn.Module):
+    def __init__(self, cfg: VisionConfig, ops: Ops):
+        super().__init__()
+        self.cfg = cfg
+        self.patch_embed = PatchEmbed(cfg)
+        self.blocks = nn.ModuleList(VisionBlock(cfg, ops) for _ in range(cfg.depth))
+        self.merger = PatchMerger(cfg)
+
+    def forward(self, pixel_values: torch.Tensor, grid_thw: list[tuple[int, int, int]]) -> torch.Tensor:
+        device = pixel_values.device
+        sizes = [t * h * w for t, h, w in grid_thw]
+        cu_seqlens = torch.tensor([0] + sizes, device=device).cumsum(0).to(torch.int32)
+        cos, sin = vision_rotary(grid_thw, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.spatial_merge_size, device)
+        x = self.patch_embed(pixel_values)
+        for block in self.blocks:
+            x = block(x, cu_seqlens, max(sizes), cos, sin)
+        return self.merger(x)

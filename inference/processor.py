@@ -1,0 +1,90 @@
+"""Multimodal processor: request -> ProcessedPrompt.
+
+A request is a dict with either `prompt_token_ids` (each image = one
+<|image_pad|> between <|vision_start|>/<|vision_end|>), or `prompt` (text,
+tokenized as is, same placeholder convention) or `messages` (chat turns
+rendered by the tokenizer's chat template; image parts are
+{"type": "image"}); plus `images` (PIL images, in placeholder order).
+
+The checkpoint's image processor (Qwen2VLImageProcessor, from the model
+directory when it has one, else its defaults) resizes and patchifies each
+image; every placeholder is expanded to grid_t*grid_h*grid_w / merge^2 image
+tokens, and the M-RoPE positions of the expanded prompt are computed here,
+once per request, on the CPU.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from inference.models.model_config import ModelConfig
+from inference.worker.mrope import prompt_positions
+
+
+@dataclass
+class ProcessedPrompt:
+    token_ids: list[int]                       # expanded prompt
+    positions: torch.Tensor                    # [3, len(token_ids)] int64 M-RoPE positions
+    rope_delta: int                            # decode position = cache position + rope_delta
+    pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32
+    image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
+
+
+def _has(path: Path | None, name: str) -> bool:
+    return path is not None and (path / name).is_file()
+
+
+class Processor:
+    def __init__(self, cfg: ModelConfig, model_dir: str | None):
+        from transformers import AutoImageProcessor, Qwen2VLImageProcessor
+
+        self.cfg = cfg
+        path = Path(model_dir) if model_dir and Path(model_dir).is_dir() else None
+        if _has(path, "preprocessor_config.json"):
+            self.image_processor = AutoImageProcessor.from_pretrained(str(path))
+        else:
+            self.image_processor = Qwen2VLImageProcessor(
+                patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
+                temporal_patch_size=cfg.vision.temporal_patch_size)
+        self.tokenizer = None
+        if _has(path, "tokenizer.json") or _has(path, "tokenizer_config.json"):
+            from transformers import AutoTokenizer
+            self.tokenizer = AutoTokenizer.from_pretrained(str(path))
+
+    def _prompt_ids(self, request: dict) -> list[int]:
+        if "prompt_token_ids" in request:
+            return list(request["prompt_token_ids"])
+        if self.tokenizer is None:
+            raise ValueError("request has no prompt_token_ids and the model has no tokenizer")
+        if "messages" in request:
+            return list(self.tokenizer.apply_chat_template(request["messages"], tokenize=True,
+                                                           add_generation_prompt=True, return_dict=False))
+        return self.tokenizer.encode(request["prompt"], add_special_tokens=False)
+
+    def __call__(self, request: dict) -> ProcessedPrompt:
+        ids = self._prompt_ids(request)
+        images = list(request.get("images") or [])
+        merge = self.cfg.vision.spatial_merge_size
+        pixel_values, grids = None, []
+        if images:
+            out = self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
+            pixel_values = out["pixel_values"].float()
+            grids = [tuple(int(x) for x in g) for g in out["image_grid_thw"].tolist()]
+        num_pads = ids.count(self.cfg.image_token_id)
+        if num_pads != len(images):
+            raise ValueError(f"prompt has {num_pads} <|image_pad|> placeholders but {len(images)} images were given")
+        expanded: list[int] = []
+        grid_iter = iter(grids)
+        for token in ids:
+            if token == self.cfg.image_token_id:
+                t, h, w = next(grid_iter)
+                expanded.extend([token] * (t * h * w // merge ** 2))
+            else:
+                expanded.append(token)
+        positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
+        return ProcessedPrompt(expanded, positions, rope_delta, pixel_values, grids or None)
+
+    def decode(self, token_ids: list[int]) -> str | None:
+        return None if self.tokenizer is None else self.tokenizer.decode(token_ids, skip_special_tokens=True)
