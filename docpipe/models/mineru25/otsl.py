@@ -8,7 +8,8 @@ OTSL tokens, each starting a grid position; text after a token belongs to it:
 Each position is owned by an anchor (fcel/ecel); merge tokens take the owner
 of their left (lcel) or upper (ucel, xcel) neighbour, so a span is the box of
 the positions its anchor owns. Short rows are padded with empty cells; a
-merge token with nothing to merge into becomes an empty cell of its own.
+merge token with nothing to merge into becomes a cell of its own; text after
+a merge token is appended to the cell it merges into (never dropped).
 """
 from __future__ import annotations
 
@@ -64,8 +65,10 @@ def parse_otsl(otsl: str) -> Table:
             left, up = owner.get((r, c - 1)), owner.get((r - 1, c))
             target = {"lcel": left, "ucel": up, "xcel": up or left}.get(tok)
             if target is None:
-                target = Cell(text.strip() if tok == "fcel" else "", r, c)
+                target = Cell(text.strip(), r, c)
                 cells.append(target)
+            elif text.strip():  # text after a merge token is malformed, but still content
+                target.text = f"{target.text} {text.strip()}".strip()
             owner[(r, c)] = target
             target.row_span = max(target.row_span, r - target.row + 1)
             target.col_span = max(target.col_span, c - target.col + 1)
