@@ -42,13 +42,15 @@ def zero_page_pdf(path):
 
 
 def image_page_pdf(path, num_pages, bomb_page_idx, bomb_px):
-    """Pages with text; one page draws a gray image of bomb_px x bomb_px stored as
-    Flate-compressed zeros (tiny on disk, bomb_px**2 bytes once decoded)."""
+    """Pages with text; one page draws a gray image declared bomb_px x bomb_px,
+    stored as Flate-compressed zeros (tiny on disk, bomb_px**2 bytes decoded).
+    Past 2000 px only the first 2000 rows are stored (MuPDF pads the rest),
+    which keeps generation fast; the size guards read the declared size."""
     write_pages(path, [(300, 300)] * num_pages)
     doc = pymupdf.open(path)
     compressor = zlib.compressobj(9)
     row = bytes(bomb_px)
-    data = b"".join(compressor.compress(row) for _ in range(bomb_px)) + compressor.flush()
+    data = b"".join(compressor.compress(row) for _ in range(min(bomb_px, 2000))) + compressor.flush()
     # Draw a small placeholder image, then swap its stream for the bomb.
     placeholder = pymupdf.Pixmap(pymupdf.csGRAY, pymupdf.IRect(0, 0, 2, 2), False)
     xref = doc[bomb_page_idx].insert_image(pymupdf.Rect(50, 50, 250, 250), pixmap=placeholder)
