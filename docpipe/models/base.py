@@ -57,7 +57,13 @@ class VLMRequest:
 
 
 class VLMClient(Protocol):
-    """Anything that answers a batch of requests, one decoded string each, in order."""
+    """Anything that answers a batch of requests, one decoded string each, in order.
+
+    Contract: the prompt is `family.chat_prompt(request.prompt)` with
+    `request.image` for its one image placeholder; sampling is
+    `request.sampling`; the answer is decoded WITH special tokens kept (the
+    layout grammar is made of them: `<|box_start|>`, `<|ref_start|>`, ...),
+    only the end-of-turn token (`<|im_end|>`, `<|endoftext|>`) removed."""
 
     def generate(self, requests: list[VLMRequest]) -> list[str]: ...
 

@@ -8,7 +8,8 @@
 A scheduler batching across pages and documents keeps `(render, blocks,
 breqs)` per page, sends every page's requests to the client together, and
 calls `finish_page` when all of a page's answers are in. `convert_page` runs
-the steps for one page with one client call per step.
+the steps for one page with one client call per step. `engine_request`
+turns a VLMRequest into the embedded engine's request dict.
 
 `render` is the page at 200 dpi (long side at most 3500 px), RGB. In hybrid
 mode `text_for_bbox(bbox)` gets a plain text block's box as page fractions
@@ -67,6 +68,13 @@ def make_block_requests(blocks: list[LayoutBlock], render: Image.Image,
         if request is not None:
             out.append(BlockRequest(i, request))
     return out
+
+
+def engine_request(request: VLMRequest, family: ModelFamily | None = None) -> dict:
+    """The request as `inference.LLM.generate` takes it: chat prompt text with one
+    `<|image_pad|>` placeholder (the engine's processor expands it) and the image.
+    Build its sampling with `SamplingParams(**request.sampling)`."""
+    return {"prompt": _family(family).chat_prompt(request.prompt), "images": [request.image]}
 
 
 def answers_for(block_requests: list[BlockRequest], outputs: list[str]) -> dict[int, str]:

@@ -7,7 +7,8 @@ zero-area boxes are dropped; reversed corners are swapped; the rotation
 token (optional, anywhere before the next box) gives the angle, 0 when
 absent; a type outside the vocabulary becomes `unknown` (its content is still
 recognised, not lost); text/equation boxes at least 90% inside a table box
-are dropped (the table's recognition already covers them).
+are dropped (the table's recognition already covers them); a box repeated
+with the same type (a looping answer) is kept once.
 """
 from __future__ import annotations
 
@@ -53,18 +54,18 @@ def inside_fraction(inner: tuple[float, ...], outer: tuple[float, ...]) -> float
 
 
 def parse_layout(answer: str) -> list[LayoutBlock]:
-    blocks = []
+    blocks, seen = [], set()
     for m in _BLOCK_RE.finditer(answer):
         bbox = convert_box(tuple(int(v) for v in m.groups()[:4]))
         if bbox is None:
             continue
         kind = m.group(5).strip().lower()
+        kind = kind if kind in BLOCK_TYPES else "unknown"
+        if (kind, bbox) in seen:  # a looping answer repeats boxes; one copy is the content
+            continue
+        seen.add((kind, bbox))
         angle = _ANGLE_RE.search(m.group(6))
-        blocks.append(LayoutBlock(
-            type=kind if kind in BLOCK_TYPES else "unknown",
-            bbox=bbox,
-            angle=ANGLES[angle.group(0)] if angle else 0,
-        ))
+        blocks.append(LayoutBlock(type=kind, bbox=bbox, angle=ANGLES[angle.group(0)] if angle else 0))
     return drop_inside_tables(blocks)
 
 

@@ -2,9 +2,12 @@
 max_tokens cap that MinerU does not set.
 
 Settings (as MinerU2.5 uses them): greedy (temperature 0, top_k 1),
-no_repeat_ngram_size 100, special tokens kept (the layout grammar is made of
-them); tables presence 1.0 / frequency 0.005; text and equations presence
-1.0 / frequency 0.05; layout no penalties.
+no_repeat_ngram_size 100; tables presence 1.0 / frequency 0.005; text and
+equations presence 1.0 / frequency 0.05; layout no penalties. The fields are
+exactly `inference.sampling.SamplingParams` fields, so a client can build one
+with `SamplingParams(**request.sampling)`. Special tokens must be kept when
+decoding (the layout grammar is made of them): that is the client's job, see
+`VLMClient`.
 
 Why caps, and which: without one a looping request decodes until the context
 is full (a known user complaint), holding a batch slot and KV blocks for
@@ -67,5 +70,4 @@ def sampling_for(kind: str, width_px: int, height_px: int) -> dict:
         "repetition_penalty": 1.0,
         "no_repeat_ngram_size": 100,
         "max_tokens": max_tokens_for(kind, width_px, height_px),
-        "skip_special_tokens": False,
     }

@@ -63,3 +63,9 @@ def test_inside_fraction_threshold_is_ninety_percent():
 def test_garbage_between_blocks_is_ignored():
     answer = "noise " + _box("10 10 20 20", "text") + " junk <|box_start|>1 2 3<|box_end|>"
     assert [b.type for b in parse_layout(answer)] == ["text"]
+
+
+def test_repeated_boxes_of_a_looping_answer_are_kept_once():
+    line = _box("10 10 200 40", "text") + "\n"
+    blocks = parse_layout(_box("10 0 200 8", "title") + line * 30 + _box("10 10 200 40", "table"))
+    assert [b.type for b in blocks] == ["title", "text", "table"]

@@ -1,6 +1,10 @@
 from docpipe.models.mineru25 import prompts
 from docpipe.models.mineru25.sampling import image_tokens, max_tokens_for, sampling_for
 
+# inference.sampling.SamplingParams fields this family sets (the engine's contract)
+SAMPLING_FIELDS = {"temperature", "top_p", "top_k", "repetition_penalty", "presence_penalty",
+                   "frequency_penalty", "no_repeat_ngram_size", "max_tokens"}
+
 
 def test_chat_prompt_is_qwen2_vl_with_image_first():
     text = prompts.chat_prompt(prompts.LAYOUT_PROMPT)
@@ -22,7 +26,7 @@ def test_sampling_per_kind():
         s = sampling_for(kind, 896, 140)
         assert (s["presence_penalty"], s["frequency_penalty"]) == (presence, freq)
         assert s["temperature"] == 0.0 and s["top_k"] == 1 and s["no_repeat_ngram_size"] == 100
-        assert s["skip_special_tokens"] is False
+        assert set(s) <= SAMPLING_FIELDS  # builds an engine SamplingParams as is
 
 
 def test_caps_scale_with_crop_and_are_bounded():
@@ -37,3 +41,15 @@ def test_caps_scale_with_crop_and_are_bounded():
     for kind, (w, h), out in (("text", (896, 140), 70), ("text", (560, 56), 12),
                               ("table", (896, 392), 250), ("equation", (560, 112), 60)):
         assert max_tokens_for(kind, w, h) >= out * 1.3
+
+
+def test_engine_request_has_one_placeholder_per_image():
+    from PIL import Image
+
+    from docpipe.models.vlm_page import engine_request, make_layout_request
+
+    req = make_layout_request(Image.new("RGB", (1700, 2200), "white"))
+    er = engine_request(req)
+    assert er["prompt"].count("<|image_pad|>") == 1 and er["images"] == [req.image]
+    assert er["prompt"].endswith("\nLayout Detection:<|im_end|>\n<|im_start|>assistant\n")
+    assert req.image.size == (1036, 1036) and req.sampling["max_tokens"] == 4096
