@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pymupdf
+
 from docpipe.config import ConvertOptions
 from docpipe.schema import Block, PageResult
 from docpipe.text.furniture import Furniture, FurnitureStats
@@ -85,7 +87,7 @@ def extract_page(page, idx: int, ctx: DocContext, opts: ConvertOptions) -> PageR
     t = time.perf_counter()
     extra, body = _furniture(lines, rotated, ctx.furniture, h, res.source)
     if res.source == "text_layer":
-        tables = find_table_blocks(page)
+        tables = find_table_blocks(page, body)
         extra += tables
         body = [ln for ln in body if not any(_inside(ln.bbox, b.bbox) for b in tables)]
     res.timings_s["tables"] = time.perf_counter() - t
@@ -100,8 +102,13 @@ def extract_page(page, idx: int, ctx: DocContext, opts: ConvertOptions) -> PageR
 
     t = time.perf_counter()
     res.blocks = layout_lines(body, w, h, ctx.levels, extra_blocks=extra, source=res.source)
+    derot = page.derotation_matrix if page.rotation else None
     for b in res.blocks:
         b.source = res.source
+        if derot is not None:  # schema: boxes in the unrotated page
+            b.bbox = tuple(pymupdf.Rect(b.bbox) * derot)
+    if derot is not None:
+        res.width_pt, res.height_pt = page.mediabox.width, page.mediabox.height
     res.timings_s["layout"] = time.perf_counter() - t
     return res
 

@@ -5,7 +5,8 @@ of pages on long documents), then `FontStats.levels()` freezes a
 `HeadingLevels`: the body size is the size that carries most characters;
 each larger size that is used sparingly (few characters, short lines) is a
 heading size, the largest being level 1. Bold lines at body size become the
-level after the last size level. `layout.py` asks `HeadingLevels.level(...)`
+level after the last size level (italic single lines too: layout.py decides
+what counts as emphasized). `layout.py` asks `HeadingLevels.level(...)`
 for a candidate heading block; 0 means "not a heading".
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ class HeadingLevels:
     size_levels: dict[float, int] = field(default_factory=dict)  # rounded size -> level 1..
     bold_level: int = 0  # level of bold body-size headings (0: none)
 
-    def level(self, size_pt: float, is_bold: bool) -> int:
+    def level(self, size_pt: float, is_emphasized: bool) -> int:
         """Level for a short stand-alone block of this style (0: body text)."""
         lv = self.size_levels.get(_key(size_pt))
         if lv:
@@ -39,7 +40,7 @@ class HeadingLevels:
             # A size unseen in the statistics (sampled pass): nearest larger known level.
             larger = [lv for s, lv in self.size_levels.items() if s <= _key(size_pt)]
             return min(larger) if larger else 1
-        if is_bold and self.bold_level and size_pt >= self.body_size_pt - _SIZE_STEP_PT:
+        if is_emphasized and self.bold_level and size_pt >= self.body_size_pt - _SIZE_STEP_PT:
             return self.bold_level
         return 0
 

@@ -20,6 +20,13 @@ def is_cjk(ch: str) -> bool:
             or 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF)
 
 
+def is_rtl(text: str) -> bool:
+    """Mostly Hebrew/Arabic letters (right-to-left scripts)."""
+    rtl = sum(1 for ch in text if 0x0590 <= ord(ch) <= 0x08FF or 0xFB1D <= ord(ch) <= 0xFEFC)
+    ltr = sum(1 for ch in text if ch.isalpha()) - rtl
+    return rtl > ltr
+
+
 def join_lines(lines: list[str]) -> str:
     """Lines of one paragraph -> one string: hyphenated words rejoined,
     CJK lines joined without a space, others with one."""

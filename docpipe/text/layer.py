@@ -2,7 +2,8 @@
 
 Contract: `read_page_text(page)` calls PyMuPDF's `get_text("dict")` once
 (without image payloads, which we never need here) and returns
-`PageText`: horizontal lines as `TextLine`s (PDF points, top-left origin)
+`PageText`: horizontal lines as `TextLine`s (PDF points, top-left origin,
+in the page as displayed, i.e. after /Rotate; the backend maps boxes back)
 with bold / italic / monospace flags and the font of the span that carries
 most of the line's characters, plus the rotated lines apart (margin stamps,
 vertical labels) because paragraph layout only makes sense for horizontal
@@ -36,12 +37,17 @@ class PageText:
 def read_page_text(page: "pymupdf.Page") -> PageText:
     out = PageText()
     data = page.get_text("dict", flags=_TEXT_FLAGS)
+    # Text comes in unrotated page space; layout works on the page as displayed.
+    rot = page.rotation_matrix if page.rotation else None
     for block in data["blocks"]:
         for line in block.get("lines", ()):
             tl = _line(line)
             if tl is None:
                 continue
             dx, dy = line["dir"]
+            if rot is not None:
+                tl.bbox = tuple(pymupdf.Rect(tl.bbox) * rot)
+                dx, dy = dx * rot.a + dy * rot.c, dx * rot.b + dy * rot.d
             (out.lines if abs(dy) < 0.05 and dx > 0 else out.rotated).append(tl)
     return out
 

@@ -69,16 +69,27 @@ def layout_lines(lines: Sequence[TextLine], page_width: float, page_height: floa
 
 
 def merge_fragments(lines: Sequence[TextLine]) -> list[TextLine]:
-    """Join pieces of one visual line (same baseline band, small gap, same size)."""
-    rows = sorted(lines, key=lambda ln: (round(ln.bbox[1]), ln.bbox[0]))
-    out: list[TextLine] = []
-    for ln in sorted(rows, key=lambda ln: ln.bbox[0]):
-        host = next((o for o in reversed(out) if _same_row(o, ln)), None)
+    """Join pieces of one visual line (same baseline band, small gap, same
+    size); right-to-left rows are joined right piece first."""
+    chains: list[list[TextLine]] = []
+    for ln in sorted(lines, key=lambda ln: ln.bbox[0]):
+        host = next((c for c in reversed(chains) if _same_row(c[-1], ln)), None)
         if host is None:
-            out.append(replace(ln))  # a copy: the caller's lines stay as given
+            chains.append([ln])
+        else:
+            host.append(ln)
+    out = []
+    for chain in chains:
+        if len(chain) == 1:
+            out.append(chain[0])
             continue
-        host.text = host.text + " " + ln.text
-        host.bbox = (host.bbox[0], min(host.bbox[1], ln.bbox[1]), ln.bbox[2], max(host.bbox[3], ln.bbox[3]))
+        if joining.is_rtl("".join(ln.text for ln in chain)):
+            chain = chain[::-1]
+        first = chain[0]
+        out.append(replace(  # a new line: the caller's lines stay as given
+            first, text=" ".join(ln.text for ln in chain),
+            bbox=(min(ln.bbox[0] for ln in chain), min(ln.bbox[1] for ln in chain),
+                  max(ln.bbox[2] for ln in chain), max(ln.bbox[3] for ln in chain))))
     return sorted(out, key=lambda ln: (ln.bbox[1], ln.bbox[0]))
 
 
@@ -119,8 +130,8 @@ def _continues(p: _Para, ln: TextLine, gap: float) -> bool:
         return False
     if abs(prev.size_pt - ln.size_pt) > 0.12 * size or prev.is_mono != ln.is_mono:
         return False
-    if prev.is_bold != ln.is_bold and not prev.is_mono:
-        return False
+    if (prev.is_bold != ln.is_bold or prev.is_italic != ln.is_italic) and not prev.is_mono:
+        return False  # a style change: run-in heading, caption, quote
     overlap = min(p.x1, ln.bbox[2]) - max(p.x0, ln.bbox[0])
     if overlap < 0.5 * min(p.x1 - p.x0, ln.bbox[2] - ln.bbox[0]):
         return False
@@ -144,9 +155,10 @@ def classify(p: _Para, levels: HeadingLevels, source: str) -> Block:
         return block
     block.text = text
     size = sum(ln.size_pt for ln in lines) / len(lines)
-    bold = all(ln.is_bold for ln in lines)
+    # Emphasis marks body-size headings: bold, or one short italic line.
+    emphasized = all(ln.is_bold for ln in lines) or (len(lines) == 1 and first.is_italic and len(text) < 80)
     if len(lines) <= 3 and len(text) < 200 and not text.endswith((".", ",", ";")):
-        lv = levels.level(size, bold)
+        lv = levels.level(size, emphasized)
         if lv:
             block.type, block.level = "title", lv
     return block

@@ -3,7 +3,8 @@ look at the page's vector rules because the finder costs 50-300 ms a page.
 
 Contract: `find_table_blocks(page)` -> list of `table` Blocks, each with
 `html` (always, rowspan/colspan when cells span) and `markdown_table` (only
-when no cell spans), `text` (cells as plain text, for search/OCR-free use).
+when no cell spans), `text` (cells as plain text). Cell texts are taken from the page's
+TextLines (by line centre), not from the finder's own extraction.
 
 Gate (`table_regions`): horizontal rules (lines, thin rectangles, rectangle
 edges) are merged into runs per y; a table needs at least `_MIN_RULES` runs
@@ -19,6 +20,8 @@ import inspect
 import pymupdf
 
 from docpipe.schema import Block
+from docpipe.text.joining import join_lines
+from docpipe.text.lines import TextLine
 
 _MIN_RULES = 3  # distinct horizontal rules (top, header separator, bottom) a table needs
 _MIN_RULE_PT = 20.0  # shorter strokes are glyph parts, underlines of words, ticks
@@ -27,7 +30,10 @@ _CLIP_PAD_PT = 4.0
 
 
 def _finder_kwargs() -> dict:
-    params = inspect.signature(pymupdf.Page.find_tables).parameters
+    # Page.find_tables forwards **kwargs to pymupdf.table.find_tables; older
+    # releases have no `use_layout` and would reject it.
+    from pymupdf import table as finder
+    params = inspect.signature(finder.find_tables).parameters
     return {"use_layout": False} if "use_layout" in params else {}
 
 
@@ -35,21 +41,24 @@ _FINDER_KWARGS = _finder_kwargs()
 
 
 def _h_strokes(page: "pymupdf.Page") -> list[tuple[float, float, float]]:
-    """(y, x0, x1) of horizontal strokes drawn on the page."""
-    out = []
+    """(y, x0, x1) of horizontal strokes, in the page as displayed: drawings
+    come unrotated, so segments are rotated before being classified."""
+    rot = page.rotation_matrix
+    segs = []
     for path in page.get_cdrawings():
         for item in path["items"]:
-            kind = item[0]
-            if kind == "l":
-                (ax, ay), (bx, by) = item[1], item[2]
-                if abs(ay - by) < 1 and abs(ax - bx) >= _MIN_RULE_PT:
-                    out.append((ay, min(ax, bx), max(ax, bx)))
-            elif kind == "re":
+            if item[0] == "l":
+                segs.append((item[1], item[2]))
+            elif item[0] == "re":
                 x0, y0, x1, y1 = item[1]
-                if x1 - x0 >= _MIN_RULE_PT:
-                    out.append((y0, x0, x1))
-                    if y1 - y0 > 3:  # a box, not a thin rule: its bottom edge counts too
-                        out.append((y1, x0, x1))
+                segs += [((x0, y0), (x1, y0)), ((x0, y1), (x1, y1)), ((x0, y0), (x0, y1)), ((x1, y0), (x1, y1))]
+    out = []
+    for a, b in segs:
+        if page.rotation:
+            a, b = pymupdf.Point(a) * rot, pymupdf.Point(b) * rot
+        (ax, ay), (bx, by) = a, b
+        if abs(ay - by) < 1 and abs(ax - bx) >= _MIN_RULE_PT:
+            out.append((ay, min(ax, bx), max(ax, bx)))
     return out
 
 
@@ -57,14 +66,17 @@ def _runs(strokes: list[tuple[float, float, float]]) -> list[tuple[float, float,
     """Strokes at one y that touch are one rule (tables often draw one per cell)."""
     runs: list[list[float]] = []
     for y, x0, x1 in sorted(strokes):
+        host = None
         for r in reversed(runs):
             if y - r[0] > _Y_TOL_PT:
                 break
             if x0 <= r[2] + 3 and x1 >= r[1] - 3:
-                r[1], r[2] = min(r[1], x0), max(r[2], x1)
+                host = r
                 break
-        else:
+        if host is None:
             runs.append([y, x0, x1])
+        else:
+            host[1], host[2] = min(host[1], x0), max(host[2], x1)
     return [tuple(r) for r in runs]
 
 
@@ -72,8 +84,8 @@ def table_regions(page: "pymupdf.Page") -> list["pymupdf.Rect"]:
     runs = _runs(_h_strokes(page))
     regions: list[pymupdf.Rect] = []
     for y, x0, x1 in runs:
-        if any(r.contains(pymupdf.Point((x0 + x1) / 2, y)) for r in regions):
-            continue
+        if any(r.y0 - 1 <= y <= r.y1 + 1 and r.x0 - 1 <= (x0 + x1) / 2 <= r.x1 + 1 for r in regions):
+            continue  # a rule of a region already found
         width = x1 - x0
         mates = [r for r in runs
                  if min(x1, r[2]) - max(x0, r[1]) >= 0.8 * max(width, r[2] - r[1])]
@@ -84,12 +96,14 @@ def table_regions(page: "pymupdf.Page") -> list["pymupdf.Rect"]:
     return regions
 
 
-def find_table_blocks(page: "pymupdf.Page") -> list[Block]:
+def find_table_blocks(page: "pymupdf.Page", lines: list[TextLine]) -> list[Block]:
+    """Tables of the page; cell texts come from `lines` (the page's text
+    lines, displayed page space), which is robust on rotated pages."""
     blocks: list[Block] = []
     for region in table_regions(page):
         clip = (region + (-_CLIP_PAD_PT, -_CLIP_PAD_PT, _CLIP_PAD_PT, _CLIP_PAD_PT)) & page.rect
         for tab in page.find_tables(clip=clip, **_FINDER_KWARGS).tables:
-            block = table_block(tab)
+            block = table_block(tab, lines)
             if block is not None and not any(_overlaps(block.bbox, b.bbox) for b in blocks):
                 blocks.append(block)
     return blocks
@@ -99,10 +113,10 @@ def _overlaps(a, b) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
 
 
-def table_block(tab) -> Block | None:
+def table_block(tab, lines: list[TextLine]) -> Block | None:
     """A finder table -> Block, or None when it is not a real table (a frame
     around text: one row or one column, or nearly all cells empty)."""
-    grid = grid_cells(tab)
+    grid = grid_cells(tab, lines)
     if len(grid) < 2 or max(len(r) for r in grid) < 2:
         return None
     texts = [c[0] for r in grid for c in r]
@@ -116,23 +130,34 @@ def table_block(tab) -> Block | None:
     return block
 
 
-def grid_cells(tab) -> list[list[tuple[str, int, int]]]:
+def grid_cells(tab, lines: list[TextLine]) -> list[list[tuple[str, int, int]]]:
     """Rows of (text, rowspan, colspan); cells covered by a span are left out."""
-    rows = tab.extract()
     boxes = [row.cells for row in tab.rows]
     xs = sorted({round(c[0], 1) for r in boxes for c in r if c})
     ys = sorted({round(c[1], 1) for r in boxes for c in r if c})
+    taken = [False] * len(lines)
     out = []
-    for r, (texts, cells) in enumerate(zip(rows, boxes)):
+    for cells in boxes:
         row = []
-        for text, cell in zip(texts, cells):
+        for cell in cells:
             if cell is None:
                 continue
             colspan = sum(cell[0] - 0.5 <= x < cell[2] - 0.5 for x in xs) or 1
             rowspan = sum(cell[1] - 0.5 <= y < cell[3] - 0.5 for y in ys) or 1
-            row.append((" ".join((text or "").split()), rowspan, colspan))
+            row.append((_cell_text(cell, lines, taken), rowspan, colspan))
         out.append(row)
     return [r for r in out if r]
+
+
+def _cell_text(cell, lines: list[TextLine], taken: list[bool]) -> str:
+    parts = []
+    for i, ln in enumerate(lines):
+        cx, cy = (ln.bbox[0] + ln.bbox[2]) / 2, (ln.bbox[1] + ln.bbox[3]) / 2
+        if not taken[i] and cell[0] <= cx <= cell[2] and cell[1] <= cy <= cell[3]:
+            taken[i] = True
+            parts.append(ln)
+    parts.sort(key=lambda ln: (round(ln.bbox[1]), ln.bbox[0]))
+    return join_lines([ln.text for ln in parts])
 
 
 def to_html(grid: list[list[tuple[str, int, int]]]) -> str:
