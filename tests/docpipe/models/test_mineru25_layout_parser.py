@@ -67,5 +67,5 @@ def test_garbage_between_blocks_is_ignored():
 
 def test_repeated_boxes_of_a_looping_answer_are_kept_once():
     line = _box("10 10 200 40", "text") + "\n"
-    blocks = parse_layout(_box("10 0 200 8", "title") + line * 30 + _box("10 10 200 40", "table"))
+    blocks = parse_layout(_box("10 0 200 8", "title") + line * 30 + _box("10 50 200 90", "table"))
     assert [b.type for b in blocks] == ["title", "text", "table"]
