@@ -1,0 +1,117 @@
+"""Listener security: loopback by default, HMAC auth, malformed frames."""
+import logging
+import socket
+import struct
+
+import pytest
+import torch
+
+from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta, select_transport
+from inference.transfer import wire
+from inference.transfer.auth import AuthError, client_handshake
+
+from transfer_peers import TOKEN, random_pool
+
+SPEC = PoolSpec(8, 2, 16, 2, 32, "float32")
+
+
+@pytest.fixture
+def receiver():
+    t = select_transport("tcp")
+    rx = t.receiver_cls(t.receiver_cls.allocate_pool(SPEC), TransferConfig(token=TOKEN, timeout_s=2))
+    rx.start()
+    yield rx
+    rx.close()
+
+
+def _connect(rx) -> socket.socket:
+    host, port = rx.address.rsplit(":", 1)
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _authed(rx) -> socket.socket:
+    s = _connect(rx)
+    client_handshake(s, TOKEN.encode())
+    wire.send_frame(s, wire.HELLO, {"transport": "tcp", "spec": SPEC.to_dict()})
+    assert wire.recv_frame(s, 0)[0] == wire.HELLO
+    return s
+
+
+def _works(rx) -> None:
+    """A good sender still gets through: the listener survived."""
+    tx = select_transport("tcp").sender_cls(random_pool(SPEC), TransferConfig(token=TOKEN))
+    tx.connect(rx.address)
+    assert tx.send(TransferMeta("ok", [1], [2], 16, 0, 0)).wait(5) == "acked"
+    assert rx.recv(5).request_id == "ok"
+    tx.close()
+
+
+def test_binds_loopback_by_default(receiver):
+    assert receiver.address.startswith("127.0.0.1:")
+
+
+def test_wrong_token_is_refused_and_logged(receiver, caplog):
+    tx = select_transport("tcp").sender_cls(random_pool(SPEC), TransferConfig(token="not-the-token"))
+    with caplog.at_level(logging.WARNING, logger="inference.transfer"):
+        with pytest.raises(AuthError, match="token mismatch"):
+            tx.connect(receiver.address)
+    assert any("refused transfer peer 127.0.0.1" in r.getMessage() for r in caplog.records)
+    _works(receiver)
+
+
+def test_token_from_environment(receiver, monkeypatch):
+    monkeypatch.setenv("DOCPIPE_TOKEN", TOKEN)
+    tx = select_transport("tcp").sender_cls(random_pool(SPEC), TransferConfig())
+    tx.connect(receiver.address)
+    tx.close()
+
+
+def test_missing_token_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("DOCPIPE_TOKEN", raising=False)
+    with pytest.raises(TransferError, match="DOCPIPE_TOKEN"):
+        TransferConfig().resolved_token()
+
+
+def test_garbage_before_auth_is_refused(receiver):
+    s = _connect(receiver)
+    s.recv(64)
+    s.sendall(b"GET / HTTP/1.1\r\n" * 8)
+    assert s.recv(2) == b"NO"
+    s.close()
+    _works(receiver)
+
+
+@pytest.mark.parametrize("frame", [
+    b"XXXX" + bytes(16),  # bad magic
+    struct.pack("!4sBBHIQ", b"DPKV", 9, 2, 0, 0, 0),  # bad version
+    struct.pack("!4sBBHIQ", b"DPKV", 1, 77, 0, 0, 0),  # unknown kind
+    struct.pack("!4sBBHIQ", b"DPKV", 1, 3, 0, 5, 0) + b"{oops",  # JSON broken
+    struct.pack("!4sBBHIQ", b"DPKV", 1, 2, 0, 2, 1 << 40) + b"{}",  # payload larger than the pool
+])
+def test_malformed_frame_gets_error_and_listener_lives(receiver, frame):
+    s = _authed(receiver)
+    s.sendall(frame)
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ERROR and "malformed frame" in hdr["error"]
+    s.close()
+    _works(receiver)
+
+
+def test_data_outside_the_pool_is_rejected(receiver):
+    s = _authed(receiver)
+    wire.send_frame(s, wire.DATA, {"seq": 1, "segs": [[SPEC.pool_bytes - 4, 8]]}, [bytes(8)])
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ERROR and "outside" in hdr["error"]
+    _works(receiver)
+
+
+def test_bad_meta_is_nacked_not_fatal(receiver):
+    s = _authed(receiver)
+    wire.send_frame(s, wire.META, {"seq": 4, "meta": {"request_id": "x"}})
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ACK and hdr["ok"] is False and "lacks field" in hdr["error"]
+    meta = TransferMeta("far", [0], [SPEC.num_blocks + 3], 4, 0, 0).to_dict()
+    wire.send_frame(s, wire.META, {"seq": 5, "meta": meta})
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ACK and hdr["ok"] is False and "outside" in hdr["error"]
+    s.close()
