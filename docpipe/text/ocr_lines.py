@@ -19,8 +19,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from docpipe.text.joining import is_cjk
+import re
+
+from docpipe.schema import Block
 from docpipe.text.lines import TextLine
+from docpipe.text.reading_order import order
 
 # Detector box height per point of font size, measured on rendered text at
 # 200 dpi (PP-OCR det, unclip 1.6): Latin lines (ascenders + descenders)
@@ -28,6 +31,13 @@ from docpipe.text.lines import TextLine
 _H_PER_PT_LATIN = 1.33
 _H_PER_PT_CJK = 1.18
 _FRAGMENT_GAP = 0.8  # max gap between fragments of one visual line, in box heights
+
+
+def is_cjk(ch: str) -> bool:
+    """Han, kana and CJK punctuation: written without spaces between words."""
+    o = ord(ch)
+    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
+            or 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF)
 
 
 @dataclass
@@ -82,3 +92,226 @@ def _same_line(a: TextLine, b: TextLine) -> bool:
     overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
     return overlap > 0.6 * min(ha, hb) and -0.5 * min(ha, hb) < gap < _FRAGMENT_GAP * max(ha, hb)
+
+
+# ---------------------------------------------------------------- page layout
+
+_LONG = 8.0  # a line at least this many heights wide is running text, not a cell
+_INDENT = 0.8  # a first line indented by this many heights opens a paragraph
+_SHORT = 2.0  # a line ending this many heights short of its paragraph's right edge ends it
+
+
+@dataclass
+class _Group:
+    """Lines of one paragraph, top to bottom."""
+
+    lines: list
+
+    @property
+    def bbox(self):
+        b = [ln.bbox for ln in self.lines]
+        return (min(x[0] for x in b), min(x[1] for x in b), max(x[2] for x in b), max(x[3] for x in b))
+
+    @property
+    def height(self) -> float:
+        return _median([ln.bbox[3] - ln.bbox[1] for ln in self.lines])
+
+
+def _median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if v else 0.0
+
+
+def _h(ln: TextLine) -> float:
+    return ln.bbox[3] - ln.bbox[1]
+
+
+def _is_long(ln: TextLine) -> bool:
+    return ln.bbox[2] - ln.bbox[0] >= _LONG * _h(ln)
+
+
+def group_paragraphs(lines: list[TextLine], line_gap: float) -> list[_Group]:
+    """Lines -> paragraphs: a line continues the paragraph right above it when
+    the vertical gap is at most `line_gap` (+ slack), they overlap
+    horizontally, heights agree, one of the two is running text (so table
+    cells never chain), and no indent or short last line says otherwise."""
+    groups: list[_Group] = []
+    for ln in sorted(lines, key=lambda ln: (ln.bbox[1], ln.bbox[0])):
+        h = _h(ln)
+        best = None
+        for g in groups:
+            last = g.lines[-1]
+            gap = ln.bbox[1] - last.bbox[3]
+            if not -0.5 * h < gap <= line_gap + 0.35 * h:
+                continue
+            x0, _, x1, _ = g.bbox
+            overlap = min(x1, ln.bbox[2]) - max(x0, ln.bbox[0])
+            if overlap < 0.5 * min(x1 - x0, ln.bbox[2] - ln.bbox[0]):
+                continue
+            if not 0.75 < h / _h(last) < 1.33 or not (_is_long(ln) or _is_long(last)):
+                continue
+            if ln.bbox[0] > x0 + _INDENT * h or last.bbox[2] < max(x1, ln.bbox[2]) - _SHORT * h:
+                continue
+            best = g
+        if best is None:
+            groups.append(_Group([ln]))
+        else:
+            best.lines.append(ln)
+    return groups
+
+
+def _line_gap(lines: list[TextLine]) -> float:
+    """Typical vertical gap between consecutive lines of running text."""
+    longs = sorted((ln for ln in lines if _is_long(ln)), key=lambda ln: ln.bbox[1])
+    gaps = []
+    for i, a in enumerate(longs):
+        for b in longs[i + 1:]:
+            if b.bbox[1] > a.bbox[3] + 3 * _h(a):
+                break
+            if min(a.bbox[2], b.bbox[2]) - max(a.bbox[0], b.bbox[0]) > 0.5 * (a.bbox[2] - a.bbox[0]) \
+                    and b.bbox[1] > a.bbox[1] + 0.5 * _h(a):
+                gaps.append(b.bbox[1] - a.bbox[3])
+                break
+    return max(0.0, _median(gaps)) if gaps else 0.5 * _median([_h(ln) for ln in lines])
+
+
+def group_regions(groups: list[_Group]) -> list[list[_Group]]:
+    """Paragraphs -> stacks (a column's run of paragraphs, a table's cells):
+    a paragraph joins the nearest one above it that overlaps it horizontally
+    within 2.5 line heights, unless that one spans far wider (a full-width
+    title over one column of text stays apart)."""
+    parent = list(range(len(groups)))
+
+    def root(i):
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    boxes = [g.bbox for g in groups]
+    for j, b in enumerate(boxes):
+        h = groups[j].height
+        above = []
+        for i, a in enumerate(boxes):
+            gap = b[1] - a[3]
+            overlap = min(a[2], b[2]) - max(a[0], b[0])
+            if i != j and -0.3 * h < gap <= 2.5 * h and overlap > 0.5 * min(a[2] - a[0], b[2] - b[0]):
+                above.append((gap, i))
+        if not above:
+            continue
+        i = min(above)[1]
+        a = boxes[i]
+        text_like = len(groups[j].lines) > 1 or _is_long(groups[j].lines[0])
+        if text_like and (a[2] - a[0]) > 1.6 * (b[2] - b[0]):
+            continue
+        parent[root(j)] = root(i)
+    stacks: dict[int, list[_Group]] = {}
+    for i, g in enumerate(groups):
+        stacks.setdefault(root(i), []).append(g)
+    return list(stacks.values())
+
+
+def _core(g: _Group):
+    """A paragraph's box with the detector's vertical padding trimmed, so that
+    rows of a table leave gaps for the XY-cut."""
+    x0, y0, x1, y1 = g.bbox
+    s = 0.25 * g.height
+    return (x0, y0 + s, x1, y1 - s)
+
+
+def order_groups(groups: list[_Group], page_width: float, page_height: float) -> list[_Group]:
+    """Stacks in reading order (reading_order.order over their boxes), each
+    stack read row by row."""
+    stacks = group_regions(groups)
+    outer = [_Group([ln for g in st for ln in g.lines]).bbox for st in stacks]
+    out = []
+    for k in order(outer, page_width, page_height):
+        st = stacks[k]
+        out += _rows(st) if not _side_by_side(st) else [st[i] for i in order([g.bbox for g in st],
+                                                                              page_width, page_height)]
+    return out
+
+
+def _side_by_side(st: list[_Group]) -> bool:
+    """Two multi-line paragraphs next to each other: columns, not table rows."""
+    multi = [g.bbox for g in st if len(g.lines) > 1]
+    return any(min(a[3], b[3]) > max(a[1], b[1]) and (a[2] <= b[0] or b[2] <= a[0])
+               for i, a in enumerate(multi) for b in multi[i + 1:])
+
+
+def _rows(st: list[_Group]) -> list[_Group]:
+    """Row-major order of a stack (table rows read across): single-line members
+    that overlap vertically (padding trimmed) form a row; a multi-line member
+    (a cell spanning rows, a paragraph) joins the row its top falls in."""
+    rows: list[list] = []  # [y0, y1, members]
+    for g in sorted(st, key=lambda g: _core(g)[1]):
+        _, y0, _, y1 = _core(g)
+        if rows and y0 < rows[-1][1]:
+            rows[-1][2].append(g)
+            if len(g.lines) == 1:
+                rows[-1][1] = max(rows[-1][1], y1)
+        else:
+            rows.append([y0, y1 if len(g.lines) == 1 else y0 + g.height, [g]])
+    return [g for r in rows for g in sorted(r[2], key=lambda g: g.bbox[0])]
+
+
+def join_text(lines: list[str]) -> str:
+    """Lines of one paragraph -> one string: CJK joined without a space,
+    hyphenated Latin words rejoined, others with one space."""
+    out = ""
+    for s in lines:
+        if not out:
+            out = s
+        elif out[-1] == "-" and len(out) > 1 and out[-2].islower() and s[0].islower():
+            out = out[:-1] + s
+        elif is_cjk(out[-1]) or is_cjk(s[0]):
+            out += s
+        else:
+            out += " " + s
+    return out
+
+
+def page_blocks(lines: list[TextLine], page_width: float, page_height: float) -> list[Block]:
+    """OCR lines of one page -> Blocks in reading order; furniture last."""
+    body, furniture = split_furniture(lines, page_width, page_height)
+    groups = group_paragraphs(body, _line_gap(body))
+    blocks = []
+    for g in order_groups(groups, page_width, page_height):
+        text = join_text([ln.text for ln in g.lines])
+        blocks.append(Block(type="text", bbox=g.bbox, text=text, source="ocr",
+                            score=min(ln.score for ln in g.lines)))
+    return blocks + furniture
+
+
+_PAGE_NUM_RE = re.compile(r"^\s*[-–—]?\s*(?:page\s*)?(\d{1,4}|[ivxlc]{1,6})\s*[-–—]?\s*$", re.I)
+_MARGIN = 0.1  # header / footer bands: this share of the page height at top and bottom
+
+
+def split_furniture(lines: list[TextLine], page_width: float, page_height: float):
+    """(body lines, furniture Blocks): the bands of lines at the top / bottom
+    of the page, inside the margin share, that a clear gap separates from the
+    body; page numbers among them are typed as such."""
+    if not lines:
+        return [], []
+    h = _median([_h(ln) for ln in lines])
+    bands: list[list] = []  # [y0, y1, lines], top to bottom
+    for ln in sorted(lines, key=lambda ln: ln.bbox[1]):
+        if bands and ln.bbox[1] < bands[-1][1] + 0.5 * h:
+            bands[-1][1] = max(bands[-1][1], ln.bbox[3])
+            bands[-1][2].append(ln)
+        else:
+            bands.append([ln.bbox[1], ln.bbox[3], [ln]])
+    top = [b for b in bands if b[1] <= _MARGIN * page_height]
+    bottom = [b for b in bands if b[0] >= (1 - _MARGIN) * page_height]
+    if len(top) + len(bottom) >= len(bands):
+        return lines, []  # a page of only margin text: keep it as body
+    furniture = [_furniture_block(ln, "header") for b in top for ln in b[2]]
+    furniture += [_furniture_block(ln, "footer") for b in bottom for ln in b[2]]
+    keep = {id(ln) for b in bands[len(top):len(bands) - len(bottom)] for ln in b[2]}
+    return [ln for ln in lines if id(ln) in keep], furniture
+
+
+def _furniture_block(ln: TextLine, kind: str) -> Block:
+    if _PAGE_NUM_RE.match(ln.text):
+        kind = "page_number"
+    return Block(type=kind, bbox=ln.bbox, text=ln.text, source="ocr", score=ln.score)
