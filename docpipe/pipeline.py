@@ -21,12 +21,12 @@ import hashlib
 import importlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docpipe.config import ConvertOptions
 from docpipe.schema import DocumentResult, PageResult, Status
-from docpipe.writers import files, parquet
+from docpipe.writers import files
 from docpipe.writers.content_list import build_content_list
 from docpipe.writers.markdown import render_markdown
 
@@ -71,9 +71,12 @@ def _label(source: str) -> str:
 
 
 def _page_error(source: str, page_idx: int, error: str) -> str:
-    """Page errors always name the file and the 1-based page."""
-    prefix = f"{_label(source)} page {page_idx + 1}"
-    return error if error.startswith(prefix) else f"{prefix}: {error}"
+    """Page errors always name the file and the 1-based page:
+    "<file>: page N: <reason>" (backends may already say "page N: ...")."""
+    page = f"page {page_idx + 1}: "
+    if error.startswith(f"{_label(source)}: {page}"):
+        return error
+    return f"{_label(source)}: {error if error.startswith(page) else page + error}"
 
 
 def _name_images(pages: list[PageResult]) -> None:
@@ -98,6 +101,8 @@ def assemble_markdown(pages: list[PageResult], table_format: str) -> str:
 
 def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptions) -> list[PageResult]:
     """Run the backend; an exception mid-way keeps the pages done before it."""
+    from docpipe.runner import report_pages
+
     source = result.source_path
     pages: list[PageResult] = []
     try:
@@ -105,6 +110,7 @@ def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptio
             if page.error:
                 page.error = _page_error(source, page.page_idx, page.error)
             pages.append(page)
+            report_pages(1)  # live pages/s in the CLI on long documents
     except BackendUnavailable:
         raise
     except Exception as e:  # noqa: BLE001 - one bad page must not lose the others
@@ -134,14 +140,15 @@ def _status(pages: list[PageResult]) -> tuple[Status, str]:
 
 def process_document(source: str, opts: ConvertOptions) -> DocumentResult:
     """Convert one PDF; never raises for a bad document (see module doc)."""
-    from docpipe.ingest import open_pdf, parse_page_ranges
     from docpipe.ingest.errors import PdfError
+    from docpipe.ingest.pages import parse_page_ranges
+    from docpipe.ingest.pdf import open_pdf
 
     t_start = time.perf_counter()
     result = DocumentResult(source_path=source, name=Path(source).stem, backend=opts.effective_backend)
     timings = result.timings_s
     try:
-        doc = open_pdf(source, opts.password)
+        doc = open_pdf(source, opts.password, opts.max_page_side_pt)
     except PdfError as e:
         result.status, result.error = Status.FAILURE, str(e)
         timings["total_s"] = time.perf_counter() - t_start
@@ -191,9 +198,12 @@ class BatchPlan:
     names: dict[str, str]  # source -> unique output name
     todo: list[str]  # sources to convert, in input order
     skipped: list[str]  # sources whose outputs are already finished (resume)
+    input_errors: list[tuple[str, str]] = field(default_factory=list)  # (input, why it named no file)
 
 
 def _owner_of(out: Path):
+    from docpipe.writers import parquet  # pyarrow: parent process only, keeps workers light
+
     def owner(name: str) -> str | None:
         meta = files.read_manifest(out, name) or parquet.read_part_meta(out, name)
         return meta["source_path"] if meta else None
@@ -202,6 +212,8 @@ def _owner_of(out: Path):
 
 def is_finished(out: Path, name: str, source: str, formats: tuple[str, ...]) -> bool:
     """True when every requested output of `source` exists and it did not fail."""
+    from docpipe.writers import parquet
+
     key = files.source_key(source)
     metas = []
     if {"md", "json"} & set(formats):
@@ -215,20 +227,25 @@ def is_finished(out: Path, name: str, source: str, formats: tuple[str, ...]) -> 
 
 
 def plan_batch(inputs, out, opts: ConvertOptions) -> BatchPlan:
-    from docpipe.ingest import discover
+    from docpipe.ingest.sources import discover
 
-    sources = [str(getattr(s, "path", s)) for s in discover(inputs)]
+    found = discover(inputs)
+    errors = [(s.path, s.error) for s in found if s.error]
+    sources = [s.path for s in found if not s.error]
     out = Path(out) if out is not None else None
     if out is None:
-        return BatchPlan(None, {s: files.safe_stem(s) for s in sources}, sources, [])
+        return BatchPlan(None, files.assign_names(sources), sources, [], errors)
     files.clean_stale(out)
     names = files.assign_names(sources, _owner_of(out))
     done = set() if opts.force else {s for s in sources if is_finished(out, names[s], s, opts.formats)}
-    return BatchPlan(out, names, [s for s in sources if s not in done], [s for s in sources if s in done])
+    return BatchPlan(out, names, [s for s in sources if s not in done],
+                     [s for s in sources if s in done], errors)
 
 
 def write_outputs(result: DocumentResult, out: Path, opts: ConvertOptions) -> None:
     """Write one finished document; a write error becomes the document's failure."""
+    from docpipe.writers import parquet
+
     try:
         if result.status != Status.FAILURE and {"md", "json"} & set(opts.formats):
             files.write_document(result, out, opts.formats)
@@ -239,14 +256,18 @@ def write_outputs(result: DocumentResult, out: Path, opts: ConvertOptions) -> No
         result.error = f"{Path(result.source_path).name}: cannot write outputs to {out}: {e}"
 
 
-def run_batch(plan: BatchPlan, opts: ConvertOptions) -> Iterator[DocumentResult]:
+def run_batch(plan: BatchPlan, opts: ConvertOptions, on_pages=None) -> Iterator[DocumentResult]:
     """Convert the plan's sources in worker processes; yields in completion order,
-    after each document's outputs are written."""
-    from docpipe.runner import run_documents
+    after each document's outputs are written. Inputs that named no file come
+    first, as failures (nothing is written for them: they are not documents).
+    `on_pages(n)` gets page-count increments for live progress."""
+    from docpipe.runner import failure, run_documents
 
+    for path, error in plan.input_errors:
+        yield failure(path, error)
     if not plan.todo:
         return
-    for result in run_documents(plan.todo, process_document, opts):
+    for result in run_documents(plan.todo, process_document, opts, on_pages=on_pages):
         result.name = plan.names.get(result.source_path) or files.safe_stem(result.source_path)
         if plan.out is not None:
             write_outputs(result, plan.out, opts)

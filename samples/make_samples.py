@@ -91,7 +91,8 @@ def _columns(top_pt: float, num_columns: int) -> list[pymupdf.Rect]:
                          bottom) for i in range(num_columns)]
 
 
-def build(name: str, num_columns: int) -> Path:
+def build(name: str, num_columns: int, out_dir: Path = HERE) -> Path:
+    """samples/<name>.md -> out_dir/<name>.pdf"""
     md = (HERE / f"{name}.md").read_text(encoding="utf-8")
     # The title (first block) spans the page; the rest flows through the columns.
     title_md, body_md = md.strip().split("\n\n", 1)
@@ -99,7 +100,7 @@ def build(name: str, num_columns: int) -> Path:
     archive.add((figure_png(), "figure.png"))
     title = pymupdf.Story(markdown_to_html(title_md), user_css=CSS)
     body = pymupdf.Story(markdown_to_html(body_md), user_css=CSS, archive=archive)
-    path = HERE / f"{name}.pdf"
+    path = Path(out_dir) / f"{name}.pdf"
     writer = pymupdf.DocumentWriter(str(path))
     top = MARGIN_PT
     dev = writer.begin_page(PAGE)

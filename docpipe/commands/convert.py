@@ -29,6 +29,7 @@ class Tally:
     num_docs: int = 0  # documents converted in this run (any status)
     num_pages: int = 0  # pages converted in this run
     num_failed_pages: int = 0
+    num_pages_live: int = 0  # pages reported by workers so far (for the live rate)
     problems: list[DocumentResult] = field(default_factory=list)  # failure and partial results
     by_status: dict[str, int] = field(default_factory=dict)
 
@@ -45,9 +46,13 @@ class Tally:
     def elapsed_s(self) -> float:
         return time.perf_counter() - self.started_s
 
+    def on_pages(self, num_pages: int) -> None:
+        self.num_pages_live += num_pages
+
     def rate(self) -> str:
         secs = max(self.elapsed_s, 1e-9)
-        return f"{self.num_pages} pages, {self.num_pages / secs:.2f} pages/s, {self.num_docs / secs:.2f} docs/s"
+        pages = max(self.num_pages_live, self.num_pages + self.num_failed_pages)
+        return f"{pages} pages, {pages / secs:.2f} pages/s, {self.num_docs / secs:.2f} docs/s"
 
 
 def _fail(console: Console, message: str, code: int = 2) -> None:
@@ -58,15 +63,20 @@ def _fail(console: Console, message: str, code: int = 2) -> None:
 def _print_summary(console: Console, tally: Tally, num_skipped: int, out: str) -> None:
     for r in tally.problems:
         label = Status(r.status).value.upper()
-        console.print(f"{label} {r.source_path}: {r.error}", soft_wrap=True, highlight=False, markup=False)
-    table = Table(title="docpipe convert summary", show_header=True)
-    for col in ("documents", "success", "partial", "failed", "skipped", "pages", "failed pages", "seconds", "pages/s"):
-        table.add_column(col, justify="right")
+        # ingest errors already start with the path; runner errors do not
+        where = "" if r.error.startswith(r.source_path) else f"{r.source_path}: "
+        console.print(f"{label} {where}{r.error}", soft_wrap=True, highlight=False, markup=False)
     secs = tally.elapsed_s
-    table.add_row(str(tally.num_docs + num_skipped), str(tally.by_status.get("success", 0)),
-                  str(tally.by_status.get("partial", 0)), str(tally.by_status.get("failure", 0)),
-                  str(num_skipped), str(tally.num_pages), str(tally.num_failed_pages),
-                  f"{secs:.1f}", f"{tally.num_pages / max(secs, 1e-9):.2f}")
+    table = Table(title="docpipe convert summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [("documents", tally.num_docs + num_skipped), ("success", tally.by_status.get("success", 0)),
+            ("partial", tally.by_status.get("partial", 0)), ("failed", tally.by_status.get("failure", 0)),
+            ("skipped (already done)", num_skipped), ("pages converted", tally.num_pages),
+            ("pages failed", tally.num_failed_pages), ("seconds", f"{secs:.1f}"),
+            ("pages/s", f"{tally.num_pages / max(secs, 1e-9):.2f}")]
+    for what, value in rows:
+        table.add_row(what, str(value))
     console.print(table)
     console.print(f"outputs in {out}", soft_wrap=True, highlight=False)
 
@@ -108,15 +118,20 @@ def convert_command(
         plan = plan_batch(inputs, out, opts)
     except (OSError, ValueError) as e:
         _fail(console, f"cannot read inputs: {e}")
-    if not plan.todo and not plan.skipped:
+    if not plan.todo and not plan.skipped and not plan.input_errors:
         _fail(console, f"no PDF files found in {' '.join(inputs)}", code=1)
 
     tally = Tally()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[rate]}"), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:
-        task = progress.add_task("documents", total=len(plan.todo), rate="")
-        for result in run_batch(plan, opts):
+        task = progress.add_task("documents", total=len(plan.todo) + len(plan.input_errors), rate="")
+
+        def on_pages(num_pages: int) -> None:
+            tally.on_pages(num_pages)
+            progress.update(task, rate=tally.rate())
+
+        for result in run_batch(plan, opts, on_pages=on_pages):
             tally.add(result)
             progress.update(task, advance=1, rate=tally.rate())
     _print_summary(Console(), tally, len(plan.skipped), out)
