@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from docpipe.models.replay import ReplayClient, write_record
-from docpipe.models.vlm_page import (answers_for, blocks_from_layout, convert_page,
+from docpipe.models.vlm_page import (answers_for, blocks_from_layout, convert_page, finish_page,
                                      make_block_requests, make_layout_request)
 from docpipe.writers.content_list import build_content_list
 from docpipe.writers.markdown import render_markdown
@@ -128,4 +128,12 @@ def test_hybrid_text_layer_stands_in_for_text_blocks(render):
     assert len(calls) == 2  # the two plain text blocks, nothing else
     assert all(blocks[b.block_idx].type != "text" for b in breqs)
     outputs = ReplayClient(ANSWERS).generate([b.request for b in breqs])
-    assert len(answers_for(breqs, outputs)) == len(breqs)
+    page = finish_page(blocks, answers_for(breqs, outputs), 0, 612, 792)
+    assert page.source == "hybrid"
+    texts = [b for b in page.blocks if b.type == "text"]
+    assert [(b.text, b.source) for b in texts] == [("TEXT LAYER", "text_layer")] * 2
+    assert all(b.source == "vlm" for b in page.blocks if b.type != "text")
+
+
+def test_vlm_page_source_and_timings(page):
+    assert page.source == "vlm" and set(page.timings_s) == {"vlm_layout", "vlm_blocks"}
