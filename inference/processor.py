@@ -30,6 +30,11 @@ class ProcessedPrompt:
     rope_delta: int                            # decode position = cache position + rope_delta
     pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32
     image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
+    image_token_index: torch.Tensor | None = None  # [num_image_tokens] int64 prompt indices of image tokens
+
+    @property
+    def has_images(self) -> bool:
+        return self.pixel_values is not None
 
 
 def _has(path: Path | None, name: str) -> bool:
@@ -84,7 +89,8 @@ class Processor:
             else:
                 expanded.append(token)
         positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
-        return ProcessedPrompt(expanded, positions, rope_delta, pixel_values, grids or None)
+        index = torch.nonzero(torch.tensor(expanded) == self.cfg.image_token_id).flatten() if images else None
+        return ProcessedPrompt(expanded, positions, rope_delta, pixel_values, grids or None, index)
 
     def decode(self, token_ids: list[int]) -> str | None:
         return None if self.tokenizer is None else self.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -1,0 +1,58 @@
+"""EngineConfig: the one typed config of an engine instance. `LLM(...)`, the
+layout files and the disaggregated workers all build this object."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "float16": torch.float16, "fp16": torch.float16,
+          "half": torch.float16, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
+
+
+def resolve_dtype(dtype: str | torch.dtype, checkpoint_dtype: str, device: torch.device) -> torch.dtype:
+    """'auto' = the checkpoint's dtype on accelerators, float32 on the CPU
+    (bf16 matmuls on CPU are slow and inexact)."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else DTYPES.get(checkpoint_dtype, torch.bfloat16)
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; known: {sorted(DTYPES)}")
+    return DTYPES[dtype]
+
+
+@dataclass
+class EngineConfig:
+    model: str                              # local HF directory or "dummy:<preset>"
+    dtype: str | torch.dtype = "auto"       # weights, activations and KV cache
+    device: str = "cpu"
+    kv_block_size: int = 16                 # tokens per KV block
+    max_num_seqs: int = 256                 # running requests at most
+    max_num_batched_tokens: int = 8192      # tokens per step (prefill chunks + decodes)
+    num_kv_blocks: int | None = None        # None: from free memory (GPU) or max_model_len * max_num_seqs (CPU)
+    max_model_len: int = 16384              # prompt + output tokens per request at most
+    gpu_memory_utilization: float = 0.90    # share of total device memory the engine may use
+    ops_backend: str | None = None          # None: the device's backend, else by name ("reference", "cuda")
+    mode: str = "graph"                     # "graph": CUDA-graph decode steps (CUDA only), "eager"
+    seed: int = 0                           # dummy weights and unseeded sampling
+
+    def __post_init__(self):
+        if self.mode not in ("graph", "eager"):
+            raise ValueError(f"mode must be 'graph' or 'eager', got {self.mode!r}")
+        if self.kv_block_size < 1 or self.max_num_seqs < 1:
+            raise ValueError("kv_block_size and max_num_seqs must be >= 1")
+        if self.max_num_batched_tokens < 1:
+            raise ValueError("max_num_batched_tokens must be >= 1")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ValueError("gpu_memory_utilization must be in (0, 1]")
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    @property
+    def use_cuda_graph(self) -> bool:
+        return self.mode == "graph" and self.torch_device.type == "cuda"

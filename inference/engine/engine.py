@@ -1,0 +1,121 @@
+"""LLMEngine: the step loop (schedule -> execute -> update) and the
+request API that `LLM`, the prefill worker and the decode worker drive.
+
+Request lifecycle (queues):
+  add_request -> waiting -> running (chunked prefill, then one token a step)
+  -> finished (streamed out of step() as RequestOutput, in batch order).
+  Preempted requests go back to the front of waiting and are recomputed.
+
+Disaggregated roles use the same engine, no fork:
+(a) Prefill worker: add_request(..., keep_kv=True) with SamplingParams(max_tokens=1).
+    When it finishes, its RequestOutput carries first_token, rope_delta,
+    num_computed_tokens (= prompt length) and block_ids; the blocks stay
+    allocated (held) so the transfer engine can read kv_pool[block_ids]
+    until release(request_id) ends the lease.
+(b) Decode worker: add_prefilled_request(request_id, num_prompt_tokens,
+    first_token, rope_delta, sampling) allocates blocks for the prompt and
+    returns their ids (state WAITING_FOR_KV); the transfer engine writes the
+    KV into kv_pool[block_ids]; kv_ready(request_id) then puts the request
+    into running with num_computed_tokens = num_prompt_tokens and the first
+    token as its pending input, so the next step decodes at position
+    num_prompt_tokens + rope_delta. Such requests cannot be recomputed, so
+    the scheduler preempts other requests first.
+"""
+from __future__ import annotations
+
+from inference.config import EngineConfig
+from inference.engine.block_manager import BlockManager
+from inference.engine.request import Request, RequestOutput, RequestStatus
+from inference.engine.scheduler import Scheduler
+from inference.processor import ProcessedPrompt, Processor
+from inference.sampling import SamplingParams
+from inference.worker.model_runner import ModelRunner
+
+
+class LLMEngine:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.runner = ModelRunner(config)
+        self.model_config = self.runner.model_config
+        model_dir = None if config.model.startswith("dummy:") else config.model
+        self.processor = Processor(self.model_config, model_dir)
+        self.block_manager = BlockManager(self.runner.num_kv_blocks, config.kv_block_size)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
+                                   config.max_model_len, self.model_config.eos_token_ids)
+        self.awaiting_kv: dict[str, Request] = {}
+
+    @property
+    def kv_pool(self):
+        return self.runner.kv_pool
+
+    def _check_fits(self, request_id: str, num_tokens: int) -> None:
+        if num_tokens > self.config.max_model_len:
+            raise ValueError(f"request {request_id}: {num_tokens} tokens exceed max_model_len {self.config.max_model_len}")
+        if self.block_manager.blocks_for(num_tokens) > self.block_manager.num_blocks:
+            raise ValueError(f"request {request_id}: {num_tokens} tokens need more KV blocks than the pool has "
+                             f"({self.block_manager.num_blocks} of {self.config.kv_block_size} tokens)")
+
+    def add_request(self, request_id: str, request: dict | ProcessedPrompt, sampling: SamplingParams,
+                    keep_kv: bool = False) -> Request:
+        prompt = request if isinstance(request, ProcessedPrompt) else self.processor(request)
+        if not prompt.token_ids:
+            raise ValueError(f"request {request_id}: empty prompt")
+        self._check_fits(request_id, len(prompt.token_ids) + sampling.max_tokens)
+        req = Request(request_id, prompt, sampling, keep_kv=keep_kv)
+        self.scheduler.add(req)
+        return req
+
+    def add_prefilled_request(self, request_id: str, num_prompt_tokens: int, first_token: int, rope_delta: int,
+                              sampling: SamplingParams, prompt_token_ids: list[int] | None = None) -> list[int]:
+        """Decode role: allocate blocks for a prompt whose KV will be written
+        from outside; returns the block ids to write into."""
+        import torch
+
+        ids = list(prompt_token_ids) if prompt_token_ids is not None else [0] * num_prompt_tokens
+        assert len(ids) == num_prompt_tokens, "prompt_token_ids must have num_prompt_tokens entries"
+        self._check_fits(request_id, num_prompt_tokens + sampling.max_tokens)
+        # Only decode positions are needed (cache position + rope_delta); prompt positions are never read.
+        prompt = ProcessedPrompt(ids, torch.zeros(3, num_prompt_tokens, dtype=torch.long), rope_delta)
+        req = Request(request_id, prompt, sampling, recomputable=False)
+        if not self.block_manager.allocate(req.block_ids, num_prompt_tokens):
+            raise RuntimeError(f"request {request_id}: no free KV blocks for {num_prompt_tokens} prompt tokens")
+        req.status = RequestStatus.WAITING_FOR_KV
+        req.num_computed_tokens = num_prompt_tokens
+        req.append_token(first_token)
+        self.awaiting_kv[request_id] = req
+        return list(req.block_ids)
+
+    def kv_ready(self, request_id: str) -> list[RequestOutput]:
+        """The prompt KV of an add_prefilled_request is in the pool: start
+        decoding (or finish at once if the first token already ends it)."""
+        req = self.awaiting_kv.pop(request_id)
+        status = self.scheduler._stop_status(req)
+        if status is not None:
+            self.scheduler.finish(req, status)
+            return [self._output(req)]
+        req.status = RequestStatus.RUNNING
+        self.scheduler.running.append(req)
+        return []
+
+    def release(self, request_id: str) -> None:
+        self.scheduler.release(request_id)
+
+    def abort(self, request_id: str) -> None:
+        for req in list(self.scheduler.running) + list(self.scheduler.waiting):
+            if req.request_id == request_id:
+                self.scheduler.finish(req, RequestStatus.FINISHED_ABORTED)
+
+    def has_unfinished_requests(self) -> bool:
+        return self.scheduler.has_work()
+
+    def step(self) -> list[RequestOutput]:
+        sched = self.scheduler.schedule()
+        out = self.runner.execute(sched)
+        finished = self.scheduler.update(sched, out.sampled)
+        return [self._output(req) for req in finished]
+
+    def _output(self, req: Request) -> RequestOutput:
+        import time
+
+        req.finish_time_s = req.finish_time_s or time.perf_counter()
+        return RequestOutput.from_request(req, self.processor.decode(req.output_token_ids))

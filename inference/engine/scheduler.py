@@ -1,0 +1,156 @@
+"""Continuous-batching scheduler with chunked prefill and preemption by
+recompute.
+
+Queues: waiting (FIFO; preempted requests go back to its front) -> running
+(in admission order) -> finished. Requests in WAITING_FOR_KV are held aside
+until their KV lands in the pool (decode role).
+
+Each step spends a token budget (max_num_batched_tokens): running requests
+first, in order (one token for a decode, the next chunk for an unfinished
+prefill), then waiting requests while seats (max_num_seqs), budget and KV
+blocks last. When a running request needs a block and none is free, the last
+running request is preempted: its blocks are freed and it restarts from
+scratch (prompt + tokens generated so far) later. A request samples a token
+only in the step whose chunk reaches the end of its known tokens.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from inference.engine.block_manager import BlockManager
+from inference.engine.request import Request, RequestStatus
+
+
+@dataclass
+class ScheduledRequest:
+    request: Request
+    num_new_tokens: int          # tokens computed this step, from request.num_computed_tokens
+
+    @property
+    def samples(self) -> bool:
+        req = self.request
+        return req.num_computed_tokens + self.num_new_tokens == req.num_tokens
+
+
+@dataclass
+class SchedulerOutput:
+    scheduled: list[ScheduledRequest] = field(default_factory=list)  # in batch order
+    freed_request_ids: list[str] = field(default_factory=list)       # preempted/finished since last step: drop worker caches
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(s.num_new_tokens for s in self.scheduled)
+
+
+class Scheduler:
+    def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
+                 max_model_len: int, eos_token_ids: list[int]):
+        self.blocks = block_manager
+        self.max_num_seqs = max_num_seqs
+        self.max_num_batched_tokens = max_num_batched_tokens
+        self.max_model_len = max_model_len
+        self.eos_token_ids = set(eos_token_ids)
+        self.waiting: deque[Request] = deque()
+        self.running: list[Request] = []
+        self.held: dict[str, Request] = {}   # finished keep_kv requests and WAITING_FOR_KV ones, by id
+        self._freed: list[str] = []
+
+    def add(self, req: Request) -> None:
+        self.waiting.append(req)
+
+    def has_work(self) -> bool:
+        return bool(self.waiting or self.running)
+
+    def schedule(self) -> SchedulerOutput:
+        out = SchedulerOutput()
+        budget = self.max_num_batched_tokens
+        preempted = False
+        i = 0
+        while i < len(self.running) and budget > 0:
+            req = self.running[i]
+            num_new = min(req.num_tokens - req.num_computed_tokens, budget)
+            while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
+                victim = self._pick_victim(i)
+                self._preempt(victim)
+                preempted = True
+                if victim is req:
+                    break
+            else:
+                out.scheduled.append(ScheduledRequest(req, num_new))
+                budget -= num_new
+                i += 1
+        while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs and not preempted:
+            req = self.waiting[0]
+            num_new = min(req.num_tokens - req.num_computed_tokens, budget)
+            if not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
+                break
+            self.waiting.popleft()
+            req.status = RequestStatus.RUNNING
+            self.running.append(req)
+            out.scheduled.append(ScheduledRequest(req, num_new))
+            budget -= num_new
+        out.freed_request_ids, self._freed = self._freed, []
+        return out
+
+    def _pick_victim(self, first: int) -> Request:
+        """The last not-yet-scheduled running request that can be recomputed
+        (running[first] itself as the last resort)."""
+        for victim in reversed(self.running[first + 1:]):
+            if victim.recomputable:
+                return victim
+        return self.running[first]
+
+    def _preempt(self, req: Request) -> None:
+        if not req.recomputable:
+            raise RuntimeError(f"request {req.request_id}: KV pool exhausted; its KV came from outside "
+                               "and cannot be recomputed (give the decode pool more blocks)")
+        self.running.remove(req)
+        self.blocks.free(req.block_ids)
+        req.num_computed_tokens = 0
+        req.num_preemptions += 1
+        req.status = RequestStatus.WAITING
+        self.waiting.appendleft(req)
+        self._freed.append(req.request_id)
+
+    def update(self, out: SchedulerOutput, sampled: dict[str, int]) -> list[Request]:
+        """Advance computed counts, append sampled tokens, retire finished
+        requests (returned, in batch order)."""
+        finished = []
+        for item in out.scheduled:
+            req = item.request
+            samples = item.samples
+            req.num_computed_tokens += item.num_new_tokens
+            if not samples:
+                continue
+            req.append_token(sampled[req.request_id])
+            status = self._stop_status(req)
+            if status is not None:
+                self.finish(req, status)
+                finished.append(req)
+        return finished
+
+    def _stop_status(self, req: Request) -> RequestStatus | None:
+        token, params = int(req.token_ids[-1]), req.sampling
+        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+            return RequestStatus.FINISHED_STOPPED
+        if req.num_output_tokens >= params.max_tokens or req.num_tokens >= self.max_model_len:
+            return RequestStatus.FINISHED_LENGTH
+        return None
+
+    def finish(self, req: Request, status: RequestStatus) -> None:
+        if req in self.running:
+            self.running.remove(req)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        req.status = status
+        self._freed.append(req.request_id)
+        if req.keep_kv:
+            self.held[req.request_id] = req   # freed by release()
+        else:
+            self.blocks.free(req.block_ids)
+
+    def release(self, request_id: str) -> None:
+        """Free the blocks a keep_kv request still holds (lease ended)."""
+        req = self.held.pop(request_id)
+        self.blocks.free(req.block_ids)

@@ -1,0 +1,44 @@
+"""LLM: the offline batch API over LLMEngine.
+
+    llm = LLM(model="dummy:tiny" | "/path/to/hf_dir", dtype="auto", device="cuda")
+    results = llm.generate([{"prompt_token_ids": [...], "images": [img]}], SamplingParams(temperature=0))
+
+generate() returns one RequestOutput per request, in input order.
+"""
+from __future__ import annotations
+
+import torch
+
+from inference.config import EngineConfig
+from inference.engine.engine import LLMEngine
+from inference.engine.request import RequestOutput
+from inference.sampling import SamplingParams
+
+
+class LLM:
+    def __init__(self, model: str, dtype: str | torch.dtype = "auto", device: str | None = None,
+                 kv_block_size: int = 16, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
+                 num_kv_blocks: int | None = None, ops_backend: str | None = None, mode: str = "graph", **kwargs):
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.config = EngineConfig(model=model, dtype=dtype, device=device, kv_block_size=kv_block_size,
+                                   max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
+                                   num_kv_blocks=num_kv_blocks, ops_backend=ops_backend, mode=mode, **kwargs)
+        self.engine = LLMEngine(self.config)
+        self._next_id = 0
+
+    def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
+        requests = [requests] if isinstance(requests, dict) else list(requests)
+        sampling = sampling or SamplingParams()
+        params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
+        if len(params) != len(requests):
+            raise ValueError(f"{len(params)} sampling params for {len(requests)} requests")
+        ids = []
+        for request, param in zip(requests, params):
+            ids.append(str(self._next_id))
+            self._next_id += 1
+            self.engine.add_request(ids[-1], request, param)
+        done: dict[str, RequestOutput] = {}
+        while self.engine.has_unfinished_requests():
+            for output in self.engine.step():
+                done[output.request_id] = output
+        return [done[i] for i in ids]

@@ -1,0 +1,119 @@
+"""Model runner: owns the weights, the KV pool and the encoder cache of one
+worker, and turns a SchedulerOutput into sampled tokens.
+
+execute(): build the flattened batch -> run the vision encoder once for all
+requests whose chunk first reaches their images (batched across requests) ->
+embed tokens and scatter image embeddings into their rows -> LM forward over
+the paged pool -> logits of the rows that sample -> sampler. One host sync per
+step (the sampled token ids).
+
+KV pool: ONE tensor kv_pool[num_blocks, num_layers, 2, block_size,
+num_kv_heads, head_dim] (inference.ops.base); each attention layer gets the
+strided views kv_pool[:, layer, 0/1]. Transfer engines register `kv_pool`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from inference.config import EngineConfig, resolve_dtype
+from inference.engine.scheduler import SchedulerOutput
+from inference.models.loader import load_config, load_model
+from inference.ops import get_ops
+from inference.worker.input_batch import InputBatch, build_input_batch
+from inference.worker.sampler import Sampler
+
+CPU_KV_POOL_BYTES = 1 << 30        # default pool cap on the CPU
+ACTIVATION_RESERVE_BYTES = 2 << 30  # GPU headroom kept for activations, logits and graphs
+
+
+@dataclass
+class ModelRunnerOutput:
+    sampled: dict[str, int]          # request id -> token sampled this step
+
+
+class ModelRunner:
+    def __init__(self, config: EngineConfig):
+        self.config = config
+        self.device = config.torch_device
+        self.model_config = load_config(config.model)
+        self.dtype = resolve_dtype(config.dtype, self.model_config.torch_dtype, self.device)
+        self.ops = get_ops(self.device, config.ops_backend)
+        self.model = load_model(config.model, self.dtype, self.device, self.ops, config.seed)
+        self.block_size = config.kv_block_size
+        self.num_kv_blocks = config.num_kv_blocks or self._auto_num_blocks()
+        cfg = self.model_config
+        self.kv_pool = torch.zeros(self.num_kv_blocks, cfg.num_hidden_layers, 2, self.block_size,
+                                   cfg.num_key_value_heads, cfg.head_dim, dtype=self.dtype, device=self.device)
+        for layer, attn in enumerate(self.model.attention_layers()):
+            attn.k_cache, attn.v_cache = self.kv_pool[:, layer, 0], self.kv_pool[:, layer, 1]
+        self.sampler = Sampler(self.device, config.seed)
+        self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
+        self.graphs = None
+        if config.use_cuda_graph:
+            from inference.worker.cuda_graph import DecodeGraphs
+            self.graphs = DecodeGraphs(self)
+
+    @property
+    def bytes_per_block(self) -> int:
+        cfg = self.model_config
+        return (cfg.num_hidden_layers * 2 * self.block_size * cfg.num_key_value_heads * cfg.head_dim
+                * torch.empty((), dtype=self.dtype).element_size())
+
+    def _auto_num_blocks(self) -> int:
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            used = total - free
+            budget = int(total * self.config.gpu_memory_utilization) - used - ACTIVATION_RESERVE_BYTES
+            if budget < self.bytes_per_block:
+                raise RuntimeError(f"no device memory left for the KV pool (free {free >> 20} MiB)")
+            return budget // self.bytes_per_block
+        wanted = self.config.max_num_seqs * -(-self.config.max_model_len // self.block_size)
+        return max(1, min(wanted, CPU_KV_POOL_BYTES // self.bytes_per_block))
+
+    def _image_embeddings(self, batch: InputBatch) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Image embeddings of this step's chunks and the batch rows they fill;
+        encodes (in one call) the images of requests not yet in the cache."""
+        if not batch.image_chunks:
+            return None, None
+        todo = [c.request for c in batch.image_chunks if c.request.request_id not in self.encoder_cache]
+        if todo:
+            pixels = torch.cat([r.prompt.pixel_values for r in todo]).to(self.device, self.dtype, non_blocking=True)
+            grids = [g for r in todo for g in r.prompt.image_grid_thw]
+            embeds = self.model.encode_images(pixels, grids)
+            sizes = [int(r.prompt.image_token_index.numel()) for r in todo]
+            for req, emb in zip(todo, embeds.split(sizes)):
+                self.encoder_cache[req.request_id] = emb
+        rows, chunks = [], []
+        for c in batch.image_chunks:
+            index = c.request.prompt.image_token_index
+            lo, hi = torch.searchsorted(index, torch.tensor([c.start, c.end])).tolist()
+            rows.append(index[lo:hi] - c.start + c.row_offset)
+            chunks.append(self.encoder_cache[c.request.request_id][lo:hi])
+            if hi == index.numel():  # last image token consumed: embeddings no longer needed
+                del self.encoder_cache[c.request.request_id]
+        return torch.cat(chunks), torch.cat(rows).to(self.device, non_blocking=True)
+
+    @torch.inference_mode()
+    def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        for request_id in sched.freed_request_ids:
+            self.encoder_cache.pop(request_id, None)
+        if not sched.scheduled:
+            return ModelRunnerOutput({})
+        batch = build_input_batch(sched, self.block_size, self.device)
+        image_embeds, image_rows = self._image_embeddings(batch)
+        if self.graphs is not None and self.graphs.can_run(batch):
+            hidden = self.graphs.run(batch)
+        else:
+            embeds = self.model.embed(batch.input_ids, image_embeds, image_rows)
+            hidden = self.model(embeds, batch.positions, batch.meta)
+        if not batch.sample_requests:
+            return ModelRunnerOutput({})
+        logits = self.model.compute_logits(hidden[batch.logits_indices])
+        reqs = batch.sample_requests
+        for row, req in enumerate(reqs):
+            if req.sampling.return_logits:
+                req.logits.append(logits[row].float().cpu())
+        tokens = self.sampler(logits, reqs).tolist()
+        return ModelRunnerOutput({req.request_id: tok for req, tok in zip(reqs, tokens)})
