@@ -30,7 +30,9 @@ from docpipe.text.reading_order import order
 # ~1.33, CJK lines ~1.18.
 _H_PER_PT_LATIN = 1.33
 _H_PER_PT_CJK = 1.18
-_FRAGMENT_GAP = 0.8  # max gap between fragments of one visual line, in box heights
+# Max gap between fragments of one visual line, in box heights: word gaps
+# are ~0.3; table cells of CJK text may sit closer than a height apart.
+_FRAGMENT_GAP = 0.6
 
 
 def is_cjk(ch: str) -> bool:
@@ -91,14 +93,17 @@ def _same_line(a: TextLine, b: TextLine) -> bool:
     ha, hb = a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1]
     overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
     gap = b.bbox[0] - a.bbox[2]
-    return overlap > 0.6 * min(ha, hb) and -0.5 * min(ha, hb) < gap < _FRAGMENT_GAP * max(ha, hb)
+    return overlap > 0.6 * min(ha, hb) and -0.5 * min(ha, hb) < gap < _FRAGMENT_GAP * min(ha, hb)
 
 
 # ---------------------------------------------------------------- page layout
 
-_LONG = 8.0  # a line at least this many heights wide is running text, not a cell
+_LONG = 12.0  # a line at least this many heights wide is running text, not a cell
 _INDENT = 0.8  # a first line indented by this many heights opens a paragraph
 _SHORT = 2.0  # a line ending this many heights short of its paragraph's right edge ends it
+_CELL_GAP = 0.2  # a short line closer than this share of the page width on the left makes a table row
+_TABLE_GAP = 0.2  # cells of one table row are closer than this share of the page width
+_CELL_GAP_H = 6.0  # ... and closer than this many line heights (a gutter is wider)
 
 
 @dataclass
@@ -130,11 +135,28 @@ def _is_long(ln: TextLine) -> bool:
     return ln.bbox[2] - ln.bbox[0] >= _LONG * _h(ln)
 
 
-def group_paragraphs(lines: list[TextLine], line_gap: float) -> list[_Group]:
+def _in_table_row(lines: list[TextLine], page_width: float) -> set[int]:
+    """ids of lines with a short cell close on their left in the same row:
+    value columns of a table, which must not chain into paragraphs."""
+    out = set()
+    for ln in lines:
+        for o in lines:
+            ov = min(ln.bbox[3], o.bbox[3]) - max(ln.bbox[1], o.bbox[1])
+            gap = ln.bbox[0] - o.bbox[2]
+            if o is not ln and ov > 0.5 * min(_h(ln), _h(o)) and 0 <= gap < _CELL_GAP * page_width \
+                    and not _is_long(o):
+                out.add(id(ln))
+                break
+    return out
+
+
+def group_paragraphs(lines: list[TextLine], line_gap: float, page_width: float) -> list[_Group]:
     """Lines -> paragraphs: a line continues the paragraph right above it when
     the vertical gap is at most `line_gap` (+ slack), they overlap
-    horizontally, heights agree, one of the two is running text (so table
-    cells never chain), and no indent or short last line says otherwise."""
+    horizontally, heights agree, one of the two is running text and neither
+    is a table value (so table cells never chain), and no indent or short
+    last line says otherwise."""
+    cells = _in_table_row(lines, page_width)
     groups: list[_Group] = []
     for ln in sorted(lines, key=lambda ln: (ln.bbox[1], ln.bbox[0])):
         h = _h(ln)
@@ -149,6 +171,8 @@ def group_paragraphs(lines: list[TextLine], line_gap: float) -> list[_Group]:
             if overlap < 0.5 * min(x1 - x0, ln.bbox[2] - ln.bbox[0]):
                 continue
             if not 0.75 < h / _h(last) < 1.33 or not (_is_long(ln) or _is_long(last)):
+                continue
+            if id(ln) in cells or id(last) in cells:
                 continue
             if ln.bbox[0] > x0 + _INDENT * h or last.bbox[2] < max(x1, ln.bbox[2]) - _SHORT * h:
                 continue
@@ -175,40 +199,51 @@ def _line_gap(lines: list[TextLine]) -> float:
     return max(0.0, _median(gaps)) if gaps else 0.5 * _median([_h(ln) for ln in lines])
 
 
-def group_regions(groups: list[_Group]) -> list[list[_Group]]:
-    """Paragraphs -> stacks (a column's run of paragraphs, a table's cells):
-    a paragraph joins the nearest one above it that overlaps it horizontally
-    within 2.5 line heights, unless that one spans far wider (a full-width
-    title over one column of text stays apart)."""
-    parent = list(range(len(groups)))
+def find_tables(groups: list[_Group], page_width: float) -> list[list[_Group]]:
+    """Grids of short single-line cells: cells link to row neighbours (same
+    row, within `_TABLE_GAP` of the page width) and to the cell right below;
+    a linked set with at least two rows of two cells is a table. Paragraphs
+    whose centre lies inside a table's box are cells spanning rows."""
+    cand = [i for i, g in enumerate(groups) if len(g.lines) == 1 and not _is_long(g.lines[0])]
+    parent = {i: i for i in cand}
 
     def root(i):
         while parent[i] != i:
-            parent[i] = parent[parent[i]]
             i = parent[i]
         return i
 
-    boxes = [g.bbox for g in groups]
-    for j, b in enumerate(boxes):
-        h = groups[j].height
-        above = []
-        for i, a in enumerate(boxes):
-            gap = b[1] - a[3]
-            overlap = min(a[2], b[2]) - max(a[0], b[0])
-            if i != j and -0.3 * h < gap <= 2.5 * h and overlap > 0.5 * min(a[2] - a[0], b[2] - b[0]):
-                above.append((gap, i))
-        if not above:
+    multi_rows = {i: 0 for i in cand}
+    for n, i in enumerate(cand):
+        a = groups[i].bbox
+        for j in cand[n + 1:]:
+            b = groups[j].bbox
+            h = min(a[3] - a[1], b[3] - b[1])
+            y_ov = min(a[3], b[3]) - max(a[1], b[1])
+            x_ov = min(a[2], b[2]) - max(a[0], b[0])
+            x_gap = max(a[0], b[0]) - min(a[2], b[2])
+            y_gap = max(a[1], b[1]) - min(a[3], b[3])
+            same_row = y_ov > 0.5 * h and x_gap < min(_TABLE_GAP * page_width, _CELL_GAP_H * h)
+            if same_row:
+                multi_rows[i] += 1
+                multi_rows[j] += 1
+            if same_row or (x_ov > 0 and y_gap < h):
+                parent[root(j)] = root(i)
+    comps: dict[int, list[int]] = {}
+    for i in cand:
+        comps.setdefault(root(i), []).append(i)
+    tables = []
+    for members in comps.values():
+        if sum(multi_rows[i] > 0 for i in members) < 4:
             continue
-        i = min(above)[1]
-        a = boxes[i]
-        text_like = len(groups[j].lines) > 1 or _is_long(groups[j].lines[0])
-        if text_like and (a[2] - a[0]) > 1.6 * (b[2] - b[0]):
-            continue
-        parent[root(j)] = root(i)
-    stacks: dict[int, list[_Group]] = {}
-    for i, g in enumerate(groups):
-        stacks.setdefault(root(i), []).append(g)
-    return list(stacks.values())
+        box = _Group([groups[i].lines[0] for i in members]).bbox
+        inside = [i for i, g in enumerate(groups) if i not in parent and _centre_in(g.bbox, box)]
+        tables.append([groups[i] for i in members + inside])
+    return tables
+
+
+def _centre_in(b, box) -> bool:
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    return box[0] <= cx <= box[2] and box[1] <= cy <= box[3]
 
 
 def _core(g: _Group):
@@ -220,23 +255,16 @@ def _core(g: _Group):
 
 
 def order_groups(groups: list[_Group], page_width: float, page_height: float) -> list[_Group]:
-    """Stacks in reading order (reading_order.order over their boxes), each
-    stack read row by row."""
-    stacks = group_regions(groups)
-    outer = [_Group([ln for g in st for ln in g.lines]).bbox for st in stacks]
+    """Paragraphs and tables in reading order (reading_order.order over their
+    boxes); a table is read row by row."""
+    tables = find_tables(groups, page_width)
+    in_table = {id(g) for t in tables for g in t}
+    units = [[g] for g in groups if id(g) not in in_table] + tables
+    boxes = [_Group([ln for g in u for ln in g.lines]).bbox for u in units]
     out = []
-    for k in order(outer, page_width, page_height):
-        st = stacks[k]
-        out += _rows(st) if not _side_by_side(st) else [st[i] for i in order([g.bbox for g in st],
-                                                                              page_width, page_height)]
+    for k in order(boxes, page_width, page_height):
+        out += _rows(units[k]) if len(units[k]) > 1 else units[k]
     return out
-
-
-def _side_by_side(st: list[_Group]) -> bool:
-    """Two multi-line paragraphs next to each other: columns, not table rows."""
-    multi = [g.bbox for g in st if len(g.lines) > 1]
-    return any(min(a[3], b[3]) > max(a[1], b[1]) and (a[2] <= b[0] or b[2] <= a[0])
-               for i, a in enumerate(multi) for b in multi[i + 1:])
 
 
 def _rows(st: list[_Group]) -> list[_Group]:
@@ -274,7 +302,7 @@ def join_text(lines: list[str]) -> str:
 def page_blocks(lines: list[TextLine], page_width: float, page_height: float) -> list[Block]:
     """OCR lines of one page -> Blocks in reading order; furniture last."""
     body, furniture = split_furniture(lines, page_width, page_height)
-    groups = group_paragraphs(body, _line_gap(body))
+    groups = group_paragraphs(body, _line_gap(body), page_width)
     blocks = []
     for g in order_groups(groups, page_width, page_height):
         text = join_text([ln.text for ln in g.lines])
