@@ -4,6 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pymupdf
+import pytest
+
+from docpipe import runner
+
+
+@pytest.fixture
+def in_process(monkeypatch):
+    """Run a batch's documents in this process (fast: no worker spawn). The
+    worker pool itself is tested in test_runner.py and by one CLI test."""
+    real = runner.run_documents
+
+    def run(sources, fn, opts, on_pages=None):
+        return real(sources, fn, opts, on_pages=on_pages, in_process=True)
+
+    monkeypatch.setattr(runner, "run_documents", run)
 
 
 def make_pdf(path: Path, pages: list[str]) -> Path:

@@ -1,24 +1,14 @@
 import hashlib
+import shutil
 
 import pytest
-from batch_pdfs import make_bad_folder, make_pdf
+from batch_pdfs import in_process, make_bad_folder, make_pdf  # noqa: F401 (fixture)
 
-from docpipe import pipeline, runner
+from docpipe import pipeline
 from docpipe.config import ConvertOptions
 from docpipe.schema import Block, PageResult, Status
 
 OPTS = ConvertOptions(workers=1, ocr="never")
-
-
-@pytest.fixture
-def in_process(monkeypatch):
-    """Run the batch loop's documents in this process (fast, no worker spawn)."""
-    real = runner.run_documents
-
-    def run(sources, fn, opts, on_pages=None):
-        return real(sources, fn, opts, on_pages=on_pages, in_process=True)
-
-    monkeypatch.setattr(runner, "run_documents", run)
 
 
 def test_converts_and_hashes(tmp_path):
@@ -123,7 +113,6 @@ def test_resume_force_and_collisions(tmp_path, in_process):
         "locked.pdf", "notes.pdf", "truncated.pdf"]
     # a killed write: temp leftovers are cleaned and the unfinished document redone
     (out / ".tmp-report-x").mkdir()
-    import shutil
     shutil.rmtree(out / "good")
     plan = pipeline.plan_batch([tmp_path / "in"], out, OPTS)
     assert not (out / ".tmp-report-x").exists() and len(plan.skipped) == 2
