@@ -1,39 +1,36 @@
 """Document worker pool: runs `fn(source, opts)` for each source in worker
 processes, so that a hostile PDF costs only its own document.
 
-Contract (what callers rely on):
+Contract:
 - Every source yields exactly one DocumentResult, in completion order; a
-  source listed twice runs twice (results are keyed by position, not path).
-- `fn` must be a picklable top-level function; it runs in one of
-  `opts.workers` processes started with the 'spawn' context (fork is unsafe
-  once torch or other threaded libraries are loaded).
-- A document over `opts.timeout_s` wall-clock seconds: its worker is killed
-  and replaced; result error "timed out after N s".
-- Each worker runs under RLIMIT_AS = `opts.max_memory_mb`; a MemoryError is a
-  failure result ("out of memory ..."), and the worker is replaced since the
-  libraries it holds may be left inconsistent.
-- A worker that dies (segfault, os._exit, OOM killer) is replaced; its
-  document fails with "worker crashed (signal 11: SIGSEGV)" or
-  "worker crashed (exit code N)". Other documents continue.
-- An exception raised by `fn` becomes a failure result "<Type>: <message>".
-- Errors made here do not repeat the path: `DocumentResult.source_path`
-  names the file, and the CLI prints "<source_path>: <error>".
+  source listed twice runs twice (tasks are keyed by position, not path).
+- `fn` is a picklable top-level function, run in `opts.workers` processes of
+  the 'spawn' context (fork is unsafe once torch or threaded libraries load).
+- Over `opts.timeout_s` wall seconds: the worker is killed and replaced, the
+  document fails with "timed out after N s".
+- Workers run under RLIMIT_AS = `opts.max_memory_mb` (0: none). A MemoryError
+  fails the document ("out of memory (limit N MB)") and the worker retires.
+- A worker that dies (segfault, os._exit, OOM killer) is replaced; its document
+  fails with "worker crashed (signal 11: SIGSEGV)" or "... (exit code N)".
+- An exception from `fn` becomes a failure "<Type>: <message>".
+- Errors made here do not repeat the path: `source_path` names the file and
+  the CLI prints "<source_path>: <error>".
 
-Progress: `on_pages(num_pages)` is called in the parent with page-count
-increments. Inside `fn`, call `report_pages(n)` after each n pages to get
-live progress on long documents; pages a document did not report are
-counted from `len(result.pages)` when it finishes. The CLI shows pages/s as
-(sum of increments) / (wall seconds since start).
+Progress: `on_pages(n)` is called in the parent with page increments. Inside
+`fn`, `report_pages(n)` gives live progress on long documents; pages a document
+did not report are counted from `len(result.pages)` when it ends. The CLI
+shows pages/s as (sum of increments) / (wall seconds since the batch began).
 
-Lifecycle of one worker: spawned -> idle -> busy(task, deadline) -> idle ...
--> stopped (None sent at the end) | killed (timeout) | dead (crash); killed
-and dead workers are replaced while work remains.
+Worker lifecycle: spawned -> busy(task, deadline) -> busy(next task) ... ->
+stopped (None sent: no task left) | killed (timeout) | dead (crash) | retired
+(after MemoryError); the last three are replaced while tasks remain.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import pickle
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -132,7 +129,13 @@ def _worker_main(conn: Connection, fn: DocumentFn, opts: ConvertOptions) -> None
 
         limit_bytes = opts.max_memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
-    _progress_sink = lambda n: conn.send(("pages", n))  # noqa: E731
+    send_lock = threading.Lock()  # fn may report pages from a thread of its own
+
+    def send(message) -> None:
+        with send_lock:
+            conn.send(message)
+
+    _progress_sink = lambda n: send(("pages", n))  # noqa: E731
     while True:
         task = conn.recv()
         if task is None:
@@ -140,10 +143,10 @@ def _worker_main(conn: Connection, fn: DocumentFn, opts: ConvertOptions) -> None
         index, source = task
         result, is_retiring = _call(fn, source, opts)
         try:
-            conn.send(("done", index, result, is_retiring))
+            send(("done", index, result, is_retiring))
         except Exception:  # unpicklable, or too large to pickle under the memory limit
             reason = traceback.format_exc(limit=1).strip().splitlines()[-1]
-            conn.send(("done", index, failure(source, f"internal error: result could not be sent: {reason}"), True))
+            send(("done", index, failure(source, f"internal error: result could not be sent: {reason}"), True))
             is_retiring = True
         if is_retiring:
             return
