@@ -27,7 +27,7 @@ from docpipe.config import ConvertOptions
 from docpipe.schema import Block, PageResult
 from docpipe.text.furniture import Furniture, FurnitureStats
 from docpipe.text.headings import FontStats, HeadingLevels
-from docpipe.text.images import find_image_boxes, image_block
+from docpipe.text.images import CropRenderer, find_image_boxes, image_block
 from docpipe.text.layer import PageText, read_page_text
 from docpipe.text.layout import layout_lines
 from docpipe.text.lines import TextLine
@@ -93,10 +93,11 @@ def extract_page(page, idx: int, ctx: DocContext, opts: ConvertOptions) -> PageR
     res.timings_s["tables"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    for box in find_image_boxes(page):
+    renderer = CropRenderer(page, opts.dpi)
+    for box in find_image_boxes(page, body):
         if _area(box) > 0.9 * w * h and body:
             continue  # a full-page background (scan under a text layer, slide backdrop)
-        extra.append(image_block(page, box, opts.dpi))
+        extra.append(image_block(renderer, box))
         body = [ln for ln in body if not _inside(ln.bbox, box)]
     res.timings_s["images"] = time.perf_counter() - t
 

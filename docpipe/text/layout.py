@@ -15,7 +15,8 @@ Stable entry point:
   columns included); consecutive list items are one `list` Block whose text
   holds one Markdown item per line.
 
-Steps: merge fragments of one visual line -> group lines into paragraphs
+Steps: merge fragments of one visual line -> rule-less tables (grid.py) ->
+group lines into paragraphs
 (vertical gap, horizontal overlap, same style, list markers start items) ->
 classify (title / list / code / text) -> order -> merge list runs.
 """
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field, replace
 
 from docpipe.schema import Block
 from docpipe.text import joining
+from docpipe.text.grid import split_grids
 from docpipe.text.headings import FontStats, HeadingLevels
 from docpipe.text.lines import TextLine
 from docpipe.text.reading_order import order
@@ -61,9 +63,10 @@ def layout_lines(lines: Sequence[TextLine], page_width: float, page_height: floa
         stats = FontStats()
         stats.add(list(lines))
         heading_levels = stats.levels()
-    paras = group_paragraphs(merge_fragments(lines))
+    grids, rest = split_grids(merge_fragments(lines), page_width)
+    paras = group_paragraphs(rest)
     blocks = [classify(p, heading_levels, source) for p in paras]
-    blocks += list(extra_blocks)
+    blocks += grids + list(extra_blocks)
     ordered = [blocks[i] for i in order([b.bbox for b in blocks], page_width, page_height)]
     return merge_list_runs(ordered)
 
@@ -72,10 +75,15 @@ def merge_fragments(lines: Sequence[TextLine]) -> list[TextLine]:
     """Join pieces of one visual line (same baseline band, small gap, same
     size); right-to-left rows are joined right piece first."""
     chains: list[list[TextLine]] = []
+    by_band: dict[int, list[list[TextLine]]] = {}  # 4-pt bands of line centres -> chains
     for ln in sorted(lines, key=lambda ln: ln.bbox[0]):
-        host = next((c for c in reversed(chains) if _same_row(c[-1], ln)), None)
+        band = int((ln.bbox[1] + ln.bbox[3]) / 8)
+        near = [c for k in (band - 1, band, band + 1) for c in by_band.get(k, ())]
+        host = next((c for c in reversed(near) if _same_row(c[-1], ln)), None)
         if host is None:
-            chains.append([ln])
+            host = [ln]
+            chains.append(host)
+            by_band.setdefault(band, []).append(host)
         else:
             host.append(ln)
     out = []

@@ -63,31 +63,29 @@ def _h_overlap(a: BBox, b: BBox) -> bool:
 
 def _edges(b: list[BBox], tol: float) -> list[set[int]]:
     n = len(b)
+    # Horizontal-overlap sets, computed once: rule (b) intersects them.
+    ov = [{j for j in range(n) if j != i and _h_overlap(b[i], b[j])} for i in range(n)]
     succ: list[set[int]] = [set() for _ in range(n)]
     for i in range(n):
         for j in range(n):
             if i == j:
                 continue
-            if _h_overlap(b[i], b[j]):
+            if j in ov[i]:
                 # Above: bottom of i over the middle of j (tolerates slight overlaps).
                 if b[i][3] - tol <= (b[j][1] + b[j][3]) / 2 and b[i][1] < b[j][1]:
                     succ[i].add(j)
-            elif b[i][2] <= b[j][0] + tol and not _separated(i, j, b):
+            elif b[i][2] <= b[j][0] + tol and not _separated(i, j, b, ov):
                 succ[i].add(j)
     return succ
 
 
-def _separated(i: int, j: int, b: list[BBox]) -> bool:
+def _separated(i: int, j: int, b: list[BBox], ov: list[set[int]]) -> bool:
     """A box between i and j vertically that overlaps both horizontally."""
     lo = min(b[i][3], b[j][3])
     hi = max(b[i][1], b[j][1])
-    for k, c in enumerate(b):
-        if k in (i, j):
-            continue
-        mid = (c[1] + c[3]) / 2
-        if lo <= mid <= hi and _h_overlap(c, b[i]) and _h_overlap(c, b[j]):
-            return True
-    return False
+    if lo > hi:
+        return False  # i and j share rows: nothing lies between them
+    return any(lo <= (b[k][1] + b[k][3]) / 2 <= hi for k in ov[i] & ov[j])
 
 
 def _cut(idx: list[int], boxes: list[BBox], out: list[int], min_gap: float) -> None:

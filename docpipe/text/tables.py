@@ -8,8 +8,8 @@ TextLines (by line centre), not from the finder's own extraction.
 
 Gate (`table_regions`): horizontal rules (lines, thin rectangles, rectangle
 edges) are merged into runs per y; a table needs at least `_MIN_RULES` runs
-at distinct y whose x-spans agree. Only those regions go to the finder (with
-`clip`), and on PyMuPDF >= 1.27 with its layout model off (`use_layout`),
+at distinct y whose x-spans agree, and text lines side by side inside.
+Only those regions go to the finder (one call, `clip` to their union), and on PyMuPDF >= 1.27 with its layout model off (`use_layout`),
 which is what makes it slow and is not what we need here.
 """
 from __future__ import annotations
@@ -27,6 +27,7 @@ _MIN_RULES = 3  # distinct horizontal rules (top, header separator, bottom) a ta
 _MIN_RULE_PT = 20.0  # shorter strokes are glyph parts, underlines of words, ticks
 _Y_TOL_PT = 1.5  # strokes this close in y are one rule
 _CLIP_PAD_PT = 4.0
+_MIN_CELL_LINES = 4  # text lines a ruled region needs to be worth the finder
 
 
 def _finder_kwargs() -> dict:
@@ -99,14 +100,36 @@ def table_regions(page: "pymupdf.Page") -> list["pymupdf.Rect"]:
 def find_table_blocks(page: "pymupdf.Page", lines: list[TextLine]) -> list[Block]:
     """Tables of the page; cell texts come from `lines` (the page's text
     lines, displayed page space), which is robust on rotated pages."""
+    regions = [r for r in table_regions(page) if _has_grid_text(r, lines)]
+    if not regions:
+        return []
+    # One finder call: each call builds its own text page of the whole page.
+    clip = pymupdf.Rect(regions[0])
+    for r in regions[1:]:
+        clip |= r
+    clip = (clip + (-_CLIP_PAD_PT, -_CLIP_PAD_PT, _CLIP_PAD_PT, _CLIP_PAD_PT)) & page.rect
     blocks: list[Block] = []
-    for region in table_regions(page):
-        clip = (region + (-_CLIP_PAD_PT, -_CLIP_PAD_PT, _CLIP_PAD_PT, _CLIP_PAD_PT)) & page.rect
-        for tab in page.find_tables(clip=clip, **_FINDER_KWARGS).tables:
-            block = table_block(tab, lines)
-            if block is not None and not any(_overlaps(block.bbox, b.bbox) for b in blocks):
-                blocks.append(block)
+    for tab in page.find_tables(clip=clip, **_FINDER_KWARGS).tables:
+        block = table_block(tab, lines)
+        if block is not None and not any(_overlaps(block.bbox, b.bbox) for b in blocks):
+            blocks.append(block)
     return blocks
+
+
+def _has_grid_text(region: "pymupdf.Rect", lines: list[TextLine]) -> bool:
+    """Ruled regions worth the finder: several text lines, some side by side
+    in one row (a frame around a paragraph or a figure's strokes are not)."""
+    inside = [ln.bbox for ln in lines
+              if region.x0 - 2 <= (ln.bbox[0] + ln.bbox[2]) / 2 <= region.x1 + 2
+              and region.y0 - 2 <= (ln.bbox[1] + ln.bbox[3]) / 2 <= region.y1 + 2]
+    if len(inside) < _MIN_CELL_LINES:
+        return False
+    inside.sort(key=lambda b: b[0])
+    for i, a in enumerate(inside):
+        for b in inside[i + 1:]:
+            if b[0] >= a[2] and min(a[3], b[3]) - max(a[1], b[1]) > 0.5 * (a[3] - a[1]):
+                return True
+    return False
 
 
 def _overlaps(a, b) -> bool:
