@@ -10,7 +10,7 @@ def _mineru25() -> ModelConfig:
     return ModelConfig(
         vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
         num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
-        mrope_section=[16, 24, 24], tie_word_embeddings=True,
+        mrope_section=[8, 12, 12], tie_word_embeddings=True,  # head_dim 64 -> 32 rotary pairs
         vision=VisionConfig(depth=32, embed_dim=1280, hidden_size=896, mlp_ratio=4, num_heads=16),
     )
 
