@@ -1,6 +1,7 @@
 """OCR line cleanup and page layout on hand-made lines (no OCR run)."""
 from docpipe.text.lines import TextLine
-from docpipe.text.ocr_lines import RawBox, join_text, page_blocks, to_lines
+from docpipe.text.ocr import RawBox, to_lines
+from docpipe.text.ocr_lines import join_text, page_blocks
 
 W, H = 600.0, 800.0
 
