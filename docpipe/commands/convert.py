@@ -30,7 +30,8 @@ class Tally:
     num_pages: int = 0  # pages converted in this run
     num_failed_pages: int = 0
     num_pages_live: int = 0  # pages reported by workers so far (for the live rate)
-    problems: list[DocumentResult] = field(default_factory=list)  # failure and partial results
+    problems: list[tuple[str, str, str]] = field(default_factory=list)  # (status, source_path, error), not
+    # whole results: a long batch must not keep every partial document's pages in memory
     by_status: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: DocumentResult) -> None:
@@ -40,7 +41,7 @@ class Tally:
         status = Status(result.status).value
         self.by_status[status] = self.by_status.get(status, 0) + 1
         if result.status != Status.SUCCESS:
-            self.problems.append(result)
+            self.problems.append((status, result.source_path, result.error))
 
     @property
     def elapsed_s(self) -> float:
@@ -61,11 +62,10 @@ def _fail(console: Console, message: str, code: int = 2) -> None:
 
 
 def _print_summary(console: Console, tally: Tally, num_skipped: int, out: str) -> None:
-    for r in tally.problems:
-        label = Status(r.status).value.upper()
+    for status, source_path, error in tally.problems:
         # ingest errors already start with the path; runner errors do not
-        where = "" if r.error.startswith(r.source_path) else f"{r.source_path}: "
-        console.print(f"{label} {where}{r.error}", soft_wrap=True, highlight=False, markup=False)
+        where = "" if error.startswith(source_path) else f"{source_path}: "
+        console.print(f"{status.upper()} {where}{error}", soft_wrap=True, highlight=False, markup=False)
     secs = tally.elapsed_s
     table = Table(title="docpipe convert summary", show_header=False)
     table.add_column("what")

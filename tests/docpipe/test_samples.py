@@ -12,7 +12,8 @@ from docpipe.cli import app
 from docpipe.eval.report import evaluate_dirs
 
 SAMPLES = Path(__file__).resolve().parents[2] / "samples"
-MAX_NED = 0.15  # plain-text edit distance allowed per sample (measured ~0.04-0.06)
+MAX_NED = 0.05  # plain-text edit distance allowed per sample (measured 0.005-0.007)
+MIN_TEDS = 0.9  # each sample's table must come back as a table (measured 0.99-1.0)
 
 
 def _make_samples():
@@ -52,5 +53,6 @@ def test_demo_command_reproduces_expected_markdown(tmp_path, in_process):
     assert sorted(f.name for f in report.files) == sorted(f"{n}.md" for n in MAKE.SAMPLES)
     for f in report.files:
         assert f.has_prediction and f.ned < MAX_NED, (f.name, f.ned)
+        assert f.teds is not None and f.teds > MIN_TEDS, (f.name, f.teds)
     images = list((out / "two_column_report" / "images").glob("*.png"))
     assert len(images) == 1 and images[0].read_bytes().startswith(b"\x89PNG")
