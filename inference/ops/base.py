@@ -21,6 +21,10 @@ import torch
 
 class Ops:
     name = "base"
+    # True when decode_attention, store_kv, rotary, rms_norm and silu_and_mul
+    # are safe inside CUDA graph capture (no host syncs, no shape-dependent
+    # host logic); the model runner captures decode steps only then.
+    graph_capturable = False
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         """RMSNorm over the last dim, computed in fp32, returned in x.dtype."""

@@ -1,0 +1,92 @@
+"""Graph-captured decode steps (mode="graph" on CUDA).
+
+Decode-only steps (one new token per sequence, no images) run from static
+input buffers sized for the largest bucket; a batch of B sequences replays
+the graph of the smallest bucket >= B, with the tail padded (slot -1 = no KV
+write, context length 1 over block 0, rows discarded). Nothing inside a step
+syncs with the host: the buffers are filled by device copies before replay
+and only the sampled ids come back afterwards (in the sampler, outside the
+graph). Graphs are captured lazily, one per bucket, sharing one memory pool.
+
+The op backend must be capture-safe (`Ops.graph_capturable`); otherwise, and
+for prefill or mixed steps, the runner stays eager. With capture=False the
+same static-buffer path runs eagerly, which is how CPU tests check padding.
+"""
+from __future__ import annotations
+
+import torch
+
+from inference.layers.attention import AttentionMetadata
+from inference.worker.input_batch import InputBatch
+
+MAX_BUCKET = 512
+
+
+def bucket_sizes(max_num_seqs: int) -> list[int]:
+    sizes, size = [], 1
+    while size < min(max_num_seqs, MAX_BUCKET):
+        sizes.append(size)
+        size *= 2
+    return sizes + [min(max_num_seqs, MAX_BUCKET)]
+
+
+class DecodeGraphs:
+    def __init__(self, runner, capture: bool = True):
+        self.runner = runner
+        self.capture = capture and runner.device.type == "cuda" and getattr(runner.ops, "graph_capturable", False)
+        self.buckets = bucket_sizes(runner.config.max_num_seqs)
+        max_b, dev = self.buckets[-1], runner.device
+        self.max_blocks = -(-runner.config.max_model_len // runner.block_size)
+        self.input_ids = torch.zeros(max_b, dtype=torch.long, device=dev)
+        self.positions = torch.zeros(3, max_b, dtype=torch.long, device=dev)
+        self.slot_mapping = torch.full((max_b,), -1, dtype=torch.long, device=dev)
+        self.block_tables = torch.zeros(max_b, self.max_blocks, dtype=torch.int32, device=dev)
+        self.seq_lens = torch.ones(max_b, dtype=torch.int32, device=dev)
+        self.hidden = torch.zeros(max_b, runner.model_config.hidden_size, dtype=runner.dtype, device=dev)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+
+    def can_run(self, batch: InputBatch) -> bool:
+        return (batch.meta.is_decode and not batch.image_chunks and batch.num_tokens <= self.buckets[-1]
+                and batch.meta.block_tables.shape[1] <= self.max_blocks
+                and (self.capture or self.runner.device.type != "cuda"))
+
+    def _forward(self, size: int) -> None:
+        meta = AttentionMetadata(is_decode=True, slot_mapping=self.slot_mapping[:size],
+                                 block_tables=self.block_tables[:size], seq_lens_k=self.seq_lens[:size],
+                                 max_seqlen_q=1, max_seqlen_k=self.runner.config.max_model_len)
+        model = self.runner.model
+        embeds = model.embed(self.input_ids[:size], None, None)
+        self.hidden[:size] = model(embeds, self.positions[:, :size], meta)
+
+    def _capture(self, size: int) -> torch.cuda.CUDAGraph:
+        stream = torch.cuda.Stream(self.runner.device)
+        stream.wait_stream(torch.cuda.current_stream(self.runner.device))
+        with torch.cuda.stream(stream):
+            self._forward(size)  # warm-up: lazy inits and autotuning stay out of the graph
+        torch.cuda.current_stream(self.runner.device).wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self._forward(size)
+        self.pool = graph.pool()
+        return graph
+
+    def run(self, batch: InputBatch) -> torch.Tensor:
+        num = batch.num_tokens
+        size = next(b for b in self.buckets if b >= num)
+        width = batch.meta.block_tables.shape[1]
+        self.input_ids[:num].copy_(batch.input_ids)
+        self.positions[:, :num].copy_(batch.positions)
+        self.slot_mapping[:num].copy_(batch.meta.slot_mapping)
+        self.slot_mapping[num:size].fill_(-1)
+        self.block_tables[:num, :width].copy_(batch.meta.block_tables)
+        self.block_tables[num:size].zero_()
+        self.seq_lens[:num].copy_(batch.meta.seq_lens_k)
+        self.seq_lens[num:size].fill_(1)
+        if not self.capture:
+            self._forward(size)
+        else:
+            if size not in self.graphs:
+                self.graphs[size] = self._capture(size)
+            self.graphs[size].replay()
+        return self.hidden[:num]
