@@ -80,8 +80,10 @@ def _page_error(source: str, page_idx: int, error: str) -> str:
 
 
 def _name_images(pages: list[PageResult]) -> None:
+    """Content-hash names (MinerU's convention), always ours: the file writer
+    saves the bytes under exactly this relative path."""
     for block in (b for p in pages for b in p.blocks):
-        if block.image and not block.img_path:
+        if block.image:
             block.img_path = f"images/{hashlib.sha256(block.image).hexdigest()}.png"
 
 
@@ -119,11 +121,18 @@ def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptio
         for n, idx in enumerate(missing):
             why = f"{type(e).__name__}: {e}" if n == 0 else (
                 f"not converted: extraction stopped at page {missing[0] + 1}")
-            rect = doc[idx].rect
-            pages.append(PageResult(idx, rect.width, rect.height, source="none",
+            pages.append(PageResult(idx, *_page_size(doc, idx), source="none",
                                     error=_page_error(source, idx, why)))
         pages.sort(key=lambda p: p.page_idx)
     return pages
+
+
+def _page_size(doc, idx: int) -> tuple[float, float]:
+    try:
+        rect = doc[idx].rect
+        return rect.width, rect.height
+    except Exception:  # noqa: BLE001 - the page is already being reported as failed
+        return 0.0, 0.0
 
 
 def _status(pages: list[PageResult]) -> tuple[Status, str]:
@@ -179,10 +188,14 @@ def process_document(source: str, opts: ConvertOptions) -> DocumentResult:
         result.content_list = build_content_list(result.pages)
         result.status, result.error = _status(result.pages)
         timings["assemble_s"] = time.perf_counter() - t
-        for page in result.pages:  # per-stage totals over pages, e.g. ocr_s
+        for page in result.pages:  # per-stage totals over pages, e.g. pages.text_s
             for stage, secs in page.timings_s.items():
-                key = f"pages.{stage}"
+                key = f"pages.{stage.removesuffix('_s')}_s"
                 timings[key] = timings.get(key, 0.0) + secs
+        return result
+    except Exception as e:  # noqa: BLE001 - keep the pages done so far; the runner would lose them
+        result.status = Status.PARTIAL if any(p.ok for p in result.pages) else Status.FAILURE
+        result.error = f"{_label(source)}: internal error after extraction: {type(e).__name__}: {e}"
         return result
     finally:
         doc.close()

@@ -95,6 +95,8 @@ def _fill(tmp: Path, result: DocumentResult, formats: tuple[str, ...]) -> None:
         (tmp / "images").mkdir()
     for block in images:
         target = tmp / block.img_path
+        if target.parent != tmp / "images":  # names come from the pipeline; never write elsewhere
+            raise ValueError(f"image path must be images/<name>, got {block.img_path!r}")
         if not target.exists():  # content-addressed: identical crops share a file
             target.write_bytes(block.image)
     manifest = {

@@ -135,3 +135,16 @@ def test_input_errors_reported_not_raised(tmp_path, in_process):
     results = list(pipeline.convert_iter([tmp_path / "missing"], tmp_path / "out", OPTS))
     assert len(results) == 1 and results[0].status == Status.FAILURE
     assert "not found" in results[0].error
+
+
+def test_assembly_error_keeps_pages(tmp_path, monkeypatch):
+    pdf = make_pdf(tmp_path / "doc.pdf", ["a"])
+    _fake_backend(monkeypatch, lambda i: _ok_page(i, "kept text"))
+
+    def broken(pages):
+        raise KeyError("bbox")
+
+    monkeypatch.setattr(pipeline, "build_content_list", broken)
+    r = pipeline.process_document(str(pdf), OPTS)
+    assert r.status == Status.PARTIAL and r.pages[0].blocks[0].text == "kept text"
+    assert r.error.startswith("doc.pdf: internal error after extraction: KeyError")
