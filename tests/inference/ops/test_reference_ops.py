@@ -19,12 +19,14 @@ def test_rms_norm_and_silu():
 
 
 def test_store_kv_writes_slots_of_a_layer_view():
+    torch.manual_seed(0)
     ops, pool = Ops(), _pool()
     k, v = torch.randn(3, 2, 8), torch.randn(3, 2, 8)
     slots = torch.tensor([5, -1, 20])  # block 1 offset 1, skipped, block 5 offset 0
     ops.store_kv(k, v, pool[:, 1, 0], pool[:, 1, 1], slots)
     assert torch.equal(pool[1, 1, 0, 1], k[0]) and torch.equal(pool[5, 1, 1, 0], v[2])
-    assert pool[:, 0].abs().sum() == 0 and pool.abs().sum() == k[[0, 2]].abs().sum() + v[[0, 2]].abs().sum()
+    assert pool[:, 0].abs().sum() == 0  # other layer untouched
+    assert torch.count_nonzero(pool) == torch.count_nonzero(k[[0, 2]]) + torch.count_nonzero(v[[0, 2]])
 
 
 def test_paged_attention_matches_sdpa_over_chunks():
