@@ -81,3 +81,14 @@ def test_dummy_tiny_generates():
     llm = LLM("dummy:tiny", dtype="float32", device="cpu", num_kv_blocks=8, mode="eager")
     out = llm.generate({"prompt_token_ids": [1, 2, 3]}, SamplingParams(temperature=0, max_tokens=4, ignore_eos=True))[0]
     assert len(out.token_ids) == 4 and out.finish_reason == "length"
+
+
+def test_flat_transformers4_config_parses_like_nested(tiny_ckpt):
+    from inference.models.model_config import ModelConfig
+
+    nested = json.load(open(f"{tiny_ckpt}/config.json"))
+    text = dict(nested["text_config"])
+    rope = text.pop("rope_parameters")
+    flat = {k: v for k, v in nested.items() if k != "text_config"} | text
+    flat |= {"rope_theta": rope["rope_theta"], "rope_scaling": {"type": "mrope", "mrope_section": rope["mrope_section"]}}
+    assert ModelConfig.from_dict(flat) == ModelConfig.from_dict(nested)
