@@ -1,0 +1,202 @@
+"""The embedded engine as a VLM client: `EngineClient` (batch `generate`, the
+`VLMClient` contract) and `EngineRunner` (request-level, for the page
+scheduler: submit requests at any time, one engine step per `poll`).
+
+Prompts: the family's chat template (`family.chat_prompt`). With a
+tokenizer in the checkpoint the engine's processor tokenizes that text.
+Without one (`dummy:<preset>` random weights) `PromptCodec` stands in: the
+template's text becomes deterministic ids (one per 4 characters, below every
+special id) around the real image placeholder ids, so prompt lengths and
+image tokens are as a real run's; answers of such models are garbage anyway
+and decode to `<|tok_N|>` markers.
+
+Decoding: the engine's `processor.decode` skips special tokens, but the
+layout grammar IS special tokens (`<|box_start|>`, `<|ref_start|>`, ...),
+so we decode ourselves with the tokenizer, special tokens kept, and cut at
+the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`) only.
+
+Sampling: `SamplingParams(**request.sampling)` (the family's per-type
+settings and max_tokens caps), end-of-turn ids as stop tokens, max_tokens
+clamped to what the engine's max_model_len leaves after the prompt.
+
+Loops (EngineRunner): every `LOOP_CHECK_TOKENS` generated tokens a
+running request's output ids go through `loops.find_loop`; a runaway
+request is aborted at once (its KV and batch seat freed) and answered with
+what it generated, so the family's `fill_block` flags and truncates it.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from docpipe.models.base import ModelFamily, VLMRequest, get_family
+from docpipe.models.loops import MIN_SPAN, find_loop
+from docpipe.models.mineru25.prompts import IMAGE_PLACEHOLDER
+
+END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
+LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
+_CHARS_PER_TOKEN = 4  # stand-in tokenizer: English averages ~4 characters a token
+
+
+def make_llm(model: str, layout: str | None = None, **engine_kwargs):
+    """An `inference.LLM` for a checkpoint dir, hub id or `dummy:<preset>`,
+    embedded or with a deployment layout."""
+    import inference
+
+    if layout is None:
+        return inference.LLM(model=model, **engine_kwargs)
+    try:
+        return inference.LLM(model=model, layout=layout, **engine_kwargs)
+    except TypeError as e:  # the engine build predates layouts in LLM
+        try:
+            from inference.disagg import DisaggLLM
+        except ImportError:
+            raise RuntimeError(f"layout {layout!r}: this engine cannot run deployment layouts ({e})") from e
+        return DisaggLLM(model=model, layout=layout, **engine_kwargs)
+
+
+class PromptCodec:
+    """Prompt ids and answer text for one engine's model (see module doc)."""
+
+    def __init__(self, engine):
+        cfg = engine.model_config
+        self.tokenizer = getattr(engine.processor, "tokenizer", None)
+        self.image_ids = (cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id)
+        special = [*self.image_ids, *cfg.eos_token_ids]
+        self.text_id_limit = max(1, min([cfg.vocab_size, *special]))  # stand-in ids stay below these
+        self.stop_ids: list[int] = []
+        if self.tokenizer is not None:
+            vocab = self.tokenizer.get_vocab()
+            self.stop_ids = [vocab[t] for t in END_OF_TURN if t in vocab]
+        else:
+            self.stop_ids = list(cfg.eos_token_ids)
+
+    def request(self, prompt: str, image) -> dict:
+        """Engine request dict for the chat-templated prompt text with one image."""
+        if self.tokenizer is not None:
+            return {"prompt": prompt, "images": [image]}
+        before, sep, after = prompt.partition(IMAGE_PLACEHOLDER)
+        if not sep:
+            raise ValueError(f"prompt has no image placeholder {IMAGE_PLACEHOLDER!r}")
+        return {"prompt_token_ids": [*self._ids(before), *self.image_ids, *self._ids(after)], "images": [image]}
+
+    def _ids(self, text: str) -> list[int]:
+        return [zlib.crc32(text[i:i + _CHARS_PER_TOKEN].encode()) % self.text_id_limit
+                for i in range(0, len(text), _CHARS_PER_TOKEN)]
+
+    def decode(self, token_ids: list[int]) -> str:
+        """Answer text: cut at the first end-of-turn id, special tokens kept."""
+        for i, tok in enumerate(token_ids):
+            if tok in self.stop_ids:
+                token_ids = token_ids[:i]
+                break
+        if self.tokenizer is None:
+            return "".join(f"<|tok_{t}|>" for t in token_ids)
+        return self.tokenizer.decode(token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+
+
+class EngineClient:
+    """VLMClient over an `inference.LLM` (one per process; thread-unsafe like the engine)."""
+
+    def __init__(self, llm, family: ModelFamily | None = None):
+        self.llm = llm
+        self.engine = llm.engine
+        self.family = family or get_family("mineru25")
+        self.codec = PromptCodec(self.engine)
+
+    @classmethod
+    def open(cls, model: str, layout: str | None = None, family: ModelFamily | None = None,
+             **engine_kwargs) -> "EngineClient":
+        return cls(make_llm(model, layout, **engine_kwargs), family)
+
+    def prepare(self, request: VLMRequest):
+        """(processed prompt, SamplingParams) for the engine; raises ValueError when it cannot fit."""
+        from inference import SamplingParams
+
+        processed = self.engine.processor(self.codec.request(self.family.chat_prompt(request.prompt),
+                                                             request.image))
+        fields = dict(request.sampling)
+        room = self.engine.config.max_model_len - len(processed.token_ids)
+        if room < 1:
+            raise ValueError(f"{request.kind} request: prompt of {len(processed.token_ids)} tokens leaves no "
+                             f"room under max_model_len {self.engine.config.max_model_len}")
+        fields["max_tokens"] = min(int(fields.get("max_tokens", room)), room)
+        fields["stop_token_ids"] = sorted(set(fields.get("stop_token_ids", [])) | set(self.codec.stop_ids))
+        return processed, SamplingParams(**fields)
+
+    def generate(self, requests: list[VLMRequest]) -> list[str]:
+        runner = EngineRunner(self, stop_loops=False)  # generate() has no early stop: same as LLM.generate
+        for i, request in enumerate(requests):
+            runner.submit(i, request)
+        answers: dict[int, str] = {}
+        while runner.has_pending():
+            for done in runner.poll():
+                answers[done.tag] = done.answer
+        return [answers[i] for i in range(len(requests))]
+
+    def runner(self, record_dir: str | None = None, stop_loops: bool = True) -> "EngineRunner":
+        return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops)
+
+
+@dataclass
+class Finished:
+    """One answered (or failed) request, as runners hand it back."""
+
+    tag: object  # what the submitter attached to the request
+    answer: str = ""  # decoded answer ("" when failed)
+    error: str = ""  # why it failed; non-empty means no answer
+    num_output_tokens: int = 0  # tokens generated (0 when unknown)
+    is_loop: bool = False  # stopped early at a repetition loop
+
+
+class EngineRunner:
+    """Requests in, one engine step per `poll()`, finished answers out.
+
+    Lifecycle: submit(tag, request) -> engine waiting queue -> running ->
+    finished (EOS / stop / max_tokens), or aborted at a detected loop ->
+    `Finished` from poll(); with `record_dir`, each answer is also saved as
+    a replay record."""
+
+    def __init__(self, client: EngineClient, record_dir: str | None = None, stop_loops: bool = True):
+        self.client = client
+        self.engine = client.engine
+        self.record_dir = Path(record_dir) if record_dir else None
+        self.stop_loops = stop_loops
+        self._live: dict[str, tuple[object, VLMRequest, object]] = {}  # id -> (tag, request, engine Request)
+        self._next_id = 0
+
+    def submit(self, tag: object, request: VLMRequest) -> None:
+        processed, params = self.client.prepare(request)
+        request_id = f"vlm-{self._next_id}"
+        self._next_id += 1
+        self._live[request_id] = (tag, request, self.engine.add_request(request_id, processed, params))
+
+    def has_pending(self) -> bool:
+        return bool(self._live)
+
+    def poll(self) -> list[Finished]:
+        finished = [self._finish(out.request_id, out.token_ids) for out in self.engine.step()]
+        if self.stop_loops:
+            finished += self._stop_loops()
+        return finished
+
+    def _stop_loops(self) -> list[Finished]:
+        out = []
+        for request_id, (_, _, req) in list(self._live.items()):
+            n = req.num_output_tokens
+            if req.status.is_finished or n < MIN_SPAN or n % LOOP_CHECK_TOKENS:
+                continue
+            tokens = req.output_token_ids
+            if find_loop(tokens) is not None:
+                self.engine.abort(request_id)
+                out.append(self._finish(request_id, tokens, is_loop=True))
+        return out
+
+    def _finish(self, request_id: str, token_ids: list[int], is_loop: bool = False) -> Finished:
+        tag, request, _ = self._live.pop(request_id)
+        answer = self.client.codec.decode(token_ids)
+        if self.record_dir is not None:
+            from docpipe.models.replay import write_record
+            write_record(self.record_dir, request, answer)
+        return Finished(tag, answer, num_output_tokens=len(token_ids), is_loop=is_loop)

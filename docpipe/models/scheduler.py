@@ -1,0 +1,234 @@
+"""Scheduling the two-step VLM flow across pages (and documents): keep the
+engine full, stream each page's result when its last block is answered.
+
+Queues, per page: rendered (prefetched ahead by the render thread) ->
+admitted (layout request submitted) -> blocks (its block requests
+submitted as soon as the layout answer is parsed, while later pages' layout
+requests are still decoding) -> done (assembled) -> yielded, in input order.
+
+At most `window_pages` pages are admitted and not yet yielded, so memory is
+bounded whatever the document's length: a page holds its render only until
+its block crops are cut, then only its crops and answers.
+
+Runners turn requests into answers. `EngineRunner` (engine_client.py)
+drives the engine one step per poll, so requests join the running batch
+the moment they are submitted. `WaveRunner` wraps any VLMClient (replay,
+recording, a transformers baseline): each poll sends everything pending as
+one `generate` call (a wave); when a wave fails it is retried page by page,
+so a failure (e.g. a replay miss) only fails the pages it belongs to.
+
+Errors: a page that fails (render, layout parse, a request, assembly) is
+yielded as PageResult(error="page N: VLM <family>: ...") and the rest goes
+on; answers still in flight for it are dropped when they arrive.
+
+Timings per page (`PageResult.timings_s`, wall seconds, overlapping across
+pages): render, text (text-layer read, hybrid), vlm_layout (admitted ->
+layout answer), vlm_blocks (layout answer -> last block answer), assemble.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
+
+from docpipe.models.base import LayoutBlock, ModelFamily, VLMClient, VLMRequest
+from docpipe.models.engine_client import Finished
+from docpipe.models.vlm_page import BlockRequest, TextForBBox, answers_for, finish_page, make_block_requests
+from docpipe.schema import PageResult
+
+DEFAULT_WINDOW_PAGES = 16  # ~13 requests a page: ~200 sequences in flight, enough to fill a GPU step
+
+
+@dataclass(eq=False)
+class PageJob:
+    """One page handed to the scheduler."""
+
+    page_idx: int  # 0-based index in its document
+    width_pt: float  # page as displayed (the render's orientation), PDF points
+    height_pt: float
+    render: Image.Image | None  # 200-dpi RGB render; None when rendering failed
+    error: str = ""  # why the page cannot be converted (render failure); "" when fine
+    text_for_bbox: TextForBBox | None = None  # hybrid text-layer lookup, None = VLM for every block
+    finalize: Callable[[PageResult], None] | None = None  # e.g. map boxes to the unrotated page
+    timings_s: dict[str, float] = field(default_factory=dict)  # stages done before the scheduler (render, text)
+    plan: object = None  # benchmark flows: what stands in for the layout answer
+
+
+class PageFlow:
+    """The per-page steps the scheduler calls; benchmarks override some."""
+
+    def __init__(self, family: ModelFamily):
+        self.family = family
+
+    def layout_request(self, job: PageJob) -> VLMRequest:
+        return self.family.layout_request(job.render)
+
+    def blocks(self, job: PageJob, answer: str) -> list[LayoutBlock]:
+        return self.family.parse_layout(answer)
+
+    def block_requests(self, job: PageJob, blocks: list[LayoutBlock]) -> list[BlockRequest]:
+        return make_block_requests(blocks, job.render, self.family, job.text_for_bbox)
+
+    def finish(self, job: PageJob, blocks: list[LayoutBlock], answers: dict[int, str]) -> PageResult:
+        page = finish_page(blocks, answers, job.page_idx, job.width_pt, job.height_pt, self.family)
+        if job.finalize is not None:
+            job.finalize(page)
+        return page
+
+
+class Runner(Protocol):
+    def submit(self, tag: object, request: VLMRequest) -> None: ...
+    def poll(self) -> list[Finished]: ...
+    def has_pending(self) -> bool: ...
+
+
+class WaveRunner:
+    """Any VLMClient as a Runner: one `generate` call per poll (see module doc)."""
+
+    def __init__(self, client: VLMClient):
+        self.client = client
+        self._pending: list[tuple[object, VLMRequest]] = []
+
+    def submit(self, tag: object, request: VLMRequest) -> None:
+        self._pending.append((tag, request))
+
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def poll(self) -> list[Finished]:
+        wave, self._pending = self._pending, []
+        try:
+            return self._answer(wave)
+        except Exception:  # isolate the failure: retry each page's requests on their own
+            groups: dict[int, list[tuple[object, VLMRequest]]] = {}
+            for item in wave:
+                groups.setdefault(id(getattr(item[0], "page", item[0])), []).append(item)
+            out = []
+            for group in groups.values():
+                try:
+                    out += self._answer(group)
+                except Exception as e:  # noqa: BLE001 - becomes the page's error
+                    out += [Finished(tag, error=f"{type(e).__name__}: {e}") for tag, _ in group]
+            return out
+
+    def _answer(self, items: list[tuple[object, VLMRequest]]) -> list[Finished]:
+        answers = self.client.generate([r for _, r in items])
+        if len(answers) != len(items):
+            raise RuntimeError(f"client returned {len(answers)} answers for {len(items)} requests")
+        return [Finished(tag, answer) for (tag, _), answer in zip(items, answers)]
+
+
+@dataclass(eq=False)
+class _Page:
+    """Scheduler state of one admitted page."""
+
+    job: PageJob
+    admitted_s: float  # perf_counter when its layout request was submitted
+    blocks: list[LayoutBlock] = field(default_factory=list)
+    breqs: list[BlockRequest] = field(default_factory=list)
+    answers: dict[int, str] = field(default_factory=dict)  # block index -> answer
+    layout_done_s: float = 0.0  # perf_counter when the layout answer arrived
+    result: PageResult | None = None  # set when finished or failed
+
+
+@dataclass(frozen=True, eq=False)
+class _Tag:
+    page: _Page
+    block_idx: int  # -1 for the layout request
+
+
+class PageScheduler:
+    def __init__(self, runner: Runner, flow: PageFlow, window_pages: int = DEFAULT_WINDOW_PAGES):
+        assert window_pages >= 1, "window_pages must be at least 1"
+        self.runner = runner
+        self.flow = flow
+        self.window_pages = window_pages
+
+    def run(self, jobs: Iterable[PageJob]) -> Iterator[PageResult]:
+        """PageResults in job order, each as soon as it and all before it are done."""
+        jobs = iter(jobs)
+        window: deque[_Page] = deque()
+        exhausted = False
+        while True:
+            while not exhausted and len(window) < self.window_pages:
+                job = next(jobs, None)
+                if job is None:
+                    exhausted = True
+                else:
+                    window.append(self._admit(job))
+            while window and window[0].result is not None:
+                yield window.popleft().result
+            if not window:
+                if exhausted:
+                    return
+                continue
+            if not self.runner.has_pending():
+                raise AssertionError("pages in flight but no request pending: scheduler state is inconsistent")
+            for done in self.runner.poll():
+                self._on_finished(done)
+
+    def _admit(self, job: PageJob) -> _Page:
+        page = _Page(job, time.perf_counter())
+        if job.error or job.render is None:
+            self._fail(page, job.error or "page was not rendered", is_vlm=False)
+            return page
+        try:
+            self.runner.submit(_Tag(page, -1), self.flow.layout_request(job))
+        except Exception as e:  # noqa: BLE001 - the page fails, the document goes on
+            self._fail(page, f"{type(e).__name__}: {e}")
+        return page
+
+    def _on_finished(self, done: Finished) -> None:
+        tag: _Tag = done.tag
+        page = tag.page
+        if page.result is not None:
+            return  # the page already failed; late answers are dropped
+        if done.error:
+            self._fail(page, done.error)
+            return
+        try:
+            if tag.block_idx < 0:
+                self._on_layout(page, done.answer)
+            else:
+                page.answers[tag.block_idx] = done.answer
+            if page.layout_done_s and len(page.answers) == len(page.breqs):
+                self._finish(page)
+        except Exception as e:  # noqa: BLE001
+            self._fail(page, f"{type(e).__name__}: {e}")
+
+    def _on_layout(self, page: _Page, answer: str) -> None:
+        page.layout_done_s = time.perf_counter()
+        job = page.job
+        page.blocks = self.flow.blocks(job, answer)
+        page.breqs = self.flow.block_requests(job, page.blocks)
+        job.render = None  # crops are cut: the render is no longer needed
+        for breq in page.breqs:
+            self.runner.submit(_Tag(page, breq.block_idx), breq.request)
+
+    def _finish(self, page: _Page) -> None:
+        t0 = time.perf_counter()
+        answers = answers_for(page.breqs, [page.answers[b.block_idx] for b in page.breqs])
+        result = self.flow.finish(page.job, page.blocks, answers)
+        result.timings_s.update(page.job.timings_s)
+        result.timings_s.update(vlm_layout=page.layout_done_s - page.admitted_s,
+                                vlm_blocks=t0 - page.layout_done_s,
+                                assemble=time.perf_counter() - t0)
+        self._release(page, result)
+
+    def _fail(self, page: _Page, reason: str, is_vlm: bool = True) -> None:
+        job = page.job
+        where = f"VLM {self.flow.family.name}: " if is_vlm else ""
+        result = PageResult(page_idx=job.page_idx, width_pt=job.width_pt, height_pt=job.height_pt,
+                            source="none", error=f"page {job.page_idx + 1}: {where}{reason}")
+        result.timings_s.update(job.timings_s)
+        self._release(page, result)
+
+    @staticmethod
+    def _release(page: _Page, result: PageResult) -> None:
+        page.result = result
+        page.job.render = None
+        page.blocks, page.breqs, page.answers = [], [], {}
