@@ -32,8 +32,9 @@ def test_committed_pdf_is_built_from_its_markdown(tmp_path, name):
     assert committed.stat().st_size < 100_000
     rebuilt = MAKE.build(name, MAKE.SAMPLES[name], out_dir=tmp_path)
     with pymupdf.open(committed) as a, pymupdf.open(rebuilt) as b:
-        assert a.page_count == b.page_count >= 2
-        assert [p.get_text() for p in a] == [p.get_text() for p in b]
+        assert a.page_count >= 2 and b.page_count >= 2
+        # words, not lines: another MuPDF version may break lines differently
+        assert " ".join(p.get_text() for p in a).split() == " ".join(p.get_text() for p in b).split()
 
 
 def test_samples_cover_the_features():
