@@ -26,6 +26,7 @@ from inference.worker.sampler import Sampler
 
 CPU_KV_POOL_BYTES = 1 << 30        # default pool cap on the CPU
 ACTIVATION_RESERVE_BYTES = 2 << 30  # GPU headroom kept for activations, logits and graphs
+ENCODER_PATCHES_PER_CALL = 65536    # vision batch cap (activation memory); images never split
 
 
 @dataclass
@@ -78,13 +79,12 @@ class ModelRunner:
         if not batch.image_chunks:
             return None, None
         todo = [c.request for c in batch.image_chunks if c.request.request_id not in self.encoder_cache]
-        if todo:
-            pixels = torch.cat([r.prompt.pixel_values for r in todo]).to(self.device, self.dtype, non_blocking=True)
-            grids = [g for r in todo for g in r.prompt.image_grid_thw]
-            embeds = self.model.encode_images(pixels, grids)
-            sizes = [int(r.prompt.image_token_index.numel()) for r in todo]
-            for req, emb in zip(todo, embeds.split(sizes)):
-                self.encoder_cache[req.request_id] = emb
+        group: list = []
+        for req in todo:
+            group.append(req)
+            if sum(r.prompt.pixel_values.shape[0] for r in group) >= ENCODER_PATCHES_PER_CALL or req is todo[-1]:
+                self._encode(group)
+                group = []
         rows, chunks = [], []
         for c in batch.image_chunks:
             index = c.request.prompt.image_token_index
@@ -94,6 +94,15 @@ class ModelRunner:
             if hi == index.numel():  # last image token consumed: embeddings no longer needed
                 del self.encoder_cache[c.request.request_id]
         return torch.cat(chunks), torch.cat(rows).to(self.device, non_blocking=True)
+
+    def _encode(self, reqs: list) -> None:
+        """One vision encoder call for all images of `reqs`; results cached per request."""
+        pixels = torch.cat([r.prompt.pixel_values for r in reqs]).to(self.device, self.dtype, non_blocking=True)
+        grids = [g for r in reqs for g in r.prompt.image_grid_thw]
+        embeds = self.model.encode_images(pixels, grids)
+        sizes = [int(r.prompt.image_token_index.numel()) for r in reqs]
+        for req, emb in zip(reqs, embeds.split(sizes)):
+            self.encoder_cache[req.request_id] = emb
 
     @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:

@@ -23,7 +23,9 @@ def _requests():
     ]
 
 
-def test_batched_greedy_with_chunking_and_preemption_matches_transformers(hf_model, tiny_ckpt):
+def test_batched_greedy_with_chunking_and_preemption_matches_transformers(hf_model, tiny_ckpt, monkeypatch):
+    # Small vision batches, so one step's images are encoded in several calls.
+    monkeypatch.setattr("inference.worker.model_runner.ENCODER_PATCHES_PER_CALL", 100)
     llm = LLM(tiny_ckpt, dtype="float32", device="cpu", kv_block_size=4, num_kv_blocks=30,
               max_num_seqs=4, max_num_batched_tokens=24, mode="eager")
     requests = _requests()
