@@ -21,6 +21,7 @@ from docpipe.text.tables import to_html, to_markdown
 _MIN_ROWS = 3  # header + two data rows
 _CELL_GAP = 1.5  # min horizontal gap between cells of a row, in font sizes
 _MAX_CELL_CHARS = 40  # a longer line is prose, not a cell
+_MAX_MEDIAN_CHARS = 20  # a grid whose typical cell is longer is text in columns
 _MAX_CELL_SHARE = 0.4  # a cell wider than this share of the page is prose
 _ROW_GAP = 1.0  # max vertical gap between rows of one grid, in font sizes
 
@@ -46,6 +47,8 @@ def _looks_like_columns_of_text(run: list[list[TextLine]], page_width: float) ->
     cells = [ln for r in run for ln in r]
     if sum(starts_item(ln.text) for ln in cells) > 0.5 * len(cells):
         return True
+    if median(len(ln.text) for ln in cells) > _MAX_MEDIAN_CHARS:
+        return True  # cells are mostly short; wrapped prose lines are not
     for col in _columns(run):
         widths = [ln.bbox[2] - ln.bbox[0] for ln in col]
         top = max(widths)

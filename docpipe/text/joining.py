@@ -73,8 +73,7 @@ def list_item(text: str) -> str:
         return "- " + text[m.end():].strip()
     m = _NUMBER_RE.match(text)
     if m:
-        tok = m.group(1).strip("()")
-        num = tok[:-1]
+        num = m.group(1).strip("().")
         # Markdown only knows numeric enumerators; letters and roman numerals stay in the text.
         if num.isdigit():
             return f"{int(num)}. " + text[m.end():].strip()
