@@ -37,8 +37,11 @@ def ref():
 
 
 def poison() -> None:
-    """Leave NaN in the allocator's cached blocks, where new outputs land."""
+    """Leave NaN in the allocator's cached blocks, where new outputs land
+    (both its large-block and its small-block (<= 1 MiB) pools)."""
     torch.empty(1 << 24, device=DEV).fill_(float("nan"))
+    for _ in range(16):
+        torch.empty(1 << 18, device=DEV).fill_(float("nan"))
 
 
 def rel_err(out: torch.Tensor, expected: torch.Tensor) -> float:
