@@ -6,9 +6,10 @@ from __future__ import annotations
 import re
 
 # Bullet glyphs, including the private-use code points Symbol/Wingdings bullets map to.
-_BULLETS = "•●○◦▪▫■□‣⁃∙·➢➤►▶✓✔❖◆◇–—*-\uf0b7\uf0a7\uf076\uf0d8\uf0fc\uf06e\uf0a8"
+_BULLETS = "•●○◦▪▫■□‣⁃∙·➢➤►▶✓✔❖◆◇–—*-\ufffd☐☑☒❑❒\uf0b7\uf0a7\uf076\uf0d8\uf0fc\uf06e\uf0a8"
 _BULLET_RE = re.compile(rf"^\s*[{re.escape(_BULLETS)}]\s*")
-_NUMBER_RE = re.compile(r"^\s*(\(?(?:\d{1,3}|[a-z]|[ivx]{1,4})[.)])\s+")
+# Enumerators: "1." "a)" "(iv)" then a space; "1.Item" (no space, slide exports) too.
+_NUMBER_RE = re.compile(r"^\s*(\(?(?:\d{1,3}|[a-z]|[ivx]{1,4})[.)])(?:\s+|(?<=\d[.)])(?=[A-Z]))")
 _MARKER_ONLY_RE = re.compile(rf"^\s*(?:[{re.escape(_BULLETS)}]|\(?(?:\d{{1,3}}|[a-zA-Z])[.)])\s*$")
 _SENTENCE_END = (".", "!", "?", ":", "。", "！", "？", "：", "\u06d4", "؟")
 

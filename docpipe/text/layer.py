@@ -11,6 +11,7 @@ text. Nothing here decides structure; `layout.py` does, for OCR lines too.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pymupdf
@@ -25,6 +26,7 @@ _FLAG_BOLD = 16
 # no image blocks (their bytes would be copied for nothing).
 _TEXT_FLAGS = (pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_PRESERVE_WHITESPACE
                | pymupdf.TEXT_MEDIABOX_CLIP)
+_CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MONO_NAMES = ("mono", "courier", "consol", "menlo", "typewriter", "cmtt")
 
 
@@ -74,7 +76,10 @@ def _line(line: dict) -> TextLine | None:
     y0 = min(s["bbox"][1] for s in spans)
     x1 = max(s["bbox"][2] for s in spans)
     y1 = max(s["bbox"][3] for s in spans)
-    text = " ".join("".join(parts).split())
+    # Control characters are unmapped glyph codes (checkbox dingbats), never text.
+    text = " ".join(_CONTROL_RE.sub("", "".join(parts)).split())
+    if not text:
+        return None
     return TextLine(
         text=text,
         bbox=(x0, y0, x1, y1),

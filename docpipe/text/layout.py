@@ -107,8 +107,9 @@ def _same_row(a: TextLine, b: TextLine) -> bool:
     gap = b.bbox[0] - a.bbox[2]
     size = max(a.size_pt, b.size_pt)
     # A lone marker glyph (bullet, number) may sit further from its text.
-    limit = size * (2.5 if joining.is_marker_only(a.text) else _FRAGMENT_GAP)
-    return overlap > 0.6 * h and -0.5 * size < gap < limit and abs(a.size_pt - b.size_pt) <= 0.25 * size
+    if joining.is_marker_only(a.text):  # marker glyphs come in their own font and size
+        return overlap > 0.5 * h and -0.5 * size < gap < 2.5 * size
+    return overlap > 0.6 * h and -0.5 * size < gap < _FRAGMENT_GAP * size and abs(a.size_pt - b.size_pt) <= 0.25 * size
 
 
 def group_paragraphs(lines: Sequence[TextLine]) -> list[_Para]:
