@@ -21,7 +21,8 @@ VLM still does layout, titles, tables, formulas, images and scanned pages.
 Threads: one render thread (`prefetch_pages`) does all MuPDF work on the
 document (render, text layer, page geometry); this thread only runs the
 scheduler. Settings in `opts.extra`: `vlm_family` (default mineru25),
-`vlm_window_pages` (pages in flight), `vlm_prefetch_pages` (renders ahead).
+`vlm_window_pages` (pages in flight), `vlm_prefetch_pages` (renders ahead),
+`vlm_engine` (keyword arguments for `inference.LLM`: device, dtype, mode, ...).
 """
 from __future__ import annotations
 
@@ -61,15 +62,17 @@ def open_runner(opts: ConvertOptions, family_name: str = DEFAULT_FAMILY):
 
         client = ReplayClient(opts.model[len(REPLAY_PREFIX):])
         return WaveRunner(RecordingClient(client, opts.record) if opts.record else client)
-    return engine_client(opts.model, opts.layout, family_name).runner(record_dir=opts.record)
+    engine_kwargs = dict(opts.extra.get("vlm_engine", {}))
+    return engine_client(opts.model, opts.layout, family_name, **engine_kwargs).runner(record_dir=opts.record)
 
 
-def engine_client(model: str, layout: str | None, family_name: str = DEFAULT_FAMILY):
+def engine_client(model: str, layout: str | None, family_name: str = DEFAULT_FAMILY, **engine_kwargs):
+    """The process's EngineClient for these settings (loaded once, reused by later documents)."""
     from docpipe.models.engine_client import EngineClient
 
-    key = (model, layout, family_name)
+    key = (model, layout, family_name, tuple(sorted(engine_kwargs.items())))
     if key not in _ENGINES:
-        _ENGINES[key] = EngineClient.open(model, layout, get_family(family_name))
+        _ENGINES[key] = EngineClient.open(model, layout, get_family(family_name), **engine_kwargs)
     return _ENGINES[key]
 
 
