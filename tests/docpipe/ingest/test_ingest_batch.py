@@ -3,7 +3,7 @@ per source, every failure names its file, the good ones convert."""
 from __future__ import annotations
 
 import pymupdf
-from conftest import set_media_box, write_pages, zero_page_pdf
+from pdf_factory import set_media_box, write_pages, zero_page_pdf
 
 from docpipe.config import ConvertOptions
 from docpipe.ingest.errors import PdfError

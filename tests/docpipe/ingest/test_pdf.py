@@ -5,7 +5,7 @@ import pickle
 
 import pymupdf
 import pytest
-from conftest import set_media_box, write_pages, zero_page_pdf
+from pdf_factory import set_media_box, write_pages, zero_page_pdf
 
 from docpipe.ingest.errors import PdfError
 from docpipe.ingest.pdf import open_pdf

@@ -6,7 +6,7 @@ import time
 
 import pymupdf
 import pytest
-from conftest import image_page_pdf, set_media_box, write_pages
+from pdf_factory import image_page_pdf, set_media_box, write_pages
 
 from docpipe.ingest.errors import PdfError
 from docpipe.ingest.render import check_embedded_images, prefetch_pages, render_page
