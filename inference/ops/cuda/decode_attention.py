@@ -19,7 +19,9 @@ import triton
 import triton.language as tl
 
 _LOG2E = 1.4426950408889634
+# Launch config; ops_check sweeps these under graph replay on the H200.
 BLOCK_N = 64  # context tokens per tile
+NUM_WARPS, NUM_STAGES = 4, 2
 # programs the partial kernel aims for: enough to keep every SM streaming K/V
 _TARGET_PROGRAMS_PER_SM = 4
 
@@ -109,14 +111,14 @@ def _decode_reduce_kernel(mid_o_ptr, mid_lse_ptr, lens_ptr, out_ptr, tokens_per_
 
 
 def plan_splits(batch: int, num_kv_heads: int, max_tokens: int, num_sms: int,
-                target_programs: int | None = None) -> tuple[int, int]:
+                target_programs: int | None = None, block_n: int = BLOCK_N) -> tuple[int, int]:
     """(num_splits, tokens_per_split) from shapes alone: split each sequence's
     context until batch * Hk * splits reaches the target program count."""
     target = target_programs or _TARGET_PROGRAMS_PER_SM * num_sms
-    max_tiles = max(1, triton.cdiv(max_tokens, BLOCK_N))
+    max_tiles = max(1, triton.cdiv(max_tokens, block_n))
     want = max(1, triton.cdiv(target, batch * num_kv_heads))
     tiles_per_split = triton.cdiv(max_tiles, min(want, max_tiles))
-    return triton.cdiv(max_tiles, tiles_per_split), tiles_per_split * BLOCK_N
+    return triton.cdiv(max_tiles, tiles_per_split), tiles_per_split * block_n
 
 
 _SM_COUNT: dict[int, int] = {}
@@ -132,7 +134,8 @@ def _num_sms(device: torch.device) -> int:
 
 
 def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, block_tables: torch.Tensor,
-                     seq_lens: torch.Tensor, scale: float, target_programs: int | None = None) -> torch.Tensor:
+                     seq_lens: torch.Tensor, scale: float, target_programs: int | None = None,
+                     block_n: int = BLOCK_N, num_warps: int = NUM_WARPS, num_stages: int = NUM_STAGES) -> torch.Tensor:
     batch, num_heads, head_dim = q.shape
     num_blocks, block_size, num_kv_heads, _ = k_cache.shape
     assert num_heads % num_kv_heads == 0, f"{num_heads} query heads do not group over {num_kv_heads} KV heads"
@@ -142,7 +145,7 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         return out
     group = num_heads // num_kv_heads
     num_splits, tokens_per_split = plan_splits(batch, num_kv_heads, block_tables.shape[1] * block_size,
-                                               _num_sms(q.device), target_programs)
+                                               _num_sms(q.device), target_programs, block_n)
     direct = num_splits == 1
     mid_o = torch.empty((batch, num_heads, num_splits, head_dim), dtype=torch.float32, device=q.device)
     mid_lse = torch.empty((batch, num_heads, num_splits), dtype=torch.float32, device=q.device)
@@ -155,8 +158,8 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
         out.stride(0), out.stride(1), mid_o.stride(0), mid_o.stride(1), mid_o.stride(2),
         mid_lse.stride(0), mid_lse.stride(1), head_dim,
         GROUP=group, GROUP_PAD=max(16, triton.next_power_of_2(group)), D_PAD=d_pad, BLOCK_SIZE=block_size,
-        BLOCK_N=BLOCK_N, DIRECT=direct, PRECISION="ieee" if k_cache.dtype == torch.float32 else "tf32",
-        num_warps=4, num_stages=2)
+        BLOCK_N=block_n, DIRECT=direct, PRECISION="ieee" if k_cache.dtype == torch.float32 else "tf32",
+        num_warps=num_warps, num_stages=num_stages)
     if not direct:
         _decode_reduce_kernel[(batch, num_heads)](
             mid_o, mid_lse, seq_lens, out, tokens_per_split, num_splits,
