@@ -1,0 +1,143 @@
+"""Decode worker: pre-allocates destination blocks, receives KV + metadata,
+then decodes with continuous batching.
+
+Request lifecycle (queues):
+  DecodeRequest -> prealloc (engine.add_prefilled_request: blocks reserved,
+  Allocated{block_ids} to the router) -> transfer (the prefill worker writes
+  the KV into those blocks through this worker's KV receiver) -> the
+  TransferMeta lands and is checked against the request (first token, rope
+  delta, token count) -> running (engine.kv_ready: continuous batching with
+  every other request) -> DecodeDone to the router, blocks freed.
+Release(request_id) aborts a running request, or, while its KV is still on
+the way, quarantines its blocks until the lease has run out, so a late write
+can never land in blocks already given to another request.
+"""
+from __future__ import annotations
+
+import logging
+import time
+
+from inference.disagg import protocol as P
+from inference.disagg.channel import Channel
+from inference.disagg.worker import Worker
+from inference.sampling import SamplingParams
+from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
+
+log = logging.getLogger("inference.disagg.decode")
+
+
+def adopt_pool(engine, pool) -> None:
+    """Make `pool` (same shape and dtype) the engine's KV pool, so a transport
+    that wants its own memory (a shm segment) receives with no staging copy."""
+    runner = engine.runner
+    assert pool.shape == runner.kv_pool.shape and pool.dtype == runner.kv_pool.dtype
+    runner.kv_pool = pool
+    for layer, attn in enumerate(runner.model.attention_layers()):
+        attn.k_cache, attn.v_cache = pool[:, layer, 0], pool[:, layer, 1]
+
+
+class DecodeWorker(Worker):
+    role = "decode"
+
+    def __init__(self, model: str, layout, index: int = 0, **engine_kw):
+        super().__init__(model, layout, index, **engine_kw)
+        t = layout.transfer
+        host = self.spec.hosts[index % len(self.spec.hosts)]
+        config = TransferConfig(transport=t.transport, fallback=t.fallback, host=host, token=self.token.decode(),
+                                lease_s=t.lease_s, max_inflight=t.max_inflight)
+        self.lease_s = t.lease_s
+        transport = select_transport(config=config)
+        if self.engine.runner.graphs is None and self.engine.kv_pool.device.type == "cpu":
+            spec = PoolSpec.of_pool(self.engine.kv_pool)
+            adopt_pool(self.engine, transport.receiver_cls.allocate_pool(spec, self.spec.device))
+        self.receiver = transport.receiver_cls(self.engine.kv_pool, config)
+        self.transfer_address = self.receiver.start()
+        self.expected: dict[str, P.DecodeRequest] = {}  # awaiting KV: what the meta must say
+        self.quarantine: dict[str, float] = {}  # released while KV in flight -> unix time to free at
+
+    def hello(self) -> P.Hello:
+        msg = super().hello()
+        msg.transfer_address = self.transfer_address
+        return msg
+
+    def handle(self, channel: Channel, msg) -> None:
+        if isinstance(msg, P.DecodeRequest):
+            self._allocate(channel, msg)
+        elif isinstance(msg, P.Release):
+            self._release(msg.request_id)
+        else:
+            channel.reply_error(f"decode worker does not take {type(msg).__name__}")
+
+    def _allocate(self, channel: Channel, msg: P.DecodeRequest) -> None:
+        rid = msg.request_id
+        self.owner[rid] = channel
+        if rid in self.expected:  # duplicate: answer with the same blocks
+            req = self.engine.awaiting_kv[rid]
+            channel.send(P.Allocated(request_id=rid, ok=True, block_ids=list(req.block_ids),
+                                     num_free_blocks=self.engine.block_manager.num_free_blocks))
+            return
+        try:
+            params = SamplingParams(**msg.sampling)
+            ids = self.engine.add_prefilled_request(rid, msg.num_prompt_tokens, msg.first_token, msg.rope_delta,
+                                                    params, msg.prompt_token_ids)
+        except (TypeError, ValueError, AssertionError) as e:  # never fits this pool / bad fields
+            reply = P.Allocated(request_id=rid, ok=False, error=f"too_long: {e}")
+        except RuntimeError as e:  # no room now
+            reply = P.Allocated(request_id=rid, ok=False, error=f"no_room: {e}")
+        else:
+            self.expected[rid] = msg
+            reply = P.Allocated(request_id=rid, ok=True, block_ids=ids)
+        reply.num_free_blocks = self.engine.block_manager.num_free_blocks
+        channel.send(reply)
+
+    def _drop_awaiting(self, rid: str) -> None:
+        req = self.engine.awaiting_kv.pop(rid, None)
+        self.expected.pop(rid, None)
+        if req is not None:
+            self.engine.block_manager.free(req.block_ids)
+
+    def _release(self, rid: str) -> None:
+        if rid in self.engine.awaiting_kv:
+            self.quarantine[rid] = time.time() + self.lease_s
+        else:
+            self.engine.abort(rid)
+
+    def _landed(self, meta: TransferMeta) -> None:
+        rid = meta.request_id
+        if rid in self.quarantine or rid not in self.expected:
+            self.quarantine.pop(rid, None)
+            self._drop_awaiting(rid)  # stale or released: its blocks may go now
+            return
+        want = self.expected.pop(rid)
+        got = (meta.num_tokens, meta.first_token_id, meta.mrope_position_delta, meta.sampling_state)
+        if got != (want.num_prompt_tokens, want.first_token, want.rope_delta, want.sampling):
+            log.warning("decode %d: metadata of %s does not match its request: %s", self.index, rid, got[:3])
+            self._drop_awaiting(rid)
+            self.reply(rid, P.Error(error="transfer metadata does not match the decode request", request_id=rid))
+            return
+        self.on_outputs(self.engine.kv_ready(rid))
+
+    def poll(self) -> None:
+        while (meta := self.receiver.recv(timeout_s=0)) is not None:
+            self._landed(meta)
+        now = time.time()
+        for rid, until in list(self.quarantine.items()):
+            if now > until:
+                del self.quarantine[rid]
+                self._drop_awaiting(rid)
+
+    def on_outputs(self, outputs: list) -> None:
+        for out in outputs:
+            if out.finish_reason == "abort":
+                continue  # released by the router: nobody waits for it
+            self.reply(out.request_id, P.DecodeDone(
+                request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason, text=out.text,
+                num_free_blocks=self.engine.block_manager.num_free_blocks, step_s=self._step_s))
+
+    def load(self) -> P.Load:
+        return P.Load(num_free_blocks=self.engine.block_manager.num_free_blocks,
+                      num_running=len(self.engine.scheduler.running), step_s=self._step_s)
+
+    def close(self) -> None:
+        super().close()
+        self.receiver.close()

@@ -1,0 +1,196 @@
+"""Prefill worker: vision encoder + LM prefill; holds each request's KV until
+the decode side has it.
+
+Request lifecycle (queues):
+  PrefillRequest -> engine waiting -> in prefill (max_tokens=1, keep_kv) ->
+  held (blocks kept, lease running; PrefillDone with first token, rope delta)
+  -> TransferRequest -> in transfer (KV + TransferMeta to the decode worker's
+  receiver, on a sender thread) -> released: blocks freed on the receiver's
+  ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
+  expires first. Release(request_id) from the router ends any stage early.
+The KV is sent in the decode worker's layout: the transfer engine converts
+dtype and block size when the two pools differ.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+from inference.disagg import protocol as P
+from inference.disagg.channel import Channel
+from inference.disagg.worker import Worker
+from inference.sampling import SamplingParams
+from inference.transfer import TransferConfig, TransferMeta, select_transport
+
+log = logging.getLogger("inference.disagg.prefill")
+
+
+def to_images(raw: list[bytes], sizes: list[list[int]]) -> list:
+    from PIL import Image
+
+    if len(raw) != len(sizes) or any(len(s) != 2 for s in sizes):
+        raise ValueError(f"{len(raw)} images but {len(sizes)} [width, height] sizes")
+    return [Image.frombytes("RGB", (w, h), data) for data, (w, h) in zip(raw, sizes)]
+
+
+@dataclass
+class Held:
+    output: object  # the engine's RequestOutput (block_ids, first token, rope delta)
+    sampling: dict  # the request's SamplingParams fields (travel in the TransferMeta)
+    lease_expiry_unix_s: float  # blocks are freed after this unless acked earlier
+    in_transfer: bool = False  # a send is in flight; the sender owns the lease then
+    transfer_start_s: float = 0.0  # perf_counter at send
+    address: str = ""  # decode receiver it is sent to
+
+
+class PrefillWorker(Worker):
+    role = "prefill"
+
+    def __init__(self, model: str, layout, index: int = 0, **engine_kw):
+        super().__init__(model, layout, index, **engine_kw)
+        t = layout.transfer
+        self.transfer_config = TransferConfig(transport=t.transport, fallback=t.fallback, token=self.token.decode(),
+                                              lease_s=t.lease_s, max_inflight=t.max_inflight)
+        self.transport = select_transport(config=self.transfer_config)
+        self.held: dict[str, Held] = {}
+        self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
+        self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
+        self._sends: queue.Queue = queue.Queue()
+        threading.Thread(target=self._send_loop, name="kv-send", daemon=True).start()
+
+    # messages ---------------------------------------------------------------------
+    def handle(self, channel: Channel, msg) -> None:
+        if isinstance(msg, P.PrefillRequest):
+            self._prefill(channel, msg)
+        elif isinstance(msg, P.TransferRequest):
+            self._transfer(channel, msg)
+        elif isinstance(msg, P.Release):
+            self._release(msg.request_id)
+        else:
+            channel.reply_error(f"prefill worker does not take {type(msg).__name__}")
+
+    def _prefill(self, channel: Channel, msg: P.PrefillRequest) -> None:
+        rid = msg.request_id
+        self.owner[rid] = channel
+        if rid in self.held or rid in self.sampling:
+            return  # duplicate delivery: the first one is being served
+        try:
+            params = SamplingParams(**msg.sampling)
+            first_only = dataclasses.replace(params, max_tokens=1, return_logits=False)
+            request = {"prompt_token_ids": msg.prompt_token_ids,
+                       "images": to_images(msg.images, msg.image_sizes)}
+            self.engine.add_request(rid, request, first_only, keep_kv=True)
+        except (TypeError, ValueError) as e:
+            self.reply(rid, P.PrefillFailed(request_id=rid, error=f"{type(e).__name__}: {e}"))
+            return
+        self.sampling[rid] = msg.sampling
+
+    def on_outputs(self, outputs: list) -> None:
+        queued = self.load().queued_prefill_tokens
+        for out in outputs:
+            rid = out.request_id
+            sampling = self.sampling.pop(rid, {})
+            if out.finish_reason == "abort":
+                self._free(rid)
+                continue
+            held = Held(out, sampling, time.time() + self.transfer_config.lease_s)
+            self.held[rid] = held
+            req = self.engine.scheduler.held[rid]
+            self.reply(rid, P.PrefillDone(
+                request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
+                rope_delta=out.rope_delta, prompt_token_ids=list(req.prompt.token_ids),
+                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text))
+
+    # transfers ------------------------------------------------------------------
+    def _transfer(self, channel: Channel, msg: P.TransferRequest) -> None:
+        rid = msg.request_id
+        self.owner[rid] = channel
+        held = self.held.get(rid)
+        if held is None or held.in_transfer:
+            why = "already in transfer" if held else "no KV held (lease expired or released)"
+            self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=f"{rid}: {why}"))
+            return
+        out = held.output
+        meta = TransferMeta(request_id=rid, src_block_ids=list(out.block_ids), dst_block_ids=list(msg.dst_block_ids),
+                            num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
+                            mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
+                            lease_expiry_unix_s=held.lease_expiry_unix_s)
+        held.in_transfer, held.transfer_start_s, held.address = True, time.perf_counter(), msg.dst_address
+        self._sends.put((msg.dst_address, meta))
+
+    def _send_loop(self) -> None:
+        """Sender thread: moves KV so the engine loop never waits on a copy."""
+        while True:
+            address, meta = self._sends.get()
+            try:
+                sender = self.senders.get(address)
+                if sender is None:
+                    sender = self.transport.sender_cls(self.engine.kv_pool, self.transfer_config, self._on_release)
+                    sender.connect(address)
+                    self.senders[address] = sender
+                sender.send(meta)
+            except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on
+                self.senders.pop(address, None)
+                self.inbox.put((None, ("released", meta, f"failed: {type(e).__name__}: {e}")))
+
+    def _on_release(self, meta: TransferMeta, status: str) -> None:
+        self.inbox.put((None, ("released", meta, status)))
+
+    def _dispatch(self, channel, msg) -> None:
+        if channel is None and isinstance(msg, tuple):
+            _, meta, status = msg
+            self._transfer_finished(meta, status)
+        else:
+            super()._dispatch(channel, msg)
+
+    def _transfer_finished(self, meta: TransferMeta, status: str) -> None:
+        rid = meta.request_id
+        held = self.held.get(rid)
+        if held is None:
+            return
+        ok = status == "acked"
+        peer = getattr(self.senders.get(held.address), "peer_spec", None) or getattr(
+            getattr(self.senders.get(held.address), "_peer", None), "spec", None)
+        num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
+        self._free(rid)
+        self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
+                                       transfer_s=time.perf_counter() - held.transfer_start_s))
+
+    # blocks ------------------------------------------------------------------------
+    def _free(self, rid: str) -> None:
+        self.held.pop(rid, None)
+        if rid in self.engine.scheduler.held:
+            self.engine.release(rid)
+
+    def _release(self, rid: str) -> None:
+        held = self.held.get(rid)
+        if held is not None and held.in_transfer:
+            return  # the sender finishes or fails it; freeing now would let it read reused blocks
+        self.sampling.pop(rid, None)
+        self.engine.abort(rid)
+        self._free(rid)
+
+    def poll(self) -> None:
+        now = time.time()
+        for rid, held in list(self.held.items()):
+            if not held.in_transfer and now > held.lease_expiry_unix_s:
+                log.info("prefill %d: lease of %s expired, freeing its blocks", self.index, rid)
+                self._free(rid)
+
+    def load(self) -> P.Load:
+        s = self.engine.scheduler
+        queued = sum(r.num_tokens - r.num_computed_tokens for r in list(s.waiting) + s.running)
+        return P.Load(queued_prefill_tokens=queued, num_free_blocks=self.engine.block_manager.num_free_blocks,
+                      num_running=len(s.running) + len(s.waiting), step_s=self._step_s)
+
+    def close(self) -> None:
+        super().close()
+        for sender in list(self.senders.values()):
+            try:
+                sender.close()
+            except Exception:
+                pass

@@ -1,0 +1,155 @@
+"""What prefill and decode workers share: engine from the layout, control
+server, one loop thread that owns the engine.
+
+Lifecycle: build the engine (its WorkerSpec: device, dtype, block size, op
+backend) -> open the control Server (the layout's host for this index, port +
+index, or any free port) -> `serve()` loops until stop(): drain the inbox
+(messages put there by connection threads; only this thread touches the
+engine) -> `poll()` (role-specific: transfers, leases) -> one engine step when
+there is work -> role-specific handling of finished outputs. A message that
+fails to apply gets an Error (or a typed failure) reply; the loop goes on.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+
+from inference.config import EngineConfig
+from inference.disagg import protocol as P
+from inference.disagg.channel import Channel, Server
+from inference.layouts import Layout, WorkerSpec
+
+log = logging.getLogger("inference.disagg.worker")
+
+LOAD_REPORT_S = 0.1  # how often a worker tells the router its load
+
+
+def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
+    kw = dict(model=model, dtype=spec.dtype, device=spec.device, kv_block_size=spec.kv_block_size,
+              max_num_seqs=spec.max_num_seqs, max_num_batched_tokens=spec.max_num_batched_tokens,
+              ops_backend=spec.ops_backend, mode=spec.mode, gpu_memory_utilization=spec.gpu_memory_fraction)
+    kw.update(overrides)
+    return EngineConfig(**kw)
+
+
+def resolve_token(layout: Layout) -> bytes:
+    token = layout.auth_token()
+    if not token:
+        raise RuntimeError(f"layout {layout.name}: no shared token; set ${layout.token_env} (or `token` in the layout)")
+    return token.encode()
+
+
+def bind_address(spec: WorkerSpec, index: int) -> tuple[str, int]:
+    host = spec.hosts[index % len(spec.hosts)]
+    return host, (spec.port + index if spec.port else 0)
+
+
+class Worker:
+    role = "base"
+
+    def __init__(self, model: str, layout: Layout, index: int = 0, **engine_kw):
+        from inference.engine.engine import LLMEngine
+
+        self.layout, self.index = layout, index
+        self.spec = layout.role(self.role)
+        self.token = resolve_token(layout)
+        self.engine = LLMEngine(engine_config(model, self.spec, **engine_kw))
+        self.inbox: queue.Queue = queue.Queue()
+        self.owner: dict[str, Channel] = {}  # request id -> channel that asked (replies go there)
+        self.routers: set[Channel] = set()  # channels that said Hello(role="router"): load reports
+        self._stop = threading.Event()
+        self._last_load_s = 0.0
+        self._step_s = 0.0  # EWMA of engine step time
+        host, port = bind_address(self.spec, index)
+        self.server = Server(host, port, self.token, lambda ch, m: self.inbox.put((ch, m)),
+                             on_close=lambda ch: self.inbox.put((ch, None)))
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def hello(self) -> P.Hello:
+        return P.Hello(role=self.role, index=self.index, block_size=self.spec.kv_block_size, pid=os.getpid(),
+                       num_free_blocks=self.engine.block_manager.num_free_blocks)
+
+    # role hooks ---------------------------------------------------------------
+    def handle(self, channel: Channel, msg) -> None:
+        raise NotImplementedError
+
+    def poll(self) -> None:
+        pass
+
+    def on_outputs(self, outputs: list) -> None:
+        raise NotImplementedError
+
+    def load(self) -> P.Load:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.server.close()
+
+    # loop ------------------------------------------------------------------------------
+    def reply(self, request_id: str, msg) -> None:
+        channel = self.owner.get(request_id)
+        if channel is None or channel.closed:
+            log.info("%s %d: nobody to tell about %s", self.role, self.index, request_id)
+            return
+        try:
+            channel.send(msg)
+        except OSError as e:
+            log.info("%s %d: reply for %s lost: %s", self.role, self.index, request_id, e)
+
+    def _dispatch(self, channel: Channel, msg) -> None:
+        if msg is None:  # connection ended
+            self.routers.discard(channel)
+            return
+        if isinstance(msg, P.Hello):
+            if msg.role == "router":
+                self.routers.add(channel)
+            channel.send(self.hello())
+        elif isinstance(msg, P.Shutdown):
+            self.stop()
+        else:
+            try:
+                self.handle(channel, msg)
+            except Exception as e:  # one bad request never stops the worker
+                log.exception("%s %d: %s failed", self.role, self.index, type(msg).__name__)
+                channel.reply_error(f"{type(msg).__name__} failed: {type(e).__name__}: {e}",
+                                    getattr(msg, "request_id", ""))
+
+    def _report_load(self) -> None:
+        now = time.monotonic()
+        if not self.routers or now - self._last_load_s < LOAD_REPORT_S:
+            return
+        self._last_load_s = now
+        msg = self.load()
+        for ch in list(self.routers):
+            try:
+                ch.send(msg)
+            except OSError:
+                self.routers.discard(ch)
+
+    def serve(self) -> None:
+        while not self._stop.is_set():
+            idle = not self.engine.has_unfinished_requests()
+            try:
+                item = self.inbox.get(timeout=0.005 if idle else 0)
+                while True:
+                    self._dispatch(*item)
+                    item = self.inbox.get_nowait()
+            except queue.Empty:
+                pass
+            self.poll()
+            if self.engine.has_unfinished_requests():
+                t0 = time.perf_counter()
+                outputs = self.engine.step()
+                self._step_s = 0.8 * self._step_s + 0.2 * (time.perf_counter() - t0)
+                self.on_outputs(outputs)
+            self._report_load()
+        self.close()
+
+    def stop(self) -> None:
+        self._stop.set()

@@ -1,0 +1,309 @@
+"""Router core: admits requests, drives each through prefill -> allocation ->
+transfer -> decode, enforces the SLOs, retries on faults. Pure state machine:
+no sockets or threads (server.py feeds it events, tests feed it fakes).
+
+Request lifecycle (queues and stages):
+  submit -> queued (bounded by slo.max_queue; front = retries) -> prefill
+  (on a prefill worker) -> await_decode (prefilled, KV held, no decode room
+  yet) -> alloc (DecodeRequest sent) -> transfer (TransferRequest sent,
+  deadline running) -> decode -> done (Result sent once; the id is kept so a
+  late or duplicate worker message is ignored).
+Faults: a lost worker, a failed or timed-out transfer, an engine error: the
+request's blocks are released on both sides and it goes back to the front of
+the queue with attempt+1 (workers see "<id>@<attempt>", so replies of an old
+attempt are recognised and dropped). After max_retries it is rejected.
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Callable
+
+from inference.disagg import protocol as P
+from inference.router.metrics import RouterMetrics
+from inference.router.policy import SloState, WorkerState, decode_admits, pick_decode, pick_prefill
+
+IMAGE_TOKEN_PX = 28 * 28  # one image token per 28x28 px (patch 14, merge 2): a token estimate before prefill
+
+
+@dataclass
+class Job:
+    submit: P.Submit  # the client's request
+    client: object  # where its Result goes
+    submit_s: float  # router clock at admission
+    attempt: int = 0  # bumped on every retry
+    stage: str = "queued"  # queued | prefill | await_decode | alloc | transfer | decode
+    prefill: str = ""  # prefill worker name of this attempt
+    decode: str = ""  # decode worker name of this attempt
+    prefilled: P.PrefillDone | None = None  # prefill result of this attempt
+    first_token_s: float = 0.0  # router clock when the first token was known (first attempt that got one)
+    deadline_s: float = 0.0  # transfer must be done by then
+    num_retries: int = 0  # faults survived
+
+    @property
+    def wid(self) -> str:
+        return f"{self.submit.request_id}@{self.attempt}"
+
+    @property
+    def est_tokens(self) -> int:
+        return len(self.submit.prompt_token_ids) + sum(w * h // IMAGE_TOKEN_PX for w, h in self.submit.image_sizes)
+
+
+class Router:
+    def __init__(self, slo, send: Callable[[object, object], None], transfer_timeout_s: float = 30.0,
+                 max_retries: int = 3, slo_policy: str = "defer", clock: Callable[[], float] = time.monotonic):
+        self.slo = SloState(slo.ttft_ms / 1000, slo.tpot_ms / 1000)
+        self.max_queue = slo.max_queue
+        self.send_fn, self.clock = send, clock
+        self.transfer_timeout_s, self.max_retries, self.slo_policy = transfer_timeout_s, max_retries, slo_policy
+        self.workers: dict[str, WorkerState] = {}
+        self.jobs: dict[str, Job] = {}
+        self.queue: deque[str] = deque()  # request ids waiting for a prefill worker
+        self.await_decode: deque[str] = deque()  # prefilled, waiting for decode room
+        self.done: set[str] = set()
+        self.metrics = RouterMetrics()
+
+    # workers -------------------------------------------------------------------------
+    def add_worker(self, state: WorkerState) -> None:
+        self.workers[state.name] = state
+        self.pump()
+
+    def worker_lost(self, name: str) -> None:
+        w = self.workers.get(name)
+        if w is None or not w.alive:
+            return
+        w.alive = False
+        self.metrics.count(f"{w.role}_lost")
+        for rid in list(w.inflight):
+            if rid in self.jobs:
+                self._retry(self.jobs[rid], f"{name} lost")
+        self.pump()
+
+    def _send(self, name: str, msg) -> None:
+        w = self.workers[name]
+        if w.alive:
+            self.send_fn(w.channel, msg)
+
+    # clients ----------------------------------------------------------------------------
+    def submit(self, client, msg: P.Submit) -> None:
+        rid = msg.request_id
+        self.metrics.count("submitted")
+        if rid in self.jobs or rid in self.done:
+            return self._reject_new(client, rid, "duplicate")
+        if len(self.queue) >= self.max_queue:
+            return self._reject_new(client, rid, "queue_full")
+        job = Job(msg, client, self.clock())
+        prefills = [w for w in self.workers.values() if w.role == "prefill" and w.alive]
+        ahead = sum(self.jobs[r].est_tokens for r in self.queue) + sum(w.queued_tokens for w in prefills)
+        if self.slo.predicted_ttft_s(ahead + job.est_tokens, len(prefills)) > self.slo.ttft_s:
+            self.metrics.count("slo_ttft_predicted_miss")
+            if self.slo_policy == "reject":
+                return self._reject_new(client, rid, "slo")
+        self.jobs[rid] = job
+        self.queue.append(rid)
+        self.pump()
+
+    def _reject_new(self, client, rid: str, reason: str) -> None:
+        self.metrics.count(f"rejected_{reason}")
+        self.send_fn(client, P.Rejected(request_id=rid, reason=reason))
+
+    def _finish(self, job: Job, msg) -> None:
+        rid = job.submit.request_id
+        self._unassign(job)
+        self.jobs.pop(rid, None)
+        self.done.add(rid)
+        if isinstance(msg, P.Rejected):
+            self.metrics.count(f"rejected_{msg.reason.split(':')[0]}")
+        else:
+            self.metrics.count("completed")
+        self.send_fn(job.client, msg)
+
+    # dispatch ------------------------------------------------------------------------------
+    def _decode_has_room(self) -> bool:
+        pending = self._pending_allocs()
+        return any(w.role == "decode" and decode_admits(w, self.slo.tpot_s, pending.get(w.name, 0))
+                   for w in self.workers.values())
+
+    def _pending_allocs(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for job in self.jobs.values():
+            if job.stage in ("alloc", "transfer"):
+                out[job.decode] = out.get(job.decode, 0) + 1
+        return out
+
+    def pump(self) -> None:
+        """Move work forward: decode allocations first (they free prefill KV),
+        then new prefills while decode can take their output within TPOT."""
+        for rid in list(self.await_decode):
+            self._try_decode(self.jobs[rid])
+        decodes = [w for w in self.workers.values() if w.role == "decode" and w.alive]
+        while self.queue and decodes and len(self.await_decode) <= 2 * len(decodes) and self._decode_has_room():
+            w = pick_prefill(list(self.workers.values()))
+            if w is None:
+                return
+            job = self.jobs[self.queue.popleft()]
+            job.stage, job.prefill, job.decode = "prefill", w.name, ""
+            w.inflight.add(job.submit.request_id)
+            w.queued_tokens += job.est_tokens
+            s = job.submit
+            self._send(w.name, P.PrefillRequest(request_id=job.wid, prompt_token_ids=s.prompt_token_ids,
+                                                sampling=s.sampling, images=s.images, image_sizes=s.image_sizes))
+
+    def _try_decode(self, job: Job) -> None:
+        w = pick_decode(list(self.workers.values()), job.prefilled.num_prompt_tokens, self.slo.tpot_s,
+                        self._pending_allocs())
+        if w is None:
+            return
+        self.await_decode.remove(job.submit.request_id)
+        job.stage, job.decode = "alloc", w.name
+        w.inflight.add(job.submit.request_id)
+        p = job.prefilled
+        self._send(w.name, P.DecodeRequest(request_id=job.wid, num_prompt_tokens=p.num_prompt_tokens,
+                                           first_token=p.first_token, rope_delta=p.rope_delta,
+                                           prompt_token_ids=p.prompt_token_ids, sampling=job.submit.sampling))
+
+    # worker messages ------------------------------------------------------------------
+    def _job_for(self, wid: str, stage: tuple[str, ...]) -> Job | None:
+        rid, _, attempt = wid.rpartition("@")
+        job = self.jobs.get(rid)
+        if job is None or str(job.attempt) != attempt or job.stage not in stage:
+            return None
+        return job
+
+    def on_worker_message(self, name: str, msg) -> None:
+        w = self.workers.get(name)
+        if w is None:
+            return
+        if isinstance(msg, P.Load):
+            # prefill queued tokens stay the router's own count: it also covers requests still on the wire
+            w.num_free_blocks, w.num_running, w.step_s = msg.num_free_blocks, msg.num_running, msg.step_s
+        elif isinstance(msg, P.PrefillDone):
+            self._on_prefilled(w, msg)
+        elif isinstance(msg, P.Allocated):
+            self._on_allocated(w, msg)
+        elif isinstance(msg, P.TransferDone):
+            self._on_transferred(w, msg)
+        elif isinstance(msg, P.DecodeDone):
+            self._on_decoded(w, msg)
+        elif isinstance(msg, (P.PrefillFailed, P.Error)):
+            job = self._job_for(msg.request_id, ("prefill", "await_decode", "alloc", "transfer", "decode"))
+            if job is not None:
+                if isinstance(msg, P.PrefillFailed) and not msg.retryable:
+                    self._release_all(job)
+                    self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"bad_request: {msg.error}"))
+                else:
+                    self._retry(job, msg.error)
+        self.pump()
+
+    def _on_prefilled(self, w: WorkerState, msg: P.PrefillDone) -> None:
+        job = self._job_for(msg.request_id, ("prefill",))
+        if job is None:  # an attempt given up on: its KV is not wanted
+            return self._send(w.name, P.Release(request_id=msg.request_id))
+        w.queued_tokens = max(0, w.queued_tokens - job.est_tokens)
+        job.prefilled = msg
+        if not job.first_token_s:
+            job.first_token_s = self.clock()
+            self.metrics.ttft_s.append(job.first_token_s - job.submit_s)
+        self.slo.observe_prefill(msg.num_prompt_tokens, msg.prefill_s)
+        if job.submit.sampling.get("max_tokens", 16) <= 1:  # prefill's token is the whole answer
+            self._send(w.name, P.Release(request_id=msg.request_id))
+            return self._complete(job, [msg.first_token], "length", msg.text)
+        job.stage = "await_decode"
+        self.await_decode.append(job.submit.request_id)
+
+    def _on_allocated(self, w: WorkerState, msg: P.Allocated) -> None:
+        w.num_free_blocks = msg.num_free_blocks
+        job = self._job_for(msg.request_id, ("alloc",))
+        if job is None:
+            if msg.ok:
+                self._send(w.name, P.Release(request_id=msg.request_id))
+            return
+        if not msg.ok:
+            w.inflight.discard(job.submit.request_id)
+            if msg.error.startswith("no_room"):
+                job.stage, job.decode = "await_decode", ""
+                return self.await_decode.append(job.submit.request_id)
+            self._release_all(job)
+            return self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"too_long: {msg.error}"))
+        job.stage, job.deadline_s = "transfer", self.clock() + self.transfer_timeout_s
+        self._send(job.prefill, P.TransferRequest(request_id=job.wid, dst_address=w.transfer_address,
+                                                  dst_block_ids=msg.block_ids))
+
+    def _on_transferred(self, w: WorkerState, msg: P.TransferDone) -> None:
+        job = self._job_for(msg.request_id, ("transfer",))
+        if job is None:
+            return
+        w.inflight.discard(job.submit.request_id)
+        if not msg.ok:
+            return self._retry(job, f"transfer failed: {msg.error}")
+        self.metrics.observe_transfer(msg.num_bytes, msg.transfer_s)
+        job.stage = "decode"
+        if job.decode in self.workers:
+            self.workers[job.decode].num_running += 1
+
+    def _on_decoded(self, w: WorkerState, msg: P.DecodeDone) -> None:
+        w.num_free_blocks, w.step_s = msg.num_free_blocks, msg.step_s or w.step_s
+        job = self._job_for(msg.request_id, ("transfer", "decode"))
+        if job is not None:
+            self._complete(job, msg.token_ids, msg.finish_reason, msg.text)
+
+    def _complete(self, job: Job, token_ids: list[int], reason: str, text: str | None) -> None:
+        now = self.clock()
+        tpot = (now - job.first_token_s) / max(len(token_ids) - 1, 1)
+        if len(token_ids) > 1:
+            self.metrics.tpot_s.append(tpot)
+        self._finish(job, P.Result(request_id=job.submit.request_id, token_ids=token_ids, finish_reason=reason,
+                                   num_prompt_tokens=job.prefilled.num_prompt_tokens, ttft_s=job.first_token_s - job.submit_s,
+                                   tpot_s=tpot, text=text, num_retries=job.num_retries))
+
+    # faults ----------------------------------------------------------------------------
+    def _unassign(self, job: Job) -> None:
+        rid = job.submit.request_id
+        for name in (job.prefill, job.decode):
+            if name in self.workers:
+                self.workers[name].inflight.discard(rid)
+        if job.stage == "prefill" and job.prefill in self.workers:
+            w = self.workers[job.prefill]
+            w.queued_tokens = max(0, w.queued_tokens - job.est_tokens)
+        if rid in self.await_decode:
+            self.await_decode.remove(rid)
+
+    def _release_all(self, job: Job) -> None:
+        for name in (job.prefill, job.decode):
+            if name in self.workers:
+                self._send(name, P.Release(request_id=job.wid))
+
+    def _retry(self, job: Job, why: str) -> None:
+        self._release_all(job)
+        self._unassign(job)
+        job.num_retries += 1
+        self.metrics.count("retries")
+        if job.num_retries > self.max_retries:
+            return self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"failed: {why}"))
+        job.attempt += 1
+        job.stage, job.prefill, job.decode, job.prefilled = "queued", "", "", None
+        self.queue.appendleft(job.submit.request_id)
+
+    def tick(self) -> None:
+        now = self.clock()
+        for job in list(self.jobs.values()):
+            if job.stage == "transfer" and now > job.deadline_s:
+                self.metrics.count("transfer_timeouts")
+                self._retry(job, "transfer timed out")
+            elif job.stage == "queued" and self.slo_policy == "reject" and now - job.submit_s > self.slo.ttft_s:
+                self.queue.remove(job.submit.request_id)
+                self._finish(job, P.Rejected(request_id=job.submit.request_id, reason="slo"))
+        self.pump()
+
+    def export_metrics(self, fmt: str = "json") -> str:
+        g = self.metrics.gauges
+        g["queued_requests"] = len(self.queue)
+        g["await_decode_requests"] = len(self.await_decode)
+        g["inflight_requests"] = len(self.jobs)
+        for w in self.workers.values():
+            g[f"{w.name.replace('-', '_')}_free_blocks"] = w.num_free_blocks
+            g[f"{w.name.replace('-', '_')}_queued_tokens"] = w.queued_tokens
+            g[f"{w.name.replace('-', '_')}_alive"] = int(w.alive)
+        return self.metrics.to_prometheus() if fmt == "prometheus" else self.metrics.to_json()
+
