@@ -27,6 +27,7 @@ from triton.testing import do_bench
 
 from inference.ops.cuda import Ops
 from inference.ops.cuda.decode_attention import decode_attention, plan_splits
+from inference.ops.cuda.prefill_attention import prefill_attention
 from inference.ops.cuda.vision_attention import varlen_available, vision_attention
 
 DEV = "cuda"
@@ -174,7 +175,7 @@ def check_decode(dtype, lens, sweep=()):
         ROWS[-1]["sweep_batch"] = len(lens) if cfg else None
 
 
-def check_prefill(dtype, lens_k, lens_q, label):
+def check_prefill(dtype, lens_k, lens_q, label, sweep=()):
     pool, table = paged_pool(lens_k, dtype)
     kc, vc = pool[:, 7, 0], pool[:, 7, 1]
     cu, seq_lens = cu_of(lens_q), torch.tensor(lens_k, dtype=torch.int32, device=DEV)
@@ -186,6 +187,12 @@ def check_prefill(dtype, lens_k, lens_q, label):
                               D ** -0.5, nk - nq) for s, (nk, nq) in enumerate(zip(lens_k, lens_q))])
     flops = sum(4 * H * D * (nq * (nk - nq) + nq * (nq + 1) / 2) for nk, nq in zip(lens_k, lens_q))
     record("prefill_attention", label, dtype, rel_err(out, ref), lambda: OPS.prefill_attention(*args), flops=flops)
+    for block_m, block_n, warps, stages in sweep:
+        cfg = dict(block_m=block_m, block_n=block_n, num_warps=warps, num_stages=stages)
+        poison()
+        err = rel_err(prefill_attention(*args, **cfg), ref)
+        record("prefill_attention", f"{label} m={block_m} n={block_n} w={warps} s={stages}", dtype, err,
+               lambda: prefill_attention(*args, **cfg), flops=flops)
     if len(lens_k) == 1 and lens_k == lens_q and dtype == torch.bfloat16:  # baseline: SDPA on contiguous K/V
         kk, vv = (context64(c, table[0], lens_k[0]).to(dtype).transpose(0, 1)[None] for c in (kc, vc))
         qq = q.transpose(0, 1)[None]
@@ -237,14 +244,16 @@ def main() -> int:
     for dtype, tokens in [(torch.bfloat16, 256), (torch.bfloat16, 8192), (torch.float32, 1024)]:
         guarded(check_elementwise, dtype, tokens)
         guarded(check_store_kv, dtype, tokens)
-    sweep = [(t, bn, w, st) for t in (264, 528, 1056, 2112) for bn, w in ((64, 4), (128, 4), (128, 8))
-             for st in (2, 3)]
+    sweep = [(528, 64, 4, 2), (1056, 128, 4, 2), (1056, 64, 4, 3), (2112, 64, 4, 2)]
     guarded(check_decode, torch.bfloat16, [1700], sweep)
     for batch in (64, 256):
         guarded(check_decode, torch.bfloat16, [rnd.randint(300, 1700) for _ in range(batch)], sweep)
     guarded(check_decode, torch.float32, [rnd.randint(1, 1700) for _ in range(16)])
+    prefill_sweep = {torch.bfloat16: [(128, 64, 4, 3), (128, 128, 8, 2), (64, 64, 4, 2), (64, 64, 4, 3),
+                                      (128, 64, 8, 3), (64, 128, 4, 2)],
+                     torch.float32: [(32, 32, 4, 2), (16, 64, 4, 2)]}
     for dtype in (torch.bfloat16, torch.float32):
-        guarded(check_prefill, dtype, [1389], [1389], "layout 1389 fresh")
+        guarded(check_prefill, dtype, [1389], [1389], "layout 1389 fresh", prefill_sweep[dtype])
         guarded(check_prefill, dtype, [1024 + 512], [512], "chunk 512 after 1024")
     blocks = [180] * 8 + [60] * 2 + [468, 100]
     guarded(check_prefill, torch.bfloat16, blocks, blocks, "12 block crops fresh")

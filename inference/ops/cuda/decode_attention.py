@@ -19,11 +19,14 @@ import triton
 import triton.language as tl
 
 _LOG2E = 1.4426950408889634
-# Launch config; ops_check sweeps these under graph replay on the H200.
+# Launch config, from ops_check's sweep under graph replay on one H200
+# (inference/bench/results/ops_h200_sweep.json): 8 programs per SM was fastest
+# or within noise of it at B=1, 64 and 256; larger tiles, more warps or
+# deeper pipelining did not help.
 BLOCK_N = 64  # context tokens per tile
 NUM_WARPS, NUM_STAGES = 4, 2
 # programs the partial kernel aims for: enough to keep every SM streaming K/V
-_TARGET_PROGRAMS_PER_SM = 4
+_TARGET_PROGRAMS_PER_SM = 8
 
 
 @triton.jit

@@ -76,7 +76,8 @@ def _prefill_kernel(
 
 def prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cu_seqlens_q: torch.Tensor,
                       seq_lens_k: torch.Tensor, block_tables: torch.Tensor, scale: float, max_seqlen_q: int,
-                      max_seqlen_k: int) -> torch.Tensor:
+                      max_seqlen_k: int, block_m: int | None = None, block_n: int = 64,
+                      num_warps: int | None = None, num_stages: int = 2) -> torch.Tensor:
     num_tokens, num_heads, head_dim = q.shape
     _, block_size, num_kv_heads, _ = k_cache.shape
     assert num_heads % num_kv_heads == 0, f"{num_heads} query heads do not group over {num_kv_heads} KV heads"
@@ -86,7 +87,7 @@ def prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Ten
     if num_tokens == 0 or batch == 0 or max_seqlen_q == 0:
         return out
     # fp32 needs wider registers per element; smaller tiles avoid spills
-    block_m = 64 if k_cache.dtype == torch.float32 else 128
+    block_m = block_m or (64 if k_cache.dtype == torch.float32 else 128)
     grid = (triton.cdiv(max_seqlen_q, block_m), batch, num_heads)
     _prefill_kernel[grid](
         q, k_cache, v_cache, out, cu_seqlens_q, seq_lens_k, block_tables, scale * _LOG2E,
@@ -94,6 +95,6 @@ def prefill_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Ten
         v_cache.stride(0), v_cache.stride(1), v_cache.stride(2), out.stride(0), out.stride(1),
         block_tables.stride(0), head_dim,
         GROUP=num_heads // num_kv_heads, D_PAD=max(16, triton.next_power_of_2(head_dim)), BLOCK_SIZE=block_size,
-        BLOCK_M=block_m, BLOCK_N=64, PRECISION="ieee" if k_cache.dtype == torch.float32 else "tf32",
-        num_warps=8 if block_m == 128 else 4, num_stages=2)
+        BLOCK_M=block_m, BLOCK_N=block_n, PRECISION="ieee" if k_cache.dtype == torch.float32 else "tf32",
+        num_warps=num_warps or (8 if block_m == 128 else 4), num_stages=num_stages)
     return out
