@@ -110,7 +110,7 @@ class TransferConfig:
     min_unit_bytes: int = 256 << 10  # work units are at least this large (except the last)
     max_unit_bytes: int = 16 << 20  # a single copy / frame / work request is at most this
     lease_s: float = 30.0  # source blocks are freed this long after send if no ack came
-    max_inflight: int = 16  # unacked transfers before send() blocks
+    max_inflight: int = 64  # unacked transfers before send() blocks
     timeout_s: float = 10.0  # connect and handshake limit
     dst_head_offset: int = 0  # first source KV head this receiver holds (TP split)
     rdma_device: str | None = None  # e.g. "mlx5_0"; None = first device found

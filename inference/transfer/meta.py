@@ -8,7 +8,7 @@ field's type, since it comes off the wire.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -55,7 +55,8 @@ class TransferMeta:
         return bool(self.lease_expiry_unix_s) and (now_unix_s or time.time()) > self.lease_expiry_unix_s
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        # shallow on purpose: asdict's deep copy costs more than the send at small sizes
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
     @classmethod
     def from_dict(cls, d: object) -> "TransferMeta":

@@ -22,7 +22,7 @@ from inference.transfer import wire
 from inference.transfer.auth import client_handshake
 from inference.transfer.base import KVSender, PoolSpec, ReleaseCallback, TransferConfig, TransferError, TransferHandle
 from inference.transfer.meta import TransferMeta
-from inference.transfer.source import PreparedTransfer, prepare
+from inference.transfer.source import PreparedTransfer, flat_bytes, prepare
 
 log = logging.getLogger("inference.transfer.sender")
 
@@ -31,6 +31,7 @@ class ControlSender(KVSender):
     def __init__(self, pool: torch.Tensor, config: TransferConfig, on_release: ReleaseCallback | None = None):
         self.pool, self.config, self.on_release = pool, config, on_release
         self.spec = PoolSpec.of_pool(pool)
+        self._pool_bytes = flat_bytes(pool)
         self.peer_spec: PoolSpec | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, TransferHandle] = {}
@@ -72,7 +73,7 @@ class ControlSender(KVSender):
         if self._sock is None or self._closed.is_set():
             raise TransferError(f"{self.name}: sender is not connected")
         meta.with_lease(self.config.lease_s)
-        prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config)
+        prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
         if not self._slots.acquire(timeout=self.config.lease_s):
             raise TransferError(f"{self.name}: {self.config.max_inflight} transfers unacked for {self.config.lease_s} s")
         handle = TransferHandle(meta)

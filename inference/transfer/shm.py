@@ -13,6 +13,7 @@ extra copy, said in the log). Segments are unlinked when the receiver closes
 from __future__ import annotations
 
 import atexit
+import ctypes
 import logging
 import os
 import secrets
@@ -81,10 +82,13 @@ class ShmSender(ControlSender):
             raise TransferError("shm: segment size does not match the receiver's pool")
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
-        src, dst = prep.src_bytes, self._dst
+        # libc memmove on one thread, GIL released: torch's copy_ forks an
+        # OpenMP team per copy, which stalls for a scheduler slice whenever the
+        # receiver process holds the other core
+        src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
         for unit in prep.units:
             for s in unit.segments:
-                dst[s.dst_offset_bytes:s.dst_offset_bytes + s.num_bytes].copy_(src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes])
+                ctypes.memmove(dst + s.dst_offset_bytes, src + s.src_offset_bytes, s.num_bytes)
 
 
 class ShmReceiver(ControlReceiver):

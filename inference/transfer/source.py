@@ -36,7 +36,10 @@ def _check_ids(ids: list[int], spec: PoolSpec, side: str, request_id: str) -> No
         raise TransferError(f"{request_id}: {side} block ids {bad[:4]} outside the {side} pool of {spec.num_blocks} blocks")
 
 
-def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta, config: TransferConfig) -> PreparedTransfer:
+def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta, config: TransferConfig,
+            pool_bytes: torch.Tensor | None = None) -> PreparedTransfer:
+    """pool_bytes: flat_bytes(pool), passed by senders that keep it (saves a
+    view per transfer)."""
     _check_ids(meta.src_block_ids, src, "source", meta.request_id)
     _check_ids(meta.dst_block_ids, dst, "destination", meta.request_id)
     if src.same_layout(dst):
@@ -46,7 +49,7 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
             pairs = meta.pairs()
         except ValueError as e:
             raise TransferError(str(e)) from None
-        src_bytes = flat_bytes(pool)
+        src_bytes = flat_bytes(pool) if pool_bytes is None else pool_bytes
     else:
         need = math.ceil(meta.num_tokens / dst.block_size)
         if len(meta.dst_block_ids) != need:

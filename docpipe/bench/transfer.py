@@ -1,0 +1,139 @@
+"""`docpipe bench transfer`: every transport usable here, sizes 64 KiB to
+256 MiB, side by side with the raw copy of the same bytes (memcpy for shm, a
+plain socket loop for tcp, a device copy for cuda-ipc), in one process run.
+Prints a table; writes every figure, the device, versions and the command as
+JSON to --out (default inference/bench/results/transfer_<host>.json)."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import socket
+import statistics
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import typer
+
+DEFAULT_SIZES = "64K,1M,4M,16M,64M,256M"
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def _parse_size(text: str) -> int:
+    text = text.strip().upper().removesuffix("IB").removesuffix("B")
+    return int(float(text[:-1]) * _UNITS[text[-1]]) if text[-1] in _UNITS else int(text)
+
+
+def _label(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
+
+
+def _counts(n: int) -> tuple[int, int]:
+    """(back-to-back count, one-at-a-time count): ~512 MiB and ~64 MiB a figure."""
+    return max(4, min(100, (512 << 20) // n)), max(3, min(30, (64 << 20) // n))
+
+
+def _device() -> str:
+    import torch
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def _versions() -> dict:
+    import numpy
+    import torch
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "platform": platform.platform()}
+
+
+def run_bench(transports: list[str], sizes: list[int], repeat: int) -> dict:
+    from inference.transfer import TransferConfig, available_transports
+    from inference.transfer.measure import BASELINES, TransportPeer
+
+    config = TransferConfig(token=secrets.token_hex(16))
+    avail = available_transports(config)
+    rows, skipped = [], {n: avail.get(n, "unknown transport") for n in transports if avail.get(n, "x") is not None}
+    for name in [n for n in transports if n not in skipped]:
+        peer = TransportPeer(name, max(sizes), TransferConfig(transport=name, token=config.token))
+        base_name, make_base = BASELINES.get(name, (None, None))
+        base = make_base(max(sizes)) if make_base else None
+        try:
+            for n in sizes:
+                count, single = _counts(n)
+                ours, raw = [], []
+                for _ in range(repeat):  # interleaved so load drift hits both sides alike
+                    ours.append(asdict(peer.measure(n, count, single)))
+                    if base is not None:
+                        raw.append(asdict(base.measure(n, count, single)))
+                rows.append({"transport": name, "size_bytes": n, "count": count, "single_count": single,
+                             "ours": ours, "baseline": base_name, "baseline_figures": raw})
+        finally:
+            peer.close()
+            if base is not None:
+                base.close()
+    return {"rows": rows, "unavailable": skipped}
+
+
+def _median(figs: list[dict], key: str) -> float | None:
+    return statistics.median(f[key] for f in figs) if figs else None
+
+
+def summarize(rows: list[dict]) -> None:
+    for r in rows:
+        for key in ("pipelined_gbps", "single_gbps", "latency_ms_p50"):
+            r[f"ours_{key}"] = _median(r["ours"], key)
+            r[f"baseline_{key}"] = _median(r["baseline_figures"], key)
+        b = r["baseline_pipelined_gbps"]
+        r["ratio_pipelined"] = r["ours_pipelined_gbps"] / b if b else None
+        r["ratio_single"] = r["ours_single_gbps"] / r["baseline_single_gbps"] if b else None
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ("transport", "size", "GB/s", "GB/s 1-at-a-time", "p50 ms", "baseline", "base GB/s", "base p50 ms", "ratio", "ratio 1-at-a-time")
+    print("  ".join(f"{h:>12}" for h in head))
+
+    def f(v, fmt):
+        return "-" if v is None else format(v, fmt)
+    for r in rows:
+        cells = (r["transport"], _label(r["size_bytes"]), f(r["ours_pipelined_gbps"], ".2f"), f(r["ours_single_gbps"], ".2f"),
+                 f(r["ours_latency_ms_p50"], ".3f"), r["baseline"] or "-", f(r["baseline_pipelined_gbps"], ".2f"),
+                 f(r["baseline_latency_ms_p50"], ".3f"), f(r["ratio_pipelined"], ".0%"), f(r["ratio_single"], ".0%"))
+        print("  ".join(f"{c:>12}" for c in cells))
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    @bench_app.command("transfer")
+    def transfer(
+        transports: str = typer.Option("shm,tcp,cuda-ipc,rdma", help="comma-separated transport names"),
+        sizes: str = typer.Option(DEFAULT_SIZES, help="comma-separated transfer sizes (K, M, G suffixes)"),
+        repeat: int = typer.Option(3, min=1, help="measurements per size; the table shows medians"),
+        out: Path = typer.Option(None, help="JSON output (default inference/bench/results/transfer_<host>.json)"),
+    ) -> None:
+        """KV transfer GB/s and latency per transport, against the raw copy."""
+        size_list = [_parse_size(s) for s in sizes.split(",") if s.strip()]
+        names = [t.strip() for t in transports.split(",") if t.strip()]
+        started, load = time.time(), os.getloadavg()
+        result = run_bench(names, size_list, repeat)
+        summarize(result["rows"])
+        print_table(result["rows"])
+        for name, why in result["unavailable"].items():
+            print(f"skipped {name}: {why}")
+        host = socket.gethostname()
+        out = out or Path("inference/bench/results") / f"transfer_{host}.json"
+        doc = {"command": " ".join(["docpipe", "bench", "transfer", *sys.argv[3:]]) if len(sys.argv) > 2 else "docpipe bench transfer",
+               "argv": sys.argv, "host": host, "device": _device(), "versions": _versions(),
+               "started_unix_s": started, "wall_s": time.time() - started,
+               "loadavg_before": load, "loadavg_after": os.getloadavg(), **result}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(doc, indent=1) + "\n")
+        print(f"wrote {out}")

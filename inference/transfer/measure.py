@@ -1,0 +1,178 @@
+"""Measurements behind `docpipe bench transfer`: each transport against the
+raw copy of the same bytes, in one process run, interleaved per size.
+
+Transport side: the receiver runs in a spawned process (its pool allocated the
+transport's way); this process sends `count` transfers of one run of blocks.
+  pipelined: `count` sends issued back to back (up to max_inflight unacked),
+             then every ack awaited -> GB/s;
+  single:    send + wait for the ack, one at a time -> latency (p50) and GB/s.
+Every side cycles through the whole 256 MiB buffer (transfer i uses slot
+i mod slots), so neither ours nor the baseline copies one cache-hot 4 MiB over
+and over: a KV transfer moves freshly computed blocks to other blocks.
+Baselines: memcpy (torch copy_ between two warm buffers) for shm; a plain
+socket loop over loopback (sendall n bytes, 1-byte ack; the loop of the
+reference script shared/bench/dlslime_tcp_peer.py) for tcp; a device-to-device
+copy for cuda-ipc; none for rdma.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import socket
+import statistics
+import struct
+import time
+from dataclasses import dataclass
+
+import torch
+
+from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
+from inference.transfer.wire import recv_exact_into
+
+# 64 KiB blocks: 8 layers x 2 x 16 tokens x 2 heads x 64 dim x bf16
+BENCH_SPEC = dict(num_layers=8, block_size=16, num_kv_heads=2, head_dim=64, dtype="bfloat16")
+
+
+@dataclass
+class Figure:
+    pipelined_gbps: float  # count transfers back to back / elapsed
+    single_gbps: float  # size / median one-at-a-time time
+    latency_ms_p50: float  # median one-at-a-time time
+
+
+def _receiver_proc(name: str, spec: PoolSpec, config: TransferConfig, device: str, conn) -> None:
+    t = select_transport(name, config)
+    rx = t.receiver_cls(t.receiver_cls.allocate_pool(spec, device), config)
+    conn.send(rx.start())
+    while not conn.poll(0.2):  # drain now and then: waking per meta would cost a switch
+        while rx.recv(timeout_s=0) is not None:
+            pass
+    rx.close()
+
+
+class TransportPeer:
+    """Sender here, receiver in a spawned process, for one transport."""
+
+    def __init__(self, name: str, max_bytes: int, config: TransferConfig):
+        self.block_bytes = PoolSpec(1, **BENCH_SPEC).block_bytes
+        self.spec = PoolSpec(max_bytes // self.block_bytes, **BENCH_SPEC)
+        device = "cuda" if name == "cuda-ipc" else "cpu"
+        rx_device = "cuda:1" if device == "cuda" and torch.cuda.device_count() > 1 else device
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_receiver_proc, args=(name, self.spec, config, rx_device, child), daemon=True)
+        self._proc.start()
+        address = self._conn.recv()
+        g = torch.Generator().manual_seed(0)
+        src = torch.randint(-100, 100, self.spec.shape, generator=g, dtype=torch.int16).view(torch.bfloat16)
+        self._tx = select_transport(name, config).sender_cls(src.to(device), config)
+        self._tx.connect(address)
+        self._n = 0
+
+    def _send(self, num_blocks: int):
+        self._n += 1
+        start = (self._n % (self.spec.num_blocks // num_blocks)) * num_blocks
+        ids = list(range(start, start + num_blocks))
+        return self._tx.send(TransferMeta(f"b{self._n}", ids, ids, num_blocks * 16, 0, 0))
+
+    def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
+        k = num_bytes // self.block_bytes
+        for _ in range(2):  # warm: page faults, socket buffers
+            self._send(k).wait(60)
+        t0 = time.perf_counter()
+        handles = [self._send(k) for _ in range(count)]
+        bad = [s for s in (h.wait(120) for h in handles) if s != "acked"]
+        pipelined = count * num_bytes / (time.perf_counter() - t0) / 1e9
+        times = []
+        for _ in range(single_count):
+            t0 = time.perf_counter()
+            status = self._send(k).wait(60)
+            if status != "acked":
+                bad.append(status)
+            times.append(time.perf_counter() - t0)
+        if bad:
+            raise RuntimeError(f"benchmark transfers failed: {bad[:3]}")
+        p50 = statistics.median(times)
+        return Figure(pipelined, num_bytes / p50 / 1e9, p50 * 1e3)
+
+    def close(self) -> None:
+        self._tx.close()
+        self._conn.send("stop")
+        self._proc.join(10)
+
+
+def _time_loop(step, count: int, single_count: int, num_bytes: int, max_bytes: int) -> Figure:
+    """step(offset) copies num_bytes at that offset; offsets cycle like slots."""
+    slots = max_bytes // num_bytes
+    for i in range(2):
+        step(i % slots * num_bytes)
+    t0 = time.perf_counter()
+    for i in range(count):
+        step(i % slots * num_bytes)
+    bulk = count * num_bytes / (time.perf_counter() - t0) / 1e9
+    times = []
+    for i in range(single_count):
+        t0 = time.perf_counter()
+        step(i % slots * num_bytes)
+        times.append(time.perf_counter() - t0)
+    p50 = statistics.median(times)
+    return Figure(bulk, num_bytes / p50 / 1e9, p50 * 1e3)
+
+
+class MemcpyBaseline:
+    """torch copy_ between two warm buffers of this process (CPU or one GPU)."""
+
+    def __init__(self, max_bytes: int, device: str = "cpu"):
+        self.device = device
+        self.src = torch.randint(0, 255, (max_bytes,), dtype=torch.uint8, device=device)
+        self.dst = torch.zeros(max_bytes, dtype=torch.uint8, device=device)
+
+    def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
+        src, dst, n = self.src, self.dst, num_bytes
+        sync = torch.cuda.synchronize if self.device != "cpu" else (lambda: None)
+        return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n, src.numel())
+
+    def close(self) -> None:
+        pass
+
+
+def _raw_socket_server(conn, max_bytes: int) -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    conn.send(srv.getsockname()[1])
+    c, _ = srv.accept()
+    view = memoryview(bytearray(max_bytes))
+    while True:
+        head = c.recv(16, socket.MSG_WAITALL)
+        if len(head) < 16:
+            return
+        n, reps = struct.unpack("!QQ", head)
+        slots = max_bytes // n
+        for i in range(reps):  # rotate like the sender: no cache-hot single buffer
+            o = i % slots * n
+            recv_exact_into(c, view[o:o + n])
+            c.sendall(b"k")
+
+
+class SocketBaseline:
+    """Plain socket loop over loopback: sendall(n bytes), wait a 1-byte ack."""
+
+    def __init__(self, max_bytes: int):
+        ctx = mp.get_context("spawn")
+        self._conn, child = ctx.Pipe()
+        self._proc = ctx.Process(target=_raw_socket_server, args=(child, max_bytes), daemon=True)
+        self._proc.start()
+        self._sock = socket.create_connection(("127.0.0.1", self._conn.recv()))
+        self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._data = memoryview(torch.randint(0, 255, (max_bytes,), dtype=torch.uint8).numpy())
+
+    def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
+        s, data, n = self._sock, self._data, num_bytes
+        s.sendall(struct.pack("!QQ", n, count + single_count + 2))
+        return _time_loop(lambda o: (s.sendall(data[o:o + n]), s.recv(1)), count, single_count, n, len(data))
+
+    def close(self) -> None:
+        self._sock.close()
+        self._proc.join(10)
+
+
+BASELINES = {"shm": ("memcpy", lambda n: MemcpyBaseline(n)), "tcp": ("socket-loop", lambda n: SocketBaseline(n)),
+             "cuda-ipc": ("device-copy", lambda n: MemcpyBaseline(n, "cuda"))}
