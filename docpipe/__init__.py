@@ -1,4 +1,12 @@
 """docpipe: batch PDF to Markdown with a document VLM."""
+import os as _os
+import sys as _sys
+
+# PyMuPDF >= 2 imports its optional ONNX layout analyser whenever it is
+# installed: ~1.5 s in every document worker, for analysis docpipe does itself.
+# DOCPIPE_PYMUPDF_LAYOUT=1 keeps it (only matters if docpipe is imported first).
+if "pymupdf" not in _sys.modules and _os.environ.get("DOCPIPE_PYMUPDF_LAYOUT") != "1":
+    _sys.modules.setdefault("pymupdf.layout", None)
 from docpipe.schema import Block, DocumentResult, PageResult, Status
 
 __all__ = ["convert", "Block", "DocumentResult", "PageResult", "Status"]

@@ -19,6 +19,10 @@ import inspect
 
 import pymupdf
 
+# Without its layout package PyMuPDF prints an install hint on the first table
+# search; docpipe skips that package on purpose (see docpipe/__init__.py).
+getattr(pymupdf, "no_recommend_layout", lambda: None)()
+
 from docpipe.schema import Block
 from docpipe.text.joining import join_lines
 from docpipe.text.lines import TextLine

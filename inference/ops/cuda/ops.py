@@ -22,6 +22,9 @@ from inference.ops.cuda.vision_attention import vision_attention
 
 class Ops(base.Ops):
     name = "cuda"
+    # Decode-path ops take their launch shapes from tensor shapes only (no host
+    # syncs, no data-dependent allocation): decode steps may be graph-captured.
+    graph_capturable = True
 
     def rms_norm(self, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
         return rms_norm(x, weight, eps)
