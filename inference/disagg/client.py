@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+from collections import Counter
 import threading
 import time
 
@@ -31,6 +32,7 @@ class RouterClient:
     def __init__(self, address: str, token: bytes, timeout_s: float = 10.0):
         self.channel = connect(address, token, timeout_s)
         self.results: dict[str, object] = {}
+        self.deliveries: Counter = Counter()  # request id -> results received (1 unless the router repeats one)
         self._cond = threading.Condition()
         self._replies: queue.Queue = queue.Queue()  # MetricsReply / Error / Hello
         self._reader = threading.Thread(target=read_loop, args=(self.channel, self._on_message), daemon=True)
@@ -39,6 +41,7 @@ class RouterClient:
     def _on_message(self, _channel, msg) -> None:
         if isinstance(msg, (P.Result, P.Rejected)):
             with self._cond:
+                self.deliveries[msg.request_id] += 1
                 self.results.setdefault(msg.request_id, msg)
                 self._cond.notify_all()
         else:

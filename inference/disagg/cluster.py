@@ -4,9 +4,9 @@
         client = cluster.client()
         ...
 
-Lifecycle: start() spawns (spawn context) every worker of the layout
-(count per spec) -> waits for each to report its control address -> spawns
-the router with those addresses -> waits for its address. A supervisor
+Lifecycle: start() spawns (spawn context) the router and every worker of the
+layout (count per spec) at once -> waits for each to report its control
+address -> tells the router where the workers are (AddWorker; it connects). A supervisor
 thread then watches the workers: one that dies is restarted (restart=True)
 and announced to the router with AddWorker; the router has already retried
 its requests. stop() (also on leaving the `with`) sends SIGTERM to every
@@ -62,7 +62,7 @@ class Cluster:
         deadline = time.monotonic() + self.start_timeout_s
         while keys - set(self.info):
             dead = [k for k in keys - set(self.info) if k in self.procs and not self.procs[k].is_alive()]
-            if dead or (("router", 0) in keys and self.router_proc is not None and not self.router_proc.is_alive()):
+            if dead or (("router", 0) in keys - set(self.info) and not self.router_proc.is_alive()):
                 raise RuntimeError(f"{what}: {dead or 'router'} exited during start (see its log above)")
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{what} did not start within {self.start_timeout_s} s")
@@ -77,22 +77,34 @@ class Cluster:
     def start(self) -> "Cluster":
         try:
             keys = {(w.role, i) for w in self.layout.workers for i in range(w.count)}
-            for role, index in sorted(keys):
-                self._spawn_worker(role, index)
-            self._await_reports(keys, "workers")
-            addresses = [(role, self.info[(role, i)]["address"]) for role, i in sorted(keys)]
+            # the router starts alongside the workers (its imports overlap theirs); workers join it by AddWorker
             self.router_proc = self._ctx.Process(target=run_router, name="docpipe-router", daemon=True,
-                                                 args=(self.layout, addresses, self._reports, self.token),
+                                                 args=(self.layout, [], self._reports, self.token),
                                                  kwargs=self.router_kw)
             self.router_proc.start()
-            self._await_reports({("router", 0)}, "router")
+            for role, index in sorted(keys):
+                self._spawn_worker(role, index)
+            self._await_reports(keys | {("router", 0)}, "workers and router")
             self.router_address = self.info[("router", 0)]["address"]
+            self._announce(sorted(keys))
         except BaseException:
             self.stop()
             raise
         self._supervisor = threading.Thread(target=self._supervise, name="pd-supervisor", daemon=True)
         self._supervisor.start()
         return self
+
+    def _announce(self, keys: list[tuple[str, int]]) -> None:
+        """Tell the router where these workers listen; returns once it has them."""
+        client = self.client()
+        try:
+            for role, index in keys:
+                client.channel.send(P.AddWorker(role=role, address=self.info[(role, index)]["address"]))
+            reply = client.request(P.Hello(role="client"), timeout_s=self.start_timeout_s)  # ordered after the AddWorkers
+            if not isinstance(reply, P.Hello):
+                raise RuntimeError(f"router could not add a worker: {reply}")
+        finally:
+            client.close()
 
     def _supervise(self) -> None:
         while not self._stop.wait(0.1):
@@ -104,10 +116,7 @@ class Cluster:
                 try:
                     self._spawn_worker(role, index)
                     self._await_reports({(role, index)}, f"{role} {index}")
-                    client = self.client()
-                    client.channel.send(P.AddWorker(role=role, address=self.info[(role, index)]["address"]))
-                    time.sleep(0.2)  # let the router read it before this connection closes
-                    client.close()
+                    self._announce([(role, index)])
                     self.restarts += 1
                 except Exception:
                     if not self._stop.is_set():
