@@ -43,7 +43,6 @@ class Held:
     sampling: dict  # the request's SamplingParams fields (travel in the TransferMeta)
     lease_expiry_unix_s: float  # blocks are freed after this unless acked earlier
     in_transfer: bool = False  # a send is in flight; the sender owns the lease then
-    transfer_start_s: float = 0.0  # perf_counter at send
     address: str = ""  # decode receiver it is sent to
 
 
@@ -60,6 +59,7 @@ class PrefillWorker(Worker):
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
         self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
         self._sends: queue.Queue = queue.Queue()
+        self._send_start_s: dict[str, float] = {}  # request id -> perf_counter when its send began
         threading.Thread(target=self._send_loop, name="kv-send", daemon=True).start()
 
     # messages ---------------------------------------------------------------------
@@ -119,7 +119,7 @@ class PrefillWorker(Worker):
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
                             lease_expiry_unix_s=held.lease_expiry_unix_s)
-        held.in_transfer, held.transfer_start_s, held.address = True, time.perf_counter(), msg.dst_address
+        held.in_transfer, held.address = True, msg.dst_address
         self._sends.put((msg.dst_address, meta))
 
     def _send_loop(self) -> None:
@@ -132,22 +132,25 @@ class PrefillWorker(Worker):
                     sender = self.transport.sender_cls(self.engine.kv_pool, self.transfer_config, self._on_release)
                     sender.connect(address)
                     self.senders[address] = sender
+                self._send_start_s[meta.request_id] = time.perf_counter()
                 sender.send(meta)
             except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on
                 self.senders.pop(address, None)
-                self.inbox.put((None, ("released", meta, f"failed: {type(e).__name__}: {e}")))
+                self._on_release(meta, f"failed: {type(e).__name__}: {e}")
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
-        self.inbox.put((None, ("released", meta, status)))
+        start = self._send_start_s.pop(meta.request_id, None)
+        took = time.perf_counter() - start if start is not None else 0.0  # send -> ack, on the transfer's own threads
+        self.inbox.put((None, ("released", meta, status, took)))
 
     def _dispatch(self, channel, msg) -> None:
         if channel is None and isinstance(msg, tuple):
-            _, meta, status = msg
-            self._transfer_finished(meta, status)
+            _, meta, status, took = msg
+            self._transfer_finished(meta, status, took)
         else:
             super()._dispatch(channel, msg)
 
-    def _transfer_finished(self, meta: TransferMeta, status: str) -> None:
+    def _transfer_finished(self, meta: TransferMeta, status: str, transfer_s: float) -> None:
         rid = meta.request_id
         held = self.held.get(rid)
         if held is None:
@@ -158,7 +161,7 @@ class PrefillWorker(Worker):
         num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
         self._free(rid)
         self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
-                                       transfer_s=time.perf_counter() - held.transfer_start_s))
+                                       transfer_s=transfer_s))
 
     # blocks ------------------------------------------------------------------------
     def _free(self, rid: str) -> None:

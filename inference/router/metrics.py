@@ -30,6 +30,7 @@ class RouterMetrics:
         self.transfer_bytes = 0  # KV bytes moved, all time
         self.transfer_s = 0.0  # seconds spent in transfers (sum over transfers)
         self.gauges: dict[str, float] = {}  # set by the router before export
+        self.workers: dict[str, dict[str, float]] = {}  # worker name -> its gauges (free_blocks, queued_tokens, alive)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -46,6 +47,7 @@ class RouterMetrics:
         return {
             "counters": dict(self.counters),
             "gauges": dict(self.gauges),
+            "workers": {k: dict(v) for k, v in self.workers.items()},
             "ttft_s": {"p50": percentile(self.ttft_s, 50), "p99": percentile(self.ttft_s, 99), "n": len(self.ttft_s)},
             "tpot_s": {"p50": percentile(self.tpot_s, 50), "p99": percentile(self.tpot_s, 99), "n": len(self.tpot_s)},
             "transfer": {"bytes": self.transfer_bytes, "seconds": self.transfer_s, "gb_per_s": self.transfer_gb_per_s},
@@ -69,6 +71,9 @@ class RouterMetrics:
                 emit(f"docpipe_router_{key}_total", "counter", value)
         for key, value in sorted(snap["gauges"].items()):
             emit(f"docpipe_router_{key}", "gauge", value)
+        for worker, values in sorted(snap["workers"].items()):
+            for key, value in sorted(values.items()):
+                emit(f"docpipe_worker_{key}", "gauge", value, f'{{worker="{worker}"}}')
         for series in ("ttft_s", "tpot_s"):
             name = f"docpipe_router_{series.removesuffix('_s')}_seconds"
             for q in ("p50", "p99"):

@@ -301,9 +301,8 @@ class Router:
         g["queued_requests"] = len(self.queue)
         g["await_decode_requests"] = len(self.await_decode)
         g["inflight_requests"] = len(self.jobs)
-        for w in self.workers.values():
-            g[f"{w.name.replace('-', '_')}_free_blocks"] = w.num_free_blocks
-            g[f"{w.name.replace('-', '_')}_queued_tokens"] = w.queued_tokens
-            g[f"{w.name.replace('-', '_')}_alive"] = int(w.alive)
+        self.metrics.workers = {w.name: {"free_blocks": w.num_free_blocks, "queued_tokens": w.queued_tokens,
+                                         "running": w.num_running, "alive": int(w.alive)}
+                                for w in self.workers.values()}
         return self.metrics.to_prometheus() if fmt == "prometheus" else self.metrics.to_json()
 

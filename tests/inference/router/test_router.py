@@ -187,3 +187,16 @@ def test_non_retryable_prefill_failure_rejects_and_retries_are_bounded():
     router.on_worker_message("p0", P.Error(request_id="flaky@1", error="boom"))
     (rej,) = net.take("client", P.Rejected)
     assert rej.reason.startswith("failed")
+
+
+def test_prometheus_text_labels_workers_and_reasons():
+    router, net = make(SloSpec(ttft_ms=1000, tpot_ms=100, max_queue=0))
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode", free=42)
+    submit(router, "a")  # queue bound 0: rejected
+    text = router.export_metrics("prometheus")
+    assert 'docpipe_router_rejected_total{reason="queue_full"} 1' in text
+    assert 'docpipe_worker_free_blocks{worker="d0"} 42' in text
+    assert text.count("# TYPE docpipe_worker_free_blocks gauge") == 1
+    import json
+    assert json.loads(router.export_metrics())["workers"]["d0"]["free_blocks"] == 42

@@ -1,0 +1,143 @@
+"""`docpipe bench pd`: the mineru-synthetic workload, monolithic engine vs the
+layout's disaggregated prefill/decode, side by side in one run.
+
+Both sides get the same requests (seeded images and prompts, forced output
+lengths, greedy) with the same dependency: a page's block requests are
+issued when its layout request finishes. Monolithic = one LLMEngine with the
+layout's prefill worker settings, driven step by step in this process.
+Disaggregated = cluster.Cluster (router + workers as processes) through a
+RouterClient. Reports throughput (output tokens/s, pages/s), TTFT and TPOT
+p50/p99, transfer GB/s, and whether the outputs are token-identical; writes
+JSON to --out (default inference/bench/results/pd_<host>.json).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+RESULTS = Path(__file__).resolve().parents[2] / "inference" / "bench" / "results"
+
+
+def _workload(pages: int, model_cfg, seed: int) -> list[list[tuple[str, dict, object]]]:
+    from docpipe.bench.workload import engine_request, mineru_synthetic
+    from inference.sampling import SamplingParams
+
+    ids = (model_cfg.vision_start_token_id, model_cfg.image_token_id, model_cfg.vision_end_token_id)
+    limit = min(model_cfg.vocab_size, *ids)  # text ids stay below the special tokens (tiny vocabularies)
+
+    def request(r) -> dict:
+        req = engine_request(r, ids, seed)
+        req["prompt_token_ids"] = [t if t in ids else t % limit for t in req["prompt_token_ids"]]
+        return req
+
+    out = []
+    for page in mineru_synthetic(pages, seed):
+        out.append([(f"p{r.page}-{i}-{r.kind}", request(r),
+                     SamplingParams(temperature=0.0, max_tokens=r.output_tokens, ignore_eos=True))
+                    for i, r in enumerate(page)])
+    return out
+
+
+def _summary(results: dict, wall_s: float, pages: int) -> dict:
+    from inference.router.metrics import percentile
+
+    ttft = [r["ttft_s"] for r in results.values()]
+    tpot = [r["tpot_s"] for r in results.values() if len(r["token_ids"]) > 1]
+    tokens = sum(len(r["token_ids"]) for r in results.values())
+    return {"wall_s": wall_s, "output_tokens": tokens, "output_tokens_per_s": tokens / wall_s,
+            "pages_per_s": pages / wall_s, "ttft_s": {"p50": percentile(ttft, 50), "p99": percentile(ttft, 99)},
+            "tpot_s": {"p50": percentile(tpot, 50), "p99": percentile(tpot, 99)}}
+
+
+def run_monolithic(model: str, layout, pages, engine_kw: dict) -> tuple[dict, float]:
+    from inference.disagg.worker import engine_config
+    from inference.engine.engine import LLMEngine
+
+    engine = LLMEngine(engine_config(model, layout.role("prefill"), **engine_kw))
+    results, t0 = {}, time.perf_counter()
+    for page in pages:
+        engine.add_request(*page[0])
+    blocks = {page[0][0]: page[1:] for page in pages}
+    while engine.has_unfinished_requests():
+        for out in engine.step():
+            results[out.request_id] = {"token_ids": out.token_ids, "ttft_s": out.ttft_s, "tpot_s": out.tpot_s}
+            for rid, req, sp in blocks.pop(out.request_id, []):
+                engine.add_request(rid, req, sp)
+    return results, time.perf_counter() - t0
+
+
+def run_disaggregated(model: str, layout, pages, engine_kw: dict) -> tuple[dict, float, dict]:
+    from inference.disagg import protocol as P
+    from inference.disagg.cluster import Cluster
+
+    with Cluster(model, layout, engine_kw=engine_kw) as cluster:
+        client = cluster.client()
+        results, t0 = {}, time.perf_counter()
+        for page in pages:
+            client.submit(*page[0])
+        blocks = {page[0][0]: page[1:] for page in pages}
+        pending = {page[0][0] for page in pages}
+        while pending:
+            for rid in client.wait_any(pending, timeout_s=3600):
+                pending.discard(rid)
+                msg = client.results[rid]
+                if isinstance(msg, P.Rejected):
+                    raise RuntimeError(f"request {rid} rejected: {msg.reason}")
+                results[rid] = {"token_ids": msg.token_ids, "ttft_s": msg.ttft_s, "tpot_s": msg.tpot_s}
+                for bid, req, sp in blocks.pop(rid, []):
+                    client.submit(bid, req, sp)
+                    pending.add(bid)
+        wall = time.perf_counter() - t0
+        metrics = json.loads(client.metrics())
+        client.close()
+    return results, wall, metrics
+
+
+def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
+             model: str = typer.Option("dummy:tiny", "--model", help="dummy:tiny | dummy:mineru2.5 | checkpoint dir"),
+             layout: str = typer.Option("local-cpu-1p1d", "--layout", help="disaggregated layout file or name"),
+             num_kv_blocks: int = typer.Option(0, help="KV blocks per worker (0 = engine default)"),
+             seed: int = typer.Option(0, help="workload seed"),
+             out: Path = typer.Option(None, "--out", help="JSON path (default inference/bench/results/pd_<host>.json)")) -> None:
+    """Same mineru-synthetic workload, monolithic vs disaggregated."""
+    import torch
+
+    from inference.layouts import load_layout
+    from inference.models.loader import load_config
+
+    spec = load_layout(layout)
+    if not spec.is_disaggregated:
+        raise typer.BadParameter(f"layout {spec.name} is not disaggregated")
+    engine_kw = {"num_kv_blocks": num_kv_blocks} if num_kv_blocks else {}
+    work = _workload(pages, load_config(model), seed)
+    mono, mono_s = run_monolithic(model, spec, work, engine_kw)
+    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw)
+    same = sum(mono[r]["token_ids"] == pd[r]["token_ids"] for r in mono)
+    report = {
+        "command": " ".join(["docpipe", "bench", "pd"] + sys.argv[3:]) if len(sys.argv) > 2 else "docpipe bench pd",
+        "model": model, "layout": spec.name, "pages": pages, "requests": len(mono),
+        "device": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "monolithic": _summary(mono, mono_s, pages), "disaggregated": _summary(pd, pd_s, pages),
+        "transfer_gb_per_s": router_metrics["transfer"]["gb_per_s"], "router": router_metrics,
+        "token_identical_requests": same,
+    }
+    report["throughput_ratio"] = report["disaggregated"]["output_tokens_per_s"] / report["monolithic"]["output_tokens_per_s"]
+    path = out or RESULTS / f"pd_{socket.gethostname()}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
+    for name in ("monolithic", "disaggregated"):
+        s = report[name]
+        typer.echo(f"{name:>14}: {s['output_tokens_per_s']:8.1f} tok/s  {s['pages_per_s']:.3f} pages/s  "
+                   f"TTFT p50 {s['ttft_s']['p50'] * 1e3:.0f} ms p99 {s['ttft_s']['p99'] * 1e3:.0f} ms  "
+                   f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
+    typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; wrote {path}")
+
+
+def register(app: typer.Typer, bench_app: typer.Typer) -> None:
+    bench_app.command("pd")(bench_pd)
