@@ -62,8 +62,12 @@ def open_runner(opts: ConvertOptions, family_name: str = DEFAULT_FAMILY):
 
         client = ReplayClient(opts.model[len(REPLAY_PREFIX):])
         return WaveRunner(RecordingClient(client, opts.record) if opts.record else client)
-    engine_kwargs = dict(opts.extra.get("vlm_engine", {}))
-    return engine_client(opts.model, opts.layout, family_name, **engine_kwargs).runner(record_dir=opts.record)
+    client = engine_client(opts.model, opts.layout, family_name, **dict(opts.extra.get("vlm_engine", {})))
+    if client.is_step_level:
+        return client.runner(record_dir=opts.record)
+    from docpipe.models.replay import RecordingClient  # disaggregated: batch calls, one wave at a time
+
+    return WaveRunner(RecordingClient(client, opts.record) if opts.record else client)
 
 
 def engine_client(model: str, layout: str | None, family_name: str = DEFAULT_FAMILY, **engine_kwargs):

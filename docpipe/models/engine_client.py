@@ -26,6 +26,7 @@ what it generated, so the family's `fill_block` flags and truncates it.
 """
 from __future__ import annotations
 
+import atexit
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,28 +41,35 @@ _CHARS_PER_TOKEN = 4  # stand-in tokenizer: English averages ~4 characters a tok
 
 
 def make_llm(model: str, layout: str | None = None, **engine_kwargs):
-    """An `inference.LLM` for a checkpoint dir, hub id or `dummy:<preset>`,
-    embedded or with a deployment layout."""
+    """An engine for a checkpoint dir, hub id or `dummy:<preset>`: `inference.LLM`
+    (embedded; an embedded layout's worker settings apply) or, for a
+    disaggregated layout, `inference.disagg.DisaggLLM` (prefill/decode workers)."""
     import inference
 
     if layout is None:
         return inference.LLM(model=model, **engine_kwargs)
-    try:
-        return inference.LLM(model=model, layout=layout, **engine_kwargs)
-    except TypeError as e:  # the engine build predates layouts in LLM
-        try:
-            from inference.disagg import DisaggLLM
-        except ImportError:
-            raise RuntimeError(f"layout {layout!r}: this engine cannot run deployment layouts ({e})") from e
-        return DisaggLLM(model=model, layout=layout, **engine_kwargs)
+    from inference.layouts import load_layout
+
+    spec = load_layout(layout)
+    if spec.is_disaggregated:
+        from inference.disagg.llm import DisaggLLM  # imported only when chosen: it spawns worker processes
+
+        llm = DisaggLLM(model, spec, **engine_kwargs)
+        atexit.register(llm.close)
+        return llm
+    w = spec.role("embedded")
+    settings = dict(device=w.device, dtype=w.dtype, mode=w.mode, ops_backend=w.ops_backend,
+                    kv_block_size=w.kv_block_size, max_num_seqs=w.max_num_seqs,
+                    max_num_batched_tokens=w.max_num_batched_tokens)
+    return inference.LLM(model=model, **{**settings, **engine_kwargs})
 
 
 class PromptCodec:
-    """Prompt ids and answer text for one engine's model (see module doc)."""
+    """Prompt ids and answer text for one model (config + its tokenizer, if any; see module doc)."""
 
-    def __init__(self, engine):
-        cfg = engine.model_config
-        self.tokenizer = getattr(engine.processor, "tokenizer", None)
+    def __init__(self, cfg, tokenizer=None, ids_only: bool = False):
+        self.tokenizer = tokenizer
+        self.ids_only = ids_only  # tokenize here: the disaggregated engine takes prompt_token_ids only
         self.image_ids = (cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id)
         special = [*self.image_ids, *cfg.eos_token_ids]
         self.text_id_limit = max(1, min([cfg.vocab_size, *special]))  # stand-in ids stay below these
@@ -75,6 +83,8 @@ class PromptCodec:
     def request(self, prompt: str, image) -> dict:
         """Engine request dict for the chat-templated prompt text with one image."""
         if self.tokenizer is not None:
+            if self.ids_only:
+                return {"prompt_token_ids": self.tokenizer.encode(prompt, add_special_tokens=False), "images": [image]}
             return {"prompt": prompt, "images": [image]}
         before, sep, after = prompt.partition(IMAGE_PLACEHOLDER)
         if not sep:
@@ -97,35 +107,63 @@ class PromptCodec:
 
 
 class EngineClient:
-    """VLMClient over an `inference.LLM` (one per process; thread-unsafe like the engine)."""
+    """VLMClient over an engine (one per process; thread-unsafe like the engine).
 
-    def __init__(self, llm, family: ModelFamily | None = None):
+    Embedded `inference.LLM`: `runner()` gives request-level control.
+    `DisaggLLM` (no local engine): batch `generate()` only; prompts are
+    processed locally too, to size them against max_model_len."""
+
+    def __init__(self, llm, family: ModelFamily | None = None, model: str | None = None,
+                 max_model_len: int | None = None):
         self.llm = llm
-        self.engine = llm.engine
+        self.engine = getattr(llm, "engine", None)  # None for a disaggregated engine
         self.family = family or get_family("mineru25")
-        self.codec = PromptCodec(self.engine)
+        if self.engine is not None:
+            self.processor, self.max_model_len = self.engine.processor, self.engine.config.max_model_len
+        else:
+            from inference.config import EngineConfig
+            from inference.models.loader import DUMMY_PREFIX, load_config
+            from inference.processor import Processor
+
+            assert model is not None, "a disaggregated engine needs the model name for local prompt processing"
+            self.processor = Processor(load_config(model), None if model.startswith(DUMMY_PREFIX) else model)
+            self.max_model_len = max_model_len or EngineConfig.max_model_len
+        self.codec = PromptCodec(self.processor.cfg, self.processor.tokenizer, ids_only=self.engine is None)
 
     @classmethod
     def open(cls, model: str, layout: str | None = None, family: ModelFamily | None = None,
              **engine_kwargs) -> "EngineClient":
-        return cls(make_llm(model, layout, **engine_kwargs), family)
+        return cls(make_llm(model, layout, **engine_kwargs), family, model, engine_kwargs.get("max_model_len"))
+
+    @property
+    def is_step_level(self) -> bool:
+        return self.engine is not None
+
+    def engine_request(self, request: VLMRequest) -> dict:
+        return self.codec.request(self.family.chat_prompt(request.prompt), request.image)
 
     def prepare(self, request: VLMRequest):
         """(processed prompt, SamplingParams) for the engine; raises ValueError when it cannot fit."""
         from inference import SamplingParams
 
-        processed = self.engine.processor(self.codec.request(self.family.chat_prompt(request.prompt),
-                                                             request.image))
+        processed = self.processor(self.engine_request(request))
         fields = dict(request.sampling)
-        room = self.engine.config.max_model_len - len(processed.token_ids)
+        room = self.max_model_len - len(processed.token_ids)
         if room < 1:
             raise ValueError(f"{request.kind} request: prompt of {len(processed.token_ids)} tokens leaves no "
-                             f"room under max_model_len {self.engine.config.max_model_len}")
+                             f"room under max_model_len {self.max_model_len}")
         fields["max_tokens"] = min(int(fields.get("max_tokens", room)), room)
         fields["stop_token_ids"] = sorted(set(fields.get("stop_token_ids", [])) | set(self.codec.stop_ids))
         return processed, SamplingParams(**fields)
 
     def generate(self, requests: list[VLMRequest]) -> list[str]:
+        if not self.is_step_level:
+            params = [self.prepare(r)[1] for r in requests]
+            outputs = self.llm.generate([self.engine_request(r) for r in requests], params)
+            for r, out in zip(requests, outputs):
+                if out.finish_reason == "abort" and not out.token_ids:
+                    raise RuntimeError(f"{r.kind} request: the engine rejected it ({out.text})")
+            return [self.codec.decode(out.token_ids) for out in outputs]
         runner = EngineRunner(self, stop_loops=False)  # generate() has no early stop: same as LLM.generate
         for i, request in enumerate(requests):
             runner.submit(i, request)
@@ -136,6 +174,7 @@ class EngineClient:
         return [answers[i] for i in range(len(requests))]
 
     def runner(self, record_dir: str | None = None, stop_loops: bool = True) -> "EngineRunner":
+        assert self.is_step_level, "a disaggregated engine has no step-level API: wrap the client in a WaveRunner"
         return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops)
 
 

@@ -6,7 +6,7 @@ samples/*.pdf with a tiny random checkpoint through `process_document`
 from __future__ import annotations
 
 import hashlib
-import importlib
+import importlib.util
 import json
 from pathlib import Path
 
@@ -140,13 +140,19 @@ def pymupdf_render(page):
     return render_page(page, 200)
 
 
-def test_embedded_pd_layout_on_cpu(tiny_ckpt, tmp_path_factory):
-    disagg = importlib.import_module("inference.disagg")
-    if not hasattr(disagg, "DisaggLLM"):
+def test_embedded_pd_layout_on_cpu(tiny_ckpt, tmp_path_factory, tmp_path):
+    if importlib.util.find_spec("inference.disagg.llm") is None:
         pytest.skip("inference.disagg has no DisaggLLM yet: the PD layout cannot be run")
     pdf = _sample_pdfs(tmp_path_factory)[0]
-    opts = _engine_opts(tiny_ckpt, "vlm", layout="local-cpu-1p1d")
-    opts.extra["vlm_engine"] = {}  # the layout file sets devices, dtypes and modes
-    result = process_document(str(pdf), opts)
-    assert result.status == Status.SUCCESS, result.error
-    assert all(VLM_TIMINGS <= set(p.timings_s) for p in result.pages)
+    answers = {}
+    for name, layout in (("embedded", None), ("pd", "local-cpu-1p1d")):
+        opts = _engine_opts(tiny_ckpt, "vlm", layout=layout, pages="1", record=str(tmp_path / name))
+        if layout:
+            for key in ("device", "mode"):  # the layout file sets devices, dtypes and modes
+                opts.extra["vlm_engine"].pop(key)
+        result = process_document(str(pdf), opts)
+        assert result.status == Status.SUCCESS, result.error
+        assert [p.page_idx for p in result.pages] == [0] and VLM_TIMINGS <= set(result.pages[0].timings_s)
+        answers[name] = {f.name: json.loads(f.read_text())["answer"] for f in (tmp_path / name).glob("*.json")}
+    # prefill and decode in two processes, KV over shm: the same greedy answers as the embedded engine
+    assert answers["pd"] == answers["embedded"] and answers["pd"]

@@ -20,8 +20,6 @@ torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend
 GRAMMAR = "<|box_start|>10 20 300 400<|box_end|><|ref_start|>title<|ref_end|><|rotate_up|>"
 
 
-def _fake_engine(tokenizer=None):
-    return SimpleNamespace(model_config=get_preset("tiny"), processor=SimpleNamespace(tokenizer=tokenizer))
 
 
 def _request(kind="text", color=(255, 255, 255), size=(112, 56), max_tokens=None):
@@ -34,7 +32,7 @@ def _request(kind="text", color=(255, 255, 255), size=(112, 56), max_tokens=None
 
 def test_decode_keeps_special_tokens_and_cuts_at_end_of_turn():
     tok = tiny.build_tokenizer()
-    codec = PromptCodec(_fake_engine(tok))
+    codec = PromptCodec(get_preset("tiny"), tok)
     ids = tok.encode(GRAMMAR + "<|im_end|>junk after the turn", add_special_tokens=False)
     assert codec.decode(ids) == GRAMMAR
     # what skip_special_tokens=True would have left: the grammar is gone
@@ -43,14 +41,14 @@ def test_decode_keeps_special_tokens_and_cuts_at_end_of_turn():
 
 
 def test_prompt_is_the_family_chat_template_text_with_a_tokenizer():
-    codec = PromptCodec(_fake_engine(tiny.build_tokenizer()))
+    codec = PromptCodec(get_preset("tiny"), tiny.build_tokenizer())
     image = Image.new("RGB", (56, 56))
     req = codec.request(chat_prompt("\nTable Recognition:"), image)
     assert req == {"prompt": chat_prompt("\nTable Recognition:"), "images": [image]}
 
 
 def test_stand_in_prompt_ids_without_a_tokenizer():
-    codec = PromptCodec(_fake_engine())
+    codec = PromptCodec(get_preset("tiny"))
     cfg = get_preset("tiny")
     text = chat_prompt("\nLayout Detection:")
     ids = codec.request(text, Image.new("RGB", (56, 56)))["prompt_token_ids"]
