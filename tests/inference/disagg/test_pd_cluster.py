@@ -20,7 +20,7 @@ from inference.transfer.auth import AuthError
 
 ENGINE_KW = dict(num_kv_blocks=96, max_model_len=768, max_num_batched_tokens=512)
 SHORT = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
-LONG = SamplingParams(temperature=0.0, max_tokens=160, ignore_eos=True)  # long enough to kill a worker mid-run
+LONG = SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True)  # long enough to kill a worker mid-run
 
 
 def requests(n: int = 5, seed: int = 0) -> list[dict]:
