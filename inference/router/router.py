@@ -17,38 +17,12 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from dataclasses import dataclass
 from typing import Callable
 
 from inference.disagg import protocol as P
+from inference.router.job import Job
 from inference.router.metrics import RouterMetrics
 from inference.router.policy import SloState, WorkerState, decode_admits, pick_decode, pick_prefill
-
-IMAGE_TOKEN_PX = 28 * 28  # one image token per 28x28 px (patch 14, merge 2): a token estimate before prefill
-
-
-@dataclass
-class Job:
-    submit: P.Submit  # the client's request
-    client: object  # where its Result goes
-    submit_s: float  # router clock at admission
-    attempt: int = 0  # bumped on every retry
-    stage: str = "queued"  # queued | prefill | await_decode | alloc | transfer | decode
-    prefill: str = ""  # prefill worker name of this attempt
-    decode: str = ""  # decode worker name of this attempt
-    prefilled: P.PrefillDone | None = None  # prefill result of this attempt
-    first_token_s: float = 0.0  # router clock when the first token was known (first attempt that got one)
-    deadline_s: float = 0.0  # transfer must be done by then
-    num_retries: int = 0  # faults survived
-
-    @property
-    def wid(self) -> str:
-        return f"{self.submit.request_id}@{self.attempt}"
-
-    @property
-    def est_tokens(self) -> int:
-        return len(self.submit.prompt_token_ids) + sum(w * h // IMAGE_TOKEN_PX for w, h in self.submit.image_sizes)
-
 
 class Router:
     def __init__(self, slo, send: Callable[[object, object], None], transfer_timeout_s: float = 30.0,
