@@ -96,6 +96,8 @@ def convert_command(
     timeout: float = typer.Option(600.0, help="Per-document time limit, seconds."),
     model: str = typer.Option(None, help="VLM checkpoint dir, hub id, dummy:<preset> or replay:DIR."),
     layout: str = typer.Option(None, help="Deployment layout file for the engine."),
+    ray: str = typer.Option(None, "--ray", metavar="ADDRESS|local",
+                            help="Run on Ray: 'local' starts one here; else a cluster address ('auto', ray://...)."),
 ) -> None:
     """Convert PDFs to Markdown, content_list JSON, images and Parquet."""
     from docpipe.config import ConvertOptions
@@ -114,6 +116,9 @@ def convert_command(
         load_extractor(opts)
     except BackendUnavailable as e:
         _fail(console, str(e))
+    if ray:
+        from docpipe.ray.cli import run_from_cli
+        raise typer.Exit(run_from_cli(inputs, out, opts, ray, console))
     try:
         plan = plan_batch(inputs, out, opts)
     except (OSError, ValueError) as e:
