@@ -8,6 +8,7 @@ same summary table; exit code 1 when any document failed.
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 
 from docpipe.config import ConvertOptions
 
@@ -24,11 +25,11 @@ def run_from_cli(inputs: list[str], out: str, opts: ConvertOptions, address: str
     try:
         require_ray()
     except RayNotInstalled as e:
-        _fail(console, str(e))
+        _fail(console, escape(str(e)))  # "[ray]" is not rich markup
     try:
         plan = plan_job(inputs, out, opts)
     except (OSError, ValueError) as e:
-        _fail(console, f"cannot read inputs: {e}")
+        _fail(console, escape(f"cannot read inputs: {e}"))
     if not plan.items and not plan.skipped and not plan.input_errors:
         _fail(console, f"no PDF files found in {' '.join(inputs)}", code=1)
     tally = Tally()
