@@ -38,7 +38,14 @@ from pathlib import Path
 
 import typer
 
-LAYOUT_TOKENS = "layout"  # keys into workload.PAGE_MIX for forced output lengths
+from docpipe.models.base import LayoutBlock, VLMRequest
+from docpipe.models.mineru25.prompts import prompt_for
+from docpipe.models.mineru25.sampling import sampling_for
+from docpipe.models.replay import record_path
+from docpipe.models.scheduler import PageFlow, PageJob, PageScheduler, WaveRunner
+from docpipe.models.vlm_page import BlockRequest
+
+LAYOUT_PIXELS = 1036 * 1036  # image processor cap: the layout image passes unresized
 _TYPE_TO_MIX = {"title": "title", "table": "table", "equation": "equation"}  # anything else: "text"
 
 
@@ -74,6 +81,10 @@ def _forced_len(rng_key: tuple, mix_kind: str) -> int:
     return max(1, round(PAGE_MIX[mix_kind][3] * rng.uniform(1 - JITTER, 1 + JITTER)))
 
 
+def scaled(num_tokens: int, scale: float) -> int:
+    return max(1, round(num_tokens * scale))
+
+
 def _noise(width: int, height: int, key: tuple):
     import numpy as np
     from PIL import Image
@@ -81,56 +92,57 @@ def _noise(width: int, height: int, key: tuple):
     return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
 
 
-def _bench_flow(family, seed: int, replay_dir: str | None):
-    from docpipe.models.base import VLMRequest
-    from docpipe.models.mineru25.prompts import prompt_for
-    from docpipe.models.scheduler import PageFlow
-    from docpipe.models.vlm_page import BlockRequest
+class BenchFlow(PageFlow):
+    """The page flow with forced output lengths and planned blocks (see module doc);
+    counts the requests and forced output tokens it makes."""
 
-    class BenchFlow(PageFlow):
-        def layout_request(self, job):
-            req = super().layout_request(job)
-            forced = job.plan.get("layout_tokens") or _forced_len((seed, job.plan["doc"], job.page_idx), "layout")
-            req.sampling.update(max_tokens=forced, ignore_eos=True)
-            if replay_dir:  # the recorded layout answer, when there is one, stands in for the model's
-                from docpipe.models.replay import record_path
-                path = record_path(Path(replay_dir), req.key)
-                if path.is_file():
-                    job.plan["blocks"] = self.family.parse_layout(json.loads(path.read_text())["answer"])
-            return req
+    def __init__(self, family, seed: int, replay_dir: str | None, output_scale: float = 1.0):
+        super().__init__(family)
+        self.seed, self.replay_dir, self.output_scale = seed, replay_dir, output_scale
+        self.num_requests = self.num_output_tokens = 0
 
-        def blocks(self, job, answer):
-            return job.plan["blocks"]
+    def _count(self, requests: list[VLMRequest]) -> None:
+        for r in requests:  # forced lengths, scaled for quick smoke runs
+            r.sampling["max_tokens"] = scaled(r.sampling["max_tokens"], self.output_scale)
+        self.num_requests += len(requests)
+        self.num_output_tokens += sum(r.sampling["max_tokens"] for r in requests)
 
-        def block_requests(self, job, blocks):
-            key = (seed, job.plan["doc"], job.page_idx)
-            if job.plan.get("synthetic"):
-                out = []
-                for i, r in enumerate(job.plan["synthetic"]):
-                    kind = "text" if r.kind == "title" else r.kind
-                    sampling = {**self._sampling(kind, r.width_px, r.height_px), "max_tokens": r.output_tokens}
-                    out.append(BlockRequest(i, VLMRequest(_noise(r.width_px, r.height_px, (*key, i)),
-                                                          prompt_for(r.kind)[0], sampling, kind)))
-                return out
+    def layout_request(self, job):
+        req = super().layout_request(job)
+        forced = job.plan.get("layout_tokens") or _forced_len((self.seed, job.plan["doc"], job.page_idx), "layout")
+        req.sampling.update(max_tokens=forced, ignore_eos=True)
+        if self.replay_dir:  # a recorded layout answer, when there is one, stands in for the model's
+            path = record_path(Path(self.replay_dir), req.key)
+            if path.is_file():
+                job.plan["blocks"] = self.family.parse_layout(json.loads(path.read_text())["answer"])
+        self._count([req])
+        return req
+
+    def blocks(self, job, answer):
+        return job.plan["blocks"]
+
+    def block_requests(self, job, blocks):
+        key = (self.seed, job.plan["doc"], job.page_idx)
+        if job.plan.get("synthetic"):
+            out = []
+            for i, r in enumerate(job.plan["synthetic"]):
+                kind = "text" if r.kind == "title" else r.kind
+                sampling = {**sampling_for(kind, r.width_px, r.height_px), "max_tokens": r.output_tokens,
+                            "ignore_eos": True}
+                image = _noise(r.width_px, r.height_px, (*key, i))
+                out.append(BlockRequest(i, VLMRequest(image, prompt_for(r.kind)[0], sampling, kind)))
+        else:
             out = super().block_requests(job, blocks)
             for br in out:
                 mix = _TYPE_TO_MIX.get(blocks[br.block_idx].type, "text")
                 br.request.sampling.update(max_tokens=_forced_len((*key, br.block_idx), mix), ignore_eos=True)
-            return out
-
-        @staticmethod
-        def _sampling(kind, w, h):
-            from docpipe.models.mineru25.sampling import sampling_for
-            return {**sampling_for(kind, w, h), "ignore_eos": True}
-
-    return BenchFlow(family)
+        self._count([br.request for br in out])
+        return out
 
 
 def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
     """PageJobs for the whole run (generator: PDFs are rendered ahead by prefetch_pages)."""
     from docpipe.bench.workload import mineru_synthetic
-    from docpipe.models.base import LayoutBlock
-    from docpipe.models.scheduler import PageJob
 
     if num_pages:
         for reqs in mineru_synthetic(num_pages, seed):
@@ -164,37 +176,17 @@ def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
                               timings_s={"render": item.render_s}, plan={"doc": pdf.name, "blocks": blocks})
 
 
-class Tally:
-    """A Runner wrapper counting requests and forced output tokens."""
-
-    def __init__(self, inner):
-        self.inner, self.requests, self.output_tokens = inner, 0, 0
-
-    def submit(self, tag, request):
-        self.requests += 1
-        self.output_tokens += request.sampling["max_tokens"]
-        self.inner.submit(tag, request)
-
-    def poll(self):
-        return self.inner.poll()
-
-    def has_pending(self):
-        return self.inner.has_pending()
-
-
-def run_side(name: str, runner, flow, jobs, window: int, clock: Clock) -> dict:
-    from docpipe.models.scheduler import PageScheduler
-
-    tally = Tally(runner)
+def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock) -> dict:
+    flow.num_requests = flow.num_output_tokens = 0
     t0 = time.perf_counter()
-    pages = list(PageScheduler(tally, flow, window).run(jobs))
+    pages = list(PageScheduler(runner, flow, window).run(jobs))
     wall = time.perf_counter() - t0
     failed = [p.error for p in pages if not p.ok]
     busy = sum(v for k, v in clock.s.items() if k in ("prefill", "decode", "generate"))
     total = lambda stage: sum(p.timings_s.get(stage, 0.0) for p in pages)  # noqa: E731
     return {"name": name, "pages": len(pages), "failed_pages": len(failed), "errors": failed[:3],
-            "requests": tally.requests, "output_tokens": tally.output_tokens, "wall_s": wall,
-            "pages_per_s": len(pages) / wall, "output_tokens_per_s": tally.output_tokens / wall,
+            "requests": flow.num_requests, "output_tokens": flow.num_output_tokens, "wall_s": wall,
+            "pages_per_s": len(pages) / wall, "output_tokens_per_s": flow.num_output_tokens / wall,
             "busy_fraction": busy / wall, "render_s": total("render"), "vision_s": clock.s.get("vision", 0.0),
             "prefill_s": clock.s.get("prefill", 0.0) - clock.s.get("vision", 0.0),
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
@@ -209,7 +201,7 @@ def hf_config(cfg, attn: str):
                          num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
                          num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
                          max_position_embeddings=cfg.max_position_embeddings, eos_token_id=cfg.eos_token_ids[0],
-                         pad_token_id=0, rope_parameters={"rope_type": "default", "mrope_section": cfg.mrope_section,
+                         bos_token_id=None, pad_token_id=0, rope_parameters={"rope_type": "default", "mrope_section": cfg.mrope_section,
                                                           "rope_theta": cfg.rope_theta}),
         vision_config=dict(depth=v.depth, embed_dim=v.embed_dim, hidden_size=v.hidden_size, num_heads=v.num_heads,
                            mlp_ratio=v.mlp_ratio, patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
@@ -268,15 +260,35 @@ def _engine_clock(client, clock: Clock) -> None:
     runner.model.encode_images = clock.wrap(runner.model.encode_images, lambda *a, **k: "vision")
 
 
+def ceilings(device: str) -> dict:
+    """The device's copy bandwidth and bf16 matmul rate, measured in this run (GPU only)."""
+    import torch
+    if not device.startswith("cuda"):
+        return {}
+    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
+    dst, mat = torch.empty_like(src), torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
+    out = {}
+    for label, fn, work in (("copy_GB_per_s", lambda: dst.copy_(src), 2 * src.numel() / 1e9),
+                            ("bf16_matmul_TFLOP_per_s", lambda: mat @ mat, 2 * 8192 ** 3 / 1e12)):
+        fn()
+        _sync()
+        t0 = time.perf_counter()
+        for _ in range(10):
+            fn()
+        _sync()
+        out[label] = work * 10 / (time.perf_counter() - t0)
+    return out
+
+
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
-              device: str, dtype: str, seed: int, replay: str | None) -> dict:
+              device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
+              output_scale: float = 1.0) -> dict:
     import importlib.util
 
     import torch
 
     from docpipe.models.base import get_family
     from docpipe.models.engine_client import EngineClient
-    from docpipe.models.scheduler import WaveRunner
     from inference.config import resolve_dtype
     from inference.models.loader import load_config
 
@@ -285,33 +297,44 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
     torch_dtype = resolve_dtype(dtype, cfg.torch_dtype, torch.device(device))
     family = get_family("mineru25")
     engine_model, hf, tmp = model, None, None
-    if baseline == "transformers":  # same weights on both sides: a random HF model saved for the engine to load
+    if model.startswith("dummy:"):  # random weights, saved once so both sides (and the processor) match
+        from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
+        with torch.device(device):
+            hf = Qwen2VLForConditionalGeneration(hf_config(cfg, "sdpa")).to(torch_dtype).eval()
+        tmp = tempfile.TemporaryDirectory(prefix="docpipe-bench-")
+        hf.save_pretrained(tmp.name)
+        # MinerU2.5 sees the 1036x1036 layout image unresized (1369 tokens); the default cap (1280) would shrink it
+        Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=LAYOUT_PIXELS).save_pretrained(tmp.name)
+        engine_model = tmp.name
+    elif baseline == "transformers":
         from transformers import Qwen2VLForConditionalGeneration
-        if model.startswith("dummy:"):
-            with torch.device(device):
-                hf = Qwen2VLForConditionalGeneration(hf_config(cfg, "sdpa")).to(torch_dtype).eval()
-            tmp = tempfile.TemporaryDirectory(prefix="docpipe-bench-")
-            hf.save_pretrained(tmp.name)
-            engine_model = tmp.name
-        else:
-            hf = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch_dtype).to(device).eval()
-    client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode)
-    flow = _bench_flow(family, seed, replay)
-    sides = []
-    clock = Clock()
-    _engine_clock(client, clock)
-    sides.append(run_side("docpipe engine", client.runner(stop_loops=False), flow,
-                          make_jobs(pdfs, num_pages, seed), window, clock))
+        hf = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch_dtype).to(device).eval()
+    if baseline != "transformers":
+        hf = None
+    # the HF model needs activation room next to the engine's KV pool in the same process
+    share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
+    client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
+                               gpu_memory_utilization=share)
+    flow = BenchFlow(family, seed, replay, output_scale)
+    engine_clock, sides = Clock(), []
+    _engine_clock(client, engine_clock)
+    runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
     if hf is not None:
-        clock = Clock()
-        hf_client = TransformersClient(hf, client, hf_batch, clock)
-        sides.append(run_side("transformers generate()", WaveRunner(hf_client), flow,
-                              make_jobs(pdfs, num_pages, seed), window, clock))
+        hf_clock = Clock()
+        runners.append(("transformers generate()", WaveRunner(TransformersClient(hf, client, hf_batch, hf_clock)),
+                        hf_clock))
+    for name, runner, clock in runners:
+        if warmup_pages:  # first calls compile kernels, capture graphs, grow allocators: not timed
+            run_side(name, runner, flow, make_jobs([], warmup_pages, seed + 1), window, clock)
+            clock.s.clear()
+        sides.append(run_side(name, runner, flow, make_jobs(pdfs, num_pages, seed), window, clock))
     if tmp is not None:
         tmp.cleanup()
     out = {"model": model, "dtype": str(torch_dtype), "engine_mode": mode, "window_pages": window,
-           "hf_batch": hf_batch, "seed": seed, "inputs": [str(p) for p in pdfs] if not num_pages else
-           f"mineru-synthetic x{num_pages}", "sides": sides}
+           "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
+           "output_scale": output_scale,
+           "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
+           "ceilings": ceilings(device), "sides": sides}
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
     return out
@@ -320,10 +343,11 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
 def print_table(result: dict) -> None:
     cols = ["pages", "wall_s", "pages_per_s", "output_tokens_per_s", "busy_fraction", "render_s", "vision_s",
             "prefill_s", "decode_s", "generate_s", "assembly_s"]
-    print(f"{'side':<26}" + "".join(f"{c:>14}" for c in cols))
+    widths = [max(9, len(c)) + 2 for c in cols]
+    print(f"{'side':<24}" + "".join(f"{c:>{w}}" for c, w in zip(cols, widths)))
     for s in result["sides"]:
-        print(f"{s['name']:<26}" + "".join(f"{s[c]:>14.3f}" if isinstance(s[c], float) else f"{s[c]:>14}"
-                                             for c in cols))
+        print(f"{s['name']:<24}" + "".join(f"{s[c]:>{w}.3f}" if isinstance(s[c], float) else f"{s[c]:>{w}}"
+                                             for c, w in zip(cols, widths)))
         for err in s["errors"]:
             print(f"  failed page: {err}")
     if "pages_per_s_ratio" in result:
@@ -358,6 +382,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         dtype: str = typer.Option("auto", help="auto | bfloat16 | float16 | float32"),
         seed: int = typer.Option(0, help="forced lengths and synthetic images"),
         replay: str = typer.Option(None, help="replay folder whose layout answers stand in for the model's"),
+        warmup_pages: int = typer.Option(2, min=0, help="synthetic pages run first on each side, not timed"),
+        output_scale: float = typer.Option(1.0, min=0.0, max=1.0, help="scale forced output lengths (smoke tests)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
     ) -> None:
         """Pages/s of the VLM path on our engine vs transformers generate(), with a time split."""
@@ -369,7 +395,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         if not pages and not pdfs:
             raise typer.BadParameter("no PDFs: pass --pdf, run from the repo root (samples/*.pdf) or use --pages N")
         started = time.time()
-        result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay)
+        result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
+                           warmup_pages, output_scale)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"

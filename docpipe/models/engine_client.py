@@ -5,10 +5,10 @@ scheduler: submit requests at any time, one engine step per `poll`).
 Prompts: the family's chat template (`family.chat_prompt`). With a
 tokenizer in the checkpoint the engine's processor tokenizes that text.
 Without one (`dummy:<preset>` random weights) `PromptCodec` stands in: the
-template's text becomes deterministic ids (one per 4 characters, below every
-special id) around the real image placeholder ids, so prompt lengths and
-image tokens are as a real run's; answers of such models are garbage anyway
-and decode to `<|tok_N|>` markers.
+template's text becomes deterministic ids (one per `<|...|>` marker and per 4
+other characters, below every special id) around the real image placeholder
+ids, so prompt lengths and image tokens are as a real run's; answers of such
+models are garbage anyway and decode to `<|tok_N|>` markers.
 
 Decoding: the engine's `processor.decode` skips special tokens, but the
 layout grammar IS special tokens (`<|box_start|>`, `<|ref_start|>`, ...),
@@ -27,6 +27,7 @@ what it generated, so the family's `fill_block` flags and truncates it.
 from __future__ import annotations
 
 import atexit
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from docpipe.models.mineru25.prompts import IMAGE_PLACEHOLDER
 END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
 LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
 _CHARS_PER_TOKEN = 4  # stand-in tokenizer: English averages ~4 characters a token
+_SPECIAL_RE = re.compile(r"(<\|[a-z_]+\|>)")
 
 
 def make_llm(model: str, layout: str | None = None, **engine_kwargs):
@@ -92,8 +94,11 @@ class PromptCodec:
         return {"prompt_token_ids": [*self._ids(before), *self.image_ids, *self._ids(after)], "images": [image]}
 
     def _ids(self, text: str) -> list[int]:
-        return [zlib.crc32(text[i:i + _CHARS_PER_TOKEN].encode()) % self.text_id_limit
-                for i in range(0, len(text), _CHARS_PER_TOKEN)]
+        ids = []
+        for part in _SPECIAL_RE.split(text):  # a `<|...|>` marker is one token, other text ~4 characters a token
+            step = len(part) if _SPECIAL_RE.fullmatch(part) else _CHARS_PER_TOKEN
+            ids += [zlib.crc32(part[i:i + step].encode()) % self.text_id_limit for i in range(0, len(part), step)]
+        return ids
 
     def decode(self, token_ids: list[int]) -> str:
         """Answer text: cut at the first end-of-turn id, special tokens kept."""

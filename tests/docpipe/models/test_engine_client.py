@@ -57,7 +57,8 @@ def test_stand_in_prompt_ids_without_a_tokenizer():
     assert ids[start:start + 3] == image_ids and ids.count(cfg.image_token_id) == 1
     others = ids[:start] + ids[start + 3:]
     assert all(0 <= t < cfg.image_token_id for t in others)
-    assert len(others) == pytest.approx(len(text.replace("<|vision_start|><|image_pad|><|vision_end|>", "")) / 4, abs=2)
+    # like Qwen's tokenizer: ~20 text tokens (each <|im_start|>/<|im_end|> marker is one)
+    assert 18 <= len(others) <= 30 and text.count("<|im_") == 5
     assert codec.request(text, Image.new("RGB", (56, 56)))["prompt_token_ids"] == ids  # deterministic
     assert codec.decode([5, 6, cfg.eos_token_ids[0], 7]) == "<|tok_5|><|tok_6|>"
 
