@@ -20,7 +20,12 @@ kind (layout / blocks, at most --hf-batch) into `generate()` calls, plain
 greedy (the engine also applies MinerU's penalties and no-repeat-ngram 100,
 which only costs it). Time split (seconds, host-timed with a device sync):
 vision (encoder), prefill (steps with a prompt chunk, less vision), decode
-(decode-only steps); busy = time inside model calls / wall.
+(decode-only steps); busy = time inside model calls / wall; render and
+assembly are per-page sums (render runs on its own thread, overlapped).
+Each side first runs --warmup-pages synthetic pages, untimed (kernel
+compilation, graph capture). The device's copy and bf16 matmul ceilings are
+measured in the same run. --output-scale shrinks forced lengths for smoke
+runs only (recorded in the JSON).
 """
 from __future__ import annotations
 
@@ -311,6 +316,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         hf = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch_dtype).to(device).eval()
     if baseline != "transformers":
         hf = None
+        if device.startswith("cuda"):
+            torch.cuda.empty_cache()  # the engine sizes its KV pool from free device memory
     # the HF model needs activation room next to the engine's KV pool in the same process
     share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
     client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
