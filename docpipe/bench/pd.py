@@ -72,11 +72,11 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict) -> tuple[dict, fl
     return results, time.perf_counter() - t0
 
 
-def run_disaggregated(model: str, layout, pages, engine_kw: dict) -> tuple[dict, float, dict]:
+def run_disaggregated(model: str, layout, pages, engine_kw: dict, threads: int) -> tuple[dict, float, dict]:
     from inference.disagg import protocol as P
     from inference.disagg.cluster import Cluster
 
-    with Cluster(model, layout, engine_kw=engine_kw) as cluster:
+    with Cluster(model, layout, engine_kw=engine_kw, num_threads=threads) as cluster:
         client = cluster.client()
         results, t0 = {}, time.perf_counter()
         for page in pages:
@@ -104,6 +104,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
              layout: str = typer.Option("local-cpu-1p1d", "--layout", help="disaggregated layout file or name"),
              num_kv_blocks: int = typer.Option(0, help="KV blocks per worker (0 = engine default)"),
              seed: int = typer.Option(0, help="workload seed"),
+             threads: int = typer.Option(1, help="torch threads of the monolithic engine and of each PD process"),
              out: Path = typer.Option(None, "--out", help="JSON path (default inference/bench/results/pd_<host>.json)")) -> None:
     """Same mineru-synthetic workload, monolithic vs disaggregated."""
     import torch
@@ -116,13 +117,15 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         raise typer.BadParameter(f"layout {spec.name} is not disaggregated")
     engine_kw = {"num_kv_blocks": num_kv_blocks} if num_kv_blocks else {}
     work = _workload(pages, load_config(model), seed)
+    torch.set_num_threads(threads)  # CPU runs: same threads per engine process on both sides (said in the JSON)
     mono, mono_s = run_monolithic(model, spec, work, engine_kw)
-    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw)
+    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads)
     same = sum(mono[r]["token_ids"] == pd[r]["token_ids"] for r in mono)
     report = {
         "command": " ".join(["docpipe", "bench", "pd"] + sys.argv[3:]) if len(sys.argv) > 2 else "docpipe bench pd",
         "model": model, "layout": spec.name, "pages": pages, "requests": len(mono),
         "device": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "threads_per_engine_process": threads,
         "monolithic": _summary(mono, mono_s, pages), "disaggregated": _summary(pd, pd_s, pages),
         "transfer_gb_per_s": router_metrics["transfer"]["gb_per_s"], "router": router_metrics,
         "token_identical_requests": same,
