@@ -2,11 +2,13 @@
 import os as _os
 import sys as _sys
 
-# PyMuPDF >= 2 imports its optional ONNX layout analyser whenever it is
-# installed: ~1.5 s in every document worker, for analysis docpipe does itself.
-# DOCPIPE_PYMUPDF_LAYOUT=1 keeps it (only matters if docpipe is imported first).
+# PyMuPDF >= 2 imports its optional layout analyser (ONNX) and pymupdf4llm
+# whenever they are installed: ~2.5 s in every document worker, for analysis
+# docpipe does itself. DOCPIPE_PYMUPDF_LAYOUT=1 keeps them (this only matters
+# when docpipe is imported before pymupdf).
 if "pymupdf" not in _sys.modules and _os.environ.get("DOCPIPE_PYMUPDF_LAYOUT") != "1":
-    _sys.modules.setdefault("pymupdf.layout", None)
+    for _name in ("pymupdf.layout", "pymupdf4llm"):
+        _sys.modules.setdefault(_name, None)
 from docpipe.schema import Block, DocumentResult, PageResult, Status
 
 __all__ = ["convert", "Block", "DocumentResult", "PageResult", "Status"]

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "docpipe.bench.transfer",
     "docpipe.bench.pd",
     "docpipe.bench.pipeline",
+    "docpipe.bench.convert",
 )
 
 

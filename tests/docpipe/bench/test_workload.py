@@ -31,3 +31,4 @@ def test_engine_request_is_deterministic():
     assert a["images"][0].tobytes() == b["images"][0].tobytes()
     assert a["images"][0].size == (r.width_px, r.height_px)
     assert a["prompt_token_ids"].count(2) == 1
+
