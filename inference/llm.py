@@ -16,9 +16,26 @@ from inference.sampling import SamplingParams
 
 
 class LLM:
+    """`layout=` (a layout file or shipped name, see inference/layouts.py): a
+    disaggregated layout returns a `DisaggLLM` running the layout's prefill and
+    decode workers as local processes (same generate() contract); an embedded
+    layout supplies this engine's device, dtype, mode and sizes."""
+
+    def __new__(cls, model: str | None = None, *args, layout=None, **kwargs):
+        if layout is not None and _layout(layout).is_disaggregated:
+            from inference.disagg.llm import DisaggLLM
+
+            return DisaggLLM(model, layout, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, model: str, dtype: str | torch.dtype = "auto", device: str | None = None,
                  kv_block_size: int = 16, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
-                 num_kv_blocks: int | None = None, ops_backend: str | None = None, mode: str = "graph", **kwargs):
+                 num_kv_blocks: int | None = None, ops_backend: str | None = None, mode: str = "graph",
+                 layout=None, **kwargs):
+        if layout is not None:
+            w = _layout(layout).role("embedded")
+            device, dtype, mode, ops_backend = w.device, w.dtype, w.mode, w.ops_backend or ops_backend
+            kv_block_size, max_num_seqs, max_num_batched_tokens = w.kv_block_size, w.max_num_seqs, w.max_num_batched_tokens
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.config = EngineConfig(model=model, dtype=dtype, device=device, kv_block_size=kv_block_size,
                                    max_num_seqs=max_num_seqs, max_num_batched_tokens=max_num_batched_tokens,
@@ -42,3 +59,9 @@ class LLM:
             for output in self.engine.step():
                 done[output.request_id] = output
         return [done[i] for i in ids]
+
+
+def _layout(layout):
+    from inference.layouts import Layout, load_layout
+
+    return layout if isinstance(layout, Layout) else load_layout(layout)
