@@ -130,4 +130,9 @@ def extract_pages(doc, page_indices: list[int], opts: ConvertOptions) -> Iterato
     hybrid = opts.effective_backend == "hybrid"
     window = int(opts.extra.get("vlm_window_pages", DEFAULT_WINDOW_PAGES))
     scheduler = PageScheduler(runner, PageFlow(get_family(family_name)), window)
-    yield from scheduler.run(page_jobs(doc, page_indices, opts, hybrid))
+    try:
+        yield from scheduler.run(page_jobs(doc, page_indices, opts, hybrid))
+    finally:  # stopped early or failed: free the engine for the next document
+        close = getattr(runner, "close", None)
+        if close is not None:
+            close()

@@ -200,7 +200,7 @@ class EngineRunner:
     Lifecycle: submit(tag, request) -> engine waiting queue -> running ->
     finished (EOS / stop / max_tokens), or aborted at a detected loop ->
     `Finished` from poll(); with `record_dir`, each answer is also saved as
-    a replay record."""
+    a replay record. `close()` aborts whatever is still in flight."""
 
     def __init__(self, client: EngineClient, record_dir: str | None = None, stop_loops: bool = True):
         self.client = client
@@ -220,10 +220,19 @@ class EngineRunner:
         return bool(self._live)
 
     def poll(self) -> list[Finished]:
-        finished = [self._finish(out.request_id, out.token_ids) for out in self.engine.step()]
+        # outputs of requests this runner does not hold (left by an aborted earlier run) are dropped
+        finished = [self._finish(out.request_id, out.token_ids) for out in self.engine.step()
+                    if out.request_id in self._live]
         if self.stop_loops:
             finished += self._stop_loops()
         return finished
+
+    def close(self) -> None:
+        """Abort what is still in flight (the consumer stopped early or a step failed),
+        so a reused engine starts the next document empty."""
+        for request_id in list(self._live):
+            self.engine.abort(request_id)
+        self._live.clear()
 
     def _stop_loops(self) -> list[Finished]:
         out = []

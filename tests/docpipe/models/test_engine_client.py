@@ -150,3 +150,14 @@ def test_generate_answers_in_request_order_and_batching_does_not_change_them(cli
     alone = [client.generate([r])[0] for r in reqs]
     assert together == alone
     assert all(isinstance(a, str) for a in together) and together[0] != together[1]
+
+
+def test_close_aborts_what_is_in_flight_and_the_engine_serves_the_next_runner(client):
+    runner = client.runner()
+    runner.submit("a", _request(max_tokens=50))
+    runner.submit("b", _request(color=(0, 0, 0), max_tokens=50))
+    runner.poll()
+    assert client.engine.has_unfinished_requests()
+    runner.close()
+    assert not client.engine.has_unfinished_requests() and not runner.has_pending()
+    assert client.generate([_request(max_tokens=5)])  # a fresh runner on the same engine
