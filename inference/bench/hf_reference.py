@@ -45,8 +45,12 @@ def save_random_checkpoint(cfg: ModelConfig, path: str, dtype: torch.dtype, devi
     with torch.device(device):
         model = Qwen2VLForConditionalGeneration(hf_config(cfg)).to(dtype)
     model.save_pretrained(path)
+    # max_pixels as MinerU uses it: a 1036x1036 layout page stays 37x37 = 1369 tokens
+    # (the processor's default cap of 1280 tokens would shrink it).
+    unit = (cfg.vision.patch_size * cfg.vision.spatial_merge_size) ** 2
     Qwen2VLImageProcessor(patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
-                          temporal_patch_size=cfg.vision.temporal_patch_size).save_pretrained(path)
+                          temporal_patch_size=cfg.vision.temporal_patch_size, min_pixels=4 * unit,
+                          max_pixels=16384 * unit).save_pretrained(path)
     del model
     return path
 
