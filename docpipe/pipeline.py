@@ -21,7 +21,7 @@ import hashlib
 import importlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from docpipe.config import ConvertOptions
@@ -280,6 +280,10 @@ def run_batch(plan: BatchPlan, opts: ConvertOptions, on_pages=None) -> Iterator[
         yield failure(path, error)
     if not plan.todo:
         return
+    if opts.effective_backend != "pipeline" and opts.workers > 1:
+        # One engine per process: it batches pages across the document itself, and
+        # a second copy would only compete for the same device memory.
+        opts = replace(opts, workers=1)
     for result in run_documents(plan.todo, process_document, opts, on_pages=on_pages):
         result.name = plan.names.get(result.source_path) or files.safe_stem(result.source_path)
         if plan.out is not None:
