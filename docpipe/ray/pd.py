@@ -102,6 +102,7 @@ class PdPools:
     addresses: dict = field(default_factory=dict)  # (role, index) -> control address
     router: object = None  # router actor handle
     router_address: str = ""
+    num_cpus_per_actor: float = 1.0  # cores per worker/router actor (engine loop, transfer threads)
 
     def start(self) -> "PdPools":
         ray = require_ray()
@@ -112,13 +113,15 @@ class PdPools:
         for spec in self.layout.workers:
             gpus = 1 if spec.device.startswith("cuda") else 0
             for index in range(spec.count):
-                actor = worker_cls.options(num_gpus=gpus, num_cpus=1, max_restarts=MAX_RESTARTS).remote(
+                actor = worker_cls.options(num_gpus=gpus, num_cpus=self.num_cpus_per_actor,
+                                           max_restarts=MAX_RESTARTS).remote(
                     spec.role, self.model, self.layout, index, self.token, self.engine_kw)
                 self.workers[(spec.role, index)] = actor
         infos = ray.get([a.info.remote() for a in self.workers.values()])
         self.addresses = {k: info["address"] for k, info in zip(self.workers, infos)}
         pairs = [(role, addr) for (role, _), addr in sorted(self.addresses.items())]
-        self.router = ray.remote(PdRouterActor).options(num_cpus=1).remote(self.layout, self.token, pairs)
+        router_cls = ray.remote(PdRouterActor).options(num_cpus=self.num_cpus_per_actor)
+        self.router = router_cls.remote(self.layout, self.token, pairs)
         self.router_address = ray.get(self.router.address.remote())
         return self
 

@@ -50,7 +50,7 @@ def opts(tmp_path_factory) -> ConvertOptions:
         pytest.skip("samples/*.pdf not generated (python samples/make_samples.py)")
     ckpt = _load("vlm_tiny_checkpoint").build_checkpoint(tmp_path_factory.mktemp("tiny"))
     # Random weights never say EOS: a short context clamps every answer to keep this fast.
-    engine = {"device": "cpu", "mode": "eager", "num_kv_blocks": 1024, "max_num_seqs": 32, "max_model_len": 320}
+    engine = {"device": "cpu", "mode": "eager", "num_kv_blocks": 1024, "max_num_seqs": 32, "max_model_len": 160}
     return ConvertOptions(backend="vlm", model=ckpt, formats=("parquet",), pages="1",  # one page: CI time
                           extra={"vlm_engine": engine, "vlm_window_pages": 2})
 
