@@ -1,6 +1,6 @@
 """A request inside the engine, and the result handed back.
 
-Token history lives in a numpy buffer sized prompt + max_tokens, so the
+Token history lives in a numpy buffer (`token_buffer`) sized prompt + max_tokens, so the
 sampler reads it without rebuilding Python lists every step.
 """
 from __future__ import annotations
@@ -37,9 +37,13 @@ class Request:
         self.sampling = sampling
         self.keep_kv = keep_kv              # prefill role: blocks survive finish until release()
         self.recomputable = recomputable    # False when the prompt's KV came from outside
+        # argmax of the raw logits is the whole sampling step (the sampler's fast path)
+        self.is_plain_greedy = (sampling.is_greedy and not sampling.has_penalties
+                                and not sampling.no_repeat_ngram_size)
         self.num_prompt_tokens = len(prompt.token_ids)
-        self._tokens = np.zeros(self.num_prompt_tokens + sampling.max_tokens, dtype=np.int64)
-        self._tokens[: self.num_prompt_tokens] = prompt.token_ids
+        # prompt + outputs; the first num_tokens entries are valid (the batch builder reads it directly)
+        self.token_buffer = np.zeros(self.num_prompt_tokens + sampling.max_tokens, dtype=np.int64)
+        self.token_buffer[: self.num_prompt_tokens] = prompt.token_ids
         self.num_tokens = self.num_prompt_tokens
         self.num_computed_tokens = 0        # tokens whose KV is in the pool
         self.block_ids: list[int] = []
@@ -53,11 +57,11 @@ class Request:
 
     @property
     def token_ids(self) -> np.ndarray:
-        return self._tokens[: self.num_tokens]
+        return self.token_buffer[: self.num_tokens]
 
     @property
     def output_token_ids(self) -> list[int]:
-        return self._tokens[self.num_prompt_tokens : self.num_tokens].tolist()
+        return self.token_buffer[self.num_prompt_tokens : self.num_tokens].tolist()
 
     @property
     def num_output_tokens(self) -> int:
@@ -68,7 +72,7 @@ class Request:
         return self.prompt.rope_delta
 
     def append_token(self, token: int) -> None:
-        self._tokens[self.num_tokens] = token
+        self.token_buffer[self.num_tokens] = token
         self.num_tokens += 1
         if self.first_token_time_s is None:
             self.first_token_time_s = time.perf_counter()

@@ -119,9 +119,8 @@ class Scheduler:
         finished = []
         for item in out.scheduled:
             req = item.request
-            samples = item.samples
             req.num_computed_tokens += item.num_new_tokens
-            if not samples:
+            if req.num_computed_tokens != req.num_tokens:  # mid-prompt chunk: nothing sampled
                 continue
             req.append_token(sampled[req.request_id])
             status = self._stop_status(req)
@@ -131,8 +130,8 @@ class Scheduler:
         return finished
 
     def _stop_status(self, req: Request) -> RequestStatus | None:
-        token, params = int(req.token_ids[-1]), req.sampling
-        if token in params.stop_token_ids or (not params.ignore_eos and token in self.eos_token_ids):
+        token, params = int(req.token_buffer[req.num_tokens - 1]), req.sampling
+        if (params.stop_token_ids and token in params.stop_token_ids) or (not params.ignore_eos and token in self.eos_token_ids):
             return RequestStatus.FINISHED_STOPPED
         if req.num_output_tokens >= params.max_tokens or req.num_tokens >= self.max_model_len:
             return RequestStatus.FINISHED_LENGTH

@@ -21,7 +21,7 @@ from inference.config import EngineConfig, resolve_dtype
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
 from inference.ops import get_ops
-from inference.worker.input_batch import InputBatch, build_input_batch
+from inference.worker.input_batch import InputBatch, InputBatchBuilder
 from inference.worker.sampler import Sampler
 
 CPU_KV_POOL_BYTES = 1 << 30        # default pool cap on the CPU
@@ -50,6 +50,7 @@ class ModelRunner:
         for layer, attn in enumerate(self.model.attention_layers()):
             attn.k_cache, attn.v_cache = self.kv_pool[:, layer, 0], self.kv_pool[:, layer, 1]
         self.sampler = Sampler(self.device, config.seed)
+        self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
         self.graphs = None
         if config.use_cuda_graph:
@@ -110,7 +111,7 @@ class ModelRunner:
             self.encoder_cache.pop(request_id, None)
         if not sched.scheduled:
             return ModelRunnerOutput({})
-        batch = build_input_batch(sched, self.block_size, self.device)
+        batch = self.batch_builder.build(sched)
         image_embeds, image_rows = self._image_embeddings(batch)
         if self.graphs is not None and self.graphs.can_run(batch):
             hidden = self.graphs.run(batch)
@@ -119,10 +120,11 @@ class ModelRunner:
             hidden = self.model(embeds, batch.positions, batch.meta)
         if not batch.sample_requests:
             return ModelRunnerOutput({})
-        logits = self.model.compute_logits(hidden[batch.logits_indices])
+        logits = self.model.compute_logits(hidden if batch.all_rows_sample else hidden[batch.logits_indices])
         reqs = batch.sample_requests
-        for row, req in enumerate(reqs):
-            if req.sampling.return_logits:
-                req.logits.append(logits[row].float().cpu())
-        tokens = self.sampler(logits, reqs).tolist()
-        return ModelRunnerOutput({req.request_id: tok for req, tok in zip(reqs, tokens)})
+        if any(req.sampling.return_logits for req in reqs):
+            for row, req in enumerate(reqs):
+                if req.sampling.return_logits:
+                    req.logits.append(logits[row].float().cpu())
+        tokens = self.sampler(logits, reqs).tolist()  # the step's one device -> host copy
+        return ModelRunnerOutput(dict(zip([req.request_id for req in reqs], tokens)))

@@ -1,7 +1,8 @@
 """Batched sampler: logits [S, V] of the requests that sample this step ->
 token ids [S]. Semantics in inference.sampling.
 
-Vectorised over the batch; the only per-request work is building the
+Pure greedy batches without penalties (the document workload) are one
+argmax on the device. Otherwise vectorised over the batch; the only per-request work is building the
 penalty/n-gram inputs from each request's numpy token history, and only for
 requests that use them. Draws use the exponential race (argmax p / q with
 q ~ Exp(1)), so a seeded request draws its q from its own generator and its
@@ -101,6 +102,9 @@ class Sampler:
         return apply_top_k_top_p(logits / temp[:, None], top_k, top_p).softmax(dim=-1)
 
     def __call__(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
+        if all(r.is_plain_greedy for r in reqs):
+            # Fast path: no fp32 copy of [S, vocab] (the cast is exact, so the argmax is the same).
+            return logits.argmax(dim=-1)
         logits = self.processed_logits(logits, reqs)
         greedy = logits.argmax(dim=-1)
         if all(r.sampling.is_greedy for r in reqs):
