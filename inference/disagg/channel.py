@@ -22,7 +22,8 @@ import threading
 from typing import Callable
 
 from inference.disagg.protocol import Error, ProtocolError, decode_message, encode_message
-from inference.transfer.auth import AuthError, client_handshake, server_handshake
+from inference.transfer.auth import client_handshake
+from inference.transfer.listener import Listener
 from inference.transfer.wire import PeerClosed, recv_exact
 
 log = logging.getLogger("inference.disagg.channel")
@@ -113,68 +114,30 @@ def read_loop(channel: Channel, on_message: Callable[[Channel, object], None]) -
 
 
 class Server:
-    """Accepts authenticated connections; runs read_loop per connection in a thread.
-    on_close(channel) runs when a connection ends (peer gone, bad frame)."""
+    """Runs read_loop on every authenticated connection of a transfer Listener
+    (one thread each). on_close(channel) runs when a connection ends (peer
+    gone, bad frame) while the server is open."""
 
     def __init__(self, host: str, port: int, token: bytes, on_message: Callable[[Channel, object], None],
                  on_close: Callable[[Channel], None] | None = None, handshake_timeout_s: float = 10.0):
-        self._token, self._on_message, self._on_close = token, on_message, on_close
-        self._timeout_s = handshake_timeout_s
-        self._sock = socket.create_server((host, port), backlog=64)
+        self._on_message, self._on_close = on_message, on_close
         self._closed = threading.Event()
-        self.channels: set[Channel] = set()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, name="pd-accept", daemon=True)
-        self._thread.start()
+        self._listener = Listener(host, port, token, self._serve, handshake_timeout_s, name="pd")
 
     @property
     def address(self) -> str:
-        host, port = self._sock.getsockname()[:2]
-        return f"{host}:{port}"
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                sock, addr = self._sock.accept()
-            except OSError:
-                if self._closed.is_set():
-                    return
-                continue
-            threading.Thread(target=self._serve, args=(sock, f"{addr[0]}:{addr[1]}"), daemon=True).start()
+        return self._listener.address
 
     def _serve(self, sock: socket.socket, peer: str) -> None:
+        # a handler bug propagates to the Listener, which logs it and ends this connection only
         channel = Channel(sock, peer)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.settimeout(self._timeout_s)  # a silent peer cannot hold the handshake
-            server_handshake(sock, self._token, peer)
-            sock.settimeout(None)
-        except (AuthError, PeerClosed, OSError) as e:
-            log.info("refused %s: %s", peer, e)
-            sock.close()
-            return
-        with self._lock:
-            self.channels.add(channel)
-        try:
             read_loop(channel, self._on_message)
-        except Exception:  # a handler bug ends this connection, never the server
-            log.exception("connection %s failed", peer)
         finally:
-            with self._lock:
-                self.channels.discard(channel)
             channel.close()
             if self._on_close is not None and not self._closed.is_set():
                 self._on_close(channel)
 
     def close(self) -> None:
         self._closed.set()
-        try:
-            self._sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self._sock.close()
-        with self._lock:
-            channels = list(self.channels)
-        for c in channels:
-            c.close()
-        self._thread.join(timeout=2)
+        self._listener.close()

@@ -20,13 +20,14 @@ log = logging.getLogger("inference.transfer.listener")
 
 
 class Listener:
-    def __init__(self, host: str, port: int, token: bytes, handler: Callable[[socket.socket, str], None], handshake_timeout_s: float = 10.0):
-        self._token, self._handler, self._timeout_s = token, handler, handshake_timeout_s
+    def __init__(self, host: str, port: int, token: bytes, handler: Callable[[socket.socket, str], None],
+                 handshake_timeout_s: float = 10.0, name: str = "kv"):
+        self._token, self._handler, self._timeout_s, self._name = token, handler, handshake_timeout_s, name
         self._sock = socket.create_server((host, port), backlog=64)
         self._closed = threading.Event()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._accept_loop, name="kv-listener", daemon=True)
+        self._thread = threading.Thread(target=self._accept_loop, name=f"{name}-listener", daemon=True)
         self._thread.start()
 
     @property
@@ -43,7 +44,7 @@ class Listener:
                     return
                 continue
             peer = f"{addr[0]}:{addr[1]}"
-            threading.Thread(target=self._serve, args=(conn, peer), name=f"kv-conn-{peer}", daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, peer), name=f"{self._name}-conn-{peer}", daemon=True).start()
 
     def _serve(self, conn: socket.socket, peer: str) -> None:
         with self._lock:
@@ -64,9 +65,9 @@ class Listener:
                 pass
         except (wire.PeerClosed, OSError) as e:
             if not self._closed.is_set():
-                log.info("transfer connection %s ended: %s", peer, e)
+                log.info("%s connection %s ended: %s", self._name, peer, e)
         except Exception:  # a handler bug must not take the listener down
-            log.exception("transfer connection %s failed", peer)
+            log.exception("%s connection %s failed", self._name, peer)
         finally:
             with self._lock:
                 self._conns.discard(conn)

@@ -5,6 +5,7 @@ tokens are the MinerU2.5 grammar's, at the tiny preset's ids (image pad 300,
 vision start 301, vision end 302, <|im_end|> 303 = EOS)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 SPECIAL_IDS = {
@@ -13,14 +14,16 @@ SPECIAL_IDS = {
     "<|rotate_down|>": 264, "<|rotate_left|>": 265,
     "<|image_pad|>": 300, "<|vision_start|>": 301, "<|vision_end|>": 302, "<|im_end|>": 303,
 }
-TINY = dict(
-    text_config=dict(vocab_size=320, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                     num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, initializer_range=0.05,
-                     bos_token_id=0, eos_token_id=303, pad_token_id=0,
-                     rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0}),
-    vision_config=dict(depth=2, embed_dim=32, hidden_size=64, num_heads=2, mlp_ratio=2, initializer_range=0.05),
-    image_token_id=300, video_token_id=304, vision_start_token_id=301, vision_end_token_id=302,
-)
+
+
+def _engine_tiny():
+    """The engine tests' tiny Qwen2-VL (tests/inference/qwen2vl_tiny.py), loaded
+    by path so the shape has one definition whichever test folder is collected."""
+    path = Path(__file__).resolve().parents[2] / "inference" / "qwen2vl_tiny.py"
+    spec = importlib.util.spec_from_file_location("_vlm_qwen2vl_tiny", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def build_tokenizer():
@@ -37,12 +40,7 @@ def build_tokenizer():
 
 
 def build_checkpoint(path: Path, seed: int = 0) -> str:
-    import torch
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
-
-    torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(Qwen2VLConfig(**TINY, tie_word_embeddings=False)).eval()
-    model.save_pretrained(str(path))
-    Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=28 * 28 * 64).save_pretrained(str(path))
+    engine_tiny = _engine_tiny()
+    engine_tiny.save_checkpoint(engine_tiny.build_hf_model(seed=seed), path)
     build_tokenizer().save_pretrained(str(path))
     return str(path)
