@@ -10,15 +10,19 @@ The checkpoint's image processor (Qwen2VLImageProcessor, from the model
 directory when it has one, else its defaults) resizes and patchifies each
 image; every placeholder is expanded to grid_t*grid_h*grid_w / merge^2 image
 tokens, and the M-RoPE positions of the expanded prompt are computed here,
-once per request, on the CPU.
+once per request, on the CPU. Images that the processor would not resize
+take the torch fast path (inference.models.image_patches), computed on
+`device` (the engine's); others go through the checkpoint's processor.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from inference.models.image_patches import PatchRule
 from inference.models.model_config import ModelConfig
 from inference.worker.mrope import prompt_positions
 
@@ -28,7 +32,7 @@ class ProcessedPrompt:
     token_ids: list[int]                       # expanded prompt
     positions: torch.Tensor                    # [3, len(token_ids)] int64 M-RoPE positions
     rope_delta: int                            # decode position = cache position + rope_delta
-    pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32
+    pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32 (on the processor's device)
     image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
     image_token_index: torch.Tensor | None = None  # [num_image_tokens] int64 prompt indices of image tokens
 
@@ -42,7 +46,7 @@ def _has(path: Path | None, name: str) -> bool:
 
 
 class Processor:
-    def __init__(self, cfg: ModelConfig, model_dir: str | None):
+    def __init__(self, cfg: ModelConfig, model_dir: str | None, device: str | torch.device = "cpu"):
         from transformers import AutoImageProcessor, Qwen2VLImageProcessor
 
         self.cfg = cfg
@@ -53,6 +57,8 @@ class Processor:
             self.image_processor = Qwen2VLImageProcessor(
                 patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
                 temporal_patch_size=cfg.vision.temporal_patch_size)
+        self.patch_rule = PatchRule.from_processor(self.image_processor)
+        self.device = torch.device(device)
         self.tokenizer = None
         if _has(path, "tokenizer.json") or _has(path, "tokenizer_config.json"):
             from transformers import AutoTokenizer
@@ -74,9 +80,7 @@ class Processor:
         merge = self.cfg.vision.spatial_merge_size
         pixel_values, grids = None, []
         if images:
-            out = self.image_processor(images=[im.convert("RGB") for im in images], return_tensors="pt")
-            pixel_values = out["pixel_values"].float()
-            grids = [tuple(int(x) for x in g) for g in out["image_grid_thw"].tolist()]
+            pixel_values, grids = self._pixels(images)
         num_pads = ids.count(self.cfg.image_token_id)
         if num_pads != len(images):
             raise ValueError(f"prompt has {num_pads} <|image_pad|> placeholders but {len(images)} images were given")
@@ -91,6 +95,21 @@ class Processor:
         positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
         index = torch.nonzero(torch.tensor(expanded) == self.cfg.image_token_id).flatten() if images else None
         return ProcessedPrompt(expanded, positions, rope_delta, pixel_values, grids or None, index)
+
+    def _pixels(self, images: list) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
+        """pixel_values of all images (in order) and their grids."""
+        parts, grids = [], []
+        for im in images:
+            rgb = im if im.mode == "RGB" else im.convert("RGB")
+            if self.patch_rule is not None and self.patch_rule.keeps_size(rgb.height, rgb.width):
+                pixels, grid = self.patch_rule.patchify(np.array(rgb), self.device)
+            else:
+                out = self.image_processor(images=[rgb], return_tensors="pt")
+                pixels = out["pixel_values"].float().to(self.device)
+                grid = tuple(int(x) for x in out["image_grid_thw"][0].tolist())
+            parts.append(pixels)
+            grids.append(grid)
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)), grids
 
     def decode(self, token_ids: list[int]) -> str | None:
         return None if self.tokenizer is None else self.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -38,7 +38,7 @@ class LLMEngine:
         self.runner = ModelRunner(config)
         self.model_config = self.runner.model_config
         model_dir = None if config.model.startswith("dummy:") else config.model
-        self.processor = Processor(self.model_config, model_dir)
+        self.processor = Processor(self.model_config, model_dir, self.runner.device)
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.kv_block_size)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.max_model_len, self.model_config.eos_token_ids)

@@ -1,0 +1,79 @@
+"""Fast patchify for images the checkpoint's image processor would not resize.
+
+Qwen2VLImageProcessor resizes each image to multiples of patch*merge pixels
+within [min_pixels, max_pixels] (smart_resize), rescales, normalises and
+flattens it into rows of C * temporal_patch * patch * patch values, patches
+ordered (h/merge, w/merge, merge, merge) and each image repeated over the
+temporal patch. When the image already satisfies the resize rule (MinerU's
+layout pages and its 28-px-multiple crops do), the resize is the identity and
+the rest is a rescale + a reshape: done here with torch, on the engine's
+device if it has one, instead of the processor's single-threaded numpy/PIL.
+Same arithmetic order (x * rescale_factor, then (x - mean) / std, in fp32),
+so results match the processor to fp32 rounding (tests/inference/models).
+
+`PatchRule.from_processor` returns None for processors whose settings this
+path does not model (the caller then falls back to the processor).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+
+def _size_limits(proc) -> tuple[int, int] | None:
+    size = getattr(proc, "size", None)
+    get = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+    lo = getattr(proc, "min_pixels", None) or (get("shortest_edge") if size is not None else None)
+    hi = getattr(proc, "max_pixels", None) or (get("longest_edge") if size is not None else None)
+    return (int(lo), int(hi)) if lo and hi else None
+
+
+@dataclass(frozen=True)
+class PatchRule:
+    patch_px: int                  # patch side in pixels
+    merge: int                     # spatial merge (tokens = patches / merge^2)
+    temporal_patch: int            # frames per patch (a still image is repeated)
+    min_pixels: int                # resize rule bounds on height * width
+    max_pixels: int
+    rescale_factor: float | None   # None: no rescale
+    mean: tuple[float, ...] | None  # None: no normalisation
+    std: tuple[float, ...] | None
+
+    @classmethod
+    def from_processor(cls, proc) -> "PatchRule | None":
+        try:
+            limits = _size_limits(proc)
+            if limits is None:
+                return None
+            mean = tuple(float(x) for x in proc.image_mean) if proc.do_normalize else None
+            std = tuple(float(x) for x in proc.image_std) if proc.do_normalize else None
+            return cls(int(proc.patch_size), int(proc.merge_size), int(proc.temporal_patch_size), *limits,
+                       float(proc.rescale_factor) if proc.do_rescale else None, mean, std)
+        except (AttributeError, TypeError):
+            return None
+
+    def keeps_size(self, height_px: int, width_px: int) -> bool:
+        """True when smart_resize would return (height, width) unchanged."""
+        factor = self.patch_px * self.merge
+        return (height_px % factor == 0 and width_px % factor == 0
+                and self.min_pixels <= height_px * width_px <= self.max_pixels
+                and max(height_px, width_px) / min(height_px, width_px) <= 200)
+
+    def patchify(self, rgb: np.ndarray, device: torch.device) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """rgb [H, W, 3] uint8 -> (pixel_values [gh*gw, 3*tp*p*p] float32 on `device`, grid (1, gh, gw))."""
+        height, width, channels = rgb.shape
+        p, m = self.patch_px, self.merge
+        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+        x = x.permute(2, 0, 1).float()
+        if self.rescale_factor is not None:
+            x = x * self.rescale_factor
+        if self.mean is not None:
+            mean = torch.tensor(self.mean, dtype=torch.float32, device=device)[:, None, None]
+            std = torch.tensor(self.std, dtype=torch.float32, device=device)[:, None, None]
+            x = (x - mean) / std
+        gh, gw = height // p, width // p
+        x = x.reshape(channels, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)
+        x = x.unsqueeze(5).expand(gh // m, gw // m, m, m, channels, self.temporal_patch, p, p)
+        return x.reshape(gh * gw, channels * self.temporal_patch * p * p), (1, gh, gw)
