@@ -15,10 +15,8 @@ from those blocks (real crops of the render for PDF pages).
 
 Engine: `PageScheduler` over the step-level `EngineRunner` (requests join the
 running batch as soon as a layout answer is parsed). Baseline: the same
-scheduler over a `WaveRunner` whose client batches each wave per request
-kind (layout / blocks, at most --hf-batch) into `generate()` calls, plain
-greedy (the engine also applies MinerU's penalties and no-repeat-ngram 100,
-which only costs it). Time split (seconds, host-timed with a device sync):
+scheduler over a `WaveRunner` whose client batches each wave into
+`generate()` calls (pipeline_hf.py). Time split (seconds, host-timed with a device sync):
 vision (encoder), prefill (steps with a prompt chunk, less vision), decode
 (decode-only steps); busy = time inside model calls / wall; render and
 assembly are per-page sums (render runs on its own thread, overlapped).
@@ -29,20 +27,20 @@ runs only (recorded in the JSON).
 """
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import platform
 import random
 import socket
 import sys
-import tempfile
 import time
 import zlib
 from pathlib import Path
 
 import typer
 
+from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
+from docpipe.bench.timing import Clock, ceilings
 from docpipe.models.base import LayoutBlock, VLMRequest
 from docpipe.models.mineru25.prompts import prompt_for
 from docpipe.models.mineru25.sampling import sampling_for
@@ -50,34 +48,7 @@ from docpipe.models.replay import record_path
 from docpipe.models.scheduler import PageFlow, PageJob, PageScheduler, WaveRunner
 from docpipe.models.vlm_page import BlockRequest
 
-LAYOUT_PIXELS = 1036 * 1036  # image processor cap: the layout image passes unresized
 _TYPE_TO_MIX = {"title": "title", "table": "table", "equation": "equation"}  # anything else: "text"
-
-
-def _sync():
-    import torch
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-
-
-class Clock:
-    """Seconds per category, for wrapped callables (synchronized: device work is counted)."""
-
-    def __init__(self):
-        self.s: dict[str, float] = {}
-
-    def add(self, key: str, secs: float) -> None:
-        self.s[key] = self.s.get(key, 0.0) + secs
-
-    def wrap(self, fn, classify):
-        def timed(*args, **kwargs):
-            _sync()
-            t0 = time.perf_counter()
-            out = fn(*args, **kwargs)
-            _sync()
-            self.add(classify(*args, **kwargs), time.perf_counter() - t0)
-            return out
-        return timed
 
 
 def _forced_len(rng_key: tuple, mix_kind: str) -> int:
@@ -198,91 +169,12 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "assembly_s": total("assemble")}
 
 
-def hf_config(cfg, attn: str):
-    from transformers import Qwen2VLConfig
-    v = cfg.vision
-    hf = Qwen2VLConfig(
-        text_config=dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-                         num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
-                         max_position_embeddings=cfg.max_position_embeddings, eos_token_id=cfg.eos_token_ids[0],
-                         bos_token_id=None, pad_token_id=0, rope_parameters={"rope_type": "default", "mrope_section": cfg.mrope_section,
-                                                          "rope_theta": cfg.rope_theta}),
-        vision_config=dict(depth=v.depth, embed_dim=v.embed_dim, hidden_size=v.hidden_size, num_heads=v.num_heads,
-                           mlp_ratio=v.mlp_ratio, patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
-                           temporal_patch_size=v.temporal_patch_size, in_channels=v.in_channels),
-        image_token_id=cfg.image_token_id, vision_start_token_id=cfg.vision_start_token_id,
-        vision_end_token_id=cfg.vision_end_token_id, tie_word_embeddings=cfg.tie_word_embeddings,
-        video_token_id=151656 if cfg.vocab_size > 151656 else cfg.image_token_id + 4)
-    hf._attn_implementation = attn
-    return hf
-
-
-class TransformersClient:
-    """VLMClient over HF generate(): one batch per request kind and --hf-batch, forced lengths."""
-
-    def __init__(self, model, engine_client, max_batch: int, clock: Clock):
-        self.model, self.ec, self.max_batch, self.clock = model, engine_client, max_batch, clock
-
-    def generate(self, requests):
-        answers: dict[int, str] = {}
-        order = sorted(range(len(requests)), key=lambda i: requests[i].kind != "layout")
-        for kind_is_block in (False, True):
-            idx = [i for i in order if (requests[i].kind != "layout") == kind_is_block]
-            for k in range(0, len(idx), self.max_batch):
-                chunk = idx[k:k + self.max_batch]
-                for i, ans in zip(chunk, self._batch([requests[i] for i in chunk])):
-                    answers[i] = ans
-        return [answers[i] for i in range(len(requests))]
-
-    def _batch(self, requests):
-        import torch
-        from transformers import GenerationConfig
-
-        prompts = [self.ec.prepare(r)[0] for r in requests]
-        lens = [r.sampling["max_tokens"] for r in requests]
-        width = max(len(p.token_ids) for p in prompts)
-        dev = self.model.device
-        ids = torch.tensor([[0] * (width - len(p.token_ids)) + p.token_ids for p in prompts], device=dev)
-        mask = torch.tensor([[0] * (width - len(p.token_ids)) + [1] * len(p.token_ids) for p in prompts], device=dev)
-        kwargs = dict(input_ids=ids, attention_mask=mask,
-                      pixel_values=torch.cat([p.pixel_values for p in prompts]).to(dev, self.model.dtype),
-                      image_grid_thw=torch.tensor([g for p in prompts for g in p.image_grid_thw], device=dev))
-        if "mm_token_type_ids" in inspect.signature(self.model.forward).parameters:
-            # transformers >= 5 computes M-RoPE positions from it; without it generate() is not the model
-            kwargs["mm_token_type_ids"] = (ids == self.model.config.image_token_id).int()
-        gen = GenerationConfig(max_new_tokens=max(lens), do_sample=False, eos_token_id=None, pad_token_id=0)
-        with torch.inference_mode():
-            out = self.clock.wrap(self.model.generate, lambda *a, **k: "generate")(**kwargs, generation_config=gen)
-        return [self.ec.codec.decode(row[width:width + n].tolist()) for row, n in zip(out, lens)]
-
-
 def _engine_clock(client, clock: Clock) -> None:
     """Wrap the engine's execute and vision encoder (instance attributes: this process only)."""
     runner = client.engine.runner
     kind = lambda sched: "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"  # noqa: E731
     runner.execute = clock.wrap(runner.execute, kind)
     runner.model.encode_images = clock.wrap(runner.model.encode_images, lambda *a, **k: "vision")
-
-
-def ceilings(device: str) -> dict:
-    """The device's copy bandwidth and bf16 matmul rate, measured in this run (GPU only)."""
-    import torch
-    if not device.startswith("cuda"):
-        return {}
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
-    dst, mat = torch.empty_like(src), torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-    out = {}
-    for label, fn, work in (("copy_GB_per_s", lambda: dst.copy_(src), 2 * src.numel() / 1e9),
-                            ("bf16_matmul_TFLOP_per_s", lambda: mat @ mat, 2 * 8192 ** 3 / 1e12)):
-        fn()
-        _sync()
-        t0 = time.perf_counter()
-        for _ in range(10):
-            fn()
-        _sync()
-        out[label] = work * 10 / (time.perf_counter() - t0)
-    return out
 
 
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
@@ -301,42 +193,30 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
     cfg = load_config(model)
     torch_dtype = resolve_dtype(dtype, cfg.torch_dtype, torch.device(device))
     family = get_family("mineru25")
-    engine_model, hf, tmp = model, None, None
-    if model.startswith("dummy:"):  # random weights, saved once so both sides (and the processor) match
-        from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
-        with torch.device(device):
-            hf = Qwen2VLForConditionalGeneration(hf_config(cfg, "sdpa")).to(torch_dtype).eval()
-        tmp = tempfile.TemporaryDirectory(prefix="docpipe-bench-")
-        hf.save_pretrained(tmp.name)
-        # MinerU2.5 sees the 1036x1036 layout image unresized (1369 tokens); the default cap (1280) would shrink it
-        Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=LAYOUT_PIXELS).save_pretrained(tmp.name)
-        engine_model = tmp.name
-    elif baseline == "transformers":
-        from transformers import Qwen2VLForConditionalGeneration
-        hf = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch_dtype).to(device).eval()
-    if baseline != "transformers":
-        hf = None
-        if device.startswith("cuda"):
-            torch.cuda.empty_cache()  # the engine sizes its KV pool from free device memory
-    # the HF model needs activation room next to the engine's KV pool in the same process
-    share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
-    client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
-                               gpu_memory_utilization=share)
-    flow = BenchFlow(family, seed, replay, output_scale)
-    engine_clock, sides = Clock(), []
-    _engine_clock(client, engine_clock)
-    runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
-    if hf is not None:
-        hf_clock = Clock()
-        runners.append(("transformers generate()", WaveRunner(TransformersClient(hf, client, hf_batch, hf_clock)),
-                        hf_clock))
-    for name, runner, clock in runners:
-        if warmup_pages:  # first calls compile kernels, capture graphs, grow allocators: not timed
-            run_side(name, runner, flow, make_jobs([], warmup_pages, seed + 1), window, clock)
-            clock.s.clear()
-        sides.append(run_side(name, runner, flow, make_jobs(pdfs, num_pages, seed), window, clock))
-    if tmp is not None:
-        tmp.cleanup()
+    hf, engine_model, tmp = baseline_model(model, cfg, baseline, device, torch_dtype)
+    if hf is None and device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the engine sizes its KV pool from free device memory
+    try:  # the saved dummy checkpoint goes away even when a side fails
+        # the HF model needs activation room next to the engine's KV pool in the same process
+        share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
+        client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
+                                   gpu_memory_utilization=share)
+        flow = BenchFlow(family, seed, replay, output_scale)
+        engine_clock, sides = Clock(), []
+        _engine_clock(client, engine_clock)
+        runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
+        if hf is not None:
+            hf_clock = Clock()
+            runners.append(("transformers generate()", WaveRunner(TransformersClient(hf, client, hf_batch, hf_clock)),
+                            hf_clock))
+        for name, runner, clock in runners:
+            if warmup_pages:  # first calls compile kernels, capture graphs, grow allocators: not timed
+                run_side(name, runner, flow, make_jobs([], warmup_pages, seed + 1), window, clock)
+                clock.s.clear()
+            sides.append(run_side(name, runner, flow, make_jobs(pdfs, num_pages, seed), window, clock))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
     out = {"model": model, "dtype": str(torch_dtype), "engine_mode": mode, "window_pages": window,
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
            "output_scale": output_scale,
