@@ -29,7 +29,7 @@ class EngineConfig:
     device: str = "cpu"
     kv_block_size: int = 16                 # tokens per KV block
     max_num_seqs: int = 256                 # running requests at most
-    max_num_batched_tokens: int = 8192      # tokens per step (prefill chunks + decodes)
+    max_num_batched_tokens: int | None = None  # tokens per step (prefill chunks + decodes); None: by device
     num_kv_blocks: int | None = None        # None: from free memory (GPU) or max_model_len * max_num_seqs (CPU)
     max_model_len: int = 16384              # prompt + output tokens per request at most
     gpu_memory_utilization: float = 0.90    # share of total device memory the engine may use
@@ -38,6 +38,10 @@ class EngineConfig:
     seed: int = 0                           # dummy weights and unseeded sampling
 
     def __post_init__(self):
+        if self.max_num_batched_tokens is None:
+            # GPU: ~11 layout pages per step, so the vision encoder sees big batches and prefill-heavy
+            # steps are few (each costs a host round trip); CPU: smaller steps keep tests quick.
+            self.max_num_batched_tokens = 16384 if self.torch_device.type == "cuda" else 8192
         if self.mode not in ("graph", "eager"):
             raise ValueError(f"mode must be 'graph' or 'eager', got {self.mode!r}")
         if self.kv_block_size < 1 or self.max_num_seqs < 1:

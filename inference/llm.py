@@ -29,7 +29,7 @@ class LLM:
         return super().__new__(cls)
 
     def __init__(self, model: str, dtype: str | torch.dtype = "auto", device: str | None = None,
-                 kv_block_size: int = 16, max_num_seqs: int = 256, max_num_batched_tokens: int = 8192,
+                 kv_block_size: int = 16, max_num_seqs: int = 256, max_num_batched_tokens: int | None = None,
                  num_kv_blocks: int | None = None, ops_backend: str | None = None, mode: str = "graph",
                  layout=None, **kwargs):
         if layout is not None:

@@ -43,6 +43,19 @@ class BenchSpec:
     fp32_check: bool = True  # exact greedy tokens vs transformers in fp32
 
 
+LAYOUT_PIXELS = 1036 * 1036  # processor cap: the workload's layout page passes unresized (1369 image tokens)
+
+
+def save_processor(cfg, path: str) -> None:
+    """The checkpoint's image processor with the workload's pixel cap (the
+    transformers default, 1280 tokens, would shrink layout pages to 980 px)."""
+    from transformers import Qwen2VLImageProcessor
+
+    Qwen2VLImageProcessor(patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
+                          temporal_patch_size=cfg.vision.temporal_patch_size, min_pixels=56 * 56,
+                          max_pixels=LAYOUT_PIXELS).save_pretrained(path)
+
+
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -99,7 +112,8 @@ def run_ours(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
 
     llm = LLM(model=ckpt, dtype=spec.dtype, device=spec.device, mode=spec.mode)
     ours = res["ours"] = {"num_kv_blocks": llm.engine.runner.num_kv_blocks,
-                          "kv_block_size": llm.config.kv_block_size, "mode": spec.mode}
+                          "kv_block_size": llm.config.kv_block_size, "mode": spec.mode,
+                          "max_num_batched_tokens": llm.config.max_num_batched_tokens}
     # correctness probe: greedy tokens + logits, compared with transformers later
     probe = request(cfg, spec.decode_image_px, spec.decode_image_px, seed=7)
     out = llm.generate([probe], SamplingParams(temperature=0, ignore_eos=True, max_tokens=16, return_logits=True))[0]
@@ -127,7 +141,8 @@ def run_ours(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
     _sync(spec.device); t = time.perf_counter()
     llm.generate(pages, forced(1))
     _sync(spec.device); wall = time.perf_counter() - t
-    ours.update(layout_pages=len(pages), layout_prefill_pages_per_s=len(pages) / wall)
+    ours.update(layout_pages=len(pages), layout_prefill_pages_per_s=len(pages) / wall,
+                layout_prompt_tokens=len(llm.engine.processor(pages[0]).token_ids))
     if spec.device.startswith("cuda"):
         ours["peak_memory_GiB"] = torch.cuda.max_memory_allocated() / 2**30
         ours["kv_pool_GiB"] = llm.engine.runner.kv_pool.numel() * llm.engine.runner.kv_pool.element_size() / 2**30
@@ -186,7 +201,8 @@ def run(spec: BenchSpec, command: str) -> dict:
                  "device_name": torch.cuda.get_device_name(0) if spec.device.startswith("cuda") else platform.processor()}
     steps = [("ceilings", lambda: res.update(ceilings=ceilings(spec.device)))]
     with tempfile.TemporaryDirectory() as ckpt:
-        steps += [("checkpoint", lambda: hf.save_random_checkpoint(cfg, ckpt, getattr(torch, spec.dtype), spec.device)),
+        steps += [("checkpoint", lambda: (hf.save_random_checkpoint(cfg, ckpt, getattr(torch, spec.dtype), spec.device),
+                                          save_processor(cfg, ckpt))),
                   ("ours", lambda: run_ours(spec, ckpt, cfg, res)),
                   ("hf", lambda: run_hf(spec, ckpt, cfg, res))]
         if spec.fp32_check:

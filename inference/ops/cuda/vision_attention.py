@@ -7,6 +7,12 @@ Two paths, same result:
 - otherwise SDPA per image (one host sync to read cu_seqlens; the vision
   encoder is never graph-captured). Images of equal length are batched into
   one SDPA call, since block crops often share a size.
+When every image of the batch has the same length (layout pages: T ==
+num_images * max_seqlen, known without a sync) the batch is also a plain
+[B, H, N, D] SDPA problem, which cuDNN's fused attention may run faster than
+flash varlen at head dim 80. The first call per (length, heads, dim, dtype)
+times both once (events, a few calls each) and keeps the faster; an error in
+the cuDNN path keeps varlen.
 """
 from __future__ import annotations
 
@@ -27,12 +33,52 @@ def varlen_available(q: torch.Tensor) -> bool:
             and q.dtype in (torch.bfloat16, torch.float16))
 
 
+_UNIFORM_CHOICE: dict[tuple, str] = {}  # (length, heads, dim, dtype) -> "cudnn" | "varlen"
+
+
+def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
+    """All images of one length: [B*N, H, D] viewed as [B, H, N, D], cuDNN SDPA."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    length, heads, dim = q.shape[0] // num_images, q.shape[1], q.shape[2]
+    qb, kb, vb = (t.view(num_images, length, heads, dim).transpose(1, 2) for t in (q, k, v))
+    with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
+        out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
+    return out.transpose(1, 2).reshape(q.shape)
+
+
+def _time_ms(fn, reps: int = 3) -> float:
+    fn()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / reps
+
+
+def _uniform_choice(q, k, v, num_images: int, varlen, scale: float) -> str:
+    key = (q.shape[0] // num_images, q.shape[1], q.shape[2], q.dtype)
+    if key not in _UNIFORM_CHOICE:
+        try:
+            cudnn_ms = _time_ms(lambda: uniform_cudnn(q, k, v, num_images, scale))
+        except RuntimeError:  # no cuDNN attention for this shape/build
+            cudnn_ms = float("inf")
+        _UNIFORM_CHOICE[key] = "cudnn" if cudnn_ms < _time_ms(varlen) else "varlen"
+    return _UNIFORM_CHOICE[key]
+
+
 def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                      max_seqlen: int, scale: float, use_varlen: bool = True) -> torch.Tensor:
     assert q.shape == k.shape == v.shape, "vision q, k, v must share [T, H, D]"
     if use_varlen and varlen_available(q):
         cu = cu_seqlens.to(torch.int32)
-        return _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)
+        varlen = lambda: _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)  # noqa: E731
+        num_images = cu_seqlens.numel() - 1
+        if q.shape[0] == num_images * max_seqlen and _uniform_choice(q, k, v, num_images, varlen, scale) == "cudnn":
+            return uniform_cudnn(q, k, v, num_images, scale)
+        return varlen()
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
 

@@ -133,6 +133,22 @@ def test_prefill_attention_fresh_and_chunked(ops, ref, dtype, block_size):
     assert rel_err(out, expected) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16])
+def test_vision_attention_uniform_cudnn(dtype, ref):
+    """The equal-length path (layout pages) that vision_attention may pick."""
+    from inference.ops.cuda.vision_attention import uniform_cudnn
+    lens = [784, 784, 784]
+    cu = torch.tensor([0, 784, 1568, 2352], dtype=torch.int32, device=DEV)
+    q, k, v = (torch.randn(sum(lens), 16, 80, dtype=dtype, device=DEV) for _ in range(3))
+    poison()
+    try:
+        out = uniform_cudnn(q, k, v, len(lens), 80 ** -0.5)
+    except RuntimeError as e:
+        pytest.skip(f"no cuDNN attention here ({e}); vision_attention then keeps varlen")
+    expected = ref.vision_attention(q.double(), k.double(), v.double(), cu, max(lens), 80 ** -0.5)
+    assert rel_err(out, expected) <= TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block_size", [16, 32])
 @pytest.mark.parametrize("target_programs", [None, 1, 4096])  # default, one span each, many spans
