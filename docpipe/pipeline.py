@@ -264,9 +264,9 @@ def write_outputs(result: DocumentResult, out: Path, opts: ConvertOptions) -> No
             files.write_document(result, out, opts.formats)
         if "parquet" in opts.formats:
             parquet.write_part(result, out, opts.table_format)
-    except OSError as e:
+    except Exception as e:  # noqa: BLE001 - disk, encoding or Arrow errors fail this document, not the batch
         result.status = Status.FAILURE
-        result.error = f"{Path(result.source_path).name}: cannot write outputs to {out}: {e}"
+        result.error = f"{Path(result.source_path).name}: cannot write outputs to {out}: {type(e).__name__}: {e}"
 
 
 def run_batch(plan: BatchPlan, opts: ConvertOptions, on_pages=None) -> Iterator[DocumentResult]:

@@ -6,7 +6,7 @@ from batch_pdfs import in_process, make_bad_folder, make_pdf  # noqa: F401 (fixt
 
 from docpipe import pipeline
 from docpipe.config import ConvertOptions
-from docpipe.schema import Block, PageResult, Status
+from docpipe.schema import Block, DocumentResult, PageResult, Status
 
 OPTS = ConvertOptions(workers=1, ocr="never")
 
@@ -148,3 +148,13 @@ def test_assembly_error_keeps_pages(tmp_path, monkeypatch):
     r = pipeline.process_document(str(pdf), OPTS)
     assert r.status == Status.PARTIAL and r.pages[0].blocks[0].text == "kept text"
     assert r.error.startswith("doc.pdf: internal error after extraction: KeyError")
+
+
+def test_write_error_fails_only_its_document(tmp_path):
+    # a lone surrogate cannot be encoded as UTF-8: the writer raises UnicodeEncodeError, not OSError
+    result = DocumentResult(source_path=str(tmp_path / "doc.pdf"), name="doc", status=Status.SUCCESS,
+                            markdown="text \udc80 text")
+    pipeline.write_outputs(result, tmp_path / "out", ConvertOptions(formats="md,parquet"))
+    assert result.status == Status.FAILURE
+    assert result.error.startswith("doc.pdf: cannot write outputs to ") and "UnicodeEncodeError" in result.error
+    assert not (tmp_path / "out" / "doc").exists()
