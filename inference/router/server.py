@@ -47,14 +47,17 @@ class RouterServer:
 
     def add_worker(self, role: str, address: str) -> str:
         """Connect to a worker, exchange Hello, start its reader. Returns its name."""
-        channel = connect(address, self.token)
-        channel.send(P.Hello(role="router"))
-        hello = channel.recv()
-        if not isinstance(hello, P.Hello) or hello.role != role:
-            channel.close()
-            raise ConnectionError(f"{address} is not a {role} worker (said {hello!r:.80})")
-        name = f"{role}-{hello.index}-{hello.pid}"  # unique per process: a restarted worker is a new name
         spec = self.layout.role(role)
+        channel = connect(address, self.token)
+        try:
+            channel.send(P.Hello(role="router"))
+            hello = channel.recv()
+            if not isinstance(hello, P.Hello) or hello.role != role:
+                raise ConnectionError(f"{address} is not a {role} worker (said {hello!r:.80})")
+        except BaseException:  # the socket of a worker that never joined is not kept
+            channel.close()
+            raise
+        name = f"{role}-{hello.index}-{hello.pid}"  # unique per process: a restarted worker is a new name
         state = WorkerState(name=name, role=role, channel=channel, block_size=hello.block_size or spec.kv_block_size,
                             transfer_address=hello.transfer_address, num_free_blocks=hello.num_free_blocks,
                             max_num_seqs=spec.max_num_seqs)
