@@ -28,7 +28,11 @@ log = logging.getLogger("inference.disagg.llm")
 class DisaggLLM:
     def __init__(self, model: str, layout, cluster_kw: dict | None = None, timeout_s: float | None = None, **engine_kw):
         self.cluster = Cluster(model, layout, engine_kw=engine_kw, **(cluster_kw or {})).start()
-        self.client = self.cluster.client()
+        try:
+            self.client = self.cluster.client()
+        except BaseException:  # the started workers and router must not outlive a failed constructor
+            self.cluster.stop()
+            raise
         self.timeout_s = timeout_s
         self._ids = itertools.count()
 
