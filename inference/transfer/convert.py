@@ -17,10 +17,6 @@ import torch
 from inference.transfer.base import PoolSpec
 
 
-def needs_conversion(src: PoolSpec, dst: PoolSpec) -> bool:
-    return not src.same_layout(dst)
-
-
 def gather_tokens(pool: torch.Tensor, block_ids: list[int], num_tokens: int) -> torch.Tensor:
     """Tokens [0, num_tokens) of a sequence: [layers, 2, num_tokens, heads, dim]."""
     block_size = pool.shape[3]
