@@ -136,6 +136,9 @@ def clean_stale(out: str | os.PathLike) -> int:
         if not root.is_dir():
             continue
         for entry in root.iterdir():
+            if _restore_replaced(root, entry):
+                count += 1
+                continue
             if entry.name.startswith(_STALE_PREFIXES):
                 if entry.is_dir():
                     shutil.rmtree(entry, ignore_errors=True)
@@ -143,3 +146,17 @@ def clean_stale(out: str | os.PathLike) -> int:
                     entry.unlink(missing_ok=True)
                 count += 1
     return count
+
+
+def _restore_replaced(out: Path, entry: Path) -> bool:
+    """A run killed between the two renames of write_document leaves the old
+    complete folder aside (.old-<name>-<random>/d) and none in place: put it back."""
+    if not (entry.name.startswith(".old-") and (entry / "d").is_dir()):
+        return False
+    name = entry.name[len(".old-"):].rsplit("-", 1)[0]  # mkdtemp's random part has no '-'
+    final = doc_dir(out, name)
+    if final.exists():
+        return False
+    os.rename(entry / "d", final)
+    shutil.rmtree(entry, ignore_errors=True)
+    return True

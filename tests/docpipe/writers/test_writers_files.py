@@ -63,6 +63,25 @@ def test_clean_stale_removes_killed_run_leftovers(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dataset", "kept"]
 
 
+def test_kill_between_the_renames_restores_the_old_output(tmp_path, monkeypatch):
+    files.write_document(_result(name="my-doc", markdown="old\n"), tmp_path, ("md",))
+    real_rename = files.os.rename
+
+    def killed_after_moving_aside(src, dst):
+        real_rename(src, dst)
+        if str(dst).endswith("/d"):
+            raise KeyboardInterrupt  # the process dies before the new folder is moved in
+
+    monkeypatch.setattr(files.os, "rename", killed_after_moving_aside)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_document(_result(name="my-doc", markdown="new\n"), tmp_path, ("md",))
+    monkeypatch.setattr(files.os, "rename", real_rename)
+    assert not (tmp_path / "my-doc").exists()
+    assert files.clean_stale(tmp_path) == 1
+    assert (tmp_path / "my-doc" / "my-doc.md").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["my-doc"]
+
+
 def test_names_disambiguate_same_stem(tmp_path):
     names = files.assign_names(["a/report.pdf", "b/report.pdf", "c/other.PDF"])
     assert names["c/other.PDF"] == "other"
