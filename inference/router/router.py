@@ -24,6 +24,8 @@ from inference.router.job import Job
 from inference.router.metrics import RouterMetrics
 from inference.router.policy import SloState, WorkerState, decode_admits, pick_decode, pick_prefill
 
+DONE_MEMORY = 100_000  # finished request ids remembered for duplicate detection
+
 class Router:
     def __init__(self, slo, send: Callable[[object, object], None], transfer_timeout_s: float = 30.0,
                  max_retries: int = 3, slo_policy: str = "defer", clock: Callable[[], float] = time.monotonic):
@@ -35,7 +37,9 @@ class Router:
         self.jobs: dict[str, Job] = {}
         self.queue: deque[str] = deque()  # request ids waiting for a prefill worker
         self.await_decode: deque[str] = deque()  # prefilled, waiting for decode room
-        self.done: set[str] = set()
+        # finished request ids, oldest first: duplicate submits inside this window are
+        # refused; bounded so that a long-running router does not grow without end
+        self.done: dict[str, None] = {}
         self.metrics = RouterMetrics()
 
     # workers -------------------------------------------------------------------------
@@ -86,7 +90,9 @@ class Router:
         rid = job.submit.request_id
         self._unassign(job)
         self.jobs.pop(rid, None)
-        self.done.add(rid)
+        self.done[rid] = None
+        if len(self.done) > DONE_MEMORY:
+            del self.done[next(iter(self.done))]
         if isinstance(msg, P.Rejected):
             self.metrics.count(f"rejected_{msg.reason.split(':')[0]}")
         else:

@@ -200,3 +200,19 @@ def test_prometheus_text_labels_workers_and_reasons():
     assert text.count("# TYPE docpipe_worker_free_blocks gauge") == 1
     import json
     assert json.loads(router.export_metrics())["workers"]["d0"]["free_blocks"] == 42
+
+
+
+def test_finished_ids_are_remembered_within_a_bounded_window(monkeypatch):
+    import inference.router.router as R
+
+    monkeypatch.setattr(R, "DONE_MEMORY", 2)
+    router, net = make()
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode")
+    for rid in ("a", "b", "c"):
+        submit(router, rid)
+        run_to_done(router, net, rid)
+    assert list(router.done) == ["b", "c"]
+    submit(router, "c")  # still remembered: refused as a duplicate
+    assert [m.reason for m in net.take("client", P.Rejected)] == ["duplicate"]
