@@ -12,7 +12,8 @@ image; every placeholder is expanded to grid_t*grid_h*grid_w / merge^2 image
 tokens, and the M-RoPE positions of the expanded prompt are computed here,
 once per request, on the CPU. Images that the processor would not resize
 take the torch fast path (inference.models.image_patches), computed on
-`device` (the engine's); others go through the checkpoint's processor.
+`device` (the engine's accelerator); others, and all images on the CPU by
+default, go through the checkpoint's processor.
 """
 from __future__ import annotations
 
@@ -46,7 +47,8 @@ def _has(path: Path | None, name: str) -> bool:
 
 
 class Processor:
-    def __init__(self, cfg: ModelConfig, model_dir: str | None, device: str | torch.device = "cpu"):
+    def __init__(self, cfg: ModelConfig, model_dir: str | None, device: str | torch.device = "cpu",
+                 fast_patches: bool | None = None):
         from transformers import AutoImageProcessor, Qwen2VLImageProcessor
 
         self.cfg = cfg
@@ -57,8 +59,11 @@ class Processor:
             self.image_processor = Qwen2VLImageProcessor(
                 patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
                 temporal_patch_size=cfg.vision.temporal_patch_size)
-        self.patch_rule = PatchRule.from_processor(self.image_processor)
         self.device = torch.device(device)
+        # None: only on accelerators. On the CPU torch's strided patch copy measured no faster than
+        # the processor's numpy (476 px: 39 ms vs 11 ms on the dev box), so the processor stays.
+        use_fast = self.device.type != "cpu" if fast_patches is None else fast_patches
+        self.patch_rule = PatchRule.from_processor(self.image_processor) if use_fast else None
         self.tokenizer = None
         if _has(path, "tokenizer.json") or _has(path, "tokenizer_config.json"):
             from transformers import AutoTokenizer

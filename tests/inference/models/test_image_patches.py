@@ -45,7 +45,7 @@ def test_keeps_size_matches_smart_resize(w, h):
 
 def test_processor_mixes_fast_and_resized_images_in_order():
     cfg = get_preset("tiny")
-    proc = Processor(cfg, None)
+    proc = Processor(cfg, None, fast_patches=True)
     images = [_image(112, 84, 1), _image(100, 90, 2), _image(56, 56, 3)]  # the middle one is resized
     assert [proc.patch_rule.keeps_size(im.height, im.width) for im in images] == [True, False, True]
     pad = [cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id]
