@@ -213,6 +213,8 @@ def test_finished_ids_are_remembered_within_a_bounded_window(monkeypatch):
     for rid in ("a", "b", "c"):
         submit(router, rid)
         run_to_done(router, net, rid)
+        router.on_worker_message("d0", P.Load(num_free_blocks=100))  # the decode worker's blocks are free again
+        net.take()
     assert list(router.done) == ["b", "c"]
     submit(router, "c")  # still remembered: refused as a duplicate
     assert [m.reason for m in net.take("client", P.Rejected)] == ["duplicate"]
