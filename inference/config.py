@@ -35,6 +35,7 @@ class EngineConfig:
     gpu_memory_utilization: float = 0.90    # share of total device memory the engine may use
     ops_backend: str | None = None          # None: the device's backend, else by name ("reference", "cuda")
     mode: str = "graph"                     # "graph": CUDA-graph decode steps (CUDA only), "eager"
+    scheduling: str | None = None           # "mixed" | "prefill_first"; None: prefill_first in graph mode
     seed: int = 0                           # dummy weights and unseeded sampling
 
     def __post_init__(self):
@@ -44,6 +45,12 @@ class EngineConfig:
             self.max_num_batched_tokens = 16384 if self.torch_device.type == "cuda" else 8192
         if self.mode not in ("graph", "eager"):
             raise ValueError(f"mode must be 'graph' or 'eager', got {self.mode!r}")
+        if self.scheduling is None:
+            # Graph mode captures decode-only steps: keeping prefill out of them lets every
+            # decode step replay its graph instead of running eager beside a prefill chunk.
+            self.scheduling = "prefill_first" if self.use_cuda_graph else "mixed"
+        if self.scheduling not in ("mixed", "prefill_first"):
+            raise ValueError(f"scheduling must be 'mixed' or 'prefill_first', got {self.scheduling!r}")
         if self.kv_block_size < 1 or self.max_num_seqs < 1:
             raise ValueError("kv_block_size and max_num_seqs must be >= 1")
         if self.max_num_batched_tokens < 1:

@@ -41,7 +41,8 @@ class LLMEngine:
         self.processor = Processor(self.model_config, model_dir, self.runner.device)
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.kv_block_size)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
-                                   config.max_model_len, self.model_config.eos_token_ids)
+                                   config.max_model_len, self.model_config.eos_token_ids,
+                                   prefill_first=config.scheduling == "prefill_first")
         self.awaiting_kv: dict[str, Request] = {}
 
     @property

@@ -12,6 +12,12 @@ blocks last. When a running request needs a block and none is free, the last
 running request is preempted: its blocks are freed and it restarts from
 scratch (prompt + tokens generated so far) later. A request samples a token
 only in the step whose chunk reaches the end of its known tokens.
+
+With `prefill_first`, a step that can make prefill progress (prompt chunks of
+running requests, then admissions) holds prefill work only; decodes run in
+their own steps, which graph mode replays as captured CUDA graphs. A step
+that finds no prefill to do (nothing waiting, or no seat or block for it)
+falls back to the mixed policy, so decodes never starve behind a full pool.
 """
 from __future__ import annotations
 
@@ -45,8 +51,9 @@ class SchedulerOutput:
 
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int, eos_token_ids: list[int]):
+                 max_model_len: int, eos_token_ids: list[int], prefill_first: bool = False):
         self.blocks = block_manager
+        self.prefill_first = prefill_first
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
@@ -63,12 +70,28 @@ class Scheduler:
         return bool(self.waiting or self.running)
 
     def schedule(self) -> SchedulerOutput:
+        out = None
+        if self.prefill_first and (self.waiting or any(self._in_prefill(r) for r in self.running)):
+            out = self._schedule(prefill_only=True)
+        if out is None or not out.scheduled:
+            out = self._schedule(prefill_only=False)
+        out.freed_request_ids, self._freed = self._freed, []
+        return out
+
+    @staticmethod
+    def _in_prefill(req: Request) -> bool:
+        return req.num_computed_tokens < req.num_prompt_tokens
+
+    def _schedule(self, prefill_only: bool) -> SchedulerOutput:
         out = SchedulerOutput()
         budget = self.max_num_batched_tokens
         preempted = False
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
+            if prefill_only and not self._in_prefill(req):
+                i += 1
+                continue
             num_new = min(req.num_tokens - req.num_computed_tokens, budget)
             while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
                 victim = self._pick_victim(i)
@@ -90,7 +113,6 @@ class Scheduler:
             self.running.append(req)
             out.scheduled.append(ScheduledRequest(req, num_new))
             budget -= num_new
-        out.freed_request_ids, self._freed = self._freed, []
         return out
 
     def _pick_victim(self, first: int) -> Request:

@@ -66,8 +66,10 @@ class ModelRunner:
     def _auto_num_blocks(self) -> int:
         if self.device.type == "cuda":
             free, total = torch.cuda.mem_get_info(self.device)
-            used = total - free
-            budget = int(total * self.config.gpu_memory_utilization) - used - ACTIVATION_RESERVE_BYTES
+            # The share is of the whole device but counts only this process's own use,
+            # so several engines can split one GPU (gpu-1p1d); never more than is free.
+            own = torch.cuda.memory_reserved(self.device)
+            budget = min(int(total * self.config.gpu_memory_utilization) - own, free) - ACTIVATION_RESERVE_BYTES
             if budget < self.bytes_per_block:
                 raise RuntimeError(f"no device memory left for the KV pool (free {free >> 20} MiB)")
             return budget // self.bytes_per_block

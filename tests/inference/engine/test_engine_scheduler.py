@@ -75,3 +75,29 @@ def test_stop_token_eos_and_length():
     assert [r.status for r in finished] == [RequestStatus.FINISHED_STOPPED] * 2 + [RequestStatus.FINISHED_LENGTH]
     assert ignore.status == RequestStatus.RUNNING
     assert s.blocks.num_free_blocks == 16 - 1
+
+
+def test_prefill_first_keeps_decodes_out_of_prefill_steps():
+    s = Scheduler(BlockManager(16, 4), 8, 10, max_model_len=1000, eos_token_ids=[0], prefill_first=True)
+    a = _req("a", 3, max_tokens=8)
+    s.add(a)
+    _run(s, s.schedule())  # a prefilled, now decoding
+    b = _req("b", 12, max_tokens=8)
+    s.add(b)
+    out = s.schedule()  # prefill-only: b's first chunk, no decode of a beside it
+    assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("b", 10)]
+    _run(s, out)
+    out = s.schedule()  # b's last chunk still comes first
+    assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("b", 2)]
+    _run(s, out)
+    out = s.schedule()  # nothing left to prefill: a decode-only step for both
+    assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("a", 1), ("b", 1)]
+
+
+def test_prefill_first_falls_back_to_decodes_when_no_seat_is_free():
+    s = Scheduler(BlockManager(16, 4), 1, 10, max_model_len=1000, eos_token_ids=[0], prefill_first=True)
+    s.add(_req("a", 3, max_tokens=8))
+    _run(s, s.schedule())
+    s.add(_req("b", 3))  # waits for a seat: the step must still decode a
+    out = s.schedule()
+    assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("a", 1)]
