@@ -3,7 +3,10 @@
 Decode-only steps (one new token per sequence, no images) run from static
 input buffers sized for the largest bucket; a batch of B sequences replays
 the graph of the smallest bucket >= B, with the tail padded (slot -1 = no KV
-write, context length 1 over block 0, rows discarded). Nothing inside a step
+write, context length 1 over block 0, rows discarded). The block-table width
+is bucketed too (powers of two): decode attention sizes its split-K grid from
+that width, so a graph captured for max_model_len would scan 16k-token tables
+for 300-token contexts. Nothing inside a step
 syncs with the host: the buffers are filled by device copies before replay
 and only the sampled ids come back afterwards (in the sampler, outside the
 graph). Graphs are captured lazily, one per bucket, sharing one memory pool.
@@ -43,7 +46,8 @@ class DecodeGraphs:
         self.block_tables = torch.zeros(max_b, self.max_blocks, dtype=torch.int32, device=dev)
         self.seq_lens = torch.ones(max_b, dtype=torch.int32, device=dev)
         self.hidden = torch.zeros(max_b, runner.model_config.hidden_size, dtype=runner.dtype, device=dev)
-        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.widths = [w for w in (2 ** i for i in range(4, 20)) if w < self.max_blocks] + [self.max_blocks]
+        self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.pool = None
 
     def can_run(self, batch: InputBatch) -> bool:
@@ -51,23 +55,23 @@ class DecodeGraphs:
                 and batch.meta.block_tables.shape[1] <= self.max_blocks
                 and (self.capture or self.runner.device.type != "cuda"))
 
-    def _forward(self, size: int) -> None:
+    def _forward(self, size: int, width: int) -> None:
         meta = AttentionMetadata(is_decode=True, slot_mapping=self.slot_mapping[:size],
-                                 block_tables=self.block_tables[:size], seq_lens_k=self.seq_lens[:size],
-                                 max_seqlen_q=1, max_seqlen_k=self.runner.config.max_model_len)
+                                 block_tables=self.block_tables[:size, :width], seq_lens_k=self.seq_lens[:size],
+                                 max_seqlen_q=1, max_seqlen_k=width * self.runner.block_size)
         model = self.runner.model
         embeds = model.embed(self.input_ids[:size], None, None)
         self.hidden[:size] = model(embeds, self.positions[:, :size], meta)
 
-    def _capture(self, size: int) -> torch.cuda.CUDAGraph:
+    def _capture(self, size: int, width: int) -> torch.cuda.CUDAGraph:
         stream = torch.cuda.Stream(self.runner.device)
         stream.wait_stream(torch.cuda.current_stream(self.runner.device))
         with torch.cuda.stream(stream):
-            self._forward(size)  # warm-up: lazy inits and autotuning stay out of the graph
+            self._forward(size, width)  # warm-up: lazy inits and autotuning stay out of the graph
         torch.cuda.current_stream(self.runner.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
-            self._forward(size)
+            self._forward(size, width)
         self.pool = graph.pool()
         return graph
 
@@ -75,6 +79,7 @@ class DecodeGraphs:
         num = batch.num_tokens
         size = next(b for b in self.buckets if b >= num)
         width = batch.meta.block_tables.shape[1]
+        padded = next(w for w in self.widths if w >= width)
         self.input_ids[:num].copy_(batch.input_ids)
         self.positions[:, :num].copy_(batch.positions)
         self.slot_mapping[:num].copy_(batch.meta.slot_mapping)
@@ -84,9 +89,9 @@ class DecodeGraphs:
         self.seq_lens[:num].copy_(batch.meta.seq_lens_k)
         self.seq_lens[num:size].fill_(1)
         if not self.capture:
-            self._forward(size)
+            self._forward(size, padded)
         else:
-            if size not in self.graphs:
-                self.graphs[size] = self._capture(size)
-            self.graphs[size].replay()
+            if (size, padded) not in self.graphs:
+                self.graphs[size, padded] = self._capture(size, padded)
+            self.graphs[size, padded].replay()
         return self.hidden[:num]
