@@ -179,7 +179,7 @@ def _engine_clock(client, clock: Clock) -> None:
 
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
-              output_scale: float = 1.0) -> dict:
+              output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256) -> dict:
     import importlib.util
 
     import torch
@@ -200,7 +200,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         # the HF model needs activation room next to the engine's KV pool in the same process
         share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
         client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
-                                   gpu_memory_utilization=share)
+                                   gpu_memory_utilization=share, max_num_seqs=max_num_seqs)
         flow = BenchFlow(family, seed, replay, output_scale)
         engine_clock, sides = Clock(), []
         _engine_clock(client, engine_clock)
@@ -213,11 +213,14 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             if warmup_pages:  # first calls compile kernels, capture graphs, grow allocators: not timed
                 run_side(name, runner, flow, make_jobs([], warmup_pages, seed + 1), window, clock)
                 clock.s.clear()
-            sides.append(run_side(name, runner, flow, make_jobs(pdfs, num_pages, seed), window, clock))
+            # the baseline may take the first --baseline-pages of the same synthetic workload
+            n = baseline_pages if (baseline_pages and num_pages and clock is not engine_clock) else num_pages
+            sides.append(run_side(name, runner, flow, make_jobs(pdfs, n, seed), window, clock))
     finally:
         if tmp is not None:
             tmp.cleanup()
     out = {"model": model, "dtype": str(torch_dtype), "engine_mode": mode, "window_pages": window,
+           "max_num_seqs": max_num_seqs, "baseline_pages": baseline_pages or num_pages,
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
@@ -271,6 +274,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         replay: str = typer.Option(None, help="replay folder whose layout answers stand in for the model's"),
         warmup_pages: int = typer.Option(2, min=0, help="synthetic pages run first on each side, not timed"),
         output_scale: float = typer.Option(1.0, min=0.0, max=1.0, help="scale forced output lengths (smoke tests)"),
+        baseline_pages: int = typer.Option(0, min=0, help="transformers runs the first N of the --pages workload (0: all)"),
+        max_num_seqs: int = typer.Option(256, min=1, help="engine: concurrent requests"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
     ) -> None:
         """Pages/s of the VLM path on our engine vs transformers generate(), with a time split."""
@@ -283,7 +288,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise typer.BadParameter("no PDFs: pass --pdf, run from the repo root (samples/*.pdf) or use --pages N")
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
-                           warmup_pages, output_scale)
+                           warmup_pages, output_scale, baseline_pages, max_num_seqs)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"
