@@ -39,12 +39,6 @@ class TransferMeta:
         if not isinstance(self.lease_expiry_unix_s, (int, float)):
             raise ValueError("lease_expiry_unix_s must be a number")
 
-    def pairs(self) -> list[tuple[int, int]]:
-        """(src, dst) block pairs; only meaningful when both sides share a layout."""
-        if len(self.src_block_ids) != len(self.dst_block_ids):
-            raise ValueError(f"{self.request_id}: {len(self.src_block_ids)} source blocks vs {len(self.dst_block_ids)} destination blocks")
-        return list(zip(self.src_block_ids, self.dst_block_ids))
-
     def with_lease(self, lease_s: float) -> "TransferMeta":
         """Stamp the lease expiry if the caller left it unset."""
         if not self.lease_expiry_unix_s:

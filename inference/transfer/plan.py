@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass(frozen=True)
 class Run:
@@ -39,19 +41,27 @@ def coalesce(pairs: list[tuple[int, int]]) -> list[Run]:
     """Merge pairs into maximal runs, reading the source in ascending order.
     Two pairs naming one destination block are an error (the result would
     depend on copy order)."""
-    dsts = [d for _, d in pairs]
-    if len(set(dsts)) != len(dsts):
+    return coalesce_ids([s for s, _ in pairs], [d for _, d in pairs])
+
+
+def coalesce_ids(src_ids: list[int], dst_ids: list[int]) -> list[Run]:
+    """coalesce() over parallel id lists, vectorised: a long request has
+    thousands of blocks and this runs on every transfer."""
+    if len(src_ids) != len(dst_ids):
+        raise ValueError(f"{len(src_ids)} source blocks vs {len(dst_ids)} destination blocks")
+    if not src_ids:
+        return []
+    a = np.stack([np.asarray(src_ids, dtype=np.int64), np.asarray(dst_ids, dtype=np.int64)], axis=1)
+    if (a < 0).any():
+        src, dst = a[np.flatnonzero((a < 0).any(axis=1))[0]]
+        raise ValueError(f"negative block id in pair ({src}, {dst})")
+    if len(np.unique(a[:, 1])) != len(a):
         raise ValueError("a destination block appears twice in the transfer")
-    runs: list[Run] = []
-    for src, dst in sorted(pairs):
-        if src < 0 or dst < 0:
-            raise ValueError(f"negative block id in pair ({src}, {dst})")
-        last = runs[-1] if runs else None
-        if last and src == last.src_block + last.num_blocks and dst == last.dst_block + last.num_blocks:
-            runs[-1] = Run(last.src_block, last.dst_block, last.num_blocks + 1)
-        else:
-            runs.append(Run(src, dst, 1))
-    return runs
+    a = a[np.lexsort((a[:, 1], a[:, 0]))]  # by source, then destination
+    breaks = np.flatnonzero((np.diff(a[:, 0]) != 1) | (np.diff(a[:, 1]) != 1)) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [len(a)]))
+    return [Run(int(a[s, 0]), int(a[s, 1]), int(e - s)) for s, e in zip(starts, ends)]
 
 
 def plan_units(runs: list[Run], block_bytes: int, min_unit_bytes: int, max_unit_bytes: int) -> list[WorkUnit]:

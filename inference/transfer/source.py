@@ -16,7 +16,7 @@ import torch
 from inference.transfer import convert
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError
 from inference.transfer.meta import TransferMeta
-from inference.transfer.plan import WorkUnit, coalesce, plan_units
+from inference.transfer.plan import WorkUnit, coalesce_ids, plan_units
 
 
 @dataclass
@@ -45,10 +45,9 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
     if src.same_layout(dst):
         if meta.num_tokens > len(meta.src_block_ids) * src.block_size:
             raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.src_block_ids)} blocks")
-        try:
-            pairs = meta.pairs()
-        except ValueError as e:
-            raise TransferError(str(e)) from None
+        if len(meta.src_block_ids) != len(meta.dst_block_ids):
+            raise TransferError(f"{meta.request_id}: {len(meta.src_block_ids)} source blocks vs {len(meta.dst_block_ids)} destination blocks")
+        src_ids, dst_ids = meta.src_block_ids, meta.dst_block_ids
         src_bytes = flat_bytes(pool) if pool_bytes is None else pool_bytes
     else:
         need = math.ceil(meta.num_tokens / dst.block_size)
@@ -58,10 +57,10 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
             staged = convert.repack(pool, meta.src_block_ids, meta.num_tokens, dst, config.dst_head_offset)
         except ValueError as e:
             raise TransferError(f"{meta.request_id}: {e}") from None
-        pairs = list(zip(range(need), meta.dst_block_ids))
+        src_ids, dst_ids = list(range(need)), meta.dst_block_ids
         src_bytes = flat_bytes(staged)
     try:
-        runs = coalesce(pairs)
+        runs = coalesce_ids(src_ids, dst_ids)
     except ValueError as e:
         raise TransferError(f"{meta.request_id}: {e}") from None
     units = plan_units(runs, dst.block_bytes, config.min_unit_bytes, config.max_unit_bytes)
