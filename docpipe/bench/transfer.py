@@ -56,10 +56,19 @@ def _versions() -> dict:
             "platform": platform.platform()}
 
 
-def run_bench(transports: list[str], sizes: list[int], repeat: int) -> dict:
+def _peer(name: str, transports: list[str]):
+    """(transport it stands beside, factory) for an outside system's endpoint."""
+    if name != "dlslime":
+        raise typer.BadParameter(f"unknown peer {name!r}; known: dlslime")
+    from inference.transfer.peer_dlslime import DlslimeTcpPeer
+    return "tcp", DlslimeTcpPeer
+
+
+def run_bench(transports: list[str], sizes: list[int], repeat: int, peers: list[str] = ()) -> dict:
     from inference.transfer import TransferConfig, available_transports
     from inference.transfer.measure import BASELINES, TransportPeer
 
+    peer_specs = {p: _peer(p, transports) for p in peers}  # unknown names fail before anything starts
     config = TransferConfig(token=secrets.token_hex(16))
     avail = available_transports(config)
     rows, skipped = [], {n: avail.get(n, "unknown transport") for n in transports if avail.get(n, "x") is not None}
@@ -67,20 +76,31 @@ def run_bench(transports: list[str], sizes: list[int], repeat: int) -> dict:
         peer = TransportPeer(name, max(sizes), TransferConfig(transport=name, token=config.token))
         base_name, make_base = BASELINES.get(name, (None, None))
         base = make_base(max(sizes)) if make_base else None
+        peer_objs = {}
+        for p, (beside, factory) in peer_specs.items():
+            if beside == name:
+                try:
+                    peer_objs[p] = factory(max(sizes))
+                except Exception as e:  # not installed, or its native library is missing
+                    skipped[f"peer {p}"] = repr(e)[:300]
         try:
             for n in sizes:
                 count, single = _counts(n)
-                ours, raw = [], []
-                for _ in range(repeat):  # interleaved so load drift hits both sides alike
+                ours, raw, other = [], [], {p: [] for p in peer_objs}
+                for _ in range(repeat):  # interleaved so load drift hits every side alike
                     ours.append(asdict(peer.measure(n, count, single)))
                     if base is not None:
                         raw.append(asdict(base.measure(n, count, single)))
+                    for p, obj in peer_objs.items():
+                        other[p].append(asdict(obj.measure(n, count, single)))
                 rows.append({"transport": name, "size_bytes": n, "count": count, "single_count": single,
-                             "ours": ours, "baseline": base_name, "baseline_figures": raw})
+                             "ours": ours, "baseline": base_name, "baseline_figures": raw, "peers": other})
         finally:
             peer.close()
             if base is not None:
                 base.close()
+            for obj in peer_objs.values():
+                obj.close()
     return {"rows": rows, "unavailable": skipped}
 
 
@@ -96,6 +116,9 @@ def summarize(rows: list[dict]) -> None:
         b = r["baseline_pipelined_gbps"]
         r["ratio_pipelined"] = r["ours_pipelined_gbps"] / b if b else None
         r["ratio_single"] = r["ours_single_gbps"] / r["baseline_single_gbps"] if b else None
+        for p, figs in r.get("peers", {}).items():
+            r[f"peer_{p}_single_gbps"] = _median(figs, "single_gbps")
+            r[f"ratio_vs_{p}_single"] = r["ours_single_gbps"] / r[f"peer_{p}_single_gbps"]
 
 
 def print_table(rows: list[dict]) -> None:
@@ -109,6 +132,10 @@ def print_table(rows: list[dict]) -> None:
                  f(r["ours_latency_ms_p50"], ".3f"), r["baseline"] or "-", f(r["baseline_pipelined_gbps"], ".2f"),
                  f(r["baseline_latency_ms_p50"], ".3f"), f(r["ratio_pipelined"], ".0%"), f(r["ratio_single"], ".0%"))
         print("  ".join(f"{c:>12}" for c in cells))
+    for r in rows:
+        for p in r.get("peers", {}):
+            print(f"{r['transport']:>12}  {_label(r['size_bytes']):>12}  ours {r['ours_single_gbps']:.2f} GB/s one at a time, "
+                  f"{p} {r[f'peer_{p}_single_gbps']:.2f} GB/s: {r[f'ratio_vs_{p}_single']:.0%}")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
@@ -117,13 +144,14 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         transports: str = typer.Option("shm,tcp,cuda-ipc,rdma", help="comma-separated transport names"),
         sizes: str = typer.Option(DEFAULT_SIZES, help="comma-separated transfer sizes (K, M, G suffixes)"),
         repeat: int = typer.Option(3, min=1, help="measurements per size; the table shows medians"),
+        peers: str = typer.Option("", help="outside endpoints measured beside ours: dlslime (beside tcp)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/transfer_<host>.json)"),
     ) -> None:
         """KV transfer GB/s and latency per transport, against the raw copy."""
         size_list = [_parse_size(s) for s in sizes.split(",") if s.strip()]
         names = [t.strip() for t in transports.split(",") if t.strip()]
         started, load = time.time(), os.getloadavg()
-        result = run_bench(names, size_list, repeat)
+        result = run_bench(names, size_list, repeat, [p.strip() for p in peers.split(",") if p.strip()])
         summarize(result["rows"])
         print_table(result["rows"])
         for name, why in result["unavailable"].items():

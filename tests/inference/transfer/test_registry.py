@@ -139,3 +139,13 @@ def test_rdma_loopback():
     _, dst = peer.result()
     tx.close()
     assert torch.equal(dst[[7, 3, 4, 5]], src[[0, 1, 2, 6]])
+
+
+def test_bench_transfer_names_unknown_peers():
+    from typer.testing import CliRunner
+
+    from docpipe.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "transfer", "--transports", "tcp", "--sizes", "64K", "--repeat", "1",
+                                      "--peers", "nope"])
+    assert result.exit_code != 0 and "unknown peer 'nope'" in result.output
