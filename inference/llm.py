@@ -44,11 +44,7 @@ class LLM:
         self._next_id = 0
 
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
-        requests = [requests] if isinstance(requests, dict) else list(requests)
-        sampling = sampling or SamplingParams()
-        params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
-        if len(params) != len(requests):
-            raise ValueError(f"{len(params)} sampling params for {len(requests)} requests")
+        requests, params = batch_args(requests, sampling)
         ids = []
         for request, param in zip(requests, params):
             ids.append(str(self._next_id))
@@ -59,6 +55,18 @@ class LLM:
             for output in self.engine.step():
                 done[output.request_id] = output
         return [done[i] for i in ids]
+
+
+def batch_args(requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None
+               ) -> tuple[list[dict], list[SamplingParams]]:
+    """generate()'s arguments as matched lists: one request or many, one
+    sampling setting for all or one each."""
+    requests = [requests] if isinstance(requests, dict) else list(requests)
+    sampling = sampling or SamplingParams()
+    params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
+    if len(params) != len(requests):
+        raise ValueError(f"{len(params)} sampling params for {len(requests)} requests")
+    return requests, params
 
 
 def _layout(layout):
