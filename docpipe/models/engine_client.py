@@ -15,6 +15,15 @@ layout grammar IS special tokens (`<|box_start|>`, `<|ref_start|>`, ...),
 so we decode ourselves with the tokenizer, special tokens kept, and cut at
 the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`) only.
 
+Engines (`make_llm(model, layout)`): no layout -> `inference.LLM`; an
+embedded layout -> `inference.LLM` with its worker settings; a
+disaggregated layout -> `DisaggLLM` (starts its workers and router here);
+`router://host:port` -> `RouterLLM` on a router someone else runs (`docpipe
+serve`, the Ray job's PD pools), shared token from $DOCPIPE_TOKEN. The last
+two have no local engine: prompts are tokenized and sized here (the
+checkpoint's config and tokenizer, no weights), against `max_model_len`
+from the engine settings, which should be the workers'.
+
 Sampling: `SamplingParams(**request.sampling)` (the family's per-type
 settings and max_tokens caps), end-of-turn ids as stop tokens, max_tokens
 clamped to what the engine's max_model_len leaves after the prompt.
@@ -40,16 +49,25 @@ END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
 LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
 _CHARS_PER_TOKEN = 4  # stand-in tokenizer: English averages ~4 characters a token
 _SPECIAL_RE = re.compile(r"(<\|[a-z_]+\|>)")
+ROUTER_PREFIX = "router://"  # layout argument naming a running router instead of a layout file
 
 
 def make_llm(model: str, layout: str | None = None, **engine_kwargs):
     """An engine for a checkpoint dir, hub id or `dummy:<preset>`: `inference.LLM`
-    (embedded; an embedded layout's worker settings apply) or, for a
-    disaggregated layout, `inference.disagg.DisaggLLM` (prefill/decode workers)."""
+    (embedded; an embedded layout's worker settings apply), for a disaggregated
+    layout `inference.disagg.DisaggLLM` (starts prefill/decode workers), or for
+    `router://host:port` a `RouterLLM` on that running router (token from
+    $DOCPIPE_TOKEN; engine_kwargs are the workers' business there, ignored)."""
     import inference
 
     if layout is None:
         return inference.LLM(model=model, **engine_kwargs)
+    if layout.startswith(ROUTER_PREFIX):
+        from inference.disagg.remote import RouterLLM
+
+        llm = RouterLLM(router_address(layout))
+        atexit.register(llm.close)
+        return llm
     from inference.layouts import load_layout
 
     spec = load_layout(layout)
@@ -64,6 +82,15 @@ def make_llm(model: str, layout: str | None = None, **engine_kwargs):
                     kv_block_size=w.kv_block_size, max_num_seqs=w.max_num_seqs,
                     max_num_batched_tokens=w.max_num_batched_tokens)
     return inference.LLM(model=model, **{**settings, **engine_kwargs})
+
+
+def router_address(layout: str) -> str:
+    """"host:port" of a `router://host:port` layout argument."""
+    address = layout[len(ROUTER_PREFIX):].rstrip("/")
+    host, sep, port = address.rpartition(":")
+    if not (host and sep and port.isdigit()):
+        raise ValueError(f"layout {layout!r}: a router address is router://host:port")
+    return address
 
 
 class PromptCodec:
@@ -115,8 +142,8 @@ class EngineClient:
     """VLMClient over an engine (one per process; thread-unsafe like the engine).
 
     Embedded `inference.LLM`: `runner()` gives request-level control.
-    `DisaggLLM` (no local engine): batch `generate()` only; prompts are
-    processed locally too, to size them against max_model_len."""
+    `DisaggLLM` / `RouterLLM` (no local engine): batch `generate()` only;
+    prompts are processed locally too, to size them against max_model_len."""
 
     def __init__(self, llm, family: ModelFamily | None = None, model: str | None = None,
                  max_model_len: int | None = None):
