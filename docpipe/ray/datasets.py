@@ -16,6 +16,11 @@ Placement: pipeline backend -> one CPU task per document (batch_size 1:
 a lost worker costs one document, which Ray retries up to `max_retries`);
 VLM backend -> an actor pool `VlmDocumentActor` with concurrency
 (min_actors, max_actors), num_gpus from the layout (`actors.actor_resources`).
+A disaggregated layout needs the router of its PD pools (`router`, a
+`pd.RouterEndpoint`): the actors submit pages there and hold no engine
+(`actors.router_options`); `run_job` starts and stops those pools itself,
+`convert_dataset` callers pass `router=pools.endpoint()` of pools they run
+for as long as the dataset is consumed.
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ class RayOptions:
     address: str | None = None  # Ray address, "local" for a local Ray, None: RAY_ADDRESS or local
     num_cpus_per_document: float = 1.0  # cores reserved per pipeline-backend document task
     num_cpus_per_actor: float = 2.0  # cores per VLM actor: render thread + engine loop
+    num_cpus_per_pd_actor: float = 1.0  # cores per prefill/decode worker and router actor (disaggregated layout)
     min_actors: int = 1  # VLM actor pool lower bound
     max_actors: int | None = None  # VLM actor pool upper bound; None: one per cluster GPU (at least 1)
     max_retries: int = RAY_TASK_RETRIES  # re-runs of a document task lost with its worker or node
@@ -49,7 +55,7 @@ def uses_actors(opts: ConvertOptions) -> bool:
     return opts.effective_backend in ("vlm", "hybrid")
 
 
-def map_documents(ds, opts: ConvertOptions, place: RayOptions, store=None, done_ids=None, fn=None):
+def map_documents(ds, opts: ConvertOptions, place: RayOptions, store=None, done_ids=None, fn=None, router=None):
     """The conversion stage over `ds` (see module doc)."""
     ray = require_ray()
     from docpipe.ray.documents import BatchConverter
@@ -61,47 +67,24 @@ def map_documents(ds, opts: ConvertOptions, place: RayOptions, store=None, done_
         retries = {} if place.max_retries == RAY_TASK_RETRIES else {"max_retries": place.max_retries}
         return ds.map_batches(BatchConverter(opts, store, done_ids, fn), num_cpus=place.num_cpus_per_document,
                               **retries, **common)
-    from docpipe.ray.actors import VlmDocumentActor, actor_resources
+    from docpipe.ray.actors import VlmDocumentActor, actor_resources, router_options
 
-    actor_opts = whole_engine_options(opts)
+    actor_opts, router = router_options(opts, router)
     gpus = ray.cluster_resources().get("GPU", 0)
     res = actor_resources(actor_opts, gpus, place.num_cpus_per_actor)
     max_actors = place.max_actors or max(place.min_actors, int(gpus // res.num_gpus) if res.num_gpus else 1)
     return ds.map_batches(VlmDocumentActor, fn_constructor_kwargs=dict(opts=actor_opts, store=store,
-                                                                       done_ids=done_ids, fn=fn),
+                                                                       done_ids=done_ids, fn=fn, router=router),
                           concurrency=(place.min_actors, max_actors), num_gpus=res.num_gpus,
                           num_cpus=res.num_cpus, **common)
 
 
-def whole_engine_options(opts: ConvertOptions) -> ConvertOptions:
-    """Options for whole-engine actors. A disaggregated layout cannot drive
-    documents yet: the VLM backend's EngineClient needs an in-process engine
-    (`llm.engine`), and submitting pages to a router (`PdPools.router_address`)
-    is not wired into it. Such a layout runs as embedded engines on the
-    prefill workers' device and dtype, one per actor, with a warning."""
-    import dataclasses
-    import logging
-
-    if not opts.layout:
-        return opts
-    from inference.layouts import load_layout
-
-    layout = load_layout(opts.layout)
-    if not layout.is_disaggregated:
-        return opts
-    spec = layout.role("prefill")
-    logging.getLogger("docpipe.ray").warning(
-        "layout %s is disaggregated: the VLM backend cannot submit to a PD router yet; running whole-engine "
-        "actors on %s (%s) instead", layout.name, spec.device, spec.dtype)
-    engine = {"device": spec.device, "dtype": spec.dtype, "mode": spec.mode, **opts.extra.get("vlm_engine", {})}
-    return dataclasses.replace(opts, layout=None, extra={**opts.extra, "vlm_engine": engine})
-
-
-def convert_dataset(ds, *, place: RayOptions | None = None, fn=None, **options):
+def convert_dataset(ds, *, place: RayOptions | None = None, fn=None, router=None, **options):
     """Dataset of PDFs (`path` and/or `bytes`) -> Dataset of result rows (see module doc).
-    `options`: ConvertOptions fields, or `options=ConvertOptions(...)`."""
+    `options`: ConvertOptions fields, or `options=ConvertOptions(...)`; `router`:
+    the PD pools' endpoint for a disaggregated layout."""
     require_ray()
     from docpipe.api import make_options
 
     opts = make_options(dict(options))
-    return map_documents(ds, opts, place or RayOptions(), store=None, fn=fn)
+    return map_documents(ds, opts, place or RayOptions(), store=None, fn=fn, router=router)

@@ -8,6 +8,8 @@ in the dataset) -> one Ray Data pipeline: `from_items` (one block per
 document: path + name, no bytes on the driver) -> `map_documents` (CPU tasks
 or GPU actors; each worker reads, converts and writes its document) -> the
 driver streams one summary row per document (name, status, error, pages).
+With a disaggregated layout the VLM actors submit to PD pools
+(`pd.start_pools`) that the job starts before the pipeline and stops after it.
 
 Guarantees:
 - resumable: a rerun converts only what is not finished; a document whose
@@ -25,7 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from docpipe.config import ConvertOptions
-from docpipe.ray.datasets import RayOptions, map_documents
+from docpipe.ray.datasets import RayOptions, map_documents, uses_actors
+from docpipe.ray.pd import start_pools
 from docpipe.ray.require import require_ray
 from docpipe.schema import DocumentResult, Status
 from docpipe.writers import files
@@ -96,14 +99,19 @@ def run_plan(plan: JobPlan, opts: ConvertOptions, place: RayOptions | None = Non
     saved = ctx.max_errored_blocks
     ctx.max_errored_blocks = -1  # a document that kills its worker every time must not fail the job
     seen: set[str] = set()
+    pools = None
     try:
+        pools = start_pools(opts, place.num_cpus_per_pd_actor) if uses_actors(opts) else None
         ds = ray.data.from_items(plan.items, override_num_blocks=len(plan.items))
-        ds = map_documents(ds, opts, place, store=plan.store, done_ids=plan.done_ids, fn=fn)
+        ds = map_documents(ds, opts, place, store=plan.store, done_ids=plan.done_ids, fn=fn,
+                           router=pools.endpoint() if pools else None)
         for row in ds.iter_rows():
             seen.add(row["name"])
             yield row
     finally:
         ctx.max_errored_blocks = saved
+        if pools is not None:
+            pools.stop()
     yield from _write_lost(plan, opts, seen, place.max_retries)
 
 

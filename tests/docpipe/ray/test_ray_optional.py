@@ -37,15 +37,3 @@ def test_cli_ray_exits_2_with_the_install_hint(no_ray, tmp_path):
     assert "ray is not installed: pip install 'docpipe[ray]'" in " ".join(res.output.split())
     assert not (tmp_path / "out").exists()  # nothing planned or written
 
-
-def test_a_disaggregated_layout_runs_as_whole_engines_on_the_prefill_device():
-    from docpipe.config import ConvertOptions
-    from docpipe.ray.datasets import whole_engine_options
-
-    opts = ConvertOptions(backend="vlm", model="m", layout="gpu-prefill-cpu-decode",
-                          extra={"vlm_engine": {"max_model_len": 320}})
-    got = whole_engine_options(opts)
-    assert got.layout is None and got.model == "m"
-    assert got.extra["vlm_engine"] == {"device": "cuda", "dtype": "bfloat16", "mode": "graph", "max_model_len": 320}
-    embedded = ConvertOptions(backend="vlm", model="m", layout="single-gpu")
-    assert whole_engine_options(embedded) is embedded
