@@ -27,6 +27,7 @@ from inference.disagg import protocol as P
 from inference.disagg.client import RouterClient, to_submit
 from inference.engine.request import RequestOutput
 from inference.layouts import Layout
+from inference.llm import batch_args
 from inference.sampling import SamplingParams
 
 log = logging.getLogger("inference.disagg.remote")
@@ -53,11 +54,7 @@ class RouterLLM:
         self._ids = itertools.count()
 
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
-        requests = [requests] if isinstance(requests, dict) else list(requests)
-        sampling = sampling or SamplingParams()
-        params = sampling if isinstance(sampling, list) else [sampling] * len(requests)
-        if len(params) != len(requests):
-            raise ValueError(f"{len(params)} sampling params for {len(requests)} requests")
+        requests, params = batch_args(requests, sampling)
         ids = [f"{self._prefix}-{next(self._ids)}" for _ in requests]
         messages = [to_submit(rid, request, param) for rid, request, param in zip(ids, requests, params)]
         for msg in messages:
