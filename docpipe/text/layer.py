@@ -22,10 +22,10 @@ from docpipe.text.lines import TextLine
 _FLAG_ITALIC = 2
 _FLAG_MONO = 8
 _FLAG_BOLD = 16
-# Extraction flags: ligatures and whitespace kept, clipped to the media box,
-# no image blocks (their bytes would be copied for nothing).
-_TEXT_FLAGS = (pymupdf.TEXT_PRESERVE_LIGATURES | pymupdf.TEXT_PRESERVE_WHITESPACE
-               | pymupdf.TEXT_MEDIABOX_CLIP)
+# Extraction flags: whitespace kept, clipped to the media box, ligatures
+# expanded ("ﬁ" -> "fi": readers and search want the letters), no image blocks
+# (their bytes would be copied for nothing).
+_TEXT_FLAGS = pymupdf.TEXT_PRESERVE_WHITESPACE | pymupdf.TEXT_MEDIABOX_CLIP
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _MONO_NAMES = ("mono", "courier", "consol", "menlo", "typewriter", "cmtt")
 

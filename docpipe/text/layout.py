@@ -144,6 +144,10 @@ def _continues(p: _Para, ln: TextLine, gap: float) -> bool:
     overlap = min(p.x1, ln.bbox[2]) - max(p.x0, ln.bbox[0])
     if overlap < 0.5 * min(p.x1 - p.x0, ln.bbox[2] - ln.bbox[0]):
         return False
+    # A list item goes on only with lines that start right of its marker: body text
+    # back at the column's margin ends it (hanging indents keep continuations right).
+    if joining.starts_item(p.lines[0].text) and ln.bbox[0] < p.lines[0].bbox[0] - 0.5 * size:
+        return False
     # A line ending a sentence well short of the next line ends its paragraph.
     if prev.bbox[2] < ln.bbox[2] - 4 * size and joining.ends_sentence(prev.text) and not prev.is_mono:
         return False
@@ -191,13 +195,16 @@ def merge_list_runs(blocks: list[Block]) -> list[Block]:
 
 
 def _list_block(items: list[Block]) -> Block:
-    left = min(b.bbox[0] for b in items)
     unit = 12.0  # points of indentation per nesting level
-    lines = []
+    left, prev, lines = min(b.bbox[0] for b in items), None, []
     for b in items:
-        depth = min(3, int((b.bbox[0] - left) / unit))
+        if prev is not None and min(prev.bbox[2], b.bbox[2]) <= max(prev.bbox[0], b.bbox[0]):
+            # the list went on in another column: measure indents from there, same depth
+            left = b.bbox[0] - depth * unit
+        depth = max(0, min(3, int((b.bbox[0] - left) / unit)))
         lines.append("  " * depth + b.text)
-    bbox = (left, min(b.bbox[1] for b in items), max(b.bbox[2] for b in items),
+        prev = b
+    bbox = (min(b.bbox[0] for b in items), min(b.bbox[1] for b in items), max(b.bbox[2] for b in items),
             max(b.bbox[3] for b in items))
     return Block(type="list", bbox=bbox, text="\n".join(lines), source=items[0].source,
                  score=min(b.score for b in items))

@@ -85,3 +85,20 @@ def test_order_is_a_permutation_with_many_boxes():
     got = order(boxes, 200, 200)  # above the graph limit: XY-cut fallback
     assert sorted(got) == list(range(len(boxes)))
     assert got[:10] == list(range(10))  # first row left to right
+
+
+def test_list_continued_in_the_next_column_keeps_its_depth_and_ends_at_the_margin():
+    lines = [
+        line("Intro text of the left column that runs long.", 50, 100, 250),
+        line("• Panels of 2.4 kW peak", 70, 120, 240),
+        line("• A 10 kWh battery bank", 330, 100, 520),  # the list goes on at the top of the right column
+        line("• A cellular modem that", 330, 120, 500),
+        line("reports hourly readings", 342, 132, 480),  # hanging indent: same item
+        line("The controller divides loads into classes.", 310, 150, 540),  # back at the margin: new paragraph
+    ]
+    blocks = layout_lines(lines, 600, 800)
+    lists = [b for b in blocks if b.type == "list"]
+    assert len(lists) == 1
+    assert lists[0].text.splitlines() == ["- Panels of 2.4 kW peak", "- A 10 kWh battery bank",
+                                          "- A cellular modem that reports hourly readings"]
+    assert any(b.type == "text" and b.text.startswith("The controller") for b in blocks)
