@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -86,7 +87,8 @@ def convert_bench(
         folder.mkdir()
         for i in range(repeat):
             for pdf in pdfs:
-                (folder / f"{i:03d}_{pdf.name}").symlink_to(pdf.resolve())
+                # real copies: inputs are de-duplicated by resolved path, so links would not repeat
+                shutil.copyfile(pdf, folder / f"{i:03d}_{pdf.name}")
         for n in (int(w) for w in workers.split(",")):
             opts = ConvertOptions(workers=n, ocr=ocr)
             pages, rate, failed = batch_pages_per_s(folder, Path(tmp) / f"out{n}", opts)
