@@ -46,10 +46,16 @@ class LLM:
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         requests, params = batch_args(requests, sampling)
         ids = []
-        for request, param in zip(requests, params):
-            ids.append(str(self._next_id))
-            self._next_id += 1
-            self.engine.add_request(ids[-1], request, param)
+        try:
+            for request, param in zip(requests, params):
+                ids.append(str(self._next_id))
+                self._next_id += 1
+                self.engine.add_request(ids[-1], request, param)
+        except Exception:
+            # a rejected request fails the call: the ones already queued must not run in the next one
+            for request_id in ids:
+                self.engine.abort(request_id)
+            raise
         done: dict[str, RequestOutput] = {}
         while self.engine.has_unfinished_requests():
             for output in self.engine.step():

@@ -102,6 +102,10 @@ class LLMEngine:
         self.scheduler.release(request_id)
 
     def abort(self, request_id: str) -> None:
+        awaiting = self.awaiting_kv.pop(request_id, None)
+        if awaiting is not None:  # never reached the scheduler: only its blocks to free
+            self.block_manager.free(awaiting.block_ids)
+            return
         for req in list(self.scheduler.running) + list(self.scheduler.waiting):
             if req.request_id == request_id:
                 self.scheduler.finish(req, RequestStatus.FINISHED_ABORTED)
