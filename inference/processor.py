@@ -37,10 +37,6 @@ class ProcessedPrompt:
     image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
     image_token_index: torch.Tensor | None = None  # [num_image_tokens] int64 prompt indices of image tokens
 
-    @property
-    def has_images(self) -> bool:
-        return self.pixel_values is not None
-
 
 def _has(path: Path | None, name: str) -> bool:
     return path is not None and (path / name).is_file()

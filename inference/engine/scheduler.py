@@ -2,15 +2,18 @@
 recompute.
 
 Queues: waiting (FIFO; preempted requests go back to its front) -> running
-(in admission order) -> finished. Requests in WAITING_FOR_KV are held aside
-until their KV lands in the pool (decode role).
+(in admission order) -> finished. Requests in WAITING_FOR_KV never enter
+them: the engine keeps them aside (`awaiting_kv`) until their KV lands in
+the pool (decode role).
 
 Each step spends a token budget (max_num_batched_tokens): running requests
 first, in order (one token for a decode, the next chunk for an unfinished
 prefill), then waiting requests while seats (max_num_seqs), budget and KV
 blocks last. When a running request needs a block and none is free, the last
-running request is preempted: its blocks are freed and it restarts from
-scratch (prompt + tokens generated so far) later. A request samples a token
+running request not yet scheduled this step whose KV can be recomputed is
+preempted (the request itself when there is none; no admission follows in
+that step): its blocks are freed and it restarts from scratch (prompt +
+tokens generated so far) later. A request samples a token
 only in the step whose chunk reaches the end of its known tokens.
 
 With `prefill_first`, a step that can make prefill progress (prompt chunks of
@@ -60,7 +63,7 @@ class Scheduler:
         self.eos_token_ids = set(eos_token_ids)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
-        self.held: dict[str, Request] = {}   # finished keep_kv requests and WAITING_FOR_KV ones, by id
+        self.held: dict[str, Request] = {}   # finished keep_kv requests, by id, until release()
         self._freed: list[str] = []
 
     def add(self, req: Request) -> None:

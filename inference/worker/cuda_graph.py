@@ -6,10 +6,9 @@ the graph of the smallest bucket >= B, with the tail padded (slot -1 = no KV
 write, context length 1 over block 0, rows discarded). The block-table width
 is bucketed too (powers of two): decode attention sizes its split-K grid from
 that width, so a graph captured for max_model_len would scan 16k-token tables
-for 300-token contexts. Nothing inside a step
-syncs with the host: the buffers are filled by device copies before replay
-and only the sampled ids come back afterwards (in the sampler, outside the
-graph). Graphs are captured lazily, one per bucket, sharing one memory pool.
+for 300-token contexts. Nothing inside a step syncs with the host: the
+buffers are filled by device copies before replay and only the sampled ids
+come back afterwards (in the sampler, outside the graph). Graphs are captured lazily, one per bucket, sharing one memory pool.
 
 The op backend must be capture-safe (`Ops.graph_capturable`); otherwise, and
 for prefill or mixed steps, the runner stays eager. With capture=False the

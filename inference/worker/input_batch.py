@@ -162,7 +162,3 @@ class InputBatchBuilder:
         self._copied.record()
         return dev
 
-
-def build_input_batch(sched: SchedulerOutput, block_size: int, device: torch.device) -> InputBatch:
-    """One-off build (tests); the runner keeps one InputBatchBuilder."""
-    return InputBatchBuilder(block_size, device).build(sched)
