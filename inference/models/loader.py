@@ -75,8 +75,10 @@ def _load_safetensors(model: Qwen2VLForConditionalGeneration, path: Path) -> Non
         with safe_open(str(file), framework="pt", device="cpu") as f:
             for ckpt_name in f.keys():
                 name = map_name(ckpt_name)
-                if name is None or name.endswith("inv_freq"):
-                    (unknown.append(ckpt_name) if name is None else None)
+                if name is None:
+                    unknown.append(ckpt_name)
+                    continue
+                if name.endswith("inv_freq"):  # rotary tables are computed, never loaded
                     continue
                 tensor = f.get_tensor(ckpt_name)
                 module_path, _, leaf = name.rpartition(".")
@@ -98,18 +100,18 @@ def _load_safetensors(model: Qwen2VLForConditionalGeneration, path: Path) -> Non
                 loaded.add(name)
     if unknown:
         raise ValueError(f"{path}: tensors the engine does not know: {unknown[:8]}")
-    missing = _missing(model, params, loaded)
+    missing = _missing(model, params, modules, loaded)
     if missing:
         raise ValueError(f"{path}: checkpoint lacks {missing[:8]}")
 
 
-def _missing(model, params, loaded: set[str]) -> list[str]:
+def _missing(model, params: dict, modules: dict, loaded: set[str]) -> list[str]:
     missing = []
     for name in params:
         if name == "lm_head.weight" and model.config.tie_word_embeddings:
             continue
         module_path, _, leaf = name.rpartition(".")
-        packed = dict(model.named_modules())[module_path]
+        packed = modules[module_path]
         shards = getattr(packed, "shard_offsets", None)
         if shards:
             missing += [f"{name}:{s}" for s in shards if f"{name}:{s}" not in loaded]
