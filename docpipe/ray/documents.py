@@ -44,18 +44,19 @@ class DocumentInput:
     data: bytes | None = None  # the PDF's bytes when the caller has them; None = read from path
 
 
-def _failure(item: DocumentInput, error: str) -> DocumentResult:
-    return DocumentResult(source_path=item.path, name=item.name or files.safe_stem(item.path),
-                          status=Status.FAILURE, error=error)
+def failure_result(path: str, error: str, name: str = "") -> DocumentResult:
+    """A document that produced nothing; name "" = the file's safe stem."""
+    return DocumentResult(source_path=path, name=name or files.safe_stem(path), status=Status.FAILURE, error=error)
 
 
 def _call(fn: DocumentFn, local: str, item: DocumentInput, opts: ConvertOptions) -> DocumentResult:
     try:
         result = fn(local, opts)
     except Exception as e:  # noqa: BLE001 - one bad document must not fail the task (and the job)
-        return _failure(item, f"{type(e).__name__}: {e}")
+        return failure_result(item.path, f"{type(e).__name__}: {e}", item.name)
     if not isinstance(result, DocumentResult):
-        return _failure(item, f"internal error: the document function returned {type(result).__name__}")
+        return failure_result(item.path, f"internal error: the document function returned {type(result).__name__}",
+                              item.name)
     return result
 
 
@@ -79,7 +80,7 @@ def convert_input(item: DocumentInput, opts: ConvertOptions, fn: DocumentFn | No
         try:
             data = item.data if item.data is not None else read_bytes(item.path)
         except OSError as e:
-            return _failure(item, f"{item.path}: cannot be read ({e})")
+            return failure_result(item.path, f"{item.path}: cannot be read ({e})", item.name)
         folder = tempfile.mkdtemp(prefix="docpipe-ray-")
         try:
             local = os.path.join(folder, Path(item.path.rstrip("/")).name or "document.pdf")

@@ -30,7 +30,6 @@ from docpipe.config import ConvertOptions
 from docpipe.ray.datasets import RayOptions, map_documents, uses_actors
 from docpipe.ray.pd import start_pools
 from docpipe.ray.require import require_ray
-from docpipe.schema import DocumentResult, Status
 from docpipe.writers import files
 
 LOST_ERROR = "lost: its worker died on every attempt ({} retries); see the Ray logs"
@@ -81,9 +80,9 @@ def plan_job(inputs: list[str], out: str, opts: ConvertOptions) -> JobPlan:
 
 
 def _failure_row(path: str, name: str, error: str) -> dict:
-    from docpipe.ray.documents import summary_row
+    from docpipe.ray.documents import failure_result, summary_row
 
-    return summary_row(DocumentResult(source_path=path, name=name, status=Status.FAILURE, error=error))
+    return summary_row(failure_result(path, error, name))
 
 
 def run_plan(plan: JobPlan, opts: ConvertOptions, place: RayOptions | None = None, fn=None) -> Iterator[dict]:
@@ -116,13 +115,13 @@ def run_plan(plan: JobPlan, opts: ConvertOptions, place: RayOptions | None = Non
 
 
 def _write_lost(plan: JobPlan, opts: ConvertOptions, seen: set[str], retries: int) -> Iterator[dict]:
-    from docpipe.ray.documents import summary_row
+    from docpipe.ray.documents import failure_result, summary_row
 
     for item in plan.items:
         if item["name"] in seen:
             continue
-        result = DocumentResult(source_path=item["path"], name=item["name"], status=Status.FAILURE,
-                                error=f"{files.safe_stem(item['path'])}: {LOST_ERROR.format(retries)}")
+        result = failure_result(item["path"], f"{files.safe_stem(item['path'])}: {LOST_ERROR.format(retries)}",
+                                item["name"])
         plan.store.write(result, opts)
         yield summary_row(result)
 
