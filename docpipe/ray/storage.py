@@ -164,9 +164,10 @@ class OutputStore:
             return
         try:
             self._write_remote_part(result)
-        except OSError as e:
+        except Exception as e:  # noqa: BLE001 - a bad row (pyarrow errors are ValueError/TypeError) fails its document only
             result.status = Status.FAILURE
-            result.error = f"{files.safe_stem(result.source_path)}: cannot write outputs to {self.root}: {e}"
+            result.error = (f"{files.safe_stem(result.source_path)}: cannot write outputs to {self.root}: "
+                            f"{type(e).__name__}: {e}")
 
     def _write_remote_part(self, result: DocumentResult) -> None:
         import pyarrow.parquet as pq
