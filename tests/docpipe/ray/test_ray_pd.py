@@ -12,17 +12,10 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip ins
 from inference import LLM, SamplingParams  # noqa: E402
 from inference.layouts import load_layout  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 ENGINE_KW = dict(num_kv_blocks=96, max_model_len=768, max_num_batched_tokens=512)
 SP = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
 REQUESTS = [{"prompt_token_ids": [5 + i, 6, 7, 8 + i]} for i in range(3)]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def test_pd_pools_on_ray_generate_the_monolithic_tokens():

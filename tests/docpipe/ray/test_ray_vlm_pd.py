@@ -24,7 +24,7 @@ from docpipe.config import ConvertOptions  # noqa: E402
 from docpipe.pipeline import process_document, write_outputs  # noqa: E402
 from inference.disagg.remote import TOKEN_ENV  # noqa: E402
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLES = sorted((ROOT / "samples").glob("*.pdf"))
 TOKEN = "pd-job-token-8f3a1c"
@@ -36,13 +36,6 @@ def _tiny_checkpoint(path: Path) -> str:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.build_checkpoint(path)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def ray_session():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    ray.shutdown()
 
 
 def _markdown(out: Path) -> dict[str, str]:
