@@ -19,44 +19,19 @@ from docpipe.bench.timing import Clock
 LAYOUT_PIXELS = 1036 * 1036  # image processor cap: the layout image passes unresized
 
 
-def hf_config(cfg, attn: str):
-    from transformers import Qwen2VLConfig
-    v = cfg.vision
-    hf = Qwen2VLConfig(
-        text_config=dict(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, intermediate_size=cfg.intermediate_size,
-                         num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
-                         num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
-                         max_position_embeddings=cfg.max_position_embeddings, eos_token_id=cfg.eos_token_ids[0],
-                         bos_token_id=None, pad_token_id=0, rope_parameters={"rope_type": "default", "mrope_section": cfg.mrope_section,
-                                                          "rope_theta": cfg.rope_theta}),
-        vision_config=dict(depth=v.depth, embed_dim=v.embed_dim, hidden_size=v.hidden_size, num_heads=v.num_heads,
-                           mlp_ratio=v.mlp_ratio, patch_size=v.patch_size, spatial_merge_size=v.spatial_merge_size,
-                           temporal_patch_size=v.temporal_patch_size, in_channels=v.in_channels),
-        image_token_id=cfg.image_token_id, vision_start_token_id=cfg.vision_start_token_id,
-        vision_end_token_id=cfg.vision_end_token_id, tie_word_embeddings=cfg.tie_word_embeddings,
-        video_token_id=151656 if cfg.vocab_size > 151656 else cfg.image_token_id + 4)
-    hf._attn_implementation = attn
-    return hf
-
-
 def baseline_model(model: str, cfg, baseline: str, device: str, torch_dtype):
     """(HF model or None, checkpoint for the engine, TemporaryDirectory or None); see module doc."""
-    import torch
+    from inference.bench import hf_reference
 
     engine_model, hf, tmp = model, None, None
     if model.startswith("dummy:"):  # random weights, saved once so both sides (and the processor) match
-        from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
-        with torch.device(device):
-            hf = Qwen2VLForConditionalGeneration(hf_config(cfg, "sdpa")).to(torch_dtype).eval()
         tmp = tempfile.TemporaryDirectory(prefix="docpipe-bench-")
-        hf.save_pretrained(tmp.name)
         # MinerU2.5 sees the 1036x1036 layout image unresized (1369 tokens); the default cap (1280) would shrink it
-        Qwen2VLImageProcessor(min_pixels=56 * 56, max_pixels=LAYOUT_PIXELS).save_pretrained(tmp.name)
+        hf_reference.save_random_checkpoint(cfg, tmp.name, torch_dtype, device, max_pixels=LAYOUT_PIXELS)
         engine_model = tmp.name
-    elif baseline == "transformers":
-        from transformers import Qwen2VLForConditionalGeneration
-        hf = Qwen2VLForConditionalGeneration.from_pretrained(model, dtype=torch_dtype).to(device).eval()
-    return (hf if baseline == "transformers" else None), engine_model, tmp
+    if baseline == "transformers":
+        hf = hf_reference.load(engine_model, torch_dtype, device)
+    return hf, engine_model, tmp
 
 
 class TransformersClient:

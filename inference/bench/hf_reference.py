@@ -25,20 +25,29 @@ def hf_config(cfg: ModelConfig):
                 num_hidden_layers=cfg.num_hidden_layers, num_attention_heads=cfg.num_attention_heads,
                 num_key_value_heads=cfg.num_key_value_heads, rms_norm_eps=cfg.rms_norm_eps,
                 max_position_embeddings=cfg.max_position_embeddings, rope_parameters=rope,
-                eos_token_id=cfg.eos_token_ids[0] if cfg.eos_token_ids else None, initializer_range=0.02)
+                eos_token_id=cfg.eos_token_ids[0] if cfg.eos_token_ids else None, bos_token_id=None,
+                pad_token_id=0, initializer_range=0.02)
     v = cfg.vision
     vision = dict(depth=v.depth, embed_dim=v.embed_dim, hidden_size=v.hidden_size, mlp_ratio=v.mlp_ratio,
                   num_heads=v.num_heads, in_channels=v.in_channels, patch_size=v.patch_size,
                   spatial_merge_size=v.spatial_merge_size, temporal_patch_size=v.temporal_patch_size)
     out = Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=cfg.image_token_id,
-                        video_token_id=cfg.image_token_id + 1, vision_start_token_id=cfg.vision_start_token_id,
+                        video_token_id=_video_token_id(cfg), vision_start_token_id=cfg.vision_start_token_id,
                         vision_end_token_id=cfg.vision_end_token_id, tie_word_embeddings=cfg.tie_word_embeddings)
     out._attn_implementation = "sdpa"
     return out
 
 
-def save_random_checkpoint(cfg: ModelConfig, path: str, dtype: torch.dtype, device: str, seed: int = 0) -> str:
-    """Random-weight checkpoint of shape `cfg` in `path` (+ image processor)."""
+def _video_token_id(cfg: ModelConfig) -> int:
+    """Qwen2-VL's id in a full vocabulary; in a tiny one an unused id clear of
+    the vision start/end ids that follow the image id."""
+    return 151656 if cfg.vocab_size > 151656 else cfg.image_token_id + 4
+
+
+def save_random_checkpoint(cfg: ModelConfig, path: str, dtype: torch.dtype, device: str, seed: int = 0,
+                           max_pixels: int | None = None) -> str:
+    """Random-weight checkpoint of shape `cfg` in `path` (+ image processor
+    capping images at `max_pixels`, default 16384 tokens)."""
     from transformers import Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor
 
     torch.manual_seed(seed)
@@ -50,7 +59,7 @@ def save_random_checkpoint(cfg: ModelConfig, path: str, dtype: torch.dtype, devi
     unit = (cfg.vision.patch_size * cfg.vision.spatial_merge_size) ** 2
     Qwen2VLImageProcessor(patch_size=cfg.vision.patch_size, merge_size=cfg.vision.spatial_merge_size,
                           temporal_patch_size=cfg.vision.temporal_patch_size, min_pixels=4 * unit,
-                          max_pixels=16384 * unit).save_pretrained(path)
+                          max_pixels=max_pixels or 16384 * unit).save_pretrained(path)
     del model
     return path
 
