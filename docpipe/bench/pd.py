@@ -29,16 +29,9 @@ def _workload(pages: int, model_cfg, seed: int) -> list[list[tuple[str, dict, ob
     from inference.sampling import SamplingParams
 
     ids = (model_cfg.vision_start_token_id, model_cfg.image_token_id, model_cfg.vision_end_token_id)
-    limit = min(model_cfg.vocab_size, *ids)  # text ids stay below the special tokens (tiny vocabularies)
-
-    def request(r) -> dict:
-        req = engine_request(r, ids, seed)
-        req["prompt_token_ids"] = [t if t in ids else t % limit for t in req["prompt_token_ids"]]
-        return req
-
     out = []
     for page in mineru_synthetic(pages, seed):
-        out.append([(f"p{r.page}-{i}-{r.kind}", request(r),
+        out.append([(f"p{r.page}-{i}-{r.kind}", engine_request(r, ids, seed),
                      SamplingParams(temperature=0.0, max_tokens=r.output_tokens, ignore_eos=True))
                     for i, r in enumerate(page)])
     return out

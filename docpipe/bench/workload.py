@@ -71,14 +71,11 @@ def engine_request(req: SyntheticRequest, image_token_ids: tuple[int, int, int],
     PROMPT_TEXT_TOKENS text tokens around one image placeholder.
     image_token_ids: (vision_start, image_pad, vision_end)."""
     import numpy as np
-    from PIL import Image
+
+    from inference.bench.synthetic import noise_request
 
     rng = np.random.default_rng([seed, req.page, req.width_px, req.height_px, req.output_tokens])
-    pixels = rng.integers(0, 256, size=(req.height_px, req.width_px, 3), dtype=np.uint8)
-    start, pad, end = image_token_ids
-    text = [int(t) for t in rng.integers(1000, 20000, size=PROMPT_TEXT_TOKENS)]
-    ids = text[: PROMPT_TEXT_TOKENS // 2] + [start, pad, end] + text[PROMPT_TEXT_TOKENS // 2 :]
-    return {"prompt_token_ids": ids, "images": [Image.fromarray(pixels)]}
+    return noise_request(req.width_px, req.height_px, image_token_ids, rng, PROMPT_TEXT_TOKENS)
 
 
 def totals(pages: list[list[SyntheticRequest]]) -> dict[str, float]:

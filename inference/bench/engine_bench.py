@@ -92,15 +92,11 @@ def ceilings(device: str) -> dict:
 
 def request(cfg, side_w: int, side_h: int, seed: int, text_tokens: int = 20) -> dict:
     import numpy as np
-    from PIL import Image
 
-    rng = np.random.default_rng(seed)
-    img = Image.fromarray(rng.integers(0, 256, (side_h, side_w, 3), dtype=np.uint8))
-    # ordinary tokens only: below the special ids (tiny vocabularies put them near the end)
-    text = [int(t) for t in rng.integers(10, min(20000, cfg.vision_start_token_id - 1), text_tokens)]
-    half = text_tokens // 2
-    ids = text[:half] + [cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id] + text[half:]
-    return {"prompt_token_ids": ids, "images": [img]}
+    from inference.bench.synthetic import noise_request
+
+    ids = (cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id)
+    return noise_request(side_w, side_h, ids, np.random.default_rng(seed), text_tokens)
 
 
 def forced(n: int) -> SamplingParams:

@@ -32,3 +32,9 @@ def test_engine_request_is_deterministic():
     assert a["images"][0].size == (r.width_px, r.height_px)
     assert a["prompt_token_ids"].count(2) == 1
 
+
+
+def test_text_ids_stay_below_a_tiny_vocabularys_special_ids():
+    for r in mineru_synthetic(2, seed=5)[0]:
+        ids = engine_request(r, (301, 300, 302))["prompt_token_ids"]
+        assert [t for t in ids if t >= 300] == [301, 300, 302]
