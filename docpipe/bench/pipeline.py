@@ -63,9 +63,9 @@ def scaled(num_tokens: int, scale: float) -> int:
 
 def _noise(width: int, height: int, key: tuple):
     import numpy as np
-    from PIL import Image
-    rng = np.random.default_rng(zlib.crc32(repr(key).encode()))  # not hash(): salted per process
-    return Image.fromarray(rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8))
+
+    from inference.bench.synthetic import noise_image
+    return noise_image(width, height, np.random.default_rng(zlib.crc32(repr(key).encode())))  # not hash(): salted per process
 
 
 class BenchFlow(PageFlow):
