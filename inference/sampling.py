@@ -25,6 +25,7 @@ class SamplingParams:
     ignore_eos: bool = False          # keep going past the model's EOS ids
     seed: int | None = None           # per-request RNG seed for reproducible draws
     return_logits: bool = False       # debug/test: keep each step's raw fp32 logits row on the CPU
+    detokenize: bool = True           # False: output text stays None (callers that decode token ids themselves)
 
     def __post_init__(self):
         if self.temperature < 0:

@@ -13,7 +13,8 @@ models are garbage anyway and decode to `<|tok_N|>` markers.
 Decoding: the engine's `processor.decode` skips special tokens, but the
 layout grammar IS special tokens (`<|box_start|>`, `<|ref_start|>`, ...),
 so we decode ourselves with the tokenizer, special tokens kept, and cut at
-the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`) only.
+the first end-of-turn token (`<|im_end|>`, `<|endoftext|>`) only; requests
+carry `detokenize=False` so the engine does not decode them a second time.
 
 Engines (`make_llm(model, layout)`): no layout -> `inference.LLM`; an
 embedded layout -> `inference.LLM` with its worker settings; a
@@ -186,6 +187,7 @@ class EngineClient:
                              f"room under max_model_len {self.max_model_len}")
         fields["max_tokens"] = min(int(fields.get("max_tokens", room)), room)
         fields["stop_token_ids"] = sorted(set(fields.get("stop_token_ids", [])) | set(self.codec.stop_ids))
+        fields["detokenize"] = False  # answers are decoded here, special tokens kept (codec.decode)
         return processed, SamplingParams(**fields)
 
     def generate(self, requests: list[VLMRequest]) -> list[str]:

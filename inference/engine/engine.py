@@ -123,4 +123,5 @@ class LLMEngine:
         import time
 
         req.finish_time_s = req.finish_time_s or time.perf_counter()
-        return RequestOutput.from_request(req, self.processor.decode(req.output_token_ids))
+        text = self.processor.decode(req.output_token_ids) if req.sampling.detokenize else None
+        return RequestOutput.from_request(req, text)
