@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from docpipe.text.lines import TextLine
-from docpipe.text.ocr_lines import is_cjk
+from docpipe.text.joining import is_cjk
 from docpipe.text.scan_detect import needs_ocr
 
 if TYPE_CHECKING:

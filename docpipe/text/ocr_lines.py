@@ -16,15 +16,9 @@ import re
 from dataclasses import dataclass
 
 from docpipe.schema import Block
+from docpipe.text.joining import is_cjk
 from docpipe.text.lines import TextLine
 from docpipe.text.reading_order import order
-
-def is_cjk(ch: str) -> bool:
-    """Han, kana and CJK punctuation: written without spaces between words."""
-    o = ord(ch)
-    return (0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
-            or 0x3000 <= o <= 0x303F or 0xFF00 <= o <= 0xFFEF)
-
 
 _LONG = 12.0  # a line at least this many heights wide is running text, not a cell
 _INDENT = 0.8  # a first line indented by this many heights opens a paragraph
