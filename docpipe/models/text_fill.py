@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from docpipe.geometry import inside_share
 from docpipe.text.joining import join_lines
 from docpipe.text.lines import TextLine
 
@@ -41,15 +42,6 @@ def read_text_layer(page) -> TextLayer:
         return TextLayer([], False, time.perf_counter() - t0)
     lines = read_page_text(page).lines
     return TextLayer(lines, True, time.perf_counter() - t0)
-
-
-def _share_inside(line: TextLine, box: tuple[float, float, float, float]) -> float:
-    x0, y0, x1, y1 = line.bbox
-    ix = min(x1, box[2]) - max(x0, box[0])
-    iy = min(y1, box[3]) - max(y0, box[1])
-    if ix <= 0 or iy <= 0:
-        return 0.0
-    return ix * iy / max(1e-6, (x1 - x0) * (y1 - y0))
 
 
 def _rows(lines: list[TextLine]) -> list[str]:
@@ -81,7 +73,7 @@ class TextLayerLookup:
         if not self.layer.is_reliable:
             return None
         box = (bbox[0] * self.width_pt, bbox[1] * self.height_pt, bbox[2] * self.width_pt, bbox[3] * self.height_pt)
-        inside = [ln for ln in self.layer.lines if _share_inside(ln, box) >= INSIDE_SHARE]
+        inside = [ln for ln in self.layer.lines if inside_share(ln.bbox, box) >= INSIDE_SHARE]
         if not inside:
             return None
         text = join_lines(_rows(inside))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 import pymupdf
 
 from docpipe.config import ConvertOptions
+from docpipe.geometry import area, inside_share
 from docpipe.schema import Block, PageResult
 from docpipe.text.furniture import Furniture, FurnitureStats
 from docpipe.text.headings import FontStats, HeadingLevels
@@ -110,7 +111,7 @@ def extract_page(page, idx: int, ctx: DocContext, opts: ConvertOptions) -> PageR
     t = time.perf_counter()
     renderer = CropRenderer(page, int(opts.extra.get("image_dpi", min(opts.dpi, IMAGE_DPI_CAP))))
     for box in find_image_boxes(page, body):
-        if _area(box) > 0.9 * w * h and body:
+        if area(box) > 0.9 * w * h and body:
             continue  # a full-page background (scan under a text layer, slide backdrop)
         extra.append(image_block(renderer, box))
         body = [ln for ln in body if not _inside(ln.bbox, box)]
@@ -148,14 +149,8 @@ def _furniture(lines: list[TextLine], rotated: list[TextLine], furniture: Furnit
     return blocks, body
 
 
-def _area(b) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
 def _inside(inner, outer) -> bool:
-    ix = min(inner[2], outer[2]) - max(inner[0], outer[0])
-    iy = min(inner[3], outer[3]) - max(inner[1], outer[1])
-    return ix > 0 and iy > 0 and ix * iy >= _INSIDE_SHARE * max(1e-6, _area(inner))
+    return inside_share(inner, outer) >= _INSIDE_SHARE
 
 
 # OCR lives in docpipe.text.ocr (optional: rapidocr/onnxruntime); imported lazily

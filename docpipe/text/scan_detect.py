@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from docpipe.geometry import area
+
 if TYPE_CHECKING:
     import pymupdf
 
@@ -45,8 +47,8 @@ _VOWEL_RE = re.compile("[aeiouy]")
 
 def needs_ocr(page: "pymupdf.Page") -> bool:
     log = page.get_bboxlog()
-    shown = sum(_area(b) for kind, b in log if kind in ("fill-text", "stroke-text"))
-    hidden = sum(_area(b) for kind, b in log if kind == "ignore-text")
+    shown = sum(area(b) for kind, b in log if kind in ("fill-text", "stroke-text"))
+    hidden = sum(area(b) for kind, b in log if kind == "ignore-text")
     if not shown and not hidden:
         num_paths = sum(kind.endswith("-path") for kind, _ in log)
         return image_cover(page, log) >= MIN_IMAGE_COVER or num_paths >= MIN_OUTLINE_PATHS
@@ -57,10 +59,6 @@ def needs_ocr(page: "pymupdf.Page") -> bool:
         return False  # a plausible OCR layer over a scan: use it
     good = len(text) - len(_SPACE_RE.findall(text)) - len(_BAD_RE.findall(text))
     return good < MIN_TEXT_CHARS and image_cover(page, log) >= SCAN_COVER
-
-
-def _area(b) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
 def image_cover(page: "pymupdf.Page", log=None) -> float:

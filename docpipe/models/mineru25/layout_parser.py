@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from docpipe.geometry import inside_share
 from docpipe.models.base import LayoutBlock
 
 BLOCK_TYPES = frozenset({
@@ -45,14 +46,6 @@ def convert_box(coords: tuple[int, int, int, int]) -> tuple[float, float, float,
     return (x1 / 1000, y1 / 1000, x2 / 1000, y2 / 1000)
 
 
-def inside_fraction(inner: tuple[float, ...], outer: tuple[float, ...]) -> float:
-    """Share of `inner`'s area that lies inside `outer`."""
-    w = min(inner[2], outer[2]) - max(inner[0], outer[0])
-    h = min(inner[3], outer[3]) - max(inner[1], outer[1])
-    area = (inner[2] - inner[0]) * (inner[3] - inner[1])
-    return (w * h) / area if w > 0 and h > 0 and area > 0 else 0.0
-
-
 def parse_layout(answer: str) -> list[LayoutBlock]:
     blocks, seen = [], set()
     for m in _BLOCK_RE.finditer(answer):
@@ -74,6 +67,6 @@ def drop_inside_tables(blocks: list[LayoutBlock]) -> list[LayoutBlock]:
 
     def covered(b: LayoutBlock) -> bool:
         return b.type in ("text", "equation") and any(
-            inside_fraction(b.bbox, t) >= INSIDE_TABLE_FRACTION for t in tables)
+            inside_share(b.bbox, t) >= INSIDE_TABLE_FRACTION for t in tables)
 
     return [b for b in blocks if not covered(b)]

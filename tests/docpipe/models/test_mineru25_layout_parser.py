@@ -1,4 +1,5 @@
-from docpipe.models.mineru25.layout_parser import convert_box, inside_fraction, parse_layout
+from docpipe.geometry import inside_share as inside_fraction
+from docpipe.models.mineru25.layout_parser import convert_box, parse_layout
 
 
 def _box(coords: str, kind: str, tail: str = "<|rotate_up|>") -> str:
