@@ -28,8 +28,6 @@ runs only (recorded in the JSON).
 from __future__ import annotations
 
 import json
-import os
-import platform
 import random
 import socket
 import sys
@@ -40,7 +38,8 @@ from pathlib import Path
 import typer
 
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
-from docpipe.bench.timing import Clock, ceilings
+from docpipe.bench.timing import Clock
+from inference.bench.machine import ceilings, device_name, versions
 from docpipe.models.base import LayoutBlock, VLMRequest
 from docpipe.models.mineru25.prompts import prompt_for
 from docpipe.models.mineru25.sampling import sampling_for
@@ -244,21 +243,6 @@ def print_table(result: dict) -> None:
         print(f"pages/s ratio engine / transformers: {result['pages_per_s_ratio']:.2f}x")
 
 
-def _device_name(device: str) -> str:
-    import torch
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def _versions() -> dict:
-    import pymupdf
-    import torch
-    import transformers
-    return {"python": platform.python_version(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "pymupdf": pymupdf.VersionBind, "platform": platform.platform()}
-
-
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:
     @bench_app.command("pipeline")
     def pipeline(
@@ -293,7 +277,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"
         doc = {"command": " ".join(["docpipe", "bench", "pipeline", *sys.argv[3:]]), "argv": sys.argv, "host": host,
-               "device": _device_name(device), "versions": _versions(), "started_unix_s": started,
+               "device": device_name(device), "versions": versions("transformers", "pymupdf"), "started_unix_s": started,
                "wall_s": time.time() - started, **result}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(doc, indent=1) + "\n")

@@ -1,7 +1,6 @@
 """Host timing for the benchmarks: `Clock` adds up wall seconds per category
 around wrapped callables, with a device sync on both sides so that queued
-device work is counted where it was issued; `ceilings` measures the device's
-copy bandwidth and bf16 matmul rate in the same run (GPU only)."""
+device work is counted where it was issued."""
 from __future__ import annotations
 
 import time
@@ -31,23 +30,3 @@ class Clock:
             self.add(classify(*args, **kwargs), time.perf_counter() - t0)
             return out
         return timed
-
-
-def ceilings(device: str) -> dict:
-    """The device's copy bandwidth and bf16 matmul rate, measured in this run (GPU only)."""
-    import torch
-    if not device.startswith("cuda"):
-        return {}
-    src = torch.empty(1 << 30, dtype=torch.uint8, device=device)
-    dst, mat = torch.empty_like(src), torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-    out = {}
-    for label, fn, work in (("copy_GB_per_s", lambda: dst.copy_(src), 2 * src.numel() / 1e9),
-                            ("bf16_matmul_TFLOP_per_s", lambda: mat @ mat, 2 * 8192 ** 3 / 1e12)):
-        fn()
-        _sync()
-        t0 = time.perf_counter()
-        for _ in range(10):
-            fn()
-        _sync()
-        out[label] = work * 10 / (time.perf_counter() - t0)
-    return out

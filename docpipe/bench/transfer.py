@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import secrets
 import socket
 import statistics
@@ -17,6 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 import typer
+
+from inference.bench.machine import device_name, versions
 
 DEFAULT_SIZES = "64K,1M,4M,16M,64M,256M"
 _UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
@@ -34,26 +35,6 @@ def _label(n: int) -> str:
 def _counts(n: int) -> tuple[int, int]:
     """(back-to-back count, one-at-a-time count): ~512 MiB and ~64 MiB a figure."""
     return max(4, min(100, (512 << 20) // n)), max(3, min(30, (64 << 20) // n))
-
-
-def _device() -> str:
-    import torch
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name(0)
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def _versions() -> dict:
-    import numpy
-    import torch
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "platform": platform.platform()}
 
 
 def _peer(name: str, transports: list[str]):
@@ -159,7 +140,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"transfer_{host}.json"
         doc = {"command": " ".join(["docpipe", "bench", "transfer", *sys.argv[3:]]) if len(sys.argv) > 2 else "docpipe bench transfer",
-               "argv": sys.argv, "host": host, "device": _device(), "versions": _versions(),
+               "argv": sys.argv, "host": host, "device": device_name(), "versions": versions("numpy"),
                "started_unix_s": started, "wall_s": time.time() - started,
                "loadavg_before": load, "loadavg_after": os.getloadavg(), **result}
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.bench import hf_reference as hf
+from inference.bench.machine import ceilings, device_name
 from inference.models.loader import load_config
 from inference.sampling import SamplingParams
 
@@ -65,29 +66,6 @@ def _free(device: str) -> None:
     gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
-
-
-def ceilings(device: str) -> dict:
-    if not device.startswith("cuda"):
-        return {}
-    x = torch.empty(2 * 1024**3, dtype=torch.uint8, device=device).random_(0, 255)
-    y = torch.empty_like(x)
-    for _ in range(3):
-        y.copy_(x)
-    _sync(device); t = time.perf_counter()
-    for _ in range(10):
-        y.copy_(x)
-    _sync(device); copy_s = (time.perf_counter() - t) / 10
-    del x, y
-    a = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-    b = torch.randn(8192, 8192, dtype=torch.bfloat16, device=device)
-    for _ in range(3):
-        a @ b
-    _sync(device); t = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    _sync(device); mm_s = (time.perf_counter() - t) / 10
-    return {"copy_TBps_rw": 2 * 2 * 1024**3 / copy_s / 1e12, "bf16_matmul_TFLOPs": 2 * 8192**3 / mm_s / 1e12}
 
 
 def request(cfg, side_w: int, side_h: int, seed: int, text_tokens: int = 20) -> dict:
@@ -194,7 +172,7 @@ def run(spec: BenchSpec, command: str) -> dict:
     cfg = load_config(f"dummy:{spec.preset}")
     res: dict = {"command": command, "spec": spec.__dict__, "python": sys.version.split()[0],
                  "torch": torch.__version__, "transformers": transformers.__version__, "host": platform.node(),
-                 "device_name": torch.cuda.get_device_name(0) if spec.device.startswith("cuda") else platform.processor()}
+                 "device_name": device_name(spec.device)}
     steps = [("ceilings", lambda: res.update(ceilings=ceilings(spec.device)))]
     with tempfile.TemporaryDirectory() as ckpt:
         steps += [("checkpoint", lambda: (hf.save_random_checkpoint(cfg, ckpt, getattr(torch, spec.dtype), spec.device),
