@@ -8,6 +8,11 @@ Request lifecycle (queues):
   receiver, on a sender thread) -> released: blocks freed on the receiver's
   ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
   expires first. Release(request_id) from the router ends any stage early.
+Connections: one sender per decode receiver address, kept and reused while
+its link is up. A send that fails on the request alone (bad block ids) keeps
+the connection; a broken link, an error mid-frame or a second failure in a
+row closes it (its pending transfers fail) and the next send reconnects; a
+sender whose connect fails is closed at once.
 The KV is sent in the decode worker's layout: the transfer engine converts
 dtype and block size when the two pools differ.
 """
@@ -24,9 +29,11 @@ from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
-from inference.transfer import TransferConfig, TransferMeta, select_transport
+from inference.transfer import TransferConfig, TransferError, TransferMeta, select_transport
 
 log = logging.getLogger("inference.disagg.prefill")
+
+MAX_SEND_FAILURES = 2  # consecutive failed sends on one connection before it is replaced
 
 
 def to_images(raw: list[bytes], sizes: list[list[int]]) -> list:
@@ -60,6 +67,7 @@ class PrefillWorker(Worker):
         self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
         self._sends: queue.Queue = queue.Queue()
         self._send_start_s: dict[str, float] = {}  # request id -> perf_counter when its send began
+        self._send_failures: dict[str, int] = {}  # decode receiver address -> consecutive failed sends
         threading.Thread(target=self._send_loop, name="kv-send", daemon=True).start()
 
     # messages ---------------------------------------------------------------------
@@ -126,17 +134,54 @@ class PrefillWorker(Worker):
         """Sender thread: moves KV so the engine loop never waits on a copy."""
         while True:
             address, meta = self._sends.get()
+            sender = None
             try:
-                sender = self.senders.get(address)
-                if sender is None:
-                    sender = self.transport.sender_cls(self.engine.kv_pool, self.transfer_config, self._on_release)
-                    sender.connect(address)
-                    self.senders[address] = sender
+                sender = self._sender_for(address)
                 self._send_start_s[meta.request_id] = time.perf_counter()
                 sender.send(meta)
+                self._send_failures.pop(address, None)
             except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on
-                self.senders.pop(address, None)
+                if sender is not None and self._keep_after_failure(address, sender, e):
+                    log.info("prefill %d: send of %s failed, connection kept: %s", self.index, meta.request_id, e)
+                else:
+                    self._drop_sender(address, sender)
                 self._on_release(meta, f"failed: {type(e).__name__}: {e}")
+
+    def _sender_for(self, address: str):
+        """The connected sender to `address`: reused while its link is up,
+        else a new one (a half-connected one is closed, never kept)."""
+        sender = self.senders.get(address)
+        if sender is not None and not link_alive(sender):
+            log.info("prefill %d: connection to %s is down, reconnecting", self.index, address)
+            self._drop_sender(address, sender)
+            sender = None
+        if sender is None:
+            sender = self.transport.sender_cls(self.engine.kv_pool, self.transfer_config, self._on_release)
+            try:
+                sender.connect(address)
+            except BaseException:
+                close_quietly(sender)
+                raise
+            self.senders[address] = sender
+        return sender
+
+    def _keep_after_failure(self, address: str, sender, error: Exception) -> bool:
+        """A TransferError or ValueError on a live link is about the request
+        (bad block ids, conversion): nothing was written and the connection
+        stays usable. Anything else (OSError mid-frame, a broken link), or a
+        second failure in a row, means the byte stream can no longer be
+        trusted: the sender is closed."""
+        failures = self._send_failures[address] = self._send_failures.get(address, 0) + 1
+        return (isinstance(error, (TransferError, ValueError)) and failures < MAX_SEND_FAILURES
+                and link_alive(sender))
+
+    def _drop_sender(self, address: str, sender) -> None:
+        self._send_failures.pop(address, None)
+        if sender is None:
+            return
+        if self.senders.get(address) is sender:
+            del self.senders[address]
+        close_quietly(sender)  # its pending transfers fail through on_release
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         start = self._send_start_s.pop(meta.request_id, None)
@@ -193,7 +238,21 @@ class PrefillWorker(Worker):
     def close(self) -> None:
         super().close()
         for sender in list(self.senders.values()):
-            try:
-                sender.close()
-            except Exception:
-                pass
+            close_quietly(sender)
+
+
+def link_alive(sender) -> bool:
+    """False once a sender is closed or its ack reader has stopped (the
+    receiver went away). Senders without these attributes count as alive."""
+    closed = getattr(sender, "_closed", None)
+    if closed is not None and closed.is_set():
+        return False
+    reader = getattr(sender, "_reader", None)
+    return reader is None or reader.is_alive()
+
+
+def close_quietly(sender) -> None:
+    try:
+        sender.close()
+    except Exception as e:  # closing a broken link may fail again; it is gone either way
+        log.info("closing a transfer sender failed: %s", e)

@@ -1,0 +1,125 @@
+"""The prefill worker's transfer connections: a sender is reused after a
+send that failed on the request alone (bad ids), closed (never leaked) when
+its link breaks or its connect fails, and replaced once its receiver is gone.
+The worker is real (dummy:tiny engine, no serve loop); the transport is a
+recording fake, driven through the worker's own sender thread."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from inference.disagg.prefill_worker import PrefillWorker
+from inference.layouts import load_layout
+from inference.transfer import Transport, TransferError, TransferMeta
+
+
+class RecordingSender:
+    """Sender double: `plan` says what each send does (ok | bad_ids | broken)."""
+
+    made: list["RecordingSender"] = []
+    plan: list[str] = []
+    refuse_connect = False
+
+    def __init__(self, pool, config, on_release):
+        self.on_release, self.closed, self.address, self.sent = on_release, False, None, []
+        self._closed = threading.Event()
+        self._reader = threading.Thread(target=self._closed.wait, daemon=True)  # "ack reader": lives until close
+        RecordingSender.made.append(self)
+
+    def connect(self, address):
+        self.address = address
+        if RecordingSender.refuse_connect:
+            raise ConnectionRefusedError(f"{address} refused")
+        self._reader.start()
+
+    def send(self, meta):
+        what = RecordingSender.plan.pop(0)
+        if what == "bad_ids":
+            raise TransferError(f"{meta.request_id}: destination block ids [999] outside the pool")
+        if what == "broken":
+            raise BrokenPipeError("peer reset the connection mid-frame")
+        self.sent.append(meta.request_id)
+        self.on_release(meta, "acked")
+
+    def close(self):
+        self.closed = True
+        self._closed.set()
+
+    def receiver_gone(self):
+        """What a real sender's reader does when the receiver hangs up."""
+        self._closed.set()
+        self._reader.join()
+        self._closed.clear()
+
+
+@pytest.fixture(scope="module")
+def worker():
+    layout = load_layout("local-cpu-1p1d")
+    layout.token = "test-token-senders"
+    w = PrefillWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
+    w.transport = Transport("recording", RecordingSender, object, lambda config: None)
+    yield w
+    w.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh(worker):
+    RecordingSender.made, RecordingSender.plan, RecordingSender.refuse_connect = [], [], False
+    for address in list(worker.senders):
+        del worker.senders[address]
+    getattr(worker, "_send_failures", {}).clear()
+    while not worker.inbox.empty():
+        worker.inbox.get()
+
+
+def send(worker, rid: str, what: str, address: str = "127.0.0.1:1") -> str:
+    """Queue one transfer through the worker's sender thread; its release status."""
+    RecordingSender.plan.append(what)
+    worker._sends.put((address, TransferMeta(request_id=rid, src_block_ids=[0], dst_block_ids=[0], num_tokens=4,
+                                             first_token_id=1, mrope_position_delta=0, sampling_state={},
+                                             lease_expiry_unix_s=time.time() + 30)))
+    _, (_, meta, status, _) = worker.inbox.get(timeout=10)
+    assert meta.request_id == rid
+    return status
+
+
+def test_request_error_keeps_the_healthy_connection(worker):
+    assert send(worker, "a@0", "ok") == "acked"
+    assert send(worker, "b@0", "bad_ids").startswith("failed: TransferError")
+    assert send(worker, "c@0", "ok") == "acked"
+    (sender,) = RecordingSender.made  # one connection for all three: reused, not leaked
+    assert sender.sent == ["a@0", "c@0"] and not sender.closed and worker.senders["127.0.0.1:1"] is sender
+
+
+def test_broken_link_is_closed_and_replaced(worker):
+    assert send(worker, "a@0", "ok") == "acked"
+    assert send(worker, "b@0", "broken").startswith("failed: BrokenPipeError")
+    first = RecordingSender.made[0]
+    assert first.closed and "127.0.0.1:1" not in worker.senders
+    assert send(worker, "c@0", "ok") == "acked"
+    assert len(RecordingSender.made) == 2 and RecordingSender.made[1].sent == ["c@0"]
+
+
+def test_repeated_request_errors_replace_the_connection(worker):
+    send(worker, "a@0", "bad_ids")
+    send(worker, "b@0", "bad_ids")  # two in a row: the link itself is suspect
+    assert RecordingSender.made[0].closed and not worker.senders
+
+
+def test_receiver_gone_means_reconnect(worker):
+    assert send(worker, "a@0", "ok") == "acked"
+    first = RecordingSender.made[0]
+    first.receiver_gone()
+    assert send(worker, "b@0", "ok") == "acked"
+    assert first.closed and len(RecordingSender.made) == 2 and RecordingSender.made[1].sent == ["b@0"]
+
+
+def test_failed_connect_is_closed(worker):
+    RecordingSender.refuse_connect = True
+    RecordingSender.plan.append("ok")  # never reached
+    status = send(worker, "a@0", "ok")
+    assert status.startswith("failed: ConnectionRefusedError")
+    assert RecordingSender.made[0].closed and not worker.senders
+
