@@ -12,8 +12,11 @@ Backends are looked up by name and imported lazily, so a missing VLM stack
 fails only when chosen, with "VLM backend not available: <reason>".
 
 The batch loop `convert_iter` (below) plans the batch (names, resume), runs
-`process_document` through the runner's worker processes and writes each
-document's outputs in the parent as soon as it finishes.
+the documents and writes each one's outputs as soon as it finishes: the
+pipeline backend runs `process_document` in the runner's worker processes;
+the VLM backends stream pages of several documents through one engine in
+this process (`docpipe.models.doc_stream`, built from `open_document` and
+`finish_document`), so the engine stays full across document boundaries.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ import hashlib
 import importlib
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from docpipe.config import ConvertOptions
@@ -70,7 +73,7 @@ def _label(source: str) -> str:
     return Path(source).name
 
 
-def _page_error(source: str, page_idx: int, error: str) -> str:
+def page_error(source: str, page_idx: int, error: str) -> str:
     """Page errors always name the file and the 1-based page:
     "<file>: page N: <reason>" (backends may already say "page N: ...")."""
     page = f"page {page_idx + 1}: "
@@ -110,7 +113,7 @@ def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptio
     try:
         for page in load_extractor(opts)(doc, indices, opts):
             if page.error:
-                page.error = _page_error(source, page.page_idx, page.error)
+                page.error = page_error(source, page.page_idx, page.error)
             pages.append(page)
             report_pages(1)  # live pages/s in the CLI on long documents
     except BackendUnavailable:
@@ -122,7 +125,7 @@ def _extract(result: DocumentResult, doc, indices: list[int], opts: ConvertOptio
             why = f"{type(e).__name__}: {e}" if n == 0 else (
                 f"not converted: extraction stopped at page {missing[0] + 1}")
             pages.append(PageResult(idx, *_page_size(doc, idx), source="none",
-                                    error=_page_error(source, idx, why)))
+                                    error=page_error(source, idx, why)))
         pages.sort(key=lambda p: p.page_idx)
     return pages
 
@@ -147,59 +150,76 @@ def _status(pages: list[PageResult]) -> tuple[Status, str]:
     return (Status.FAILURE if len(errors) == len(pages) else Status.PARTIAL), listed
 
 
-def process_document(source: str, opts: ConvertOptions) -> DocumentResult:
-    """Convert one PDF; never raises for a bad document (see module doc)."""
+def open_document(source: str, opts: ConvertOptions):
+    """(doc, result, page indices): the validated document, its result so far
+    (doc_id, num_pages, timings open_s) and the selected pages; or (None, a
+    FAILURE result naming the file, []) when it cannot be converted at all."""
     from docpipe.ingest.errors import PdfError
     from docpipe.ingest.pages import parse_page_ranges
     from docpipe.ingest.pdf import open_pdf
 
     t_start = time.perf_counter()
     result = DocumentResult(source_path=source, name=Path(source).stem, backend=opts.effective_backend)
-    timings = result.timings_s
+    doc = None
     try:
         doc = open_pdf(source, opts.password, opts.max_page_side_pt)
-    except PdfError as e:
-        result.status, result.error = Status.FAILURE, str(e)
-        timings["total_s"] = time.perf_counter() - t_start
-        return result
-    except Exception as e:  # noqa: BLE001 - anything the opener did not foresee
-        result.status, result.error = Status.FAILURE, f"{_label(source)}: cannot open: {type(e).__name__}: {e}"
-        timings["total_s"] = time.perf_counter() - t_start
-        return result
-    try:
-        timings["open_s"] = time.perf_counter() - t_start
+        result.timings_s["open_s"] = time.perf_counter() - t_start
         result.doc_id = file_sha256(source)
         result.num_pages = doc.page_count
-        try:
-            indices = parse_page_ranges(opts.pages, doc.page_count)
-        except ValueError as e:
-            result.status, result.error = Status.FAILURE, f"{_label(source)}: bad page range: {e}"
-            return result
-        t = time.perf_counter()
-        try:
-            result.pages = _extract(result, doc, indices, opts)
-        except BackendUnavailable as e:
-            result.status, result.error = Status.FAILURE, f"{_label(source)}: {e}"
-            return result
-        timings["extract_s"] = time.perf_counter() - t
+        return doc, result, parse_page_ranges(opts.pages, doc.page_count)
+    except PdfError as e:
+        result.error = str(e)
+    except ValueError as e:  # parse_page_ranges
+        result.error = f"{_label(source)}: bad page range: {e}"
+    except Exception as e:  # noqa: BLE001 - anything the opener did not foresee
+        result.error = f"{_label(source)}: cannot open: {type(e).__name__}: {e}"
+    if doc is not None:
+        doc.close()
+    result.status = Status.FAILURE
+    return None, result, []
+
+
+def finish_document(result: DocumentResult, pages: list[PageResult], opts: ConvertOptions) -> DocumentResult:
+    """Name image crops, assemble Markdown and content_list, set status and per-stage
+    page totals (e.g. pages.vlm_layout_s). Never raises: an error here keeps the pages."""
+    result.pages = pages
+    timings = result.timings_s
+    try:
         t = time.perf_counter()
         _name_images(result.pages)
         result.markdown = assemble_markdown(result.pages, opts.table_format)
         result.content_list = build_content_list(result.pages)
         result.status, result.error = _status(result.pages)
         timings["assemble_s"] = time.perf_counter() - t
-        for page in result.pages:  # per-stage totals over pages, e.g. pages.text_s
+        for page in result.pages:
             for stage, secs in page.timings_s.items():
                 key = f"pages.{stage.removesuffix('_s')}_s"
                 timings[key] = timings.get(key, 0.0) + secs
-        return result
     except Exception as e:  # noqa: BLE001 - keep the pages done so far; the runner would lose them
         result.status = Status.PARTIAL if any(p.ok for p in result.pages) else Status.FAILURE
-        result.error = f"{_label(source)}: internal error after extraction: {type(e).__name__}: {e}"
-        return result
+        result.error = f"{_label(result.source_path)}: internal error after extraction: {type(e).__name__}: {e}"
+    return result
+
+
+def process_document(source: str, opts: ConvertOptions) -> DocumentResult:
+    """Convert one PDF; never raises for a bad document (see module doc)."""
+    t_start = time.perf_counter()
+    doc, result, indices = open_document(source, opts)
+    try:
+        if doc is None:
+            return result
+        t = time.perf_counter()
+        try:
+            pages = _extract(result, doc, indices, opts)
+        except BackendUnavailable as e:
+            result.status, result.error = Status.FAILURE, f"{_label(source)}: {e}"
+            return result
+        result.timings_s["extract_s"] = time.perf_counter() - t
+        return finish_document(result, pages, opts)
     finally:
-        doc.close()
-        timings["total_s"] = time.perf_counter() - t_start
+        if doc is not None:
+            doc.close()
+        result.timings_s["total_s"] = time.perf_counter() - t_start
 
 
 # ---- the batch loop ---------------------------------------------------------
@@ -270,9 +290,11 @@ def write_outputs(result: DocumentResult, out: Path, opts: ConvertOptions) -> No
 
 
 def run_batch(plan: BatchPlan, opts: ConvertOptions, on_pages=None) -> Iterator[DocumentResult]:
-    """Convert the plan's sources in worker processes; yields in completion order,
-    after each document's outputs are written. Inputs that named no file come
-    first, as failures (nothing is written for them: they are not documents).
+    """Convert the plan's sources and yield each after its outputs are written.
+    Pipeline backend: worker processes, completion order. VLM backends: one
+    engine in this process streams pages of several documents at once
+    (`_vlm_documents`), input order. Inputs that named no file come first, as
+    failures (nothing is written for them: they are not documents).
     `on_pages(n)` gets page-count increments for live progress."""
     from docpipe.runner import failure, run_documents
 
@@ -280,15 +302,30 @@ def run_batch(plan: BatchPlan, opts: ConvertOptions, on_pages=None) -> Iterator[
         yield failure(path, error)
     if not plan.todo:
         return
-    if opts.effective_backend != "pipeline" and opts.workers > 1:
-        # One engine per process: it batches pages across the document itself, and
-        # a second copy would only compete for the same device memory.
-        opts = replace(opts, workers=1)
-    for result in run_documents(plan.todo, process_document, opts, on_pages=on_pages):
+    if opts.effective_backend == "pipeline":
+        results = run_documents(plan.todo, process_document, opts, on_pages=on_pages)
+    else:
+        results = _vlm_documents(plan.todo, opts, on_pages)
+    for result in results:
         result.name = plan.names.get(result.source_path) or files.safe_stem(result.source_path)
         if plan.out is not None:
             write_outputs(result, plan.out, opts)
         yield result
+
+
+def _vlm_documents(sources: list[str], opts: ConvertOptions, on_pages) -> Iterator[DocumentResult]:
+    """The VLM backends: every document's pages through one engine in this process
+    (docpipe.models.doc_stream), results in input order."""
+    try:
+        load_extractor(opts)
+        from docpipe.models.doc_stream import stream_documents
+    except (BackendUnavailable, ImportError) as e:
+        from docpipe.runner import failure
+
+        for source in sources:
+            yield failure(source, f"{_label(source)}: {e}")
+        return
+    yield from stream_documents(sources, opts, on_pages)
 
 
 def convert_iter(inputs, out, opts: ConvertOptions) -> Iterator[DocumentResult]:

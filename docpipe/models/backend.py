@@ -53,6 +53,10 @@ class PageGeometry:
     text: TextLayer | None = None  # hybrid only
 
 
+def prefetch_pages_of(opts: ConvertOptions) -> int:
+    return int(opts.extra.get("vlm_prefetch_pages", DEFAULT_PREFETCH_PAGES))
+
+
 def open_runner(opts: ConvertOptions, family_name: str = DEFAULT_FAMILY):
     """The Runner for opts.model (see module doc)."""
     if not opts.model:
@@ -102,10 +106,14 @@ def _unrotate(geo: PageGeometry):
     return finalize
 
 
-def page_jobs(doc, page_indices: list[int], opts: ConvertOptions, hybrid: bool) -> Iterator[PageJob]:
+def page_jobs(doc, page_indices: list[int], opts: ConvertOptions, hybrid: bool,
+              window: int | None = None) -> Iterator[PageJob]:
+    """PageJobs of one document, rendered ahead by `window` pages (default
+    `vlm_prefetch_pages`) on a render thread."""
     from docpipe.ingest.render import prefetch_pages
 
-    window = int(opts.extra.get("vlm_prefetch_pages", DEFAULT_PREFETCH_PAGES))
+    if window is None:
+        window = prefetch_pages_of(opts)
     rendered = prefetch_pages(doc, page_indices, dpi=opts.dpi, window=window,
                               also=lambda page: page_geometry(page, hybrid))
     for item in rendered:

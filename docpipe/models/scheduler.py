@@ -10,6 +10,14 @@ At most `window_pages` pages are admitted and not yet yielded, so memory is
 bounded whatever the document's length: a page holds its render only until
 its block crops are cut, then only its crops and answers.
 
+Jobs may come from several documents (`PageJob.doc` says which): the
+scheduler does not care, so later documents' requests join the engine while
+earlier ones finish. A job source may yield `HOLD` ("nothing ready now":
+the next render is not done, or too many documents are open): admission
+stops for this round and the runner is polled, so the engine keeps working
+instead of waiting on the source. HOLD is only allowed while pages are in
+flight (otherwise nothing could ever change).
+
 Runners turn requests into answers. `EngineRunner` (engine_client.py)
 drives the engine one step per poll, so requests join the running batch
 the moment they are submitted. `WaveRunner` wraps any VLMClient (replay,
@@ -41,6 +49,7 @@ from docpipe.models.vlm_page import BlockRequest, TextForBBox, answers_for, fini
 from docpipe.schema import PageResult
 
 DEFAULT_WINDOW_PAGES = 16  # ~13 requests a page: ~200 sequences in flight, enough to fill a GPU step
+HOLD = object()  # a job source's "nothing ready yet" (see module doc)
 
 
 @dataclass(eq=False)
@@ -56,6 +65,7 @@ class PageJob:
     finalize: Callable[[PageResult], None] | None = None  # e.g. map boxes to the unrotated page
     timings_s: dict[str, float] = field(default_factory=dict)  # stages done before the scheduler (render, text)
     plan: object = None  # benchmark flows: what stands in for the layout answer
+    doc: object = None  # the document the page belongs to (several-document streams); None otherwise
 
 
 class PageFlow:
@@ -147,17 +157,21 @@ class PageScheduler:
         self.runner = runner
         self.flow = flow
         self.window_pages = window_pages
+        self._window: deque[_Page] = deque()  # admitted, not yet yielded (the running `run`'s)
 
     def run(self, jobs: Iterable[PageJob]) -> Iterator[PageResult]:
         """PageResults in job order, each as soon as it and all before it are done."""
         jobs = iter(jobs)
-        window: deque[_Page] = deque()
+        self._window = window = deque()
         exhausted = False
         while True:
             while not exhausted and len(window) < self.window_pages:
                 job = next(jobs, None)
                 if job is None:
                     exhausted = True
+                elif job is HOLD:
+                    assert window, "a job source may only hold while pages are in flight"
+                    break
                 else:
                     window.append(self._admit(job))
             while window and window[0].result is not None:
@@ -170,6 +184,11 @@ class PageScheduler:
                 raise AssertionError("pages in flight but no request pending: scheduler state is inconsistent")
             for done in self.runner.poll():
                 self._on_finished(done)
+
+    def unfinished(self) -> list[PageResult | None]:
+        """After `run` raised: the pages it had admitted and not yielded, in job
+        order, each its result when it had one (so a caller keeps finished pages)."""
+        return [page.result for page in self._window]
 
     def _admit(self, job: PageJob) -> _Page:
         page = _Page(job, time.perf_counter())
