@@ -8,7 +8,8 @@ Request lifecycle (queues):
   TransferMeta lands and is checked against the request (first token, rope
   delta, token count) -> running (engine.kv_ready: continuous batching with
   every other request) -> DecodeDone to the router, blocks freed.
-Release(request_id) aborts a running request, or, while its KV is still on
+Release(request_id) aborts a running request, frees at once the blocks of
+one whose transfer was never requested, or, while its KV may be on
 the way, quarantines its blocks until the lease has run out, so a late write
 can never land in blocks already given to another request.
 """
@@ -64,7 +65,7 @@ class DecodeWorker(Worker):
         if isinstance(msg, P.DecodeRequest):
             self._allocate(channel, msg)
         elif isinstance(msg, P.Release):
-            self._release(msg.request_id)
+            self._release(msg.request_id, msg.transfer_started)
         else:
             channel.reply_error(f"decode worker does not take {type(msg).__name__}")
 
@@ -96,8 +97,10 @@ class DecodeWorker(Worker):
         if req is not None:
             self.engine.block_manager.free(req.block_ids)
 
-    def _release(self, rid: str) -> None:
-        if rid in self.engine.awaiting_kv:
+    def _release(self, rid: str, transfer_started: bool = True) -> None:
+        if rid in self.engine.awaiting_kv and not transfer_started:
+            self._drop_awaiting(rid)  # no sender was ever told these blocks: free now
+        elif rid in self.engine.awaiting_kv:
             self.quarantine[rid] = time.time() + self.lease_s
         else:
             self.engine.abort(rid)

@@ -147,6 +147,7 @@ class TransferDone:
 @message
 class Release:
     request_id: str  # "<id>@<attempt>": drop its held or pre-allocated blocks (idempotent)
+    transfer_started: bool = True  # False: no TransferRequest was sent, decode may free its blocks at once
 
 
 # ---- router <-> decode ----------------------------------------------------------------

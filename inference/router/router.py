@@ -82,6 +82,29 @@ class Router:
         self.queue.append(rid)
         self.pump()
 
+    def client_gone(self, client) -> None:
+        """The client's connection closed: nobody waits for its requests. Each
+        is dropped at whatever stage it is in, its prefill and decode work
+        aborted and its KV freed on both sides (Release), and its id kept in
+        `done` so late worker replies are recognised as stale."""
+        gone = [job for job in self.jobs.values() if job.client is client]
+        for job in gone:
+            rid = job.submit.request_id
+            if rid in self.queue:
+                self.queue.remove(rid)
+            self._release_all(job)
+            self._unassign(job)
+            del self.jobs[rid]
+            self._remember_done(rid)
+        if gone:
+            self.metrics.count("aborted_client_gone", len(gone))
+            self.pump()
+
+    def _remember_done(self, rid: str) -> None:
+        self.done[rid] = None
+        if len(self.done) > DONE_MEMORY:
+            del self.done[next(iter(self.done))]
+
     def _reject_new(self, client, rid: str, reason: str) -> None:
         self.metrics.count(f"rejected_{reason}")
         self.send_fn(client, P.Rejected(request_id=rid, reason=reason))
@@ -90,9 +113,7 @@ class Router:
         rid = job.submit.request_id
         self._unassign(job)
         self.jobs.pop(rid, None)
-        self.done[rid] = None
-        if len(self.done) > DONE_MEMORY:
-            del self.done[next(iter(self.done))]
+        self._remember_done(rid)
         if isinstance(msg, P.Rejected):
             self.metrics.count(f"rejected_{msg.reason.split(':')[0]}")
         else:
@@ -196,8 +217,8 @@ class Router:
         w.num_free_blocks = msg.num_free_blocks
         job = self._job_for(msg.request_id, ("alloc",))
         if job is None:
-            if msg.ok:
-                self._send(w.name, P.Release(request_id=msg.request_id))
+            if msg.ok:  # no TransferRequest was ever sent for this attempt
+                self._send(w.name, P.Release(request_id=msg.request_id, transfer_started=False))
             return
         if not msg.ok:
             w.inflight.discard(job.submit.request_id)
@@ -250,9 +271,11 @@ class Router:
             self.await_decode.remove(rid)
 
     def _release_all(self, job: Job) -> None:
+        # before the TransferRequest no KV can be on its way: decode frees its blocks at once
+        started = job.stage in ("transfer", "decode")
         for name in (job.prefill, job.decode):
             if name in self.workers:
-                self._send(name, P.Release(request_id=job.wid))
+                self._send(name, P.Release(request_id=job.wid, transfer_started=started))
 
     def _retry(self, job: Job, why: str) -> None:
         self._release_all(job)

@@ -5,7 +5,10 @@ one outgoing authenticated connection per worker (Hello exchange, then a
 reader thread). Every connection thread only puts events on one queue; the
 loop thread owns the Router: event -> Router method, and tick() every
 TICK_S for transfer deadlines and SLO checks. A worker connection that ends
-is a lost worker (its requests are retried).
+is a lost worker (its requests are retried); a client connection that ends
+aborts that client's requests (Router.client_gone). A worker that does not
+answer the router's Hello within hello_timeout_s is logged and its
+connection closed, so a silent peer cannot hold the router.
 """
 from __future__ import annotations
 
@@ -26,13 +29,15 @@ TICK_S = 0.02  # deadline / SLO check period
 
 class RouterServer:
     def __init__(self, layout: Layout, token: bytes, host: str | None = None, port: int | None = None,
-                 transfer_timeout_s: float = 30.0, slo_policy: str = "defer", max_retries: int = 3):
-        self.layout, self.token = layout, token
+                 transfer_timeout_s: float = 30.0, slo_policy: str = "defer", max_retries: int = 3,
+                 hello_timeout_s: float = 10.0):
+        self.layout, self.token, self.hello_timeout_s = layout, token, hello_timeout_s
         self.events: queue.Queue = queue.Queue()
         self.router = Router(layout.slo, self._send, transfer_timeout_s=transfer_timeout_s,
                              max_retries=max_retries, slo_policy=slo_policy)
         self.server = Server(host or layout.router_host, layout.router_port if port is None else port, token,
-                             lambda ch, m: self.events.put(("client", ch, m)))
+                             lambda ch, m: self.events.put(("client", ch, m)),
+                             on_close=lambda ch: self.events.put(("client_gone", ch, None)))
         self._stop = threading.Event()
 
     @property
@@ -48,12 +53,18 @@ class RouterServer:
     def add_worker(self, role: str, address: str) -> str:
         """Connect to a worker, exchange Hello, start its reader. Returns its name."""
         spec = self.layout.role(role)
-        channel = connect(address, self.token)
+        channel = connect(address, self.token, self.hello_timeout_s)
         try:
+            channel.sock.settimeout(self.hello_timeout_s)  # a peer that never says Hello cannot hold the router
             channel.send(P.Hello(role="router"))
-            hello = channel.recv()
+            try:
+                hello = channel.recv()
+            except TimeoutError:
+                log.warning("router: %s sent no Hello within %.1f s; closing", address, self.hello_timeout_s)
+                raise ConnectionError(f"{address} sent no Hello within {self.hello_timeout_s} s") from None
             if not isinstance(hello, P.Hello) or hello.role != role:
                 raise ConnectionError(f"{address} is not a {role} worker (said {hello!r:.80})")
+            channel.sock.settimeout(None)
         except BaseException:  # the socket of a worker that never joined is not kept
             channel.close()
             raise
@@ -80,6 +91,8 @@ class RouterServer:
             r.worker_lost(who)
         elif kind == "joined":
             r.add_worker(who)
+        elif kind == "client_gone":
+            r.client_gone(who)
         elif isinstance(msg, P.Submit):
             r.submit(who, msg)
         elif isinstance(msg, P.MetricsRequest):

@@ -1,7 +1,8 @@
 """The local-cpu-1p1d layout as real processes (prefill, decode, router) is
 token-identical to the monolithic engine with greedy sampling, over shm and
 tcp; a worker killed mid-run loses and duplicates nothing; a worker answers
-a malformed message with an Error and refuses a wrong token, then goes on."""
+a malformed message with an Error and refuses a wrong token, then goes on;
+a client that hangs up mid-run leaves no KV blocks held on either side."""
 from __future__ import annotations
 
 import dataclasses
@@ -82,6 +83,31 @@ def _malformed_and_wrong_token(cluster: Cluster) -> None:
     ch.close()
 
 
+def _metrics(client) -> dict:
+    import json
+    return json.loads(client.metrics())
+
+
+def _gone_client_leaks_nothing(cluster: Cluster, client) -> None:
+    """A client hangs up with requests at every stage: the router drops them and
+    both workers get all their KV blocks back."""
+    full = {name: w["free_blocks"] for name, w in _metrics(client)["workers"].items()}
+    leaving = cluster.client()
+    for i, req in enumerate(requests()):
+        leaving.submit(f"gone-{i}", req, LONG)
+    _wait_first_tokens(client, 2)
+    leaving.close()
+    deadline = time.monotonic() + 30
+    while True:
+        m = _metrics(client)
+        now = {name: w["free_blocks"] for name, w in m["workers"].items()}
+        if now == full and m["gauges"]["inflight_requests"] == 0:
+            break
+        assert time.monotonic() < deadline, f"blocks not freed after the client left: {now} != {full}, {m['gauges']}"
+        time.sleep(0.05)
+    assert m["counters"]["aborted_client_gone"] >= 1
+
+
 @pytest.mark.parametrize("transport, victim", [("shm", "decode"), ("tcp", "prefill")])
 def test_pd_matches_monolithic_and_survives_a_killed_worker(transport, victim, monolithic):
     with Cluster("dummy:tiny", layout_over(transport), engine_kw=ENGINE_KW) as cluster:
@@ -90,6 +116,7 @@ def test_pd_matches_monolithic_and_survives_a_killed_worker(transport, victim, m
         assert [got[f"short-{i}"].token_ids for i in range(5)] == monolithic["short"]
 
         _malformed_and_wrong_token(cluster)
+        _gone_client_leaks_nothing(cluster, client)
 
         def kill():
             if victim == "decode":

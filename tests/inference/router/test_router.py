@@ -218,3 +218,50 @@ def test_finished_ids_are_remembered_within_a_bounded_window(monkeypatch):
     assert list(router.done) == ["b", "c"]
     submit(router, "c")  # still remembered: refused as a duplicate
     assert [m.reason for m in net.take("client", P.Rejected)] == ["duplicate"]
+
+
+def test_gone_client_requests_are_aborted_on_both_sides_at_every_stage():
+    router, net = make()
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode")
+    for rid in ("in_prefill", "in_alloc", "in_transfer", "in_decode"):
+        router.submit("gone", P.Submit(request_id=rid, prompt_token_ids=list(range(10)), sampling={"max_tokens": 8}))
+    router.on_worker_message("d0", P.Load(num_free_blocks=100, num_running=4, step_s=0.5))  # TPOT gate shuts
+    router.submit("gone", P.Submit(request_id="queued", prompt_token_ids=[1, 2], sampling={"max_tokens": 8}))
+    submit(router, "kept")  # another client's request, queued behind
+    for rid in ("in_alloc", "in_transfer", "in_decode"):
+        router.on_worker_message("p0", prefilled(f"{rid}@0"))
+    router.on_worker_message("d0", P.Load(num_free_blocks=100))  # the gate opens again
+    for rid in ("in_transfer", "in_decode"):
+        router.on_worker_message("d0", P.Allocated(request_id=f"{rid}@0", ok=True, block_ids=[1], num_free_blocks=90))
+    router.on_worker_message("p0", P.TransferDone(request_id="in_decode@0", ok=True))
+    stages = {rid: job.stage for rid, job in router.jobs.items()}
+    assert stages == {"in_prefill": "prefill", "in_alloc": "alloc", "in_transfer": "transfer", "in_decode": "decode",
+                      "queued": "prefill", "kept": "prefill"}  # the gate opened: both were sent to prefill
+    net.take()
+
+    router.client_gone("gone")
+    assert list(router.jobs) == ["kept"] and not router.queue and not router.await_decode
+    releases = {(t, m.request_id, m.transfer_started) for t, m in net.sent if isinstance(m, P.Release)}
+    assert releases == {("p0", "in_prefill@0", False), ("p0", "queued@0", False),
+                        ("p0", "in_alloc@0", False), ("d0", "in_alloc@0", False),
+                        ("p0", "in_transfer@0", True), ("d0", "in_transfer@0", True),
+                        ("p0", "in_decode@0", True), ("d0", "in_decode@0", True)}
+    assert not net.take("gone") and router.metrics.counters["aborted_client_gone"] == 5
+    assert router.workers["p0"].inflight == {"kept"} and not router.workers["d0"].inflight
+    assert router.workers["p0"].queued_tokens == router.jobs["kept"].est_tokens
+    net.take()
+    # late replies of the aborted requests are stale: released, never delivered
+    router.on_worker_message("d0", P.Allocated(request_id="in_alloc@0", ok=True, block_ids=[2], num_free_blocks=90))
+    router.on_worker_message("p0", prefilled("in_prefill@0"))
+    router.on_worker_message("d0", P.DecodeDone(request_id="in_decode@0", token_ids=[1, 2], finish_reason="length",
+                                                num_free_blocks=99))
+    assert {(t, m.request_id, m.transfer_started) for t, m in net.sent if isinstance(m, P.Release)} == {
+        ("d0", "in_alloc@0", False), ("p0", "in_prefill@0", True)}
+    assert not net.take("gone")
+    router.client_gone("gone")  # idempotent
+    router.on_worker_message("p0", prefilled("kept@0"))
+    router.on_worker_message("d0", P.Allocated(request_id="kept@0", ok=True, block_ids=[3], num_free_blocks=90))
+    router.on_worker_message("p0", P.TransferDone(request_id="kept@0", ok=True))
+    router.on_worker_message("d0", P.DecodeDone(request_id="kept@0", token_ids=[7, 8], finish_reason="length"))
+    assert [m.request_id for m in net.take("client", P.Result)] == ["kept"]

@@ -46,3 +46,64 @@ def test_refused_worker_connection_is_closed(opened, answer):
     finally:
         router.server.close()
         peer.close()
+
+
+def test_silent_peer_is_timed_out_logged_and_closed(opened, caplog):
+    """A peer that authenticates but never answers Hello cannot hold the router."""
+    import threading
+    import time
+
+    peer = Server("127.0.0.1", 0, TOKEN, lambda channel, msg: None)  # reads the Hello, says nothing
+    router = RouterServer(load_layout("local-cpu-1p1d"), TOKEN, host="127.0.0.1", port=0, hello_timeout_s=0.3)
+    errors = []
+
+    def add():
+        try:
+            router.add_worker("prefill", peer.address)
+        except Exception as e:
+            errors.append(e)
+
+    t0 = time.monotonic()
+    t = threading.Thread(target=add, daemon=True)
+    try:
+        with caplog.at_level("WARNING", logger="inference.router"):
+            t.start()
+            t.join(timeout=5)
+        assert not t.is_alive(), "add_worker still waits for the silent peer's Hello"
+        assert time.monotonic() - t0 < 3
+        assert len(errors) == 1 and isinstance(errors[0], ConnectionError) and "no Hello" in str(errors[0])
+        assert opened[0].closed and router.events.empty()
+        assert any("no Hello" in r.getMessage() for r in caplog.records)
+    finally:
+        router.server.close()
+        peer.close()
+
+
+def test_client_that_hangs_up_has_its_requests_aborted():
+    """Through real sockets: a client's connection closes while its request
+    is queued -> the router drops it (no worker is there to release)."""
+    import threading
+    import time
+
+    from inference.disagg.client import RouterClient
+
+    router = RouterServer(load_layout("local-cpu-1p1d"), TOKEN, host="127.0.0.1", port=0)
+    loop = threading.Thread(target=router.serve, daemon=True)
+    loop.start()
+    try:
+        staying, leaving = RouterClient(router.address, TOKEN), RouterClient(router.address, TOKEN)
+        staying.channel.send(P.Submit(request_id="s", prompt_token_ids=[1, 2], sampling={"max_tokens": 4}))
+        leaving.channel.send(P.Submit(request_id="l", prompt_token_ids=[1, 2], sampling={"max_tokens": 4}))
+        deadline = time.monotonic() + 5
+        while len(router.router.jobs) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert set(router.router.jobs) == {"s", "l"}
+        leaving.close()
+        while "l" in router.router.jobs and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert list(router.router.jobs) == ["s"] and list(router.router.queue) == ["s"]
+        assert router.router.metrics.counters["aborted_client_gone"] == 1
+        staying.close()
+    finally:
+        router.stop()
+        loop.join(timeout=5)
