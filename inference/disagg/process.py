@@ -2,16 +2,26 @@
 
 run_worker / run_router build the role, report where they listen through
 `report` (a multiprocessing queue, or None for `docpipe serve`, which prints
-it), then serve until SIGTERM / SIGINT / Shutdown. SIGTERM becomes a normal
-exit, so listeners close and shared-memory segments are unlinked. `token`
-overrides the layout's (a cluster hands its children one shared token).
+one line `<role> <index> listening on <host:port>` and, with address_file,
+writes the same facts as JSON there once the listener is up), then serve
+until SIGTERM / SIGINT / Shutdown. SIGTERM becomes a normal exit, so
+listeners close and shared-memory segments are unlinked. `token` overrides
+the layout's (a cluster hands its children one shared token). A worker
+given `router` announces itself there (AddWorker) once it serves, so its
+port may be ephemeral (0).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import threading
+import time
+
+log = logging.getLogger("inference.disagg.process")
+
+ANNOUNCE_TIMEOUT_S = 60.0  # a worker retries joining its router this long (the router may start later)
 
 
 def _prepare(num_threads: int | None) -> None:
@@ -28,8 +38,66 @@ def _on_signals(stop) -> None:
             signal.signal(sig, lambda *_: stop())
 
 
+def write_address_file(path, info: dict) -> None:
+    """Write info as JSON atomically: a reader polling the path never sees half a file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(info, f)
+    os.replace(tmp, path)
+
+
+def _publish(info: dict, report, address_file) -> None:
+    if report is not None:
+        report.put(info)
+        return
+    if address_file:
+        write_address_file(address_file, info)
+    extra = f" (KV receiver {info['transfer_address']})" if info.get("transfer_address") else ""
+    who = info["role"] if info["role"] == "router" else f"{info['role']} {info['index']}"
+    print(f"{who} listening on {info['address']}{extra}", flush=True)
+
+
+def announce(router: str, token: bytes, role: str, address: str, timeout_s: float = ANNOUNCE_TIMEOUT_S) -> None:
+    """Tell the router at `router` that a `role` worker listens at `address`;
+    returns once the router has connected to it. Retries while the router is
+    not up yet. Must not run on the worker's loop thread: the router's Hello
+    to the worker is answered there."""
+    from inference.disagg import protocol as P
+    from inference.disagg.client import RouterClient
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client = RouterClient(router, token)
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+    try:
+        client.channel.send(P.AddWorker(role=role, address=address))
+        reply = client.request(P.Hello(role="client"), timeout_s=timeout_s)  # answered after the AddWorker
+    finally:
+        client.close()
+    if not isinstance(reply, P.Hello):
+        raise ConnectionError(f"router {router} did not add the {role} worker at {address}: {reply}")
+
+
+def _announce_in_background(router: str, token: bytes, role: str, address: str, on_failure) -> None:
+    def run() -> None:
+        try:
+            announce(router, token, role, address)
+            log.info("%s at %s joined router %s", role, address, router)
+        except Exception as e:
+            log.error("%s at %s could not join router %s: %s; stopping", role, address, router, e)
+            on_failure()
+
+    threading.Thread(target=run, name="announce", daemon=True).start()
+
+
 def run_worker(role: str, model: str, layout_path, index: int = 0, engine_kw: dict | None = None,
-               report=None, num_threads: int | None = None, token: str | None = None) -> None:
+               report=None, num_threads: int | None = None, token: str | None = None,
+               router: str | None = None, address_file=None) -> None:
     _prepare(num_threads)
     from inference.layouts import Layout, load_layout
 
@@ -50,16 +118,16 @@ def run_worker(role: str, model: str, layout_path, index: int = 0, engine_kw: di
     _on_signals(worker.stop)
     info = {"role": role, "index": index, "address": worker.address, "pid": os.getpid(),
             "transfer_address": getattr(worker, "transfer_address", "")}
-    if report is not None:
-        report.put(info)
-    else:
-        print(f"{role} {index} listening on {worker.address}", flush=True)
+    _publish(info, report, address_file)
+    if router:
+        _announce_in_background(router, worker.token, role, worker.address, worker.stop)
     worker.serve()
 
 
 def run_router(layout_path, workers: list[tuple[str, str]], report=None, token: str | None = None,
-               port: int | None = None, **router_kw) -> None:
-    """workers: (role, control address) of each worker to connect to."""
+               port: int | None = None, address_file=None, **router_kw) -> None:
+    """workers: (role, control address) of each worker to connect to now;
+    others may join later (AddWorker). port: None = the layout's, 0 = any free."""
     _prepare(None)
     from inference.disagg.worker import resolve_token
     from inference.layouts import Layout, load_layout
@@ -76,8 +144,5 @@ def run_router(layout_path, workers: list[tuple[str, str]], report=None, token: 
         if report is not None:
             report.put({"role": "router", "error": f"{type(e).__name__}: {e}"})
         raise
-    if report is not None:
-        report.put({"role": "router", "address": server.address, "pid": os.getpid()})
-    else:
-        print(f"router listening on {server.address}", flush=True)
+    _publish({"role": "router", "index": 0, "address": server.address, "pid": os.getpid()}, report, address_file)
     server.serve()
