@@ -68,9 +68,9 @@ def convert_alone(sources: list[Path], out: Path, opts: ConvertOptions) -> dict:
 
 
 class Recording:
-    """Wraps a runner: logs (event, document, page, kind); `poll` holds back until
-    requests of `gate_docs` documents are pending (at most `gate_s` seconds), so
-    the test does not depend on how fast the render thread is."""
+    """Wraps a runner: logs (event, document, page, kind). Its first `poll` holds
+    back until requests of `gate_docs` documents are pending (at most `gate_s`
+    seconds), so the test does not depend on how fast the render thread is."""
 
     def __init__(self, runner, gate_docs: int = 1, gate_s: float = 2.0, fail_poll: int = -1):
         self.runner, self.gate_docs, self.gate_s, self.fail_poll = runner, gate_docs, gate_s, fail_poll
@@ -91,7 +91,9 @@ class Recording:
 
     def poll(self):
         deadline_s = time.monotonic() + self.gate_s
-        while len(set(self.pending.values())) < self.gate_docs and time.monotonic() < deadline_s:
+        while self.num_polls == 0 and len(set(self.pending.values())) < self.gate_docs:
+            if time.monotonic() > deadline_s:
+                break
             time.sleep(0.001)
         self.num_polls += 1
         if self.num_polls == self.fail_poll:
