@@ -129,6 +129,10 @@ def check_elementwise(dtype, tokens):
     a, b = g.double().chunk(2, -1)
     record("silu_and_mul", f"T={tokens}x{INTER}", dtype, rel_err(OPS.silu_and_mul(g), F.silu(a) * b),
            lambda: OPS.silu_and_mul(g), 1.5 * g.numel() * g.element_size())
+    v = torch.randn(tokens, 5120, dtype=dtype, device=DEV) * 3
+    v64 = v.double()
+    record("quick_gelu", f"T={tokens}x5120", dtype, rel_err(OPS.quick_gelu(v), v64 * torch.sigmoid(1.702 * v64)),
+           lambda: OPS.quick_gelu(v), 2 * v.numel() * v.element_size())
     qkv = torch.randn(tokens, H + 2 * HK, D, dtype=dtype, device=DEV)
     q, k = qkv[:, :H], qkv[:, H:H + HK]
     ang = torch.rand(tokens, D, device=DEV) * 1000

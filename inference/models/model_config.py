@@ -25,6 +25,10 @@ class VisionConfig:
     temporal_patch_size: int = 2     # frames per patch (images are repeated)
     hidden_act: str = "quick_gelu"
     rope_theta: float = 10000.0
+    # Image processor pixel bounds for checkpoints without a preprocessor config
+    # (dummy presets); None = the processor's own defaults.
+    min_pixels: int | None = None
+    max_pixels: int | None = None
 
     @property
     def head_dim(self) -> int:

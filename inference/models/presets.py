@@ -11,7 +11,10 @@ def _mineru25() -> ModelConfig:
         vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
         num_attention_heads=14, num_key_value_heads=2, rms_norm_eps=1e-6, rope_theta=1000000.0,
         mrope_section=[8, 12, 12], tie_word_embeddings=True,  # head_dim 64 -> 32 rotary pairs
-        vision=VisionConfig(depth=32, embed_dim=1280, hidden_size=896, mlp_ratio=4, num_heads=16),
+        # MinerU feeds its layout pass a 1036x1036 image (1369 tokens); the pixel cap lets it through
+        # unresized, where the processor's generic default (1280 tokens) would shrink it to 980 px.
+        vision=VisionConfig(depth=32, embed_dim=1280, hidden_size=896, mlp_ratio=4, num_heads=16,
+                            min_pixels=56 * 56, max_pixels=1036 * 1036),
     )
 
 

@@ -18,9 +18,9 @@ from inference.models.model_config import VisionConfig
 from inference.ops.base import Ops
 
 
-def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+def _act(name: str, x: torch.Tensor, ops: Ops) -> torch.Tensor:
     if name == "quick_gelu":
-        return x * torch.sigmoid(1.702 * x)
+        return ops.quick_gelu(x)
     if name in ("gelu", "gelu_pytorch_tanh"):
         return F.gelu(x, approximate="tanh" if name.endswith("tanh") else "none")
     raise ValueError(f"unsupported vision activation {name!r}")
@@ -62,7 +62,7 @@ class VisionBlock(nn.Module):
         q, k = self.ops.rotary(q, k, cos, sin)
         attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5)
         x = x + self.attn.proj(attn.reshape(num_tokens, -1))
-        return x + self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(self.norm2(x))))
+        return x + self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(self.norm2(x)), self.ops))
 
 
 class PatchMerger(nn.Module):

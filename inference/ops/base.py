@@ -34,6 +34,11 @@ class Ops:
         """x[..., 2*I] -> silu(x[..., :I]) * x[..., I:]."""
         raise NotImplementedError
 
+    def quick_gelu(self, x: torch.Tensor) -> torch.Tensor:
+        """x * sigmoid(1.702 x) (the vision MLP's activation), in x.dtype.
+        Generic torch version; backends may fuse it into one pass."""
+        return x * torch.sigmoid(1.702 * x)
+
     def rotary(self, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate-half rotary embedding. cos, sin: [T, head_dim] (M-RoPE
         sections already merged by the caller)."""

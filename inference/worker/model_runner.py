@@ -49,7 +49,7 @@ class ModelRunner:
                                    cfg.num_key_value_heads, cfg.head_dim, dtype=self.dtype, device=self.device)
         for layer, attn in enumerate(self.model.attention_layers()):
             attn.k_cache, attn.v_cache = self.kv_pool[:, layer, 0], self.kv_pool[:, layer, 1]
-        self.sampler = Sampler(self.device, config.seed)
+        self.sampler = Sampler(self.device, config.seed, config.max_model_len)
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
         self.graphs = None
@@ -111,6 +111,7 @@ class ModelRunner:
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
         for request_id in sched.freed_request_ids:
             self.encoder_cache.pop(request_id, None)
+        self.sampler.release(sched.freed_request_ids)
         if not sched.scheduled:
             return ModelRunnerOutput({})
         batch = self.batch_builder.build(sched)

@@ -1,67 +1,42 @@
 """Batched sampler: logits [S, V] of the requests that sample this step ->
 token ids [S]. Semantics in inference.sampling.
 
-Pure greedy batches without penalties (the document workload) are one
-argmax on the device. Otherwise vectorised over the batch; the only per-request work is building the
-penalty/n-gram inputs from each request's numpy token history, and only for
-requests that use them. Draws use the exponential race (argmax p / q with
+Pure greedy batches without penalties are one argmax on the device.
+Otherwise vectorised over the batch. Penalties and n-gram bans read each
+request's token history from a device-resident copy (TokenHistory, updated
+with every sampled token), so no per-step host work grows with history
+length; only a few per-row parameters are sent each step. Draws use the exponential race (argmax p / q with
 q ~ Exp(1)), so a seeded request draws its q from its own generator and its
 tokens do not depend on the rest of the batch.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from inference.engine.request import Request
+from inference.worker.token_history import TokenHistory
 
 
-def apply_penalties(logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
+def apply_penalties(logits: torch.Tensor, reqs: list[Request], history: torch.Tensor,
+                    lengths: torch.Tensor) -> torch.Tensor:
+    """Repetition (prompt + output tokens), frequency and presence (output
+    tokens) penalties; history [S, W] holds each row's tokens (TokenHistory)."""
     num_seqs, vocab = logits.shape
     device = logits.device
     rep = torch.tensor([r.sampling.repetition_penalty for r in reqs], device=device)[:, None]
     freq = torch.tensor([r.sampling.frequency_penalty for r in reqs], device=device)[:, None]
     pres = torch.tensor([r.sampling.presence_penalty for r in reqs], device=device)[:, None]
-    out_counts = torch.zeros(num_seqs, vocab + 1, device=device)
-    seen = torch.zeros(num_seqs, vocab + 1, dtype=torch.bool, device=device)
-    outs = [torch.from_numpy(r.token_ids[r.num_prompt_tokens:]) for r in reqs]
-    prompts = [torch.from_numpy(r.token_ids[: r.num_prompt_tokens]) for r in reqs]
-    # Pad with the extra column `vocab`, dropped below.
-    pad_out = torch.nn.utils.rnn.pad_sequence(outs, batch_first=True, padding_value=vocab).to(device)
-    pad_prompt = torch.nn.utils.rnn.pad_sequence(prompts, batch_first=True, padding_value=vocab).to(device)
-    out_counts.scatter_add_(1, pad_out, torch.ones_like(pad_out, dtype=out_counts.dtype))
-    seen.scatter_(1, pad_prompt, True)
-    out_counts, seen = out_counts[:, :vocab], seen[:, :vocab] | (out_counts[:, :vocab] > 0)
+    prompt_len = torch.tensor([r.num_prompt_tokens for r in reqs], device=device)[:, None]
+    pos = torch.arange(history.shape[1], device=device)[None, :]
+    # Positions outside a row's part go to the extra column `vocab`, dropped below.
+    outputs = torch.where((pos >= prompt_len) & (pos < lengths[:, None]), history, vocab)
+    prompt = torch.where(pos < prompt_len, history, vocab)
+    out_counts = torch.zeros(num_seqs, vocab + 1, device=device).scatter_add_(
+        1, outputs, torch.ones_like(outputs, dtype=torch.float32))[:, :vocab]
+    seen = torch.zeros(num_seqs, vocab + 1, dtype=torch.bool, device=device).scatter_(1, prompt, True)[:, :vocab]
+    seen |= out_counts > 0
     logits = torch.where(seen, torch.where(logits > 0, logits / rep, logits * rep), logits)
     return logits - freq * out_counts - pres * (out_counts > 0).to(logits.dtype)
-
-
-def banned_ngram_tokens(tokens: np.ndarray, n: int) -> np.ndarray:
-    """Tokens t such that (last n-1 tokens, t) already occurs in `tokens`."""
-    length = len(tokens)
-    if n < 1 or length + 1 < n:
-        return np.empty(0, dtype=np.int64)
-    if n == 1:
-        return np.unique(tokens)
-    prefix = tokens[length - n + 1:]
-    # n-grams starting at i in [0, length - n]; cheap filter on the prefix's last token first.
-    cand = np.nonzero(tokens[n - 2 : length - 1] == prefix[-1])[0]
-    cand = cand[cand <= length - n]
-    hits = [i for i in cand.tolist() if np.array_equal(tokens[i : i + n - 1], prefix)]
-    return np.unique(tokens[np.asarray(hits, dtype=np.int64) + n - 1]) if hits else np.empty(0, dtype=np.int64)
-
-
-def apply_no_repeat_ngram(logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
-    rows, cols = [], []
-    for row, req in enumerate(reqs):
-        if req.sampling.no_repeat_ngram_size:
-            banned = banned_ngram_tokens(req.token_ids, req.sampling.no_repeat_ngram_size)
-            rows += [row] * len(banned)
-            cols += banned.tolist()
-    if rows:
-        logits = logits.index_put((torch.tensor(rows, device=logits.device), torch.tensor(cols, device=logits.device)),
-                                  torch.tensor(float("-inf"), device=logits.device))
-    return logits
 
 
 def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -81,18 +56,43 @@ def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Te
 
 
 class Sampler:
-    def __init__(self, device: torch.device, seed: int = 0):
+    def __init__(self, device: torch.device, seed: int = 0, max_model_len: int = 16384):
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
+        self.history = TokenHistory(device, max_model_len)
 
-    def processed_logits(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
+    def release(self, request_ids) -> None:
+        """The engine let these requests go (finished, preempted, aborted)."""
+        self.history.release(request_ids)
+
+    def _history_rows(self, reqs: list[Request]):
+        """(row indices, their requests, slots, lengths, n-gram sizes) of the
+        rows that need history; None when no row does."""
+        rows = [i for i, r in enumerate(reqs) if r.sampling.has_penalties or r.sampling.no_repeat_ngram_size]
+        if not rows:
+            return None
+        sub = [reqs[i] for i in rows]
+        slots = self.history.slots(sub)
+        lengths = torch.tensor([r.num_tokens for r in sub]).to(self.device, non_blocking=True)
+        ngram = torch.tensor([r.sampling.no_repeat_ngram_size for r in sub]).to(self.device, non_blocking=True)
+        index = torch.tensor(rows).to(self.device, non_blocking=True)
+        return index, sub, slots, lengths, ngram
+
+    def processed_logits(self, logits: torch.Tensor, reqs: list[Request], ctx=None) -> torch.Tensor:
         """fp32 logits after penalties and n-gram bans."""
         logits = logits.float()
-        if any(r.sampling.has_penalties for r in reqs):
-            logits = apply_penalties(logits, reqs)
-        if any(r.sampling.no_repeat_ngram_size for r in reqs):
-            logits = apply_no_repeat_ngram(logits, reqs)
-        return logits
+        ctx = ctx or self._history_rows(reqs)
+        if ctx is None:
+            return logits
+        index, sub, slots, lengths, ngram = ctx
+        width = max(r.num_tokens for r in sub)
+        part = logits.index_select(0, index)
+        if any(r.sampling.has_penalties for r in sub):
+            part = apply_penalties(part, sub, self.history.rows(slots, width), lengths)
+        if any(r.sampling.no_repeat_ngram_size for r in sub):
+            ban = self.history.banned(slots, lengths, ngram, width, part.shape[1])
+            part = part.masked_fill(ban, float("-inf"))
+        return logits.index_copy(0, index, part)
 
     def probs(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         """Sampling distribution of non-greedy rows (temperature, top-k, top-p)."""
@@ -105,7 +105,15 @@ class Sampler:
         if all(r.is_plain_greedy for r in reqs):
             # Fast path: no fp32 copy of [S, vocab] (the cast is exact, so the argmax is the same).
             return logits.argmax(dim=-1)
-        logits = self.processed_logits(logits, reqs)
+        ctx = self._history_rows(reqs)
+        tokens = self._sample(self.processed_logits(logits, reqs, ctx), reqs)
+        if ctx is not None:
+            index, sub, slots, lengths, ngram = ctx
+            self.history.record(slots, tokens.index_select(0, index), lengths, ngram,
+                                [self.history.slot_of[r.request_id] for r in sub])
+        return tokens
+
+    def _sample(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         greedy = logits.argmax(dim=-1)
         if all(r.sampling.is_greedy for r in reqs):
             return greedy

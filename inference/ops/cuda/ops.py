@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from inference.ops import base
-from inference.ops.cuda.activation import silu_and_mul
+from inference.ops.cuda.activation import quick_gelu, silu_and_mul
 from inference.ops.cuda.decode_attention import decode_attention
 from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
@@ -31,6 +31,9 @@ class Ops(base.Ops):
 
     def silu_and_mul(self, x: torch.Tensor) -> torch.Tensor:
         return silu_and_mul(x)
+
+    def quick_gelu(self, x: torch.Tensor) -> torch.Tensor:
+        return quick_gelu(x)
 
     def rotary(self, q, k, cos, sin):
         return rotary(q, k, cos, sin)

@@ -86,6 +86,15 @@ def test_silu_and_mul(ops, ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_quick_gelu(ops, ref, dtype):
+    x = torch.randn(37, 5120, dtype=dtype, device=DEV) * 3
+    poison()
+    out = ops.quick_gelu(x)
+    assert out.shape == x.shape and out.dtype == dtype
+    assert rel_err(out, ref.quick_gelu(x.double())) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_rotary_on_strided_views(ops, ref, dtype):
     tokens = 45
     qkv = torch.randn(tokens, HEADS + 2 * KV_HEADS, HEAD_DIM, dtype=dtype, device=DEV)

@@ -124,3 +124,55 @@ def test_draw_frequencies_follow_probs():
     want = ref_probs(logits[0].double(), req.sampling)
     assert counts[3:].sum() == 0
     assert torch.allclose(counts[:3].double() / 3000, want[:3], atol=0.03)
+
+
+def test_incremental_history_matches_reference_over_many_steps():
+    """The device history is updated by each sampled token (not reloaded):
+    after every step the processed logits equal the from-scratch reference,
+    while requests finish, release their slots and new ones take them."""
+    torch.manual_seed(1)
+    vocab = 6  # tiny vocabulary: n-grams repeat within a few steps
+    sampler = Sampler(torch.device("cpu"))
+    params = [dict(no_repeat_ngram_size=2, temperature=0), dict(no_repeat_ngram_size=3, presence_penalty=0.5, temperature=0),
+              dict(frequency_penalty=0.3, repetition_penalty=1.2, temperature=0.8, seed=3), dict(no_repeat_ngram_size=1, temperature=0)]
+    live = [_req([1, 2, 3, 1, 2], **p) for p in params]
+    for i, req in enumerate(live):
+        req.request_id = f"r{i}"
+    checked_bans, next_id = 0, len(live)
+    for step in range(30):
+        logits = torch.randn(len(live), vocab)
+        want = [ref_processed(logits[i], list(r.token_ids[:r.num_prompt_tokens]), list(r.token_ids[r.num_prompt_tokens:]),
+                              r.sampling).float() for i, r in enumerate(live)]
+        got = sampler.processed_logits(logits, live)
+        for i, w in enumerate(want):
+            assert torch.equal(torch.isinf(got[i]), torch.isinf(w)), (step, i)
+            finite = ~torch.isinf(w)
+            torch.testing.assert_close(got[i][finite], w[finite], atol=1e-5, rtol=0)
+            checked_bans += int(torch.isinf(w).sum())
+        if all(torch.isinf(g).all() for g in got):
+            break
+        tokens = sampler(logits, live).tolist()
+        for req, tok in zip(live, tokens):
+            req.append_token(tok)
+        if step % 7 == 6:  # the oldest request finishes; a new one takes its slot
+            done = live.pop(0)
+            sampler.release([done.request_id])
+            fresh = _req([4, 4, 5], **params[next_id % len(params)])
+            fresh.request_id = f"r{next_id}"
+            next_id += 1
+            live.append(fresh)
+    assert checked_bans > 10  # the bans were exercised, not only the penalties
+
+
+def test_history_reloads_after_recompute():
+    """A request whose host history no longer matches its slot (preempted and
+    recomputed, or KV from a prefill worker) is reloaded, not trusted."""
+    sampler = Sampler(torch.device("cpu"))
+    req = _req([1, 2, 1], no_repeat_ngram_size=2, temperature=0)
+    req.request_id = "a"
+    tok = int(sampler(torch.zeros(1, VOCAB), [req])[0])  # loads the slot and records one token
+    req.append_token(tok)
+    req.append_token(1)  # a token the sampler never saw (e.g. decoded elsewhere): lengths now differ
+    got = sampler.processed_logits(torch.zeros(1, VOCAB), [req])[0]
+    want = ref_processed(torch.zeros(VOCAB), [1, 2, 1], [tok, 1], req.sampling)
+    assert torch.equal(torch.isinf(got), torch.isinf(want)) and bool(torch.isinf(got[2]))
