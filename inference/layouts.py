@@ -3,7 +3,9 @@
 A layout says which roles run where: `embedded` (one in-process engine) or
 disaggregated (prefill and decode workers, possibly on different kinds of
 device, with a router in front), their dtypes, op backends, KV block sizes,
-the KV transport (with a fallback), SLOs and the shared auth token. The CLI
+the KV transport (with a fallback), SLOs, the shared auth token, and how
+roles on one GPU share it (`[gpu_sharing] mode = "mps"` with a per-worker
+`sm_percent`: see inference/disagg/mps.py). The CLI
 (`docpipe serve`, `docpipe convert --layout`), `inference.LLM(layout=...)`
 and the Ray job all read layouts through `load_layout`.
 """
@@ -18,6 +20,7 @@ LAYOUT_DIR = Path(__file__).resolve().parent.parent / "layouts"
 ROLES = ("embedded", "prefill", "decode")
 DTYPES = ("float32", "bfloat16", "float16")
 TRANSPORTS = ("shm", "tcp", "cuda-ipc", "rdma", "fake")
+GPU_SHARING = ("none", "mps")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class WorkerSpec:
     max_num_seqs: int = 256  # concurrent sequences per worker
     max_num_batched_tokens: int = 8192  # token budget of one step
     gpu_memory_fraction: float = 0.85  # share of free device memory for weights + KV (GPU only)
+    sm_percent: int | None = None  # with [gpu_sharing] mode = "mps": share of the GPU's SMs this role may use
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -46,6 +50,22 @@ class WorkerSpec:
             raise ValueError(f"{self.role}: kv_block_size must be a power of two")
         if self.count < 1 or not self.hosts:
             raise ValueError(f"{self.role}: count >= 1 and at least one host required")
+        if self.sm_percent is not None and (type(self.sm_percent) is not int or not 1 <= self.sm_percent <= 100):
+            raise ValueError(f"{self.role}: sm_percent must be an int in [1, 100], got {self.sm_percent!r}")
+
+
+@dataclass
+class GpuSharingSpec:
+    """How processes of one layout share a GPU when docpipe spawns them."""
+
+    mode: str = "none"  # none: the driver time-slices them; mps: one MPS control daemon for the session
+    startup_timeout_s: float = 10.0  # how long the daemon may take to open its control pipe
+
+    def __post_init__(self) -> None:
+        if self.mode not in GPU_SHARING:
+            raise ValueError(f"gpu_sharing.mode must be one of {GPU_SHARING}, got {self.mode!r}")
+        if self.startup_timeout_s <= 0:
+            raise ValueError("gpu_sharing.startup_timeout_s must be > 0")
 
 
 @dataclass
@@ -74,6 +94,7 @@ class Layout:
     workers: list[WorkerSpec]  # embedded, or at least one prefill and one decode
     transfer: TransferSpec = field(default_factory=TransferSpec)
     slo: SloSpec = field(default_factory=SloSpec)
+    gpu_sharing: GpuSharingSpec = field(default_factory=GpuSharingSpec)
     router_host: str = "127.0.0.1"  # router listener address
     router_port: int = 0  # 0 = pick a free one
     token_env: str = "DOCPIPE_TOKEN"  # environment variable holding the shared token
@@ -81,6 +102,9 @@ class Layout:
     description: str = ""
 
     def __post_init__(self) -> None:
+        shares = [w.role for w in self.workers if w.sm_percent is not None]
+        if shares and self.gpu_sharing.mode != "mps":
+            raise ValueError(f"layout {self.name}: sm_percent of {shares} needs [gpu_sharing] mode = \"mps\"")
         roles = {w.role for w in self.workers}
         if roles == {"embedded"}:
             return
@@ -114,8 +138,9 @@ def parse_layout(data: dict, name: str = "layout") -> Layout:
     workers = [_build(WorkerSpec, w, f"{name}: worker") for w in data.pop("workers", [])]
     transfer = _build(TransferSpec, data.pop("transfer", {}), f"{name}: transfer")
     slo = _build(SloSpec, data.pop("slo", {}), f"{name}: slo")
+    sharing = _build(GpuSharingSpec, data.pop("gpu_sharing", {}), f"{name}: gpu_sharing")
     data.setdefault("name", name)
-    return _build(Layout, {**data, "workers": workers, "transfer": transfer, "slo": slo}, name)
+    return _build(Layout, {**data, "workers": workers, "transfer": transfer, "slo": slo, "gpu_sharing": sharing}, name)
 
 
 def load_layout(path_or_name: str | os.PathLike) -> Layout:

@@ -65,11 +65,15 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict) -> tuple[dict, fl
     return results, time.perf_counter() - t0
 
 
-def run_disaggregated(model: str, layout, pages, engine_kw: dict, threads: int) -> tuple[dict, float, dict]:
+def run_disaggregated(model: str, layout, pages, engine_kw: dict, threads: int,
+                      sharing: dict | None = None) -> tuple[dict, float, dict]:
+    """sharing (out): {"active": whether the roles ran under MPS}."""
     from inference.disagg import protocol as P
     from inference.disagg.cluster import Cluster
 
     with Cluster(model, layout, engine_kw=engine_kw, num_threads=threads) as cluster:
+        if sharing is not None:
+            sharing["active"] = cluster.gpu_sharing.active
         client = cluster.client()
         results, t0 = {}, time.perf_counter()
         for page in pages:
@@ -98,6 +102,8 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
              num_kv_blocks: int = typer.Option(0, help="KV blocks per worker (0 = engine default)"),
              seed: int = typer.Option(0, help="workload seed"),
              threads: int = typer.Option(1, help="torch threads of the monolithic engine and of each PD process"),
+             sm_percent: list[str] = typer.Option(None, "--sm-percent",
+                                                  help="ROLE=PCT: override a role's MPS SM share (repeatable)"),
              out: Path = typer.Option(None, "--out", help="JSON path (default inference/bench/results/pd_<host>.json)")) -> None:
     """Same mineru-synthetic workload, monolithic vs disaggregated."""
     import torch
@@ -108,17 +114,27 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
     spec = load_layout(layout)
     if not spec.is_disaggregated:
         raise typer.BadParameter(f"layout {spec.name} is not disaggregated")
+    for item in sm_percent or []:
+        role, _, pct = item.partition("=")
+        if role not in ("prefill", "decode") or not pct.isdigit() or not 1 <= int(pct) <= 100:
+            raise typer.BadParameter(f"--sm-percent takes prefill=PCT or decode=PCT (1-100), got {item!r}")
+        if spec.gpu_sharing.mode != "mps":
+            raise typer.BadParameter(f"--sm-percent needs a layout with [gpu_sharing] mode = \"mps\" ({spec.name})")
+        spec.role(role).sm_percent = int(pct)
     engine_kw = {"num_kv_blocks": num_kv_blocks} if num_kv_blocks else {}
     work = _workload(pages, load_config(model), seed)
     torch.set_num_threads(threads)  # CPU runs: same threads per engine process on both sides (said in the JSON)
     mono, mono_s = run_monolithic(model, spec, work, engine_kw)
-    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads)
+    sharing: dict = {"active": False}
+    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads, sharing)
     same = sum(mono[r]["token_ids"] == pd[r]["token_ids"] for r in mono)
     report = {
         "command": " ".join(["docpipe", "bench", "pd"] + sys.argv[3:]) if len(sys.argv) > 2 else "docpipe bench pd",
         "model": model, "layout": spec.name, "pages": pages, "requests": len(mono),
         "device": platform.processor() or platform.machine(), "torch": torch.__version__,
         "threads_per_engine_process": threads,
+        "gpu_sharing": {"mode": spec.gpu_sharing.mode, "active": sharing["active"],
+                        "sm_percent": {w.role: w.sm_percent for w in spec.workers}},
         "monolithic": _summary(mono, mono_s, pages), "disaggregated": _summary(pd, pd_s, pages),
         "transfer_gb_per_s": router_metrics["transfer"]["gb_per_s"], "router": router_metrics,
         "token_identical_requests": same,
@@ -132,7 +148,8 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         typer.echo(f"{name:>14}: {s['output_tokens_per_s']:8.1f} tok/s  {s['pages_per_s']:.3f} pages/s  "
                    f"TTFT p50 {s['ttft_s']['p50'] * 1e3:.0f} ms p99 {s['ttft_s']['p99'] * 1e3:.0f} ms  "
                    f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
-    typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; wrote {path}")
+    typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; "
+               f"gpu sharing {spec.gpu_sharing.mode} (active: {sharing['active']}); wrote {path}")
 
 
 def register(app: typer.Typer, bench_app: typer.Typer) -> None:

@@ -4,13 +4,17 @@
         client = cluster.client()
         ...
 
-Lifecycle: start() spawns (spawn context) the router and every worker of the
+Lifecycle: start() first sets up GPU sharing (mps.GpuSharing: an MPS
+control daemon for the session when the layout asks for one, or a logged
+fallback), then spawns (spawn context) the router and every worker of the
 layout (count per spec) at once -> waits for each to report its control
 address -> tells the router where the workers are (AddWorker; it connects). A supervisor
 thread then watches the workers: one that dies is restarted (restart=True)
 and announced to the router with AddWorker; the router has already retried
 its requests. stop() (also on leaving the `with`) sends SIGTERM to every
-process, waits, and SIGKILLs what is left. The shared token is the layout's
+process, waits, SIGKILLs what is left, then stops the MPS daemon it
+started. Each worker gets its role's MPS environment (pipe directory, SM
+percentage) before CUDA initialises. The shared token is the layout's
 or, when it names none, a fresh random one handed to the children.
 """
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 
 from inference.disagg import protocol as P
 from inference.disagg.client import RouterClient
+from inference.disagg.mps import GpuSharing
 from inference.disagg.process import run_router, run_worker
 from inference.layouts import Layout, load_layout
 
@@ -49,12 +54,14 @@ class Cluster:
         self.restarts = 0  # workers restarted by the supervisor
         self._stop = threading.Event()
         self._supervisor: threading.Thread | None = None
+        self.gpu_sharing = GpuSharing(self.layout)
 
     # start / stop ---------------------------------------------------------------------
     def _spawn_worker(self, role: str, index: int) -> None:
         p = self._ctx.Process(target=run_worker, name=f"docpipe-{role}-{index}", daemon=True,
                               args=(role, self.model, self.layout, index, self.engine_kw, self._reports,
-                                    self.num_threads, self.token))
+                                    self.num_threads, self.token),
+                              kwargs={"env": self.gpu_sharing.env_for(role)})
         p.start()
         self.procs[(role, index)] = p
 
@@ -76,6 +83,7 @@ class Cluster:
 
     def start(self) -> "Cluster":
         try:
+            self.gpu_sharing.start()
             keys = {(w.role, i) for w in self.layout.workers for i in range(w.count)}
             # the router starts alongside the workers (its imports overlap theirs); workers join it by AddWorker
             self.router_proc = self._ctx.Process(target=run_router, name="docpipe-router", daemon=True,
@@ -135,6 +143,7 @@ class Cluster:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
+        self.gpu_sharing.stop()  # after its clients are gone
 
     def __enter__(self) -> "Cluster":
         return self.start()

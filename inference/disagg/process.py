@@ -7,7 +7,8 @@ writes the same facts as JSON there once the listener is up), then serve
 until SIGTERM / SIGINT / Shutdown. SIGTERM becomes a normal exit, so
 listeners close and shared-memory segments are unlinked. `token` overrides
 the layout's (a cluster hands its children one shared token). A worker
-given `router` announces itself there (AddWorker) once it serves, so its
+given `env` sets it before anything touches CUDA (MPS pipe directory and SM
+share from cluster.Cluster). A worker given `router` announces itself there (AddWorker) once it serves, so its
 port may be ephemeral (0).
 """
 from __future__ import annotations
@@ -97,7 +98,8 @@ def _announce_in_background(router: str, token: bytes, role: str, address: str, 
 
 def run_worker(role: str, model: str, layout_path, index: int = 0, engine_kw: dict | None = None,
                report=None, num_threads: int | None = None, token: str | None = None,
-               router: str | None = None, address_file=None) -> None:
+               router: str | None = None, address_file=None, env: dict | None = None) -> None:
+    os.environ.update(env or {})  # MPS settings: must be in place before CUDA initialises
     _prepare(num_threads)
     from inference.layouts import Layout, load_layout
 

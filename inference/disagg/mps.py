@@ -1,0 +1,135 @@
+"""CUDA MPS for the roles of a layout that docpipe spawns on one GPU.
+
+Without MPS, two processes on one GPU time-slice it: a decode step waits
+whenever the prefill process holds the GPU. With an MPS server their
+kernels run side by side, each client limited to its share of the SMs
+(CUDA_MPS_ACTIVE_THREAD_PERCENTAGE, the layout's per-worker `sm_percent`).
+
+Lifecycle (GpuSharing.start -> env_for(role) per spawned worker -> stop):
+  mode "none": nothing, env_for gives {}.
+  mode "mps":
+  - a daemon already reachable (CUDA_MPS_PIPE_DIRECTORY in this environment,
+    or the system's default pipe directory) is used as is and never stopped;
+  - else `nvidia-cuda-mps-control -d` is started with a private
+    CUDA_MPS_PIPE_DIRECTORY / CUDA_MPS_LOG_DIRECTORY under a temporary
+    directory; it is ours: stop() sends it `quit` and removes the directory;
+  - when the binary is missing or the daemon does not come up (exit status,
+    no control pipe within startup_timeout_s) a warning says why and the
+    roles run without MPS (time-sliced), with no MPS variables.
+env_for(role) is what a spawned worker adds to its environment before CUDA
+starts: the pipe and log directories and its SM percentage.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+log = logging.getLogger("inference.disagg.mps")
+
+CONTROL = "nvidia-cuda-mps-control"
+DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where a system-wide daemon listens when no directory is set
+PIPE_ENV, LOG_ENV, SHARE_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
+
+
+def _tail(path: str, num_chars: int = 300) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()[-num_chars:].strip()
+    except OSError:
+        return ""
+
+
+def _has_control_pipe(pipe_dir: str) -> bool:
+    return os.path.exists(os.path.join(pipe_dir, "control"))
+
+
+class GpuSharing:
+    def __init__(self, layout):
+        self.layout = layout
+        self.mode = layout.gpu_sharing.mode
+        self.active = False  # True when roles get MPS settings
+        self.owned = False  # True when this object started the daemon (and stops it)
+        self.pipe_dir: str | None = None
+        self.log_dir: str | None = None
+        self._tmp: str | None = None
+
+    def start(self) -> "GpuSharing":
+        if self.mode != "mps":
+            return self
+        if not any(w.device.startswith("cuda") for w in self.layout.workers):
+            log.info("layout %s: gpu_sharing mps ignored, no worker is on a GPU", self.layout.name)
+            return self
+        env_pipe = os.environ.get(PIPE_ENV)
+        for pipe_dir in ([env_pipe] if env_pipe else []) + [DEFAULT_PIPE_DIR]:
+            if _has_control_pipe(pipe_dir):
+                log.info("MPS: using the running daemon at %s", pipe_dir)
+                self.pipe_dir, self.log_dir, self.active = pipe_dir, os.environ.get(LOG_ENV), True
+                return self
+        binary = shutil.which(CONTROL)
+        if binary is None:
+            log.warning("layout %s asks for MPS but %s is not on PATH: prefill and decode will time-slice the "
+                        "GPU (decode TPOT suffers under prefill load)", self.layout.name, CONTROL)
+            return self
+        self._tmp = tempfile.mkdtemp(prefix="docpipe-mps-")
+        self.pipe_dir, self.log_dir = os.path.join(self._tmp, "pipe"), os.path.join(self._tmp, "log")
+        os.makedirs(self.pipe_dir)
+        os.makedirs(self.log_dir)
+        env = {**os.environ, PIPE_ENV: self.pipe_dir, LOG_ENV: self.log_dir}
+        err_path = os.path.join(self._tmp, "start.err")
+        try:
+            # stdio to files, not pipes: the daemonised child keeps them open, a pipe would never see EOF
+            with open(err_path, "w") as err:
+                proc = subprocess.run([binary, "-d"], env=env, stdin=subprocess.DEVNULL, stdout=err, stderr=err,
+                                      timeout=self.layout.gpu_sharing.startup_timeout_s)
+            failed = f"exit status {proc.returncode}: {_tail(err_path)}" if proc.returncode else ""
+        except (OSError, subprocess.TimeoutExpired) as e:
+            failed = f"{type(e).__name__}: {e}"
+        deadline = time.monotonic() + self.layout.gpu_sharing.startup_timeout_s
+        while not failed and not _has_control_pipe(self.pipe_dir):
+            if time.monotonic() > deadline:
+                failed = f"no control pipe in {self.pipe_dir} after {self.layout.gpu_sharing.startup_timeout_s} s"
+            time.sleep(0.05)
+        if failed:
+            log.warning("MPS control daemon did not start (%s; its log: %s): prefill and decode will time-slice "
+                        "the GPU", failed, _tail(os.path.join(self.log_dir, "control.log")) or "empty")
+            self._cleanup()
+            return self
+        self.active = self.owned = True
+        log.info("MPS: started a control daemon for this session (pipe %s)", self.pipe_dir)
+        return self
+
+    def env_for(self, role: str) -> dict[str, str]:
+        """Environment a spawned `role` worker sets before CUDA initialises."""
+        if not self.active:
+            return {}
+        env = {PIPE_ENV: self.pipe_dir}
+        if self.log_dir:
+            env[LOG_ENV] = self.log_dir
+        share = self.layout.role(role).sm_percent if role != "router" else None
+        if share is not None:
+            env[SHARE_ENV] = str(share)
+        return env
+
+    def stop(self) -> None:
+        """Quit the daemon this object started (after its clients have exited)."""
+        if not self.owned:
+            return
+        env = {**os.environ, PIPE_ENV: self.pipe_dir, LOG_ENV: self.log_dir}
+        try:
+            proc = subprocess.run([shutil.which(CONTROL) or CONTROL], input="quit\n", env=env, capture_output=True,
+                                  text=True, timeout=30)
+            if proc.returncode:
+                log.warning("MPS quit exited %d: %s", proc.returncode, proc.stderr.strip()[:300])
+        except (OSError, subprocess.TimeoutExpired) as e:
+            log.warning("MPS quit failed: %s (daemon pipe %s)", e, self.pipe_dir)
+        self.active = self.owned = False
+        self._cleanup()
+
+    def _cleanup(self) -> None:
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
