@@ -11,7 +11,9 @@ docpipe/bench/workload.py, seeded jitter). The layout request runs at its
 real cost, then its (meaningless) answer is replaced by the page's blocks:
 from a replay record (--replay DIR) when there is one, else the text
 layer's blocks (PDF pages), else the synthetic mix; the block requests follow
-from those blocks (real crops of the render for PDF pages).
+from those blocks (real crops of the render for PDF pages). With --docs N
+the --pages workload is split over N generated PDFs that go through the
+convert path's several-document stream (pipeline_docs.py).
 
 Engine: `PageScheduler` over the step-level `EngineRunner` (requests join the
 running batch as soon as a layout answer is parsed). Baseline: the same
@@ -97,7 +99,7 @@ class BenchFlow(PageFlow):
         return job.plan["blocks"]
 
     def block_requests(self, job, blocks):
-        key = (self.seed, job.plan["doc"], job.page_idx)
+        key = (self.seed, job.plan["doc"], job.plan.get("page", job.page_idx))  # noise seeded by workload page
         if job.plan.get("synthetic"):
             out = []
             for i, r in enumerate(job.plan["synthetic"]):
@@ -151,15 +153,22 @@ def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
                               timings_s={"render": item.render_s}, plan={"doc": pdf.name, "blocks": blocks})
 
 
-def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock) -> dict:
+def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock, docs: list | None = None) -> dict:
+    """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
+    paths) through the convert path's document stream (pipeline_docs.py)."""
+    from docpipe.bench.pipeline_docs import stream_pages
+
     flow.num_requests = flow.num_output_tokens = 0
     t0 = time.perf_counter()
-    pages = list(PageScheduler(runner, flow, window).run(jobs))
+    if docs:
+        pages, num_docs = stream_pages(docs, runner, flow, window)
+    else:
+        pages, num_docs = list(PageScheduler(runner, flow, window).run(jobs)), 0
     wall = time.perf_counter() - t0
     failed = [p.error for p in pages if not p.ok]
     busy = sum(v for k, v in clock.s.items() if k in ("prefill", "decode", "generate"))
     total = lambda stage: sum(p.timings_s.get(stage, 0.0) for p in pages)  # noqa: E731
-    return {"name": name, "pages": len(pages), "failed_pages": len(failed), "errors": failed[:3],
+    return {"name": name, "pages": len(pages), "documents": num_docs, "failed_pages": len(failed), "errors": failed[:3],
             "requests": flow.num_requests, "output_tokens": flow.num_output_tokens, "wall_s": wall,
             "pages_per_s": len(pages) / wall, "output_tokens_per_s": flow.num_output_tokens / wall,
             "busy_fraction": busy / wall, "render_s": total("render"), "vision_s": clock.s.get("vision", 0.0),
@@ -172,14 +181,17 @@ def _engine_clock(client, clock: Clock) -> None:
     """Wrap the engine's execute and vision encoder (instance attributes: this process only)."""
     runner = client.engine.runner
     kind = lambda sched: "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"  # noqa: E731
-    runner.execute = clock.wrap(runner.execute, kind)
+    # launch() when the runner splits a step into launch/collect (execute calls it too), else execute()
+    step = "launch" if hasattr(runner, "launch") else "execute"
+    setattr(runner, step, clock.wrap(getattr(runner, step), kind))
     runner.model.encode_images = clock.wrap(runner.model.encode_images, lambda *a, **k: "vision")
 
 
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
-              output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256) -> dict:
+              output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0) -> dict:
     import importlib.util
+    import tempfile
 
     import torch
 
@@ -193,6 +205,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
     torch_dtype = resolve_dtype(dtype, cfg.torch_dtype, torch.device(device))
     family = get_family("mineru25")
     hf, engine_model, tmp = baseline_model(model, cfg, baseline, device, torch_dtype)
+    docs_dir = None
     if hf is None and device.startswith("cuda"):
         torch.cuda.empty_cache()  # the engine sizes its KV pool from free device memory
     try:  # the saved dummy checkpoint goes away even when a side fails
@@ -200,7 +213,14 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
         client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
                                    gpu_memory_utilization=share, max_num_seqs=max_num_seqs)
-        flow = BenchFlow(family, seed, replay, output_scale)
+        docs, flow = [], BenchFlow(family, seed, replay, output_scale)
+        if num_docs:  # the workload split over PDFs, streamed like `docpipe convert` streams them
+            from docpipe.bench.pipeline_docs import DocsFlow, split_pages, write_pdfs
+
+            docs_dir = tempfile.TemporaryDirectory(prefix="bench-docs-")
+            docs = write_pdfs(Path(docs_dir.name), num_pages, num_docs)
+            per_doc = split_pages(num_pages, num_docs)
+            flow = DocsFlow(family, seed, replay, output_scale, pages_per_doc=per_doc)
         engine_clock, sides = Clock(), []
         _engine_clock(client, engine_clock)
         runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
@@ -214,15 +234,19 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
                 clock.s.clear()
             # the baseline may take the first --baseline-pages of the same synthetic workload
             n = baseline_pages if (baseline_pages and num_pages and clock is not engine_clock) else num_pages
-            sides.append(run_side(name, runner, flow, make_jobs(pdfs, n, seed), window, clock))
+            k = next(i + 1 for i in range(len(docs)) if sum(per_doc[:i + 1]) >= n) if docs else 0
+            sides.append(run_side(name, runner, flow, make_jobs(pdfs, 0 if docs else n, seed), window, clock,
+                                  docs[:k]))  # with --docs: the first documents covering n pages
     finally:
-        if tmp is not None:
-            tmp.cleanup()
+        for t in (tmp, docs_dir):
+            if t is not None:
+                t.cleanup()
     out = {"model": model, "dtype": str(torch_dtype), "engine_mode": mode, "window_pages": window,
            "max_num_seqs": max_num_seqs, "baseline_pages": baseline_pages or num_pages,
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
+           "documents": num_docs,
            "ceilings": ceilings(device), "sides": sides}
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
@@ -260,6 +284,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         output_scale: float = typer.Option(1.0, min=0.0, max=1.0, help="scale forced output lengths (smoke tests)"),
         baseline_pages: int = typer.Option(0, min=0, help="transformers runs the first N of the --pages workload (0: all)"),
         max_num_seqs: int = typer.Option(256, min=1, help="engine: concurrent requests"),
+        docs: int = typer.Option(0, min=0, help="split the --pages workload over N PDFs streamed like convert"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
     ) -> None:
         """Pages/s of the VLM path on our engine vs transformers generate(), with a time split."""
@@ -270,9 +295,11 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         pdfs = [] if pages else (list(pdf) if pdf else sorted(Path("samples").glob("*.pdf")))
         if not pages and not pdfs:
             raise typer.BadParameter("no PDFs: pass --pdf, run from the repo root (samples/*.pdf) or use --pages N")
+        if docs and not 1 <= docs <= pages:
+            raise typer.BadParameter("--docs N needs --pages P with P >= N (at least a page per document)")
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
-                           warmup_pages, output_scale, baseline_pages, max_num_seqs)
+                           warmup_pages, output_scale, baseline_pages, max_num_seqs, docs)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"
