@@ -3,6 +3,10 @@ document VLM, scheduled across pages by `scheduler.PageScheduler`.
 
     extract_pages(doc, page_indices, opts) -> Iterator[PageResult]
 
+One document at a time (process_document: Ray workers, tests); a batch
+(`docpipe convert`, `docpipe.convert`) goes through `doc_stream.py`, which
+streams several documents' pages through one scheduler with the same jobs.
+
 Same contract as `docpipe.text.backend.extract_pages`: PageResults stream
 in page order, a page that fails is yielded with its `error` ("page N: ...")
 and the loop goes on, `timings_s` is filled per page (render, text,
