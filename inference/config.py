@@ -37,6 +37,7 @@ class EngineConfig:
     mode: str = "graph"                     # "graph": CUDA-graph decode steps (CUDA only), "eager"
     scheduling: str | None = None           # "mixed" | "prefill_first"; None: prefill_first in graph mode
     seed: int = 0                           # dummy weights and unseeded sampling
+    async_scheduling: bool = True           # schedule + launch step N+1 before step N's tokens reach the host
 
     def __post_init__(self):
         if self.max_num_batched_tokens is None:

@@ -6,6 +6,17 @@ Request lifecycle (queues):
   -> finished (streamed out of step() as RequestOutput, in batch order).
   Preempted requests go back to the front of waiting and are recomputed.
 
+Async steps (config.async_scheduling, the default): step() schedules and
+launches step N+1 while step N still runs on the device, then waits for N's
+tokens. Step N's sampled tokens enter the requests as placeholders
+(scheduler.advance) and the runner feeds them to N+1 from the device; they are
+filled in, and stop conditions checked, when N's tokens arrive
+(scheduler.resolve). A request that stops on a token found there has already
+been launched in N+1: that extra row is discarded. Finished requests
+therefore come out of step() one call later than in sync mode, with the same
+tokens. The host's scheduling, batch building and bookkeeping thus overlap
+the device's step instead of adding to it.
+
 Disaggregated roles use the same engine, no fork:
 (a) Prefill worker: add_request(..., keep_kv=True) with SamplingParams(max_tokens=1).
     When it finishes, its RequestOutput carries first_token, rope_delta,
@@ -44,6 +55,7 @@ class LLMEngine:
                                    config.max_model_len, self.model_config.eos_token_ids,
                                    prefill_first=config.scheduling == "prefill_first")
         self.awaiting_kv: dict[str, Request] = {}
+        self._inflight = None  # (SchedulerOutput, LaunchedStep) of the launched, not yet resolved step
 
     @property
     def kv_pool(self):
@@ -111,12 +123,23 @@ class LLMEngine:
                 self.scheduler.finish(req, RequestStatus.FINISHED_ABORTED)
 
     def has_unfinished_requests(self) -> bool:
-        return self.scheduler.has_work()
+        # A launched step whose requests all finished meanwhile (aborted) has nothing left to give.
+        return self.scheduler.has_work() or (
+            self._inflight is not None and any(not r.status.is_finished for r in self._inflight[0].sampling))
 
     def step(self) -> list[RequestOutput]:
+        if not self.config.async_scheduling:
+            sched = self.scheduler.schedule()
+            out = self.runner.execute(sched)
+            return [self._output(req) for req in self.scheduler.update(sched, out.sampled)]
         sched = self.scheduler.schedule()
-        out = self.runner.execute(sched)
-        finished = self.scheduler.update(sched, out.sampled)
+        launched = self.runner.launch(sched)
+        self.scheduler.advance(sched)
+        finished = []
+        if self._inflight is not None:
+            prev_sched, prev_launched = self._inflight
+            finished = self.scheduler.resolve(prev_sched, self.runner.collect(prev_launched).sampled)
+        self._inflight = (sched, launched) if sched.scheduled else None
         return [self._output(req) for req in finished]
 
     def _output(self, req: Request) -> RequestOutput:

@@ -16,6 +16,9 @@ from inference.processor import ProcessedPrompt
 from inference.sampling import SamplingParams
 
 
+PENDING = -1  # token_buffer placeholder for a token sampled on the device, not yet copied back
+
+
 class RequestStatus(enum.Enum):
     WAITING = "waiting"                # queued for (re)prefill
     WAITING_FOR_KV = "waiting_for_kv"  # decode role: blocks allocated, KV being written from outside
@@ -45,6 +48,9 @@ class Request:
         self.token_buffer = np.zeros(self.num_prompt_tokens + sampling.max_tokens, dtype=np.int64)
         self.token_buffer[: self.num_prompt_tokens] = prompt.token_ids
         self.num_tokens = self.num_prompt_tokens
+        # Sampled tokens still on the device (async steps): the last num_pending entries of the
+        # history are placeholders (-1) until the step's tokens reach the host (resolve_pending).
+        self.num_pending = 0
         self.num_computed_tokens = 0        # tokens whose KV is in the pool
         self.block_ids: list[int] = []
         self.status = RequestStatus.WAITING
@@ -61,7 +67,8 @@ class Request:
 
     @property
     def output_token_ids(self) -> list[int]:
-        return self.token_buffer[self.num_prompt_tokens : self.num_tokens].tolist()
+        """Generated tokens known on the host (pending placeholders excluded)."""
+        return self.token_buffer[self.num_prompt_tokens : self.num_tokens - self.num_pending].tolist()
 
     @property
     def num_output_tokens(self) -> int:
@@ -70,6 +77,24 @@ class Request:
     @property
     def rope_delta(self) -> int:
         return self.prompt.rope_delta
+
+    def append_pending(self) -> None:
+        """A token was sampled on the device but is not known here yet."""
+        self.token_buffer[self.num_tokens] = PENDING
+        self.num_tokens += 1
+        self.num_pending += 1
+
+    def resolve_pending(self, token: int) -> None:
+        """The oldest pending token arrived."""
+        self.token_buffer[self.num_tokens - self.num_pending] = token
+        self.num_pending -= 1
+        if self.first_token_time_s is None:
+            self.first_token_time_s = time.perf_counter()
+
+    def drop_pending(self) -> None:
+        """Forget placeholders (the request finished before they were resolved)."""
+        self.num_tokens -= self.num_pending
+        self.num_pending = 0
 
     def append_token(self, token: int) -> None:
         self.token_buffer[self.num_tokens] = token

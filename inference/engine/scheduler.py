@@ -46,6 +46,7 @@ class ScheduledRequest:
 class SchedulerOutput:
     scheduled: list[ScheduledRequest] = field(default_factory=list)  # in batch order
     freed_request_ids: list[str] = field(default_factory=list)       # preempted/finished since last step: drop worker caches
+    sampling: list[Request] = field(default_factory=list)            # set by advance(): requests that sample this step
 
     @property
     def num_tokens(self) -> int:
@@ -92,7 +93,7 @@ class Scheduler:
         i = 0
         while i < len(self.running) and budget > 0:
             req = self.running[i]
-            if prefill_only and not self._in_prefill(req):
+            if (prefill_only and not self._in_prefill(req)) or (req.num_pending and self._ends_when_resolved(req)):
                 i += 1
                 continue
             num_new = min(req.num_tokens - req.num_computed_tokens, budget)
@@ -141,28 +142,54 @@ class Scheduler:
     def update(self, out: SchedulerOutput, sampled: dict[str, int]) -> list[Request]:
         """Advance computed counts, append sampled tokens, retire finished
         requests (returned, in batch order)."""
-        finished = []
+        self.advance(out)
+        return self.resolve(out, sampled)
+
+    def advance(self, out: SchedulerOutput) -> None:
+        """The step was launched: its chunks count as computed and each
+        sampling request gets a placeholder token, so the next step can be
+        scheduled (and launched) before this one's tokens are on the host."""
+        out.sampling = []
         for item in out.scheduled:
             req = item.request
             req.num_computed_tokens += item.num_new_tokens
-            if req.num_computed_tokens != req.num_tokens:  # mid-prompt chunk: nothing sampled
+            if req.num_computed_tokens == req.num_tokens:  # else a mid-prompt chunk: nothing sampled
+                req.append_pending()
+                out.sampling.append(req)
+
+    def resolve(self, out: SchedulerOutput, sampled: dict[str, int]) -> list[Request]:
+        """The step's tokens arrived: fill the placeholders, retire finished
+        requests (returned, in batch order). A request that finished while the
+        step ran (aborted, or stopped on the previous token) is skipped; any
+        placeholder of a later step it was already in is dropped."""
+        finished = []
+        for req in out.sampling:
+            if req.status.is_finished:
                 continue
-            req.append_token(sampled[req.request_id])
+            req.resolve_pending(sampled[req.request_id])
             status = self._stop_status(req)
             if status is not None:
+                req.drop_pending()
                 self.finish(req, status)
                 finished.append(req)
         return finished
 
+    def _ends_when_resolved(self, req: Request) -> bool:
+        """Its pending token is its last one whatever its value (length limits)."""
+        return req.num_output_tokens >= req.sampling.max_tokens or req.num_tokens >= self.max_model_len
+
     def _stop_status(self, req: Request) -> RequestStatus | None:
-        token, params = int(req.token_buffer[req.num_tokens - 1]), req.sampling
+        """Stop condition on the last token known on the host."""
+        known = req.num_tokens - req.num_pending
+        token, params = int(req.token_buffer[known - 1]), req.sampling
         if (params.stop_token_ids and token in params.stop_token_ids) or (not params.ignore_eos and token in self.eos_token_ids):
             return RequestStatus.FINISHED_STOPPED
-        if req.num_output_tokens >= params.max_tokens or req.num_tokens >= self.max_model_len:
+        if known - req.num_prompt_tokens >= params.max_tokens or known >= self.max_model_len:
             return RequestStatus.FINISHED_LENGTH
         return None
 
     def finish(self, req: Request, status: RequestStatus) -> None:
+        req.drop_pending()
         if req in self.running:
             self.running.remove(req)
         elif req in self.waiting:

@@ -17,7 +17,7 @@ remain only for requests still in their prompt (positions, images).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np
@@ -45,6 +45,9 @@ class InputBatch:
     sample_requests: list[Request]   # S requests, in logits row order
     image_chunks: list[ImageChunk]   # chunks that contain image tokens
     all_rows_sample: bool = False    # S == T and logits_indices == arange(T): no gather needed
+    # rows whose input token is still on the device (async steps) and the request of each
+    pending_rows: list[int] = field(default_factory=list)
+    pending_requests: list[Request] = field(default_factory=list)
 
     @property
     def num_tokens(self) -> int:
@@ -129,6 +132,7 @@ class InputBatchBuilder:
             ids[:] = np.fromiter((r.token_buffer[s] for r, s in zip(reqs, starts.tolist())), np.int64, num_seqs)
         else:
             ids[:] = np.concatenate([r.token_buffer[s:e] for r, s, e in zip(reqs, starts.tolist(), ends.tolist())])
+        pending_rows = np.nonzero(ids < 0)[0].tolist()  # placeholders: the previous step's tokens
         for s in np.nonzero(starts < num_prompt)[0].tolist():
             req, start, end, row = reqs[s], int(starts[s]), int(ends[s]), int(cu_q[s])
             stop = min(end, req.num_prompt_tokens)
@@ -152,6 +156,8 @@ class InputBatchBuilder:
             sample_requests=[reqs[i] for i in np.nonzero(samples)[0].tolist()],
             image_chunks=image_chunks,
             all_rows_sample=num_samples == num_tokens,
+            pending_rows=pending_rows,
+            pending_requests=[reqs[i] for i in seq_of_token[pending_rows].tolist()] if pending_rows else [],
         )
 
     def _to_device(self, host: torch.Tensor) -> torch.Tensor:

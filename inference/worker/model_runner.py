@@ -1,7 +1,7 @@
 """Model runner: owns the weights, the KV pool and the encoder cache of one
 worker, and turns a SchedulerOutput into sampled tokens.
 
-execute(): build the flattened batch -> run the vision encoder once for all
+launch(): build the flattened batch -> run the vision encoder once for all
 requests whose chunk first reaches their images (batched across requests) ->
 embed tokens and scatter image embeddings into their rows -> LM forward over
 the paged pool -> logits of the rows that sample -> sampler. One host sync per
@@ -34,6 +34,14 @@ class ModelRunnerOutput:
     sampled: dict[str, int]          # request id -> token sampled this step
 
 
+@dataclass
+class LaunchedStep:
+    """A step whose device work is queued; collect() waits for its tokens."""
+    request_ids: list[str]           # sampling requests, in token order
+    tokens: torch.Tensor | None      # [S] sampled ids, on the host (pinned on CUDA) once `ready`
+    ready: torch.cuda.Event | None   # recorded after the device -> host copy (CUDA only)
+
+
 class ModelRunner:
     def __init__(self, config: EngineConfig):
         self.config = config
@@ -52,6 +60,7 @@ class ModelRunner:
         self.sampler = Sampler(self.device, config.seed, config.max_model_len)
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
+        self._previous: tuple[dict[str, int], torch.Tensor] = ({}, torch.empty(0, dtype=torch.long))
         self.graphs = None
         if config.use_cuda_graph:
             from inference.worker.cuda_graph import DecodeGraphs
@@ -107,14 +116,40 @@ class ModelRunner:
         for req, emb in zip(reqs, embeds.split(sizes)):
             self.encoder_cache[req.request_id] = emb
 
-    @torch.inference_mode()
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
+        return self.collect(self.launch(sched))
+
+    def collect(self, step: LaunchedStep | None) -> ModelRunnerOutput:
+        if step is None or step.tokens is None:
+            return ModelRunnerOutput({})
+        if step.ready is not None:
+            step.ready.synchronize()
+        return ModelRunnerOutput(dict(zip(step.request_ids, step.tokens.tolist())))
+
+    def _fill_pending(self, batch: InputBatch) -> None:
+        """Input tokens sampled by the previous step, still on the device."""
+        if not batch.pending_rows:
+            return
+        row_of, tokens = self._previous
+        try:
+            src = [row_of[req.request_id] for req in batch.pending_requests]
+        except KeyError as exc:
+            raise RuntimeError(f"request {exc.args[0]}: its input token was not sampled by the previous step") from None
+        rows = torch.tensor(batch.pending_rows).to(self.device, non_blocking=True)
+        batch.input_ids.index_copy_(0, rows, tokens.index_select(0, torch.tensor(src).to(self.device, non_blocking=True)))
+
+    @torch.inference_mode()
+    def launch(self, sched: SchedulerOutput) -> LaunchedStep | None:
+        """Queue the step's device work; tokens come back through collect().
+        Nothing here waits for the device, so the host can schedule and launch
+        the next step while this one runs."""
         for request_id in sched.freed_request_ids:
             self.encoder_cache.pop(request_id, None)
         self.sampler.release(sched.freed_request_ids)
         if not sched.scheduled:
-            return ModelRunnerOutput({})
+            return None
         batch = self.batch_builder.build(sched)
+        self._fill_pending(batch)
         image_embeds, image_rows = self._image_embeddings(batch)
         if self.graphs is not None and self.graphs.can_run(batch):
             hidden = self.graphs.run(batch)
@@ -122,12 +157,20 @@ class ModelRunner:
             embeds = self.model.embed(batch.input_ids, image_embeds, image_rows)
             hidden = self.model(embeds, batch.positions, batch.meta)
         if not batch.sample_requests:
-            return ModelRunnerOutput({})
+            return LaunchedStep([], None, None)
         logits = self.model.compute_logits(hidden if batch.all_rows_sample else hidden[batch.logits_indices])
         reqs = batch.sample_requests
         if any(req.sampling.return_logits for req in reqs):
             for row, req in enumerate(reqs):
                 if req.sampling.return_logits:
                     req.logits.append(logits[row].float().cpu())
-        tokens = self.sampler(logits, reqs).tolist()  # the step's one device -> host copy
-        return ModelRunnerOutput(dict(zip([req.request_id for req in reqs], tokens)))
+        tokens = self.sampler(logits, reqs)
+        ids = [req.request_id for req in reqs]
+        self._previous = (dict(zip(ids, range(len(ids)))), tokens)
+        if self.device.type != "cuda":
+            return LaunchedStep(ids, tokens, None)
+        host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+        host.copy_(tokens, non_blocking=True)  # the step's one device -> host copy
+        ready = torch.cuda.Event()
+        ready.record()
+        return LaunchedStep(ids, host, ready)
