@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import threading
+from functools import cached_property
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -63,7 +64,7 @@ class PoolSpec:
     def torch_dtype(self) -> torch.dtype:
         return _DTYPES[self.dtype]
 
-    @property
+    @cached_property  # read on every transfer; the spec is frozen
     def block_bytes(self) -> int:
         elem = torch.empty((), dtype=self.torch_dtype).element_size()
         return self.num_layers * 2 * self.block_size * self.num_kv_heads * self.head_dim * elem
@@ -72,10 +73,13 @@ class PoolSpec:
     def pool_bytes(self) -> int:
         return self.num_blocks * self.block_bytes
 
+    @cached_property
+    def _layout(self) -> tuple:
+        return (self.num_layers, self.block_size, self.num_kv_heads, self.head_dim, self.dtype)
+
     def same_layout(self, other: "PoolSpec") -> bool:
         """True when blocks can be copied byte for byte (no conversion)."""
-        keys = ("num_layers", "block_size", "num_kv_heads", "head_dim", "dtype")
-        return all(getattr(self, k) == getattr(other, k) for k in keys)
+        return self._layout == other._layout
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -143,6 +147,13 @@ class TransferHandle:
         self.error: str | None = None
         self._done = threading.Event()
 
+    @classmethod
+    def finished(cls, meta: TransferMeta, status: str) -> "TransferHandle":
+        """A handle final at birth (a self-acked send): no Event of its own."""
+        h = cls.__new__(cls)
+        h.meta, h.status, h.error, h._done = meta, status, None, _SET
+        return h
+
     def _finish(self, status: str, error: str | None = None) -> bool:
         """Set the final status once; returns False when already final."""
         if self._done.is_set():
@@ -159,6 +170,10 @@ class TransferHandle:
         if not self._done.wait(timeout_s):
             raise TimeoutError(f"transfer {self.meta.request_id} not acked within {timeout_s} s")
         return self.status
+
+
+_SET = threading.Event()  # shared by handles final at birth; never cleared
+_SET.set()
 
 
 class KVReceiver:

@@ -45,12 +45,46 @@ def coalesce(pairs: list[tuple[int, int]]) -> list[Run]:
 
 
 def coalesce_ids(src_ids: list[int], dst_ids: list[int]) -> list[Run]:
-    """coalesce() over parallel id lists, vectorised: a long request has
-    thousands of blocks and this runs on every transfer."""
-    if len(src_ids) != len(dst_ids):
-        raise ValueError(f"{len(src_ids)} source blocks vs {len(dst_ids)} destination blocks")
-    if not src_ids:
+    """coalesce() over parallel id lists. This runs on every transfer: one
+    consecutive run on both sides (a fresh allocation, the common case) is
+    recognised in O(n) C-level compares; short lists go through a plain loop;
+    long scattered ones are vectorised."""
+    n = len(src_ids)
+    if n != len(dst_ids):
+        raise ValueError(f"{n} source blocks vs {len(dst_ids)} destination blocks")
+    if not n:
         return []
+    s0, d0 = src_ids[0], dst_ids[0]
+    if s0 >= 0 and d0 >= 0 and src_ids == list(range(s0, s0 + n)) and dst_ids == list(range(d0, d0 + n)):
+        return [Run(s0, d0, n)]
+    if n <= _LOOP_MAX_IDS:
+        return _coalesce_loop(src_ids, dst_ids)
+    return _coalesce_numpy(src_ids, dst_ids)
+
+
+_LOOP_MAX_IDS = 256  # below this a Python loop beats numpy's per-call overhead
+
+
+def _coalesce_loop(src_ids: list[int], dst_ids: list[int]) -> list[Run]:
+    if len(set(dst_ids)) != len(dst_ids):
+        raise ValueError("a destination block appears twice in the transfer")
+    pairs = sorted(zip(src_ids, dst_ids))  # by source, then destination
+    if pairs[0][0] < 0 or min(dst_ids) < 0:
+        src, dst = next(p for p in zip(src_ids, dst_ids) if min(p) < 0)
+        raise ValueError(f"negative block id in pair ({src}, {dst})")
+    runs: list[Run] = []
+    start_s, start_d = pairs[0]
+    prev_s, prev_d = start_s, start_d
+    for s, d in pairs[1:]:
+        if s != prev_s + 1 or d != prev_d + 1:
+            runs.append(Run(start_s, start_d, prev_s - start_s + 1))
+            start_s, start_d = s, d
+        prev_s, prev_d = s, d
+    runs.append(Run(start_s, start_d, prev_s - start_s + 1))
+    return runs
+
+
+def _coalesce_numpy(src_ids: list[int], dst_ids: list[int]) -> list[Run]:
     a = np.stack([np.asarray(src_ids, dtype=np.int64), np.asarray(dst_ids, dtype=np.int64)], axis=1)
     if (a < 0).any():
         src, dst = a[np.flatnonzero((a < 0).any(axis=1))[0]]

@@ -5,7 +5,9 @@ start() opens the Listener. Per sender connection: HELLO {spec, transport}
 (shm path, IPC handle, QP info) -> loop over frames:
   DATA  -> `_on_data` (tcp only: payload lands straight in the pool)
   META  -> checks (ids in range, lease not expired) -> `_land(meta)` (staging
-           copy, stream sync) -> queue for recv() -> ACK {seq, ok}
+           copy, wait for the sender's CUDA event) -> queue for recv() ->
+           ACK {seq, ok}; a META marked self_acked (shm: the sender wrote the
+           pool itself and ran these checks) is answered only if refused
   BYE   -> end of this connection.
 A bad META is NACKed (ok: false) and the connection goes on; a malformed frame
 ends that connection (the Listener answers ERROR).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import socket
+import threading
 
 import torch
 
@@ -44,6 +47,10 @@ class ControlReceiver(KVReceiver):
     def _land(self, state: dict, meta: TransferMeta) -> None:
         pass
 
+    def _land_with(self, state: dict, meta: TransferMeta, hdr: dict) -> None:
+        """_land with the META's transport fields (cuda-ipc: the event slot)."""
+        self._land(state, meta)
+
     def _on_disconnect(self, state: dict) -> None:
         pass
 
@@ -71,7 +78,7 @@ class ControlReceiver(KVReceiver):
 
     # one connection -----------------------------------------------------------
     def _serve(self, sock: socket.socket, peer: str) -> None:
-        state: dict = {"peer": peer}
+        state: dict = {"peer": peer, "sock": sock, "send_lock": threading.Lock()}  # ACKs may come from two threads (shm ring)
         kind, hello, _ = wire.recv_frame(sock, 0)
         wire.expect(kind, wire.HELLO)
         if hello.get("transport") != self.name:
@@ -95,7 +102,10 @@ class ControlReceiver(KVReceiver):
             if kind == wire.DATA:
                 self._on_data(sock, state, hdr, n)
             elif kind == wire.META and n == 0:
-                wire.send_frame(sock, wire.ACK, self._on_meta(state, hdr))
+                ack = self._on_meta(state, hdr)
+                if not (ack["ok"] and hdr.get("self_acked") is True):  # a self-acked META is answered only when refused
+                    with state["send_lock"]:
+                        wire.send_frame(sock, wire.ACK, ack)
             else:
                 raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame with {n} payload bytes")
 
@@ -104,13 +114,16 @@ class ControlReceiver(KVReceiver):
         if type(seq) is not int:
             raise wire.FrameError("META without an integer seq")
         try:
-            meta = TransferMeta.from_dict(hdr.get("meta"))
+            meta = TransferMeta.from_wire(hdr.get("meta"))
             check_landing(meta, self.spec)
-            if meta.is_expired():
+            if meta.is_expired() and hdr.get("self_acked") is not True:  # a self-acked one landed before META left
                 raise TransferError(f"{meta.request_id}: lease expired before the KV landed")
-            self._land(state, meta)
+            self._land_with(state, meta, hdr)
         except (ValueError, TransferError) as e:
             log.warning("rejected transfer from %s: %s", state["peer"], e)
             return {"seq": seq, "ok": False, "error": str(e)}
-        self._arrived.put(meta)
+        self._deliver(meta)
         return {"seq": seq, "ok": True}
+
+    def _deliver(self, meta: TransferMeta) -> None:
+        self._arrived.put(meta)

@@ -3,9 +3,17 @@
 connect(): TCP connect -> HMAC handshake -> HELLO {spec, transport, ...} ->
 HELLO reply {spec, ...} -> `_attach(reply)` (map shm, open IPC handle, connect
 the QP). send(meta): prepare (check ids, convert, plan) -> `_move(seq, prep)`
-(the transport's data path; the KV has left the source when it returns) ->
-META frame. A reader thread takes ACK frames, finishes the handle and calls
-on_release(meta, "acked"); leases that run out first give "lease_expired".
+(the transport's data path; the KV has left the source when it returns; it may
+return extra META fields, e.g. the CUDA event to wait on) -> META frame.
+Completion, two ways:
+  receiver-acked (tcp, cuda-ipc, shm through staging): a reader thread takes
+    ACK frames, finishes the handle and calls on_release(meta, "acked");
+    leases that run out first give "lease_expired".
+  self-acked (`self_acks`, shm into the peer's own pool): when `_move` returns
+    the KV already sits in the destination pool, so the sender runs the
+    receiver's checks itself (ids against the receiver's spec, lease) before
+    moving, marks the META "self_acked" (the receiver answers only a refusal)
+    and finishes the handle in send(): no thread hand-off on the path.
 At most config.max_inflight transfers are unacked at a time.
 """
 from __future__ import annotations
@@ -22,9 +30,11 @@ from inference.transfer import wire
 from inference.transfer.auth import client_handshake
 from inference.transfer.base import KVSender, PoolSpec, ReleaseCallback, TransferConfig, TransferError, TransferHandle
 from inference.transfer.meta import TransferMeta
-from inference.transfer.source import PreparedTransfer, flat_bytes, prepare
+from inference.transfer.source import PreparedTransfer, check_landing, flat_bytes, prepare
 
 log = logging.getLogger("inference.transfer.sender")
+
+LEASE_CHECK_S = 0.05  # leases are checked this often, not on every ACK
 
 
 class ControlSender(KVSender):
@@ -40,6 +50,7 @@ class ControlSender(KVSender):
         self._seq = 0
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
+        self.self_acks = False  # set by _attach when _move lands the KV in the receiver's pool itself
 
     # transport hooks ------------------------------------------------------
     def _hello(self) -> dict:
@@ -48,8 +59,12 @@ class ControlSender(KVSender):
     def _attach(self, reply: dict) -> None:
         pass
 
-    def _move(self, seq: int, prep: PreparedTransfer) -> None:
+    def _move(self, seq: int, prep: PreparedTransfer) -> dict | None:
+        """Move the KV; returns extra META header fields (or None)."""
         raise NotImplementedError
+
+    def _quiesce(self) -> None:
+        """Wait until no data movement reads the source (before a non-ack release)."""
 
     # lifecycle -------------------------------------------------------------
     def connect(self, address: str) -> None:
@@ -74,6 +89,8 @@ class ControlSender(KVSender):
             raise TransferError(f"{self.name}: sender is not connected")
         meta.with_lease(self.config.lease_s)
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
+        if self.self_acks:
+            return self._send_self_acked(meta, prep)
         if not self._slots.acquire(timeout=self.config.lease_s):
             raise TransferError(f"{self.name}: {self.config.max_inflight} transfers unacked for {self.config.lease_s} s")
         handle = TransferHandle(meta)
@@ -82,13 +99,37 @@ class ControlSender(KVSender):
             seq = self._seq
             self._pending[seq] = handle
         try:
-            self._move(seq, prep)
-            with self._lock:
-                wire.send_frame(self._sock, wire.META, {"seq": seq, "meta": meta.to_dict()})
+            self._send_meta({"seq": seq, "meta": meta.to_wire(), **(self._move(seq, prep) or {})})
         except Exception as e:
             self._finish(seq, "failed", f"{type(e).__name__}: {e}")
             raise
         return handle
+
+    def _send_self_acked(self, meta: TransferMeta, prep: PreparedTransfer) -> TransferHandle:
+        """The KV is in the receiver's pool when _move returns: run the
+        receiver's checks first, then move, hand over the META, done. Nothing
+        stays pending, so no slot, lease or reader thread is involved."""
+        check_landing(meta, self.peer_spec)
+        if meta.is_expired():
+            raise TransferError(f"{meta.request_id}: lease expired before the KV was sent")
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        try:
+            extra = self._move(seq, prep)
+            self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {})})
+        except Exception as e:
+            log.warning("transfer %s failed: %s: %s", meta.request_id, type(e).__name__, e)
+            if self.on_release is not None:
+                self.on_release(meta, "failed")
+            raise
+        if self.on_release is not None:
+            self.on_release(meta, "acked")
+        return TransferHandle.finished(meta, "acked")
+
+    def _send_meta(self, header: dict) -> None:
+        """Deliver one META (shm overrides: a slot in the shared ring)."""
+        self._send_frame(wire.META, header)
 
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:
         with self._lock:
@@ -100,6 +141,11 @@ class ControlSender(KVSender):
             handle = self._pending.pop(seq, None)
         if handle is None or not handle._finish(status, error):
             return
+        if status != "acked":
+            try:
+                self._quiesce()  # the caller frees the source blocks next
+            except Exception as e:
+                log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
         self._slots.release()
         if error:
             log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
@@ -114,17 +160,23 @@ class ControlSender(KVSender):
             self._finish(seq, "lease_expired")
 
     def _read_loop(self) -> None:
+        next_check = time.monotonic() + LEASE_CHECK_S
         try:
             while not self._closed.is_set():
                 # select, not a socket timeout: a timeout would also cut sends
-                ready, _, _ = select.select([self._sock], [], [], 0.1)
-                self._expire_leases()
+                ready, _, _ = select.select([self._sock], [], [], LEASE_CHECK_S)
+                if time.monotonic() >= next_check:
+                    self._expire_leases()
+                    next_check = time.monotonic() + LEASE_CHECK_S
                 if not ready:
                     continue
                 kind, hdr, n = wire.recv_frame(self._sock, 0)
                 if kind == wire.ACK:
                     ok = hdr.get("ok") is True
-                    self._finish(int(hdr.get("seq", -1)), "acked" if ok else "failed", None if ok else str(hdr.get("error")))
+                    seq = int(hdr.get("seq", -1))
+                    if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
+                        log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
+                    self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
                 elif kind == wire.ERROR:
                     raise TransferError(f"receiver error: {hdr.get('error')}")
                 else:

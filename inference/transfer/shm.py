@@ -4,23 +4,35 @@ Zero-copy path: the decode worker allocates its pool with
 ShmReceiver.allocate_pool(spec), a tensor mapped from a /dev/shm file (mode
 0600). The receiver's HELLO reply names that file; the sender maps it and
 copies its blocks straight into the destination blocks (one memcpy per
-segment, torch copy_), then sends META over the control socket. A pool not
+segment, libc memmove with the GIL released). When the copy returns the KV is
+in the receiver's pool, so the transfer is self-acked (sender.py): the sender
+runs the receiver's checks before copying, sends one META that nobody answers
+(the receiver queues it for recv(); it answers only a refusal) and completes
+the handle itself; no thread waits on another on the way. A pool not
 allocated that way gets a staging segment of the same size: the sender writes
-there and the receiver copies the landed blocks into its pool on META (one
-extra copy, said in the log). Segments are unlinked when the receiver closes
+there and the receiver copies the landed blocks into its pool on META and
+ACKs (one extra copy and a round trip, said in the log). The META of a
+self-acked transfer travels through a per-connection ring in shared memory
+with a futex doorbell (doorbell.py), not through the TCP stack; a full ring
+or a large META falls back to the socket. Segments are unlinked when the receiver closes
 (mappings stay valid) and at interpreter exit.
 """
 from __future__ import annotations
 
 import atexit
 import ctypes
+import json
 import logging
 import os
+import queue
 import secrets
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from inference.transfer import doorbell, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.meta import TransferMeta
 from inference.transfer.plan import coalesce
@@ -36,8 +48,11 @@ _SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> i
 _CREATED: set[str] = set()  # files to unlink at exit
 PARALLEL_MIN_BYTES = 32 << 20  # smaller transfers copy on the calling thread
 SLICE_MIN_BYTES = 1 << 20  # no copy thread gets less than this
-_COPY_THREADS = min(8, os.cpu_count() or 1)
+# One core copying leaves the other to the receiver and the engines; measured on
+# 2 shared cores, two copy threads were slower than one (7 vs 11 GB/s at 256 MiB).
+_COPY_THREADS = min(8, len(os.sched_getaffinity(0)) // 2)
 _POOL: ThreadPoolExecutor | None = None
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per META
 
 
 def _copy_pool() -> ThreadPoolExecutor:
@@ -110,22 +125,36 @@ class ShmSender(ControlSender):
         self._dst = _map_peer_segment(reply.get("shm_path"), reply.get("shm_bytes"))
         if self._dst.numel() != self.peer_spec.pool_bytes:
             raise TransferError("shm: segment size does not match the receiver's pool")
+        self.self_acks = reply.get("zero_copy") is True  # the copy lands in the pool itself
+        self._attach_ring(reply)
+
+    def _attach_ring(self, reply: dict) -> None:
+        self._ring = None
+        if self.self_acks and doorbell.AVAILABLE and reply.get("ring_path") and reply.get("bell_path"):
+            self._ring_mem = _map_peer_segment(reply.get("ring_path"), doorbell.RING_BYTES)
+            self._bell_mem = _map_peer_segment(reply.get("bell_path"), doorbell.BELL_BYTES)
+            self._ring, self._bell = doorbell.Ring(self._ring_mem.data_ptr()), doorbell.Bell(self._bell_mem.data_ptr())
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
-        # libc memmove with the GIL released, large transfers cut into slices
-        # copied by a few long-lived threads: one core cannot saturate memory
-        # bandwidth, and torch's copy_ forks an OpenMP team per copy, which
-        # stalls for a scheduler slice whenever the receiver holds a core.
+        # libc memmove with the GIL released, one call per whole run (a large
+        # run keeps glibc's large-copy path). torch's copy_ forks an OpenMP team
+        # per copy, which stalls whenever another process holds a core.
         src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
-        copies = [(dst + s.dst_offset_bytes, src + s.src_offset_bytes, s.num_bytes)
-                  for unit in prep.units for s in unit.segments]
         if prep.num_bytes < PARALLEL_MIN_BYTES or _COPY_THREADS <= 1:
-            for d, s_, n in copies:
-                ctypes.memmove(d, s_, n)
+            for s_off, d_off, n in prep.copies:
+                ctypes.memmove(dst + d_off, src + s_off, n)
             return
         step = max(SLICE_MIN_BYTES, -(-prep.num_bytes // _COPY_THREADS))
-        slices = [(d + o, s_ + o, min(step, n - o)) for d, s_, n in copies for o in range(0, n, step)]
+        slices = [(dst + d + o, src + s_ + o, min(step, n - o)) for s_, d, n in prep.copies for o in range(0, n, step)]
         list(_copy_pool().map(lambda a: ctypes.memmove(*a), slices))
+
+    def _send_meta(self, header: dict) -> None:
+        if self._ring is not None:
+            payload = _ENCODE(header).encode()
+            with self._lock:  # one producer per ring
+                if self._ring.publish(payload, self._bell):
+                    return
+        super()._send_meta(header)
 
 
 class ShmReceiver(ControlReceiver):
@@ -149,9 +178,75 @@ class ShmReceiver(ControlReceiver):
         if self._path is None:
             log.info("shm: pool not allocated by ShmReceiver.allocate_pool; staging through a segment (one extra copy)")
             self._path, self._staging = _create_segment(self.spec.pool_bytes)
+        self._rings: dict[int, dict] = {}  # connection state by id, for those with a META ring
+        self._ring_lock = threading.Lock()  # one consumer per ring at a time
+        self._bell = None
+        if self._staging is None and doorbell.AVAILABLE:
+            self._bell_path, self._bell_mem = _create_segment(doorbell.BELL_BYTES)
+            self._bell = doorbell.Bell(self._bell_mem.data_ptr())
 
     def _on_hello(self, state: dict, hello: dict) -> dict:
-        return {"shm_path": self._path, "shm_bytes": self.spec.pool_bytes}
+        reply = {"shm_path": self._path, "shm_bytes": self.spec.pool_bytes, "zero_copy": self._staging is None}
+        if self._bell is not None:
+            path, mem = _create_segment(doorbell.RING_BYTES)
+            state.update(ring_path=path, ring_mem=mem, ring=doorbell.Ring(mem.data_ptr()))
+            with self._ring_lock:
+                self._rings[id(state)] = state
+            reply.update(ring_path=path, bell_path=self._bell_path)
+        return reply
+
+    # METAs from the rings: taken by recv() itself ------------------------------
+    def _deliver(self, meta: TransferMeta) -> None:
+        super()._deliver(meta)
+        if self._bell is not None:
+            self._bell.ring()  # a META frame from the socket wakes a blocking recv() too
+
+    def recv(self, timeout_s: float | None = None) -> TransferMeta | None:
+        if self._bell is None:
+            return super().recv(timeout_s)
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            seen = self._bell.value()
+            self._take_rings()
+            try:
+                return self._arrived.get_nowait()
+            except queue.Empty:
+                pass
+            left = 0.1 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                return None
+            self._bell.wait(seen, min(left, 0.1))  # bounded: a wake lost to a crash costs 0.1 s at most
+
+    def _take_rings(self) -> None:
+        with self._ring_lock:
+            for state in list(self._rings.values()):
+                for payload in state["ring"].take():
+                    self._ring_meta(state, payload)
+
+    def _ring_meta(self, state: dict, payload: bytes) -> None:
+        try:
+            hdr = json.loads(payload)
+            if not isinstance(hdr, dict):
+                raise ValueError("not a JSON object")
+            ack = self._on_meta(state, hdr)
+        except (ValueError, wire.FrameError) as e:
+            log.warning("shm: bad META in the ring from %s: %s", state["peer"], e)
+            return
+        if not ack["ok"] or hdr.get("self_acked") is not True:
+            try:
+                with state["send_lock"]:
+                    wire.send_frame(state["sock"], wire.ACK, ack)
+            except OSError as e:
+                log.info("shm: could not answer %s: %s", state["peer"], e)
+
+    def _on_disconnect(self, state: dict) -> None:
+        if "ring" in state:
+            with self._ring_lock:
+                for payload in state["ring"].take():  # published before the BYE
+                    self._ring_meta(state, payload)
+                state["ring"].close()
+                self._rings.pop(id(state), None)
+            _unlink(state["ring_path"])
 
     def _land(self, state: dict, meta: TransferMeta) -> None:
         if self._staging is None:
@@ -164,6 +259,8 @@ class ShmReceiver(ControlReceiver):
     def close(self) -> None:
         super().close()
         _unlink(self._path)
+        if self._bell is not None:
+            _unlink(self._bell_path)
         _SEGMENTS.pop(self.pool.data_ptr(), None)
 
 

@@ -4,26 +4,47 @@ Same layout on both sides: the source is the pool itself and the pairs are
 zip(src_block_ids, dst_block_ids). Otherwise convert.repack builds the
 destination-layout blocks in a staging tensor, and the pairs are
 (staging index, dst block). Either way the result is a flat byte view of the
-source plus work units of byte segments into the destination pool.
+source plus work units of byte segments into the destination pool (cut at
+max_unit_bytes, for frames and work requests) and the whole runs as byte
+copies (for memcpy-like transports: a large run stays one call).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
 from inference.transfer import convert
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError
 from inference.transfer.meta import TransferMeta
-from inference.transfer.plan import WorkUnit, coalesce_ids, plan_units
+from inference.transfer.plan import Run, WorkUnit, coalesce_ids, plan_units
 
 
 @dataclass
 class PreparedTransfer:
     src_bytes: torch.Tensor  # flat uint8 view of the source (pool or staging)
-    units: list[WorkUnit]  # segments into the destination pool
-    num_bytes: int  # total payload
+    runs: list[Run]  # coalesced (src block, dst block, count) runs
+    block_bytes: int  # bytes per block on both sides (destination layout)
+    min_unit_bytes: int  # work unit bounds (config), for `units`
+    max_unit_bytes: int
+
+    @cached_property
+    def copies(self) -> list[tuple[int, int, int]]:
+        """Whole runs as (src offset, dst offset, bytes): one memcpy each."""
+        bb = self.block_bytes
+        return [(r.src_block * bb, r.dst_block * bb, r.num_blocks * bb) for r in self.runs]
+
+    @cached_property
+    def units(self) -> list[WorkUnit]:
+        """Segments into the destination pool, grouped for frames / work requests
+        (built on first use: memcpy-like transports never need them)."""
+        return plan_units(self.runs, self.block_bytes, self.min_unit_bytes, self.max_unit_bytes)
+
+    @property
+    def num_bytes(self) -> int:
+        return sum(r.num_blocks for r in self.runs) * self.block_bytes
 
 
 def flat_bytes(t: torch.Tensor) -> torch.Tensor:
@@ -31,8 +52,8 @@ def flat_bytes(t: torch.Tensor) -> torch.Tensor:
 
 
 def _check_ids(ids: list[int], spec: PoolSpec, side: str, request_id: str) -> None:
-    bad = [b for b in ids if b >= spec.num_blocks]
-    if bad:
+    if ids and max(ids) >= spec.num_blocks:  # C-level max first: this runs on every transfer
+        bad = [b for b in ids if b >= spec.num_blocks]
         raise TransferError(f"{request_id}: {side} block ids {bad[:4]} outside the {side} pool of {spec.num_blocks} blocks")
 
 
@@ -63,8 +84,7 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
         runs = coalesce_ids(src_ids, dst_ids)
     except ValueError as e:
         raise TransferError(f"{meta.request_id}: {e}") from None
-    units = plan_units(runs, dst.block_bytes, config.min_unit_bytes, config.max_unit_bytes)
-    return PreparedTransfer(src_bytes, units, sum(u.num_bytes for u in units))
+    return PreparedTransfer(src_bytes, runs, dst.block_bytes, config.min_unit_bytes, config.max_unit_bytes)
 
 
 def check_landing(meta: TransferMeta, spec: PoolSpec) -> None:
