@@ -189,7 +189,8 @@ def _engine_clock(client, clock: Clock) -> None:
 
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
-              output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0) -> dict:
+              output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0,
+              time_split: bool = True) -> dict:
     import importlib.util
     import tempfile
 
@@ -222,7 +223,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             per_doc = split_pages(num_pages, num_docs)
             flow = DocsFlow(family, seed, replay, output_scale, pages_per_doc=per_doc)
         engine_clock, sides = Clock(), []
-        _engine_clock(client, engine_clock)
+        if time_split:  # synchronised timers: they also stop host work from overlapping device steps
+            _engine_clock(client, engine_clock)
         runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
         if hf is not None:
             hf_clock = Clock()
@@ -246,7 +248,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
-           "documents": num_docs,
+           "documents": num_docs, "time_split": time_split,
            "ceilings": ceilings(device), "sides": sides}
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
@@ -285,6 +287,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         baseline_pages: int = typer.Option(0, min=0, help="transformers runs the first N of the --pages workload (0: all)"),
         max_num_seqs: int = typer.Option(256, min=1, help="engine: concurrent requests"),
         docs: int = typer.Option(0, min=0, help="split the --pages workload over N PDFs streamed like convert"),
+        time_split: bool = typer.Option(True, help="engine time split (syncs the device around each step, "
+                                                   "which costs throughput: use --no-time-split for pages/s)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
     ) -> None:
         """Pages/s of the VLM path on our engine vs transformers generate(), with a time split."""
@@ -299,7 +303,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise typer.BadParameter("--docs N needs --pages P with P >= N (at least a page per document)")
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
-                           warmup_pages, output_scale, baseline_pages, max_num_seqs, docs)
+                           warmup_pages, output_scale, baseline_pages, max_num_seqs, docs, time_split)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"

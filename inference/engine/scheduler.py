@@ -70,6 +70,10 @@ class Scheduler:
     def add(self, req: Request) -> None:
         self.waiting.append(req)
 
+    def num_waiting_tokens(self) -> int:
+        """Prompt tokens queued and not yet admitted."""
+        return sum(r.num_tokens - r.num_computed_tokens for r in self.waiting)
+
     def has_work(self) -> bool:
         return bool(self.waiting or self.running)
 

@@ -36,15 +36,30 @@ def varlen_available(q: torch.Tensor) -> bool:
 _UNIFORM_CHOICE: dict[tuple, str] = {}  # (length, heads, dim, dtype) -> "cudnn" | "varlen"
 
 
+def _pow2_parts(n: int) -> list[int]:
+    """n as a sum of powers of two, largest first (13 -> [8, 4, 1])."""
+    return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
+
+
 def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
-    """All images of one length: [B*N, H, D] viewed as [B, H, N, D], cuDNN SDPA."""
+    """All images of one length: [B*N, H, D] viewed as [B, H, N, D], cuDNN SDPA.
+
+    cuDNN builds an execution plan per input shape (costly, cached), and the
+    number of images per encoder call varies from step to step, so B is cut
+    into power-of-two groups: at most log2(B) calls, from a handful of shapes."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     length, heads, dim = q.shape[0] // num_images, q.shape[1], q.shape[2]
-    qb, kb, vb = (t.view(num_images, length, heads, dim).transpose(1, 2) for t in (q, k, v))
+    out = torch.empty_like(q)
+    start = 0
     with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-        out = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
-    return out.transpose(1, 2).reshape(q.shape)
+        for group in _pow2_parts(num_images):
+            rows = slice(start * length, (start + group) * length)
+            qb, kb, vb = (t[rows].view(group, length, heads, dim).transpose(1, 2) for t in (q, k, v))
+            o = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
+            out[rows] = o.transpose(1, 2).reshape(group * length, heads, dim)
+            start += group
+    return out
 
 
 def _time_ms(fn, reps: int = 3) -> float:
