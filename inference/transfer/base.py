@@ -16,6 +16,7 @@ imports it lazily, so a missing optional dependency fails only when chosen.
 """
 from __future__ import annotations
 
+import _thread
 import os
 import threading
 from functools import cached_property
@@ -139,41 +140,49 @@ ReleaseCallback = Callable[[TransferMeta, str], None]
 
 
 class TransferHandle:
-    """Completion of one send: status pending -> acked | lease_expired | failed."""
+    """Completion of one send: status pending -> acked | lease_expired | failed.
+
+    A C-level lock held while pending is the latch (wait() passes it on), not
+    a threading.Event: an Event is a Python Condition, and creating and
+    setting one per transfer showed in the ack path's cost."""
 
     def __init__(self, meta: TransferMeta):
         self.meta = meta
         self.status = "pending"
         self.error: str | None = None
-        self._done = threading.Event()
+        self._latch = _thread.allocate_lock()
+        self._latch.acquire()
 
     @classmethod
     def finished(cls, meta: TransferMeta, status: str) -> "TransferHandle":
-        """A handle final at birth (a self-acked send): no Event of its own."""
-        h = cls.__new__(cls)
-        h.meta, h.status, h.error, h._done = meta, status, None, _SET
+        """A handle final at birth (a self-acked send)."""
+        h = cls(meta)
+        h.status = status
+        h._latch.release()
         return h
 
     def _finish(self, status: str, error: str | None = None) -> bool:
         """Set the final status once; returns False when already final."""
-        if self._done.is_set():
-            return False
-        self.status, self.error = status, error
-        self._done.set()
+        with _FINISH_LOCK:  # the reader's ACK and a lease expiry may race
+            if self.status != "pending":
+                return False
+            self.status, self.error = status, error
+        self._latch.release()
         return True
 
     @property
     def done(self) -> bool:
-        return self._done.is_set()
+        return self.status != "pending"
 
     def wait(self, timeout_s: float | None = None) -> str:
-        if not self._done.wait(timeout_s):
-            raise TimeoutError(f"transfer {self.meta.request_id} not acked within {timeout_s} s")
+        if self.status == "pending":
+            if not self._latch.acquire(timeout=-1 if timeout_s is None else max(timeout_s, 0)):
+                raise TimeoutError(f"transfer {self.meta.request_id} not acked within {timeout_s} s")
+            self._latch.release()  # let any other waiter through
         return self.status
 
 
-_SET = threading.Event()  # shared by handles final at birth; never cleared
-_SET.set()
+_FINISH_LOCK = threading.Lock()
 
 
 class KVReceiver:

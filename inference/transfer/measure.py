@@ -5,7 +5,11 @@ Transport side: the receiver runs in a spawned process (its pool allocated the
 transport's way); this process sends `count` transfers of one run of blocks.
   pipelined: `count` sends issued back to back (up to max_inflight unacked),
              then every ack awaited -> GB/s;
-  single:    send + wait for the ack, one at a time -> latency (p50) and GB/s.
+  single:    send + wait for the ack, one at a time -> latency (p50) and GB/s;
+  sent:      send() alone, one at a time (acks awaited after the loop): the
+             time until the KV left the source, which is what a DLSlime
+             TcpEndpoint write future measures (it completes in the handler
+             of its asio socket write; nothing comes back from the peer).
 Every side cycles through the whole 256 MiB buffer (transfer i uses slot
 i mod slots), so neither ours nor the baseline copies one cache-hot 4 MiB over
 and over: a KV transfer moves freshly computed blocks to other blocks.
@@ -36,8 +40,9 @@ BENCH_SPEC = dict(num_layers=8, block_size=16, num_kv_heads=2, head_dim=64, dtyp
 @dataclass
 class Figure:
     pipelined_gbps: float  # count transfers back to back / elapsed
-    single_gbps: float  # size / median one-at-a-time time
+    single_gbps: float  # size / median one-at-a-time time (to the ACK: the KV landed)
     latency_ms_p50: float  # median one-at-a-time time
+    sent_gbps: float | None = None  # size / median time until send() returns (the KV left the source), one at a time
 
 
 def _receiver_proc(name: str, spec: PoolSpec, config: TransferConfig, device: str, conn) -> None:
@@ -90,10 +95,16 @@ class TransportPeer:
             if status != "acked":
                 bad.append(status)
             times.append(time.perf_counter() - t0)
+        sent, handles = [], []
+        for _ in range(single_count):  # what DLSlime's write().wait() times: its future completes when the socket write is done
+            t0 = time.perf_counter()
+            handles.append(self._send(k))
+            sent.append(time.perf_counter() - t0)
+        bad += [s for s in (h.wait(120) for h in handles) if s != "acked"]
         if bad:
             raise RuntimeError(f"benchmark transfers failed: {bad[:3]}")
         p50 = statistics.median(times)
-        return Figure(pipelined, num_bytes / p50 / 1e9, p50 * 1e3)
+        return Figure(pipelined, num_bytes / p50 / 1e9, p50 * 1e3, num_bytes / statistics.median(sent) / 1e9)
 
     def close(self) -> None:
         self._tx.close()

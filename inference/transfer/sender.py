@@ -45,8 +45,8 @@ class ControlSender(KVSender):
         self.peer_spec: PoolSpec | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, TransferHandle] = {}
-        self._lock = threading.Lock()  # guards _pending and the socket's write side
-        self._slots = threading.Semaphore(config.max_inflight)
+        self._lock = threading.Lock()  # the socket's write side
+        self._room = threading.Condition(threading.Lock())  # guards _pending and _seq; send() waits here when full
         self._seq = 0
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
@@ -91,10 +91,11 @@ class ControlSender(KVSender):
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
         if self.self_acks:
             return self._send_self_acked(meta, prep)
-        if not self._slots.acquire(timeout=self.config.lease_s):
-            raise TransferError(f"{self.name}: {self.config.max_inflight} transfers unacked for {self.config.lease_s} s")
         handle = TransferHandle(meta)
-        with self._lock:
+        limit = self.config.max_inflight
+        with self._room:
+            if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
+                raise TransferError(f"{self.name}: {limit} transfers unacked for {self.config.lease_s} s")
             self._seq += 1
             seq = self._seq
             self._pending[seq] = handle
@@ -112,7 +113,7 @@ class ControlSender(KVSender):
         check_landing(meta, self.peer_spec)
         if meta.is_expired():
             raise TransferError(f"{meta.request_id}: lease expired before the KV was sent")
-        with self._lock:
+        with self._room:
             self._seq += 1
             seq = self._seq
         try:
@@ -137,8 +138,10 @@ class ControlSender(KVSender):
 
     # acks and leases --------------------------------------------------------
     def _finish(self, seq: int, status: str, error: str | None = None) -> None:
-        with self._lock:
+        with self._room:
             handle = self._pending.pop(seq, None)
+            if handle is not None and len(self._pending) == self.config.max_inflight - 1:
+                self._room.notify()  # a send() may be waiting for room
         if handle is None or not handle._finish(status, error):
             return
         if status != "acked":
@@ -146,7 +149,6 @@ class ControlSender(KVSender):
                 self._quiesce()  # the caller frees the source blocks next
             except Exception as e:
                 log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
-        self._slots.release()
         if error:
             log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
         if self.on_release is not None:
@@ -154,13 +156,14 @@ class ControlSender(KVSender):
 
     def _expire_leases(self) -> None:
         now = time.time()
-        with self._lock:
+        with self._room:
             expired = [s for s, h in self._pending.items() if h.meta.is_expired(now)]
         for seq in expired:
             self._finish(seq, "lease_expired")
 
     def _read_loop(self) -> None:
         next_check = time.monotonic() + LEASE_CHECK_S
+        frames = wire.SmallFrameReader(self._sock)
         try:
             while not self._closed.is_set():
                 # select, not a socket timeout: a timeout would also cut sends
@@ -168,26 +171,30 @@ class ControlSender(KVSender):
                 if time.monotonic() >= next_check:
                     self._expire_leases()
                     next_check = time.monotonic() + LEASE_CHECK_S
-                if not ready:
-                    continue
-                kind, hdr, n = wire.recv_frame(self._sock, 0)
-                if kind == wire.ACK:
-                    ok = hdr.get("ok") is True
-                    seq = int(hdr.get("seq", -1))
-                    if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
-                        log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
-                    self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
-                elif kind == wire.ERROR:
-                    raise TransferError(f"receiver error: {hdr.get('error')}")
-                else:
-                    raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame from receiver")
+                if ready:
+                    for kind, hdr in frames.read():
+                        self._on_frame(kind, hdr)
         except (OSError, ValueError, TransferError) as e:
             if not self._closed.is_set():
                 log.warning("%s sender lost its receiver: %s", self.name, e)
                 self._fail_all(str(e))
 
+    def _on_frame(self, kind: int, hdr: dict) -> None:
+        if kind == wire.ACK:
+            ok = hdr.get("ok") is True
+            seq = hdr.get("seq")
+            if type(seq) is not int:
+                raise wire.FrameError("ACK without an integer seq")
+            if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
+                log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
+            self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
+        elif kind == wire.ERROR:
+            raise TransferError(f"receiver error: {hdr.get('error')}")
+        else:
+            raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame from receiver")
+
     def _fail_all(self, error: str) -> None:
-        with self._lock:
+        with self._room:
             seqs = list(self._pending)
         for seq in seqs:
             self._finish(seq, "failed", error)
