@@ -44,32 +44,25 @@ class LLM:
         self._next_id = 0
 
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
-        """Requests are processed (images patchified, prompts expanded) and
-        queued a step's worth ahead of the scheduler, so that processing runs
-        while the launched step is on the device instead of all up front.
-        TTFT still counts from this call."""
-        import time
-
+        # All requests are processed and queued before the first step: queueing them a step's
+        # worth at a time (to overlap processing with device steps) was measured on the H200 to
+        # stagger admissions and cut 256-request decode throughput from 31k to 22k tok/s.
         requests, params = batch_args(requests, sampling)
-        called = time.perf_counter()
-        ids = [str(self._next_id + i) for i in range(len(requests))]
-        self._next_id += len(requests)
-        ahead = 2 * self.config.max_num_batched_tokens  # prompt tokens kept queued
-        added, done = 0, {}
+        ids = []
         try:
-            while added < len(requests) or self.engine.has_unfinished_requests():
-                while added < len(requests) and self.engine.scheduler.num_waiting_tokens() < ahead:
-                    req = self.engine.add_request(ids[added], requests[added], params[added])
-                    req.arrival_time_s = called
-                    added += 1
-                for output in self.engine.step():
-                    done[output.request_id] = output
+            for request, param in zip(requests, params):
+                ids.append(str(self._next_id))
+                self._next_id += 1
+                self.engine.add_request(ids[-1], request, param)
         except Exception:
-            # a rejected request (or a failed step) fails the call: what is queued must not run in the next one
-            for request_id in ids[:added]:
-                if request_id not in done:
-                    self.engine.abort(request_id)
+            # a rejected request fails the call: the ones already queued must not run in the next one
+            for request_id in ids:
+                self.engine.abort(request_id)
             raise
+        done: dict[str, RequestOutput] = {}
+        while self.engine.has_unfinished_requests():
+            for output in self.engine.step():
+                done[output.request_id] = output
         return [done[i] for i in ids]
 
 
