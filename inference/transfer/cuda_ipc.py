@@ -3,10 +3,20 @@
 The receiver exports its pool once through torch.multiprocessing's CUDA IPC
 reduction (cudaIpcGetMemHandle under the hood) as plain JSON fields in its
 HELLO reply (no pickle crosses the socket). The sender opens the handle with
-rebuild_cuda_tensor, then per transfer: its side stream waits for the
-current stream (the KV is written), the segments are copied device to device
-on that stream, an event is synchronized, and only then META goes out, so an
-ACKed transfer is complete in the destination memory.
+rebuild_cuda_tensor. Its HELLO carries EVENTS interprocess CUDA events
+(cudaIpcGetEventHandle), made once; the receiver opens them once.
+Per transfer, nothing on the sender waits for the GPU:
+  sender:   side stream waits for the current stream (the KV is written) ->
+            enqueue_copies (one cudaMemcpyAsync per coalesced run, or one
+            gather + one scatter kernel when the runs are many) -> record event
+            seq % EVENTS on the side stream -> META {event: slot} -> return.
+  receiver: on META, synchronize that event (the copies are done in its
+            memory), then queue the meta and ACK.
+The source blocks are freed on that ACK, so they are never reused while a
+copy still reads them; a release without ACK (failure, lease) first
+synchronizes the side stream. Reusing an event slot is safe: every record is
+on the one side stream, so a later record completing implies the earlier
+copies completed too.
 """
 from __future__ import annotations
 
@@ -18,6 +28,9 @@ from inference.transfer.base import TransferConfig, TransferError, Transport, Tr
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
+
+EVENTS = 16  # interprocess events per connection, used round robin
+MAX_COPY_CALLS = 16  # more runs than this go through one gather + one scatter kernel
 
 _B64_FIELDS = ("handle", "ref_counter_handle", "event_handle")
 
@@ -52,30 +65,60 @@ def import_handle(d: dict) -> torch.Tensor:
         raise TransferError(f"cuda-ipc: bad IPC handle from receiver: {e}") from None
 
 
+def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer) -> None:
+    """Copy prep's runs from src to dst (flat uint8 tensors) on the current
+    stream, without waiting. Few runs: one copy per run (cudaMemcpyAsync).
+    Many runs on one device: one index_select into a temporary and one
+    index_copy_, whatever the number of blocks; no Python loop per block."""
+    if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
+        for s_off, d_off, n in prep.copies:
+            dst[d_off:d_off + n].copy_(src[s_off:s_off + n], non_blocking=True)
+        return
+    bb = prep.block_bytes
+    word = torch.int64 if bb % 8 == 0 and src.data_ptr() % 8 == 0 and dst.data_ptr() % 8 == 0 else torch.uint8
+    rows = bb // torch.empty((), dtype=word).element_size()
+    src_rows, dst_rows = src.view(word).view(-1, rows), dst.view(word).view(-1, rows)
+    src_ids, dst_ids = [], []
+    for r in prep.runs:
+        src_ids.extend(range(r.src_block, r.src_block + r.num_blocks))
+        dst_ids.extend(range(r.dst_block, r.dst_block + r.num_blocks))
+    src_idx = torch.tensor(src_ids, dtype=torch.long).to(src.device, non_blocking=True)
+    dst_idx = torch.tensor(dst_ids, dtype=torch.long).to(dst.device, non_blocking=True)
+    dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
+
+
 class CudaIpcSender(ControlSender):
     name = "cuda-ipc"
 
-    def _attach(self, reply: dict) -> None:
+    def _hello(self) -> dict:
         if self.pool.device.type != "cuda":
             raise TransferError("cuda-ipc: the source pool must be on a CUDA device")
+        with torch.cuda.device(self.pool.device):
+            self._events = [torch.cuda.Event(interprocess=True) for _ in range(EVENTS)]
+            handles = [base64.b64encode(bytes(e.ipc_handle())).decode() for e in self._events]
+        return {"events": handles}
+
+    def _attach(self, reply: dict) -> None:
         self._dst = import_handle(reply.get("ipc") or {})
         if self._dst.numel() != self.peer_spec.pool_bytes:
             raise TransferError("cuda-ipc: mapped pool size does not match the receiver's spec")
         self._stream = torch.cuda.Stream(device=self.pool.device)
 
-    def _move(self, seq: int, prep: PreparedTransfer) -> None:
-        src, dst = prep.src_bytes, self._dst
+    def _move(self, seq: int, prep: PreparedTransfer) -> dict:
         # the pool (and any conversion staging) was written on the current stream
         self._stream.wait_stream(torch.cuda.current_stream(self.pool.device))
+        slot = seq % EVENTS
         with torch.cuda.stream(self._stream):
-            for unit in prep.units:
-                for s in unit.segments:
-                    dst[s.dst_offset_bytes:s.dst_offset_bytes + s.num_bytes].copy_(
-                        src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes], non_blocking=True)
-            done = torch.cuda.Event()
-            done.record(self._stream)
-        src.record_stream(self._stream)  # staging must outlive the async copy
-        done.synchronize()
+            enqueue_copies(prep.src_bytes, self._dst, prep)
+            self._events[slot].record(self._stream)
+        if prep.src_bytes is not self._pool_bytes:
+            prep.src_bytes.record_stream(self._stream)  # staging must outlive the async copy
+        return {"event": slot}  # the receiver waits on it; this thread does not
+
+    def _quiesce(self) -> None:
+        stream = getattr(self, "_stream", None)
+        if stream is not None:
+            stream.synchronize()
 
 
 class CudaIpcReceiver(ControlReceiver):
@@ -92,7 +135,20 @@ class CudaIpcReceiver(ControlReceiver):
         self._ipc = export_handle(pool)  # exported once, for every sender
 
     def _on_hello(self, state: dict, hello: dict) -> dict:
+        handles = hello.get("events")
+        if not isinstance(handles, list) or not 0 < len(handles) <= 1024 or not all(isinstance(h, str) for h in handles):
+            raise TransferError("cuda-ipc: HELLO lacks the sender's event handles")
+        try:
+            state["events"] = [torch.cuda.Event.from_ipc_handle(self.pool.device, base64.b64decode(h)) for h in handles]
+        except (ValueError, RuntimeError) as e:
+            raise TransferError(f"cuda-ipc: cannot open the sender's events: {e}") from None
         return {"ipc": self._ipc}
+
+    def _land_with(self, state: dict, meta, hdr: dict) -> None:
+        slot, events = hdr.get("event"), state["events"]
+        if type(slot) is not int or not 0 <= slot < len(events):
+            raise TransferError(f"{meta.request_id}: META names no valid event slot ({slot!r})")
+        events[slot].synchronize()  # the sender's copies into this pool are complete
 
 
 def _check(config: TransferConfig) -> None:

@@ -1,0 +1,126 @@
+"""cuda-ipc without a GPU: the copy plan on CPU tensors (both paths, bit-exact)
+and the sender/receiver event protocol against fake CUDA streams and events:
+no per-transfer synchronize on the sender, the receiver waits on the named
+event before it acks."""
+import contextlib
+import random
+
+import pytest
+import torch
+
+from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
+from inference.transfer import cuda_ipc
+from inference.transfer.source import flat_bytes, prepare
+
+SPEC = PoolSpec(64, 2, 4, 2, 8, "float32")  # 512-byte blocks
+
+
+def _pools():
+    src = torch.randn(SPEC.shape)
+    return src, torch.zeros(SPEC.shape)
+
+
+@pytest.mark.parametrize("pairs", [
+    [(i, 10 + i) for i in range(20)],  # one run: one copy
+    [(3, 7), (9, 1), (10, 2), (40, 63)],  # a few runs: one copy each
+    list(zip(random.Random(0).sample(range(64), 40), random.Random(1).sample(range(64), 40))),  # many: gather + scatter
+])
+def test_enqueue_copies_lands_every_block(pairs):
+    src, dst = _pools()
+    meta = TransferMeta("r", [s for s, _ in pairs], [d for _, d in pairs], len(pairs) * SPEC.block_size, 0, 0)
+    prep = prepare(src, SPEC, SPEC, meta, TransferConfig(token="t"))
+    cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst), prep)
+    for s, d in pairs:
+        assert torch.equal(dst[d], src[s])
+    untouched = sorted(set(range(64)) - {d for _, d in pairs})
+    assert torch.count_nonzero(dst[untouched]) == 0
+
+
+def test_many_runs_take_the_indexed_path(monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch.Tensor, "index_copy_", lambda self, *a: calls.append(a) or self)
+    src, dst = _pools()
+    ids = list(range(0, 64, 2))  # 32 single-block runs
+    prep = prepare(src, SPEC, SPEC, TransferMeta("r", ids, ids, 32 * 4, 0, 0), TransferConfig(token="t"))
+    assert len(prep.runs) == 32 > cuda_ipc.MAX_COPY_CALLS
+    cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst), prep)
+    assert len(calls) == 1  # one scatter for all blocks, not one per block
+
+
+class FakeEvent:
+    def __init__(self, interprocess=False):
+        self.records, self.syncs = [], 0
+
+    def ipc_handle(self):
+        return b"h" * 64
+
+    def record(self, stream):
+        self.records.append(stream)
+
+    def synchronize(self):
+        self.syncs += 1
+
+
+class FakeStream:
+    def __init__(self, device=None):
+        self.syncs, self.waits = 0, 0
+
+    def wait_stream(self, other):
+        self.waits += 1
+
+    def synchronize(self):
+        self.syncs += 1
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "Event", FakeEvent)
+    monkeypatch.setattr(torch.cuda, "Stream", FakeStream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+
+
+def _sender(src, dst):
+    tx = cuda_ipc.CudaIpcSender.__new__(cuda_ipc.CudaIpcSender)
+    tx.pool, tx.spec, tx.peer_spec, tx._pool_bytes = src, SPEC, SPEC, flat_bytes(src)
+    tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
+    tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
+    return tx
+
+
+def test_sender_records_an_event_and_never_waits(fake_cuda):
+    src, dst = _pools()
+    tx = _sender(src, dst)
+    for seq in (1, 2, cuda_ipc.EVENTS + 1):
+        meta = TransferMeta(f"r{seq}", [seq], [seq + 1], 4, 0, 0)
+        extra = tx._move(seq, prepare(src, SPEC, SPEC, meta, TransferConfig(token="t"), tx._pool_bytes))
+        assert extra == {"event": seq % cuda_ipc.EVENTS}
+        assert torch.equal(dst[seq + 1], src[seq])
+    assert tx._stream.syncs == 0 and all(e.syncs == 0 for e in tx._events)
+    assert [len(e.records) for e in tx._events[:3]] == [0, 2, 1]  # slot 1 reused by seq EVENTS + 1
+    tx._quiesce()  # a release without ACK waits for the copies first
+    assert tx._stream.syncs == 1
+
+
+def test_receiver_waits_on_the_named_event(fake_cuda):
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    events = [FakeEvent() for _ in range(4)]
+    state = {"events": events}
+    meta = TransferMeta("r", [0], [0], 4, 0, 0)
+    rx._land_with(state, meta, {"event": 2})
+    assert [e.syncs for e in events] == [0, 0, 1, 0]
+    for bad in (None, 4, -1, "2"):
+        with pytest.raises(TransferError, match="event slot"):
+            rx._land_with(state, meta, {"event": bad})
+
+
+def test_receiver_refuses_a_hello_without_events(fake_cuda, monkeypatch):
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    rx._ipc, rx.pool = {"handle": "x"}, torch.zeros(1)
+    with pytest.raises(TransferError, match="event handles"):
+        rx._on_hello({}, {"spec": {}})
+    monkeypatch.setattr(torch.cuda.Event, "from_ipc_handle", classmethod(lambda cls, dev, h: FakeEvent()), raising=False)
+    state = {}
+    assert rx._on_hello(state, {"events": ["aGg=", "aGg="]}) == {"ipc": {"handle": "x"}}
+    assert len(state["events"]) == 2

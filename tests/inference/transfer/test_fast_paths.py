@@ -1,0 +1,119 @@
+"""The per-transfer fast paths give the same answers as the plain ones:
+coalescing (range / loop / numpy), block ids as runs on the wire, the ACK
+reader's buffered frames, and handles latched without an Event."""
+import random
+import socket
+import threading
+
+import pytest
+
+from inference.transfer import TransferMeta, wire
+from inference.transfer.base import TransferHandle
+from inference.transfer.meta import MAX_WIRE_IDS
+from inference.transfer.plan import _LOOP_MAX_IDS, Run, coalesce_ids
+
+
+def _reference_runs(src, dst):
+    pairs = sorted(zip(src, dst))
+    runs = []
+    for s, d in pairs:
+        if runs and s == runs[-1][0] + runs[-1][2] and d == runs[-1][1] + runs[-1][2]:
+            runs[-1][2] += 1
+        else:
+            runs.append([s, d, 1])
+    return [Run(*r) for r in runs]
+
+
+@pytest.mark.parametrize("n", [1, 7, _LOOP_MAX_IDS, _LOOP_MAX_IDS + 1, 3000])
+def test_coalesce_paths_match_the_reference(n):
+    rng = random.Random(n)
+    cases = [(list(range(5, 5 + n)), list(range(100, 100 + n)))]  # one run: the range fast path
+    dst = rng.sample(range(4 * n), n)
+    src = [rng.randrange(4 * n) for _ in range(n)]
+    cases.append((src, dst))  # scattered
+    base = rng.randrange(100)
+    cases.append(([base + i for i in range(n)], [base + i + (i // 9) for i in range(n)]))  # runs of 9
+    for src, dst in cases:
+        assert coalesce_ids(src, dst) == _reference_runs(src, dst)
+
+
+@pytest.mark.parametrize("n", [10, _LOOP_MAX_IDS + 10])
+def test_coalesce_refuses_duplicates_and_negatives_on_every_path(n):
+    with pytest.raises(ValueError, match="twice"):
+        coalesce_ids(list(range(n)), [0] + list(range(n - 1)))
+    with pytest.raises(ValueError, match="negative"):
+        coalesce_ids([-1] + list(range(1, n)), list(range(n)))
+
+
+def test_meta_wire_runs_round_trip():
+    ids = [7, 8, 9, 3, 4, 100, 99]
+    meta = TransferMeta("r", ids, list(range(20, 27)), 90, 1, -3, {"t": 0.5}, 123.0)
+    wire_form = meta.to_wire()
+    assert wire_form["src_block_ids"] == [[7, 3], [3, 2], [100, 1], [99, 1]]
+    assert wire_form["dst_block_ids"] == [[20, 7]]
+    assert TransferMeta.from_wire(wire_form) == meta
+    assert TransferMeta.from_wire(meta.to_dict()) == meta  # plain id lists are still read
+
+
+@pytest.mark.parametrize("bad, match", [
+    ([[0, MAX_WIRE_IDS + 1]], "more than"),
+    ([[4, 0]], "empty"),
+    ([[-3, 2]], "non-negative"),
+])
+def test_meta_wire_refuses_bad_runs(bad, match):
+    d = TransferMeta("r", [0], [0], 1, 0, 0).to_wire()
+    d["dst_block_ids"] = bad
+    with pytest.raises(ValueError, match=match):
+        TransferMeta.from_wire(d)
+
+
+def test_meta_still_checks_types():
+    with pytest.raises(ValueError, match="src_block_ids"):
+        TransferMeta("r", [1, True], [0, 1], 1, 0, 0)
+    with pytest.raises(ValueError, match="first_token_id"):
+        TransferMeta("r", [1], [0], 1, 2.0, 0)
+
+
+def test_small_frame_reader_splits_and_joins_frames():
+    a, b = socket.socketpair()
+    reader = wire.SmallFrameReader(b)
+    two = b"".join(wire.frame_buffers(wire.ACK, {"seq": i, "ok": True})[0] for i in (1, 2))
+    third = wire.frame_buffers(wire.ACK, {"seq": 3, "ok": False, "error": "x"})[0]
+    a.sendall(two + third[:7])
+    assert [h["seq"] for _, h in reader.read()] == [1, 2]  # the partial third waits
+    a.sendall(third[7:])
+    assert reader.read() == [(wire.ACK, {"seq": 3, "ok": False, "error": "x"})]
+    a.sendall(wire.frame_buffers(wire.DATA, {}, [b"abc"])[0] + b"abc")
+    with pytest.raises(wire.FrameError, match="payload"):
+        reader.read()
+    a.close()
+    with pytest.raises(wire.PeerClosed):
+        wire.SmallFrameReader(b).read()
+    b.close()
+
+
+def test_handle_finishes_once_and_wakes_waiters():
+    h = TransferHandle(TransferMeta("r", [0], [0], 1, 0, 0))
+    with pytest.raises(TimeoutError):
+        h.wait(0.01)
+    got = []
+    waiters = [threading.Thread(target=lambda: got.append(h.wait(5))) for _ in range(3)]
+    for t in waiters:
+        t.start()
+    assert h._finish("acked") and not h._finish("lease_expired")
+    for t in waiters:
+        t.join(5)
+    assert got == ["acked"] * 3 and h.done and h.status == "acked"
+    assert TransferHandle.finished(h.meta, "acked").wait(0) == "acked"
+
+
+def test_bench_compares_dlslime_with_our_send_and_with_our_ack():
+    from docpipe.bench.transfer import summarize
+
+    ours = [{"pipelined_gbps": 2.0, "single_gbps": 1.0, "latency_ms_p50": 4.0, "sent_gbps": s} for s in (3.0, 4.0, 5.0)]
+    rows = [{"ours": ours, "baseline_figures": [{"pipelined_gbps": 2.0, "single_gbps": 2.0, "latency_ms_p50": 2.0}],
+             "peers": {"dlslime": [{"single_gbps": 2.0}, {"single_gbps": 2.0}]}}]
+    summarize(rows)
+    r = rows[0]
+    assert r["ours_sent_gbps"] == 4.0 and r["ratio_vs_dlslime_sent"] == 2.0 and r["ratio_vs_dlslime_single"] == 0.5
+    assert r["ratio_pipelined"] == 1.0 and r["ratio_single"] == 0.5
