@@ -87,6 +87,8 @@ class ControlSender(KVSender):
     def send(self, meta: TransferMeta) -> TransferHandle:
         if self._sock is None or self._closed.is_set():
             raise TransferError(f"{self.name}: sender is not connected")
+        if self._reader is not None and not self._reader.is_alive():  # a self-acked send would not notice otherwise
+            raise TransferError(f"{self.name}: the receiver went away")
         meta.with_lease(self.config.lease_s)
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
         if self.self_acks:
@@ -117,8 +119,7 @@ class ControlSender(KVSender):
             self._seq += 1
             seq = self._seq
         try:
-            extra = self._move(seq, prep)
-            self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {})})
+            self._move_then_meta(seq, prep, meta)
         except Exception as e:
             log.warning("transfer %s failed: %s: %s", meta.request_id, type(e).__name__, e)
             if self.on_release is not None:
@@ -127,6 +128,11 @@ class ControlSender(KVSender):
         if self.on_release is not None:
             self.on_release(meta, "acked")
         return TransferHandle.finished(meta, "acked")
+
+    def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
+        """Self-acked: move, then hand over the META (shm overlaps the two)."""
+        extra = self._move(seq, prep)
+        self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {})})
 
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""

@@ -28,11 +28,10 @@ import queue
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
-from inference.transfer import doorbell, wire
+from inference.transfer import doorbell, memcopy, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.meta import TransferMeta
 from inference.transfer.plan import coalesce
@@ -46,20 +45,7 @@ SHM_DIR = "/dev/shm"
 _PREFIX = "docpipe-kv-"
 _SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> its file
 _CREATED: set[str] = set()  # files to unlink at exit
-PARALLEL_MIN_BYTES = 32 << 20  # smaller transfers copy on the calling thread
-SLICE_MIN_BYTES = 1 << 20  # no copy thread gets less than this
-# One core copying leaves the other to the receiver and the engines; measured on
-# 2 shared cores, two copy threads were slower than one (7 vs 11 GB/s at 256 MiB).
-_COPY_THREADS = min(8, len(os.sched_getaffinity(0)) // 2)
-_POOL: ThreadPoolExecutor | None = None
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per META
-
-
-def _copy_pool() -> ThreadPoolExecutor:
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(_COPY_THREADS, thread_name_prefix="shm-copy")
-    return _POOL
 
 
 def _create_segment(num_bytes: int) -> tuple[str, torch.Tensor]:
@@ -136,25 +122,30 @@ class ShmSender(ControlSender):
             self._ring, self._bell = doorbell.Ring(self._ring_mem.data_ptr()), doorbell.Bell(self._bell_mem.data_ptr())
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
-        # libc memmove with the GIL released, one call per whole run (a large
-        # run keeps glibc's large-copy path). torch's copy_ forks an OpenMP team
-        # per copy, which stalls whenever another process holds a core.
+        # libc memmove with the GIL released, one call per whole run or shared
+        # with an idle core (memcopy.py); torch's copy_ forks an OpenMP team
+        # per copy, which stalls whenever another process holds a core
         src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
-        if prep.num_bytes < PARALLEL_MIN_BYTES or _COPY_THREADS <= 1:
-            for s_off, d_off, n in prep.copies:
-                ctypes.memmove(dst + d_off, src + s_off, n)
-            return
-        step = max(SLICE_MIN_BYTES, -(-prep.num_bytes // _COPY_THREADS))
-        slices = [(dst + d + o, src + s_ + o, min(step, n - o)) for s_, d, n in prep.copies for o in range(0, n, step)]
-        list(_copy_pool().map(lambda a: ctypes.memmove(*a), slices))
+        memcopy.copy([(dst + d, src + s_, n) for s_, d, n in prep.copies])
+
+    def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
+        src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
+        job = memcopy.start([(dst + d, src + s_, n) for s_, d, n in prep.copies])
+        # encoded while a helper copies; published only once every byte landed
+        payload = _ENCODE({"seq": seq, "meta": meta.to_wire(), "self_acked": True}).encode()
+        memcopy.finish(job)
+        self._publish(payload)
 
     def _send_meta(self, header: dict) -> None:
+        self._publish(_ENCODE(header).encode())
+
+    def _publish(self, payload: bytes) -> None:
         if self._ring is not None:
-            payload = _ENCODE(header).encode()
             with self._lock:  # one producer per ring
                 if self._ring.publish(payload, self._bell):
                     return
-        super()._send_meta(header)
+        with self._lock:  # ring full or absent: the same bytes as a META frame
+            wire.sendmsg_all(self._sock, [wire.HEADER.pack(wire.MAGIC, wire.VERSION, wire.META, 0, len(payload), 0) + payload])
 
 
 class ShmReceiver(ControlReceiver):

@@ -119,3 +119,14 @@ def test_many_transfers_past_a_full_ring_all_arrive():
             got.add(meta.request_id)
     assert got == {f"m{i}" for i in range(n)} and len(released) == n
     tx.close(); rx.close()
+
+
+def test_self_acked_send_fails_once_the_receiver_is_gone():
+    rx, tx, released = _pair()
+    assert tx.send(TransferMeta("ok", [0], [1], 16, 0, 0)).wait(0) == "acked"
+    rx.close()
+    tx._reader.join(5)  # the ack reader sees the connection end
+    with pytest.raises(TransferError, match="went away"):
+        tx.send(TransferMeta("lost", [0], [2], 16, 0, 0))
+    assert released == [("ok", "acked")]
+    tx.close()
