@@ -1,16 +1,16 @@
 """Host memory copies that use a free core when there is one (used by shm).
 
 copy(copies) moves [(dst address, src address, bytes), ...] with libc
-memmove (the GIL is released during each call); start(copies) ... finish(job)
-lets the caller do other work while helpers have already begun. Small jobs run on the calling
-thread. Larger ones are cut into pieces that the caller and
-helper threads take from one shared counter: when the other core is idle a
-helper takes half the pieces (one core alone cannot draw the memory
-bandwidth); when it is busy with another process the caller simply takes
-them all (pieces: 1/4 of a thread's share, 256 KiB to 8 MiB). A static split, as torch's OpenMP copy_ makes, would instead wait
-for the slowest thread: measured on 2 shared cores, 7 GB/s with a fixed
-two-way split against 11 GB/s on one thread. The caller only ever waits for
-a piece a helper already started.
+memmove (the GIL is released during each call); start(copies) then
+finish(job) lets the caller do other work while helpers have begun. Small
+jobs run on the calling thread. Larger ones are cut into pieces (a quarter of
+a thread's share, 256 KiB to 8 MiB) that the caller and helper threads take
+from one shared counter: when the other core is idle a helper takes about
+half (one core alone cannot draw the memory bandwidth); when another process
+holds it, the caller simply takes them all. A static split, as torch's OpenMP
+copy_ makes, waits for the slowest thread instead: measured on 2 shared
+cores, 7 GB/s for a fixed two-way split against 11 GB/s on one thread. The
+caller only ever waits for a piece a helper already started.
 """
 from __future__ import annotations
 

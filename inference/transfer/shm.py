@@ -2,20 +2,21 @@
 
 Zero-copy path: the decode worker allocates its pool with
 ShmReceiver.allocate_pool(spec), a tensor mapped from a /dev/shm file (mode
-0600). The receiver's HELLO reply names that file; the sender maps it and
-copies its blocks straight into the destination blocks (one memcpy per
-segment, libc memmove with the GIL released). When the copy returns the KV is
-in the receiver's pool, so the transfer is self-acked (sender.py): the sender
-runs the receiver's checks before copying, sends one META that nobody answers
-(the receiver queues it for recv(); it answers only a refusal) and completes
-the handle itself; no thread waits on another on the way. A pool not
-allocated that way gets a staging segment of the same size: the sender writes
-there and the receiver copies the landed blocks into its pool on META and
-ACKs (one extra copy and a round trip, said in the log). The META of a
-self-acked transfer travels through a per-connection ring in shared memory
-with a futex doorbell (doorbell.py), not through the TCP stack; a full ring
-or a large META falls back to the socket. Segments are unlinked when the receiver closes
-(mappings stay valid) and at interpreter exit.
+0600). The receiver's HELLO reply names that file; the sender maps it once and
+copies its blocks straight into the destination blocks (libc memmove per
+coalesced run, shared with an idle core: memcopy.py). When the copy returns
+the KV is in the receiver's pool, so the transfer is self-acked (sender.py):
+the sender runs the receiver's checks before copying, hands over one META
+that nobody answers (the receiver answers only a refusal) and completes the
+handle itself; no thread waits on another on the way. That META goes through
+a per-connection ring in shared memory with a futex doorbell (doorbell.py),
+not through the TCP stack, and recv() takes it from the ring itself; a full
+ring or a large META falls back to a META frame on the socket.
+A pool not allocated that way gets a staging segment of the same size: the
+sender writes there and the receiver copies the landed blocks into its pool
+on META and ACKs (one extra copy and a round trip, said in the log).
+Segments are unlinked when the receiver closes (mappings stay valid) and at
+interpreter exit.
 """
 from __future__ import annotations
 

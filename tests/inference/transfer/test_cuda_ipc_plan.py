@@ -124,3 +124,34 @@ def test_receiver_refuses_a_hello_without_events(fake_cuda, monkeypatch):
     state = {}
     assert rx._on_hello(state, {"events": ["aGg=", "aGg="]}) == {"ipc": {"handle": "x"}}
     assert len(state["events"]) == 2
+
+
+@pytest.mark.gpu
+def test_cuda_ipc_many_runs_and_reused_events_between_processes():
+    """On a GPU: scattered blocks (the gather/scatter path) and more transfers
+    in flight than event slots, each bit-exact once its ACK came."""
+    if not torch.cuda.is_available():
+        pytest.skip("cuda-ipc needs a CUDA device; this machine has none")
+    from inference.transfer import select_transport
+    from transfer_peers import TOKEN, RemoteReceiver, random_pool
+
+    spec = PoolSpec(256, 2, 16, 2, 64, "bfloat16")
+    n = cuda_ipc.EVENTS + 4
+    peer = RemoteReceiver("cuda-ipc", spec, expect=n)
+    src = random_pool(spec).cuda()
+    tx = select_transport("cuda-ipc").sender_cls(src, TransferConfig(transport="cuda-ipc", token=TOKEN))
+    tx.connect(peer.address)
+    rng = random.Random(7)
+    plans = []
+    for i in range(n):
+        dst_ids = rng.sample(range(256), 40) if i % 2 else list(range(i * 8, i * 8 + 8))
+        plans.append((rng.sample(range(256), len(dst_ids)), dst_ids))
+    handles = [tx.send(TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0)) for i, (s, d) in enumerate(plans)]
+    assert [h.wait(30) for h in handles] == ["acked"] * n
+    _, dst = peer.result()
+    tx.close()
+    final = {}
+    for s, d in plans:  # later transfers overwrite earlier ones' blocks
+        final.update(zip(d, s))
+    dst_ids = sorted(final)
+    assert torch.equal(dst[dst_ids].cpu(), src[[final[b] for b in dst_ids]].cpu())
