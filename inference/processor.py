@@ -25,6 +25,7 @@ import torch
 
 from inference.models.image_patches import PatchRule
 from inference.models.model_config import ModelConfig
+from inference.worker.h2d import to_device
 from inference.worker.mrope import prompt_positions
 
 
@@ -107,7 +108,7 @@ class Processor:
                 pixels, grid = self.patch_rule.patchify(np.array(rgb), self.device)
             else:
                 out = self.image_processor(images=[rgb], return_tensors="pt")
-                pixels = out["pixel_values"].float().to(self.device)
+                pixels = to_device(out["pixel_values"].float(), self.device)
                 grid = tuple(int(x) for x in out["image_grid_thw"][0].tolist())
             parts.append(pixels)
             grids.append(grid)

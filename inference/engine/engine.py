@@ -85,6 +85,9 @@ class LLMEngine:
         import torch
 
         ids = list(prompt_token_ids) if prompt_token_ids is not None else [0] * num_prompt_tokens
+        # The KV is written from outside the engine's stream (another process, a transfer thread), into
+        # blocks that a launched step may still write: rows of requests it has since finished.
+        self.wait_inflight()
         assert len(ids) == num_prompt_tokens, "prompt_token_ids must have num_prompt_tokens entries"
         self._check_fits(request_id, num_prompt_tokens + sampling.max_tokens)
         # Only decode positions are needed (cache position + rope_delta); prompt positions are never read.
@@ -97,6 +100,11 @@ class LLMEngine:
         req.append_token(first_token)
         self.awaiting_kv[request_id] = req
         return list(req.block_ids)
+
+    def wait_inflight(self) -> None:
+        """Block until the launched step's device work is done."""
+        if self._inflight is not None and self._inflight[1] is not None and self._inflight[1].ready is not None:
+            self._inflight[1].ready.synchronize()
 
     def kv_ready(self, request_id: str) -> list[RequestOutput]:
         """The prompt KV of an add_prefilled_request is in the pool: start

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from inference.worker.h2d import to_device
+
 
 def _size_limits(proc) -> tuple[int, int] | None:
     size = getattr(proc, "size", None)
@@ -65,7 +67,7 @@ class PatchRule:
         """rgb [H, W, 3] uint8 -> (pixel_values [gh*gw, 3*tp*p*p] float32 on `device`, grid (1, gh, gw))."""
         height, width, channels = rgb.shape
         p, m = self.patch_px, self.merge
-        x = torch.from_numpy(np.ascontiguousarray(rgb)).to(device, non_blocking=True)
+        x = to_device(torch.from_numpy(np.array(rgb, copy=True, order="C")), torch.device(device))
         x = x.permute(2, 0, 1).float()
         if self.rescale_factor is not None:
             x = x * self.rescale_factor

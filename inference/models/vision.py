@@ -16,6 +16,7 @@ from torch import nn
 from inference.layers.rotary import vision_rotary
 from inference.models.model_config import VisionConfig
 from inference.ops.base import Ops
+from inference.worker.h2d import to_device
 
 
 def _act(name: str, x: torch.Tensor, ops: Ops) -> torch.Tensor:
@@ -88,7 +89,7 @@ class VisionTransformer(nn.Module):
     def forward(self, pixel_values: torch.Tensor, grid_thw: list[tuple[int, int, int]]) -> torch.Tensor:
         device = pixel_values.device
         sizes = [t * h * w for t, h, w in grid_thw]
-        cu_seqlens = torch.tensor([0] + sizes, device=device).cumsum(0).to(torch.int32)
+        cu_seqlens = to_device(torch.tensor([0] + sizes).cumsum(0), device, torch.int32)
         cos, sin = vision_rotary(grid_thw, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.spatial_merge_size, device)
         x = self.patch_embed(pixel_values)
         for block in self.blocks:

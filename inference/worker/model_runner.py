@@ -21,6 +21,7 @@ from inference.config import EngineConfig, resolve_dtype
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
 from inference.ops import get_ops
+from inference.worker.h2d import to_device
 from inference.worker.input_batch import InputBatch, InputBatchBuilder
 from inference.worker.sampler import Sampler
 
@@ -39,7 +40,7 @@ class LaunchedStep:
     """A step whose device work is queued; collect() waits for its tokens."""
     request_ids: list[str]           # sampling requests, in token order
     tokens: torch.Tensor | None      # [S] sampled ids, on the host (pinned on CUDA) once `ready`
-    ready: torch.cuda.Event | None   # recorded after the device -> host copy (CUDA only)
+    ready: torch.cuda.Event | None   # recorded after all of the step's device work (CUDA only)
 
 
 class ModelRunner:
@@ -105,11 +106,11 @@ class ModelRunner:
             chunks.append(self.encoder_cache[c.request.request_id][lo:hi])
             if hi == index.numel():  # last image token consumed: embeddings no longer needed
                 del self.encoder_cache[c.request.request_id]
-        return torch.cat(chunks), torch.cat(rows).to(self.device, non_blocking=True)
+        return torch.cat(chunks), to_device(torch.cat(rows), self.device)
 
     def _encode(self, reqs: list) -> None:
         """One vision encoder call for all images of `reqs`; results cached per request."""
-        pixels = torch.cat([r.prompt.pixel_values for r in reqs]).to(self.device, self.dtype, non_blocking=True)
+        pixels = to_device(torch.cat([r.prompt.pixel_values for r in reqs]), self.device).to(self.dtype)
         grids = [g for r in reqs for g in r.prompt.image_grid_thw]
         embeds = self.model.encode_images(pixels, grids)
         sizes = [int(r.prompt.image_token_index.numel()) for r in reqs]
@@ -118,6 +119,13 @@ class ModelRunner:
 
     def execute(self, sched: SchedulerOutput) -> ModelRunnerOutput:
         return self.collect(self.launch(sched))
+
+    def _record(self) -> torch.cuda.Event | None:
+        if self.device.type != "cuda":
+            return None
+        event = torch.cuda.Event()
+        event.record()
+        return event
 
     def collect(self, step: LaunchedStep | None) -> ModelRunnerOutput:
         if step is None or step.tokens is None:
@@ -135,8 +143,8 @@ class ModelRunner:
             src = [row_of[req.request_id] for req in batch.pending_requests]
         except KeyError as exc:
             raise RuntimeError(f"request {exc.args[0]}: its input token was not sampled by the previous step") from None
-        rows = torch.tensor(batch.pending_rows).to(self.device, non_blocking=True)
-        batch.input_ids.index_copy_(0, rows, tokens.index_select(0, torch.tensor(src).to(self.device, non_blocking=True)))
+        index = to_device([batch.pending_rows, src], self.device, torch.long)
+        batch.input_ids.index_copy_(0, index[0], tokens.index_select(0, index[1]))
 
     @torch.inference_mode()
     def launch(self, sched: SchedulerOutput) -> LaunchedStep | None:
@@ -157,7 +165,7 @@ class ModelRunner:
             embeds = self.model.embed(batch.input_ids, image_embeds, image_rows)
             hidden = self.model(embeds, batch.positions, batch.meta)
         if not batch.sample_requests:
-            return LaunchedStep([], None, None)
+            return LaunchedStep([], None, self._record())
         logits = self.model.compute_logits(hidden if batch.all_rows_sample else hidden[batch.logits_indices])
         reqs = batch.sample_requests
         if any(req.sampling.return_logits for req in reqs):
@@ -171,6 +179,4 @@ class ModelRunner:
             return LaunchedStep(ids, tokens, None)
         host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
         host.copy_(tokens, non_blocking=True)  # the step's one device -> host copy
-        ready = torch.cuda.Event()
-        ready.record()
-        return LaunchedStep(ids, host, ready)
+        return LaunchedStep(ids, host, self._record())

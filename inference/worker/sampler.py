@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 
 from inference.engine.request import Request
+from inference.worker.h2d import to_device
 from inference.worker.token_history import TokenHistory
 
 
@@ -23,10 +24,10 @@ def apply_penalties(logits: torch.Tensor, reqs: list[Request], history: torch.Te
     tokens) penalties; history [S, W] holds each row's tokens (TokenHistory)."""
     num_seqs, vocab = logits.shape
     device = logits.device
-    rep = torch.tensor([r.sampling.repetition_penalty for r in reqs], device=device)[:, None]
-    freq = torch.tensor([r.sampling.frequency_penalty for r in reqs], device=device)[:, None]
-    pres = torch.tensor([r.sampling.presence_penalty for r in reqs], device=device)[:, None]
-    prompt_len = torch.tensor([r.num_prompt_tokens for r in reqs], device=device)[:, None]
+    params = to_device([[r.sampling.repetition_penalty, r.sampling.frequency_penalty, r.sampling.presence_penalty,
+                         r.num_prompt_tokens] for r in reqs], device, torch.float32)
+    rep, freq, pres = params[:, 0:1], params[:, 1:2], params[:, 2:3]
+    prompt_len = params[:, 3:4].long()
     pos = torch.arange(history.shape[1], device=device)[None, :]
     # Positions outside a row's part go to the extra column `vocab`, dropped below.
     outputs = torch.where((pos >= prompt_len) & (pos < lengths[:, None]), history, vocab)
@@ -73,10 +74,9 @@ class Sampler:
             return None
         sub = [reqs[i] for i in rows]
         slots = self.history.slots(sub)
-        lengths = torch.tensor([r.num_tokens for r in sub]).to(self.device, non_blocking=True)
-        ngram = torch.tensor([r.sampling.no_repeat_ngram_size for r in sub]).to(self.device, non_blocking=True)
-        index = torch.tensor(rows).to(self.device, non_blocking=True)
-        return index, sub, slots, lengths, ngram
+        ints = to_device([[r.num_tokens for r in sub], [r.sampling.no_repeat_ngram_size for r in sub], rows],
+                         self.device, torch.long)
+        return ints[2], sub, slots, ints[0], ints[1]
 
     def processed_logits(self, logits: torch.Tensor, reqs: list[Request], ctx=None) -> torch.Tensor:
         """fp32 logits after penalties and n-gram bans."""
@@ -96,9 +96,9 @@ class Sampler:
 
     def probs(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         """Sampling distribution of non-greedy rows (temperature, top-k, top-p)."""
-        temp = torch.tensor([r.sampling.temperature or 1.0 for r in reqs], device=logits.device)
-        top_k = torch.tensor([r.sampling.top_k for r in reqs], device=logits.device)
-        top_p = torch.tensor([r.sampling.top_p for r in reqs], device=logits.device)
+        params = to_device([[r.sampling.temperature or 1.0, r.sampling.top_k, r.sampling.top_p] for r in reqs],
+                           logits.device, torch.float32)
+        temp, top_k, top_p = params[:, 0], params[:, 1].long(), params[:, 2]
         return apply_top_k_top_p(logits / temp[:, None], top_k, top_p).softmax(dim=-1)
 
     def __call__(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
@@ -125,5 +125,5 @@ class Sampler:
                     req.generator = torch.Generator(device=self.device).manual_seed(req.sampling.seed)
                 q[row].exponential_(generator=req.generator)
         sampled = (probs / q).argmax(dim=-1)
-        is_greedy = torch.tensor([r.sampling.is_greedy for r in reqs], device=logits.device)
+        is_greedy = to_device([r.sampling.is_greedy for r in reqs], logits.device, torch.bool)
         return torch.where(is_greedy, greedy, sampled)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inference.engine.request import Request
+from inference.engine.request import PENDING, Request
+from inference.worker.h2d import to_device
 
 
 def suffix_match(tokens: np.ndarray, cap: int) -> np.ndarray:
@@ -92,14 +93,17 @@ class TokenHistory:
             if self.length[slot] != req.num_tokens:
                 self._load(slot, req)
             out.append(slot)
-        return torch.tensor(out, dtype=torch.long).to(self.device, non_blocking=True)
+        return to_device(out, self.device, torch.long)
 
     def _load(self, slot: int, req: Request) -> None:
         tokens = req.token_ids
-        self.hist[slot, : len(tokens)] = torch.from_numpy(tokens).to(self.device)
+        if (tokens == PENDING).any():
+            raise RuntimeError(f"request {req.request_id}: history loaded while a sampled token is still pending")
+        self.hist[slot, : len(tokens)] = to_device(torch.from_numpy(tokens), self.device)
         cap = req.sampling.no_repeat_ngram_size - 1
         if cap > 0:
-            self.match[slot, : len(tokens) - 1] = torch.from_numpy(suffix_match(tokens, cap)).to(self.device)
+            match = torch.from_numpy(suffix_match(tokens, cap))
+            self.match[slot, : len(tokens) - 1] = to_device(match, self.device, torch.int32)
         self.length[slot] = len(tokens)
 
     def release(self, request_ids) -> None:
