@@ -2,7 +2,8 @@
 layout files and the disaggregated workers all build this object."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,7 +38,9 @@ class EngineConfig:
     mode: str = "graph"                     # "graph": CUDA-graph decode steps (CUDA only), "eager"
     scheduling: str | None = None           # "mixed" | "prefill_first"; None: prefill_first in graph mode
     seed: int = 0                           # dummy weights and unseeded sampling
-    async_scheduling: bool = True           # schedule + launch step N+1 before step N's tokens reach the host
+    # schedule + launch step N+1 before step N's tokens reach the host; DOCPIPE_SYNC_STEPS=1 turns it
+    # off in every engine of a run (workers included), for debugging
+    async_scheduling: bool = field(default_factory=lambda: os.environ.get("DOCPIPE_SYNC_STEPS") != "1")
 
     def __post_init__(self):
         if self.max_num_batched_tokens is None:
