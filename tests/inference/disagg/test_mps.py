@@ -48,7 +48,7 @@ def fake_control(tmp_path, monkeypatch):
 
 
 def test_layout_option_is_typed_and_checked():
-    layout = load_layout("gpu-1p1d")
+    layout = load_layout("gpu-1p1d-mps")
     assert layout.gpu_sharing.mode == "mps"
     assert (layout.role("prefill").sm_percent, layout.role("decode").sm_percent) == (60, 40)
     workers = [{"role": "prefill", "sm_percent": 70}, {"role": "decode"}]
@@ -68,7 +68,7 @@ def test_layout_option_is_typed_and_checked():
 def test_session_daemon_started_given_to_each_role_and_quit(fake_control, monkeypatch):
     record, install = fake_control
     install()
-    cluster = Cluster("dummy:tiny", "gpu-1p1d")
+    cluster = Cluster("dummy:tiny", "gpu-1p1d-mps")
     spawned = []
 
     class Recorder:  # stands in for the spawn context's Process
@@ -105,7 +105,7 @@ def test_session_daemon_started_given_to_each_role_and_quit(fake_control, monkey
 
 def test_missing_binary_falls_back_with_a_message(fake_control, caplog):
     with caplog.at_level("WARNING", logger="inference.disagg.mps"):
-        sharing = GpuSharing(load_layout("gpu-1p1d")).start()
+        sharing = GpuSharing(load_layout("gpu-1p1d-mps")).start()
     assert not sharing.active and sharing.env_for("prefill") == {}
     assert any("nvidia-cuda-mps-control is not on PATH" in r.getMessage() for r in caplog.records)
     sharing.stop()  # nothing to stop
@@ -115,7 +115,7 @@ def test_failing_daemon_falls_back_and_cleans_up(fake_control, caplog):
     record, install = fake_control
     install(start='echo "cannot open the GPU" >&2; exit 3')
     with caplog.at_level("WARNING", logger="inference.disagg.mps"):
-        sharing = GpuSharing(load_layout("gpu-1p1d")).start()
+        sharing = GpuSharing(load_layout("gpu-1p1d-mps")).start()
     assert not sharing.active and not sharing.owned and sharing.env_for("decode") == {}
     (msg,) = [r.getMessage() for r in caplog.records if "did not start" in r.getMessage()]
     assert "exit status 3" in msg and "cannot open the GPU" in msg
@@ -125,7 +125,7 @@ def test_failing_daemon_falls_back_and_cleans_up(fake_control, caplog):
 def test_daemon_without_control_pipe_times_out(fake_control, caplog):
     record, install = fake_control
     install(start='exit 0')  # "starts" but never opens its pipe
-    layout = load_layout("gpu-1p1d")
+    layout = load_layout("gpu-1p1d-mps")
     layout.gpu_sharing.startup_timeout_s = 0.3
     with caplog.at_level("WARNING", logger="inference.disagg.mps"):
         sharing = GpuSharing(layout).start()
@@ -139,7 +139,7 @@ def test_running_daemon_is_used_not_started_nor_stopped(fake_control, tmp_path, 
     pipe.mkdir()
     (pipe / "control").touch()
     monkeypatch.setenv(mps.PIPE_ENV, str(pipe))
-    sharing = GpuSharing(load_layout("gpu-1p1d")).start()
+    sharing = GpuSharing(load_layout("gpu-1p1d-mps")).start()
     assert sharing.active and not sharing.owned
     assert sharing.env_for("decode")[mps.PIPE_ENV] == str(pipe)
     assert sharing.env_for("decode")[mps.SHARE_ENV] == "40"
@@ -153,5 +153,5 @@ def test_worker_applies_its_env_before_anything_else(monkeypatch):
     monkeypatch.delenv(mps.SHARE_ENV, raising=False)
     monkeypatch.setattr(os, "environ", dict(os.environ))  # the test's changes stay in the test
     with pytest.raises(ValueError, match="unknown worker role"):
-        run_worker("bogus", "dummy:tiny", "gpu-1p1d", env={mps.SHARE_ENV: "40"})
+        run_worker("bogus", "dummy:tiny", "gpu-1p1d-mps", env={mps.SHARE_ENV: "40"})
     assert os.environ[mps.SHARE_ENV] == "40"
