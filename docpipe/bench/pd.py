@@ -24,14 +24,14 @@ import typer
 RESULTS = Path(__file__).resolve().parents[2] / "inference" / "bench" / "results"
 
 
-def _workload(pages: int, model_cfg, seed: int) -> list[list[tuple[str, dict, object]]]:
+def _workload(pages: int, model_cfg, seed: int, prefix: str = "") -> list[list[tuple[str, dict, object]]]:
     from docpipe.bench.workload import engine_request, mineru_synthetic
     from inference.sampling import SamplingParams
 
     ids = (model_cfg.vision_start_token_id, model_cfg.image_token_id, model_cfg.vision_end_token_id)
     out = []
     for page in mineru_synthetic(pages, seed):
-        out.append([(f"p{r.page}-{i}-{r.kind}", engine_request(r, ids, seed),
+        out.append([(f"{prefix}p{r.page}-{i}-{r.kind}", engine_request(r, ids, seed),
                      SamplingParams(temperature=0.0, max_tokens=r.output_tokens, ignore_eos=True))
                     for i, r in enumerate(page)])
     return out
@@ -48,11 +48,17 @@ def _summary(results: dict, wall_s: float, pages: int) -> dict:
             "tpot_s": {"p50": percentile(tpot, 50), "p99": percentile(tpot, 99)}}
 
 
-def run_monolithic(model: str, layout, pages, engine_kw: dict) -> tuple[dict, float]:
+def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:
     from inference.disagg.worker import engine_config
     from inference.engine.engine import LLMEngine
 
     engine = LLMEngine(engine_config(model, layout.role("prefill"), **engine_kw))
+    if warmup:  # untimed: kernel compilation, graph capture, attention plans
+        _drive_engine(engine, warmup)
+    return _drive_engine(engine, pages)
+
+
+def _drive_engine(engine, pages) -> tuple[dict, float]:
     results, t0 = {}, time.perf_counter()
     for page in pages:
         engine.add_request(*page[0])
@@ -66,34 +72,41 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict) -> tuple[dict, fl
 
 
 def run_disaggregated(model: str, layout, pages, engine_kw: dict, threads: int,
-                      sharing: dict | None = None) -> tuple[dict, float, dict]:
+                      sharing: dict | None = None, warmup=()) -> tuple[dict, float, dict]:
     """sharing (out): {"active": whether the roles ran under MPS}."""
-    from inference.disagg import protocol as P
     from inference.disagg.cluster import Cluster
 
     with Cluster(model, layout, engine_kw=engine_kw, num_threads=threads) as cluster:
         if sharing is not None:
             sharing["active"] = cluster.gpu_sharing.active
         client = cluster.client()
-        results, t0 = {}, time.perf_counter()
-        for page in pages:
-            client.submit(*page[0])
-        blocks = {page[0][0]: page[1:] for page in pages}
-        pending = {page[0][0] for page in pages}
-        while pending:
-            for rid in client.wait_any(pending, timeout_s=3600):
-                pending.discard(rid)
-                msg = client.results[rid]
-                if isinstance(msg, P.Rejected):
-                    raise RuntimeError(f"request {rid} rejected: {msg.reason}")
-                results[rid] = {"token_ids": msg.token_ids, "ttft_s": msg.ttft_s, "tpot_s": msg.tpot_s}
-                for bid, req, sp in blocks.pop(rid, []):
-                    client.submit(bid, req, sp)
-                    pending.add(bid)
-        wall = time.perf_counter() - t0
+        if warmup:
+            _drive_client(client, warmup)
+        results, wall = _drive_client(client, pages)
         metrics = json.loads(client.metrics())
         client.close()
     return results, wall, metrics
+
+
+def _drive_client(client, pages) -> tuple[dict, float]:
+    from inference.disagg import protocol as P
+
+    results, t0 = {}, time.perf_counter()
+    for page in pages:
+        client.submit(*page[0])
+    blocks = {page[0][0]: page[1:] for page in pages}
+    pending = {page[0][0] for page in pages}
+    while pending:
+        for rid in client.wait_any(pending, timeout_s=3600):
+            pending.discard(rid)
+            msg = client.results[rid]
+            if isinstance(msg, P.Rejected):
+                raise RuntimeError(f"request {rid} rejected: {msg.reason}")
+            results[rid] = {"token_ids": msg.token_ids, "ttft_s": msg.ttft_s, "tpot_s": msg.tpot_s}
+            for bid, req, sp in blocks.pop(rid, []):
+                client.submit(bid, req, sp)
+                pending.add(bid)
+    return results, time.perf_counter() - t0
 
 
 def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
@@ -104,6 +117,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
              threads: int = typer.Option(1, help="torch threads of the monolithic engine and of each PD process"),
              sm_percent: list[str] = typer.Option(None, "--sm-percent",
                                                   help="ROLE=PCT: override a role's MPS SM share (repeatable)"),
+             warmup: bool = typer.Option(True, help="run one untimed page on each side first"),
              out: Path = typer.Option(None, "--out", help="JSON path (default inference/bench/results/pd_<host>.json)")) -> None:
     """Same mineru-synthetic workload, monolithic vs disaggregated."""
     import torch
@@ -123,16 +137,18 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         spec.role(role).sm_percent = int(pct)
     engine_kw = {"num_kv_blocks": num_kv_blocks} if num_kv_blocks else {}
     work = _workload(pages, load_config(model), seed)
+    # one untimed page on each side first, so neither side's timings hold one-off compilation
+    warm = _workload(1, load_config(model), seed + 1, prefix="warm-") if warmup else []
     torch.set_num_threads(threads)  # CPU runs: same threads per engine process on both sides (said in the JSON)
-    mono, mono_s = run_monolithic(model, spec, work, engine_kw)
+    mono, mono_s = run_monolithic(model, spec, work, engine_kw, warm)
     sharing: dict = {"active": False}
-    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads, sharing)
+    pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads, sharing, warm)
     same = sum(mono[r]["token_ids"] == pd[r]["token_ids"] for r in mono)
     report = {
         "command": " ".join(["docpipe", "bench", "pd"] + sys.argv[3:]) if len(sys.argv) > 2 else "docpipe bench pd",
         "model": model, "layout": spec.name, "pages": pages, "requests": len(mono),
         "device": platform.processor() or platform.machine(), "torch": torch.__version__,
-        "threads_per_engine_process": threads,
+        "threads_per_engine_process": threads, "warmup_pages": 1 if warmup else 0,
         "gpu_sharing": {"mode": spec.gpu_sharing.mode, "active": sharing["active"],
                         "sm_percent": {w.role: w.sm_percent for w in spec.workers}},
         "monolithic": _summary(mono, mono_s, pages), "disaggregated": _summary(pd, pd_s, pages),
