@@ -3,7 +3,7 @@
 copy(copies) moves [(dst address, src address, bytes), ...] with libc
 memmove (the GIL is released during each call); start(copies) then
 finish(job) lets the caller do other work while helpers have begun. Small
-jobs run on the calling thread. Larger ones are cut into pieces (a quarter of
+jobs run on the calling thread. Larger ones are cut into pieces (half of
 a thread's share, 256 KiB to 8 MiB) that the caller and helper threads take
 from one shared counter: when the other core is idle a helper takes about
 half (one core alone cannot draw the memory bandwidth); when another process
@@ -21,7 +21,7 @@ import queue
 import threading
 
 SHARE_MIN_BYTES = 2 << 20  # below this one thread copies: waking a helper costs more than it saves
-PIECES_PER_THREAD = 4  # enough to even out a late helper; few enough that Python between pieces stays small
+PIECES_PER_THREAD = 2  # evens out a late helper; few pieces keep GIL hand-offs between the threads rare
 MIN_PIECE_BYTES, MAX_PIECE_BYTES = 256 << 10, 8 << 20
 HELPERS = max(0, min(7, len(os.sched_getaffinity(0)) - 1))
 
