@@ -38,6 +38,10 @@ class EngineConfig:
     mode: str = "graph"                     # "graph": CUDA-graph decode steps (CUDA only), "eager"
     scheduling: str | None = None           # "mixed" | "prefill_first"; None: prefill_first in graph mode
     seed: int = 0                           # dummy weights and unseeded sampling
+    # prefill_first: hold new arrivals (while decodes run) until this many prompt tokens are queued
+    # or the oldest waited prefill_hold_s (scheduler.py); None: 4096 in graph mode, else 0 (off)
+    prefill_hold_tokens: int | None = None
+    prefill_hold_s: float = 0.02
     # schedule + launch step N+1 before step N's tokens reach the host; DOCPIPE_SYNC_STEPS=1 turns it
     # off in every engine of a run (workers included), for debugging
     async_scheduling: bool = field(default_factory=lambda: os.environ.get("DOCPIPE_SYNC_STEPS") != "1")
@@ -53,6 +57,10 @@ class EngineConfig:
             # Graph mode captures decode-only steps: keeping prefill out of them lets every
             # decode step replay its graph instead of running eager beside a prefill chunk.
             self.scheduling = "prefill_first" if self.use_cuda_graph else "mixed"
+        if self.prefill_hold_tokens is None:
+            self.prefill_hold_tokens = 4096 if self.use_cuda_graph else 0
+        if self.prefill_hold_tokens < 0 or self.prefill_hold_s < 0:
+            raise ValueError("prefill_hold_tokens and prefill_hold_s must be >= 0")
         if self.scheduling not in ("mixed", "prefill_first"):
             raise ValueError(f"scheduling must be 'mixed' or 'prefill_first', got {self.scheduling!r}")
         if self.kv_block_size < 1 or self.max_num_seqs < 1:

@@ -190,7 +190,7 @@ def _engine_clock(client, clock: Clock) -> None:
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
               output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0,
-              time_split: bool = True) -> dict:
+              time_split: bool = True, prefill_hold_tokens: int = -1) -> dict:
     import importlib.util
     import tempfile
 
@@ -213,7 +213,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         # the HF model needs activation room next to the engine's KV pool in the same process
         share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
         client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
-                                   gpu_memory_utilization=share, max_num_seqs=max_num_seqs)
+                                   gpu_memory_utilization=share, max_num_seqs=max_num_seqs,
+                                   **({} if prefill_hold_tokens < 0 else {"prefill_hold_tokens": prefill_hold_tokens}))
         docs, flow = [], BenchFlow(family, seed, replay, output_scale)
         if num_docs:  # the workload split over PDFs, streamed like `docpipe convert` streams them
             from docpipe.bench.pipeline_docs import DocsFlow, split_pages, write_pdfs
@@ -248,7 +249,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages, "engine_memory_share": share,
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
-           "documents": num_docs, "time_split": time_split,
+           "documents": num_docs, "time_split": time_split, "prefill_hold_tokens": prefill_hold_tokens,
            "ceilings": ceilings(device), "sides": sides}
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
@@ -287,6 +288,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         baseline_pages: int = typer.Option(0, min=0, help="transformers runs the first N of the --pages workload (0: all)"),
         max_num_seqs: int = typer.Option(256, min=1, help="engine: concurrent requests"),
         docs: int = typer.Option(0, min=0, help="split the --pages workload over N PDFs streamed like convert"),
+        prefill_hold_tokens: int = typer.Option(-1, help="engine prefill hold in tokens (-1: engine default)"),
         time_split: bool = typer.Option(True, help="engine time split (syncs the device around each step, "
                                                    "which costs throughput: use --no-time-split for pages/s)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
@@ -303,7 +305,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
             raise typer.BadParameter("--docs N needs --pages P with P >= N (at least a page per document)")
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
-                           warmup_pages, output_scale, baseline_pages, max_num_seqs, docs, time_split)
+                           warmup_pages, output_scale, baseline_pages, max_num_seqs, docs, time_split,
+                           prefill_hold_tokens)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"

@@ -53,7 +53,8 @@ class LLMEngine:
         self.block_manager = BlockManager(self.runner.num_kv_blocks, config.kv_block_size)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    config.max_model_len, self.model_config.eos_token_ids,
-                                   prefill_first=config.scheduling == "prefill_first")
+                                   prefill_first=config.scheduling == "prefill_first",
+                                   hold_tokens=config.prefill_hold_tokens, hold_s=config.prefill_hold_s)
         self.awaiting_kv: dict[str, Request] = {}
         self._inflight = None  # (SchedulerOutput, LaunchedStep) of the launched, not yet resolved step
 
