@@ -20,7 +20,7 @@ import os
 import queue
 import threading
 
-SHARE_MIN_BYTES = 2 << 20  # below this one thread copies: waking a helper costs more than it saves
+SHARE_MIN_BYTES = 8 << 20  # A/B in the send path: shared 4 MiB 635 us vs 609 alone; 16 MiB 1.75 ms vs 2.24
 PIECES_PER_THREAD = 2  # evens out a late helper; few pieces keep GIL hand-offs between the threads rare
 MIN_PIECE_BYTES, MAX_PIECE_BYTES = 256 << 10, 8 << 20
 HELPERS = max(0, min(7, len(os.sched_getaffinity(0)) - 1))

@@ -119,16 +119,20 @@ def test_bench_compares_dlslime_with_our_send_and_with_our_ack():
     assert r["ratio_pipelined"] == 1.0 and r["ratio_single"] == 0.5
 
 
-def test_shared_copy_moves_every_byte_once():
+@pytest.mark.parametrize("whole_run_bytes", [None, 4 << 20])  # the 5 MiB run cut into pieces, or copied whole
+def test_shared_copy_moves_every_byte_once(monkeypatch, whole_run_bytes):
     import torch
 
     from inference.transfer import memcopy
+
+    monkeypatch.setattr(memcopy, "WHOLE_RUN_BYTES", whole_run_bytes)
 
     src = torch.randint(0, 255, (12 << 20,), dtype=torch.uint8)
     dst = torch.zeros_like(src)
     s, d = src.data_ptr(), dst.data_ptr()
     # one large run cut into pieces, a run not a multiple of a piece, a small one
     runs = [(0, 1 << 20, 5 << 20), (6 << 20, 7 << 20, (3 << 20) + 12345), (11 << 20, 100, 4096)]
+    assert sum(n for _, _, n in runs) >= memcopy.SHARE_MIN_BYTES  # the shared path, not one thread alone
     for _ in range(3):  # helpers reused across jobs
         dst.zero_()
         memcopy.copy([(d + do, s + so, n) for so, do, n in runs])
