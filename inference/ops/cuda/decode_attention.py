@@ -29,7 +29,10 @@ NUM_WARPS, NUM_STAGES = 4, 2
 _TARGET_PROGRAMS_PER_SM = 8
 
 
-@triton.jit
+# Per-step integers (split length, table width, partial-buffer strides) are not value-specialised:
+# each new class (==1, multiple of 16, other) would compile another variant mid-run.
+@triton.jit(do_not_specialize=["tokens_per_split", "stride_tb", "stride_mb", "stride_mh", "stride_ms",
+                               "stride_lb", "stride_lh"])
 def _decode_partial_kernel(
         q_ptr, k_ptr, v_ptr, table_ptr, lens_ptr, out_ptr, mid_o_ptr, mid_lse_ptr,
         scale_log2, tokens_per_split,
@@ -89,7 +92,8 @@ def _decode_partial_kernel(
         tl.store(mid_lse_ptr + b * stride_lb + heads * stride_lh + split, m_i + tl.log2(l_safe), mask=mask_g)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["tokens_per_split", "num_splits", "stride_mb", "stride_mh", "stride_ms",
+                               "stride_lb", "stride_lh"])
 def _decode_reduce_kernel(mid_o_ptr, mid_lse_ptr, lens_ptr, out_ptr, tokens_per_split, num_splits,
                           stride_mb, stride_mh, stride_ms, stride_lb, stride_lh, stride_ob, stride_oh,
                           head_dim, SPLITS_PAD: tl.constexpr, D_PAD: tl.constexpr):

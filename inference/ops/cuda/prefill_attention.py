@@ -17,7 +17,7 @@ import triton.language as tl
 _LOG2E = 1.4426950408889634
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["stride_tb"])  # the table width changes every step
 def _prefill_kernel(
         q_ptr, k_ptr, v_ptr, out_ptr, cu_q_ptr, lens_k_ptr, table_ptr, scale_log2,
         stride_qt, stride_qh, stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh,
