@@ -216,6 +216,10 @@ class Scheduler:
 
     def finish(self, req: Request, status: RequestStatus) -> None:
         req.drop_pending()
+        # A later step may already have run a row of this request (async steps: it stopped on a token
+        # resolved late, or was aborted in flight); that row's logits and KV count are not the output's.
+        del req.logits[req.num_output_tokens:]
+        req.num_computed_tokens = min(req.num_computed_tokens, max(req.num_tokens - 1, 0))
         if req in self.running:
             self.running.remove(req)
         elif req in self.waiting:
