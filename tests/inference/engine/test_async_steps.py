@@ -101,3 +101,64 @@ def test_short_outputs_beside_long_ones(max_tokens):
     _, got = _run(True, params)
     _same(want, got)
     assert [len(o.token_ids) for _, o in sorted(got.items())] == [9, max_tokens] * 3
+
+
+def test_abort_while_its_step_is_in_flight():
+    """Aborted requests (one mid-prompt, one decoding with a pending token,
+    one penalised so it holds a sampler history slot) never come out; the
+    others keep their sync tokens; aborting the rest empties the engine at
+    once, and it serves a new request afterwards."""
+    params = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True)
+    penalised = SamplingParams(temperature=0, max_tokens=10, ignore_eos=True, presence_penalty=0.5,
+                               no_repeat_ngram_size=3)
+    prompts = PROMPTS[:4] + [list(range(1, 60))]
+    _, want = _run(False, [params, penalised, params, params, params], prompts=prompts, max_num_batched_tokens=48)
+    engine = _engine(True, max_num_batched_tokens=48)
+    for i, p in enumerate(prompts):
+        engine.add_request(str(i), {"prompt_token_ids": p}, penalised if i == 1 else params)
+    outs = {}
+    for _ in range(2):
+        outs.update({o.request_id: o for o in engine.step()})
+    assert engine.scheduler.running[-1].request_id == "4" and engine.scheduler.running[-1].num_computed_tokens < 59
+    assert engine.scheduler.running[1].num_pending == 1  # its token of the launched step
+    for rid in ("1", "4"):
+        engine.abort(rid)
+    assert engine.has_unfinished_requests()
+    for _ in range(3):
+        for o in engine.step():
+            assert o.request_id not in outs
+            outs[o.request_id] = o
+    assert "1" not in engine.runner.sampler.history.slot_of
+    engine.abort("0")
+    engine.abort("2")
+    engine.abort("3")
+    assert not engine.has_unfinished_requests()
+    _assert_empty(engine)
+    assert not outs  # none had finished before its abort
+    engine.add_request("new", {"prompt_token_ids": prompts[2]}, params)
+    got = _drain(engine)
+    _assert_empty(engine)
+    assert list(got) == ["new"] and got["new"].token_ids == want["2"].token_ids
+
+
+def test_preemption_with_pending_tokens_and_device_history():
+    """A pool too small for the batch: requests (penalties, n-gram bans, seeded
+    draws) are preempted and recomputed while their tokens are pending; their
+    device history is reloaded and the tokens are the sync ones."""
+    params = [SamplingParams(temperature=0, max_tokens=16, ignore_eos=True),
+              SamplingParams(temperature=0, max_tokens=16, ignore_eos=True, repetition_penalty=1.3,
+                             frequency_penalty=0.2, no_repeat_ngram_size=2),
+              SamplingParams(temperature=0.9, top_k=20, max_tokens=16, ignore_eos=True, seed=7,
+                             presence_penalty=0.4),
+              SamplingParams(temperature=0, max_tokens=16, ignore_eos=True, no_repeat_ngram_size=1),
+              SamplingParams(temperature=1.0, top_p=0.8, max_tokens=16, ignore_eos=True, seed=3,
+                             no_repeat_ngram_size=3),
+              SamplingParams(temperature=0, max_tokens=16, ignore_eos=True, presence_penalty=1.0)]
+    kw = dict(num_kv_blocks=20, max_model_len=64)
+    _, want = _run(False, params, **kw)
+    _, got = _run(True, params, **kw)
+    assert sum(o.num_preemptions for o in got.values()) > 0
+    _same(want, got)
+    _, plain = _run(True, params, num_kv_blocks=64, max_model_len=64)  # no preemption at all
+    assert sum(o.num_preemptions for o in plain.values()) == 0
+    assert {r: o.token_ids for r, o in plain.items()} == {r: o.token_ids for r, o in got.items()}
