@@ -21,6 +21,8 @@ import inspect
 import torch
 import torch.nn.functional as F
 
+from inference.ops.shape_groups import pow2_parts
+
 try:  # present in torch >= 2.9, its signature has moved between releases
     from torch.nn.attention.varlen import varlen_attn as _varlen_attn
     _VARLEN_HAS_SCALE = "scale" in inspect.signature(_varlen_attn).parameters
@@ -36,11 +38,6 @@ def varlen_available(q: torch.Tensor) -> bool:
 _UNIFORM_CHOICE: dict[tuple, str] = {}  # (length, heads, dim, dtype) -> "cudnn" | "varlen"
 
 
-def _pow2_parts(n: int) -> list[int]:
-    """n as a sum of powers of two, largest first (13 -> [8, 4, 1])."""
-    return [1 << b for b in range(n.bit_length() - 1, -1, -1) if n >> b & 1]
-
-
 def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
     """All images of one length: [B*N, H, D] viewed as [B, H, N, D], cuDNN SDPA.
 
@@ -53,7 +50,7 @@ def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images:
     out = torch.empty_like(q)
     start = 0
     with sdpa_kernel([SDPBackend.CUDNN_ATTENTION]):
-        for group in _pow2_parts(num_images):
+        for group in pow2_parts(num_images):
             rows = slice(start * length, (start + group) * length)
             qb, kb, vb = (t[rows].view(group, length, heads, dim).transpose(1, 2) for t in (q, k, v))
             o = F.scaled_dot_product_attention(qb, kb, vb, scale=scale)
