@@ -227,6 +227,11 @@ class Scheduler:
         req.status = status
         self._freed.append(req.request_id)
         if req.keep_kv:
+            # blocks only that discarded row needed are not part of the lease
+            keep = self.blocks.blocks_for(req.num_computed_tokens)
+            tail = req.block_ids[keep:]
+            del req.block_ids[keep:]
+            self.blocks.free(tail)
             self.held[req.request_id] = req   # freed by release()
         else:
             self.blocks.free(req.block_ids)

@@ -162,3 +162,83 @@ def test_preemption_with_pending_tokens_and_device_history():
     _, plain = _run(True, params, num_kv_blocks=64, max_model_len=64)  # no preemption at all
     assert sum(o.num_preemptions for o in plain.values()) == 0
     assert {r: o.token_ids for r, o in plain.items()} == {r: o.token_ids for r, o in got.items()}
+
+
+def test_roles_on_one_async_engine():
+    """Prefill role (keep_kv, max_tokens=1) then decode role (add_prefilled_request,
+    KV copied from the held blocks, release, kv_ready) on the same async engine
+    while another request decodes: tokens equal a sync colocated run; a first
+    token that already stops finishes in kv_ready and never again in step()."""
+    prompt = list(range(30, 47))
+    decode_params = SamplingParams(temperature=0, max_tokens=8, ignore_eos=True, presence_penalty=0.5,
+                                   no_repeat_ngram_size=2)
+    _, want = _run(False, decode_params, prompts=[prompt])
+    engine = _engine(True)
+    engine.add_request("other", {"prompt_token_ids": PROMPTS[1]}, SamplingParams(temperature=0, max_tokens=40,
+                                                                                  ignore_eos=True))
+    engine.step()
+    engine.add_request("p", {"prompt_token_ids": prompt}, SamplingParams(temperature=0, max_tokens=1), keep_kv=True)
+    outs = {}
+    while "p" not in outs:
+        outs.update({o.request_id: o for o in engine.step()})
+    first = outs["p"]
+    assert first.token_ids == want["0"].token_ids[:1]
+    assert first.num_computed_tokens == len(prompt)
+    assert len(first.block_ids) == engine.block_manager.blocks_for(len(prompt))
+    assert engine.scheduler.running and engine._inflight is not None  # "other" still decoding, a step in flight
+    dst = engine.add_prefilled_request("d", len(prompt), first.first_token, first.rope_delta, decode_params,
+                                       prompt_token_ids=prompt)
+    engine.kv_pool[dst] = engine.kv_pool[first.block_ids]
+    engine.release("p")
+    assert engine.kv_ready("d") == []
+    stop_now = SamplingParams(temperature=0, max_tokens=8, stop_token_ids=[first.first_token])
+    engine.add_prefilled_request("e", len(prompt), first.first_token, first.rope_delta, stop_now)
+    (done,) = engine.kv_ready("e")
+    assert (done.token_ids, done.finish_reason) == ([first.first_token], "stop")
+    outs = {"e": done}
+    _drain(engine, outs)
+    _assert_empty(engine)
+    assert sorted(outs) == ["d", "e", "other"]
+    assert outs["d"].token_ids == want["0"].token_ids
+
+
+def test_prefill_hold_never_deadlocks():
+    """A frozen clock and a hold no arrival can fill: a request that arrives
+    while nothing runs is admitted at once; one held behind a decode is
+    admitted when that decode ends (also while its last token is pending)."""
+    params = SamplingParams(temperature=0, max_tokens=4, ignore_eos=True)
+    results = {}
+    for async_steps in (False, True):
+        engine = _engine(async_steps, scheduling="prefill_first", prefill_hold_tokens=10**6, prefill_hold_s=10**6)
+        engine.scheduler.clock = lambda: 0.0
+        a = engine.add_request("a", {"prompt_token_ids": PROMPTS[0]}, params)
+        outs = {o.request_id: o for o in engine.step()}
+        assert a.num_computed_tokens == len(PROMPTS[0])  # nothing running: no hold
+        b = engine.add_request("b", {"prompt_token_ids": PROMPTS[2]}, params)
+        b.arrival_time_s = 0.0
+        outs.update({o.request_id: o for o in engine.step()})
+        assert b.num_computed_tokens == 0  # held behind a's decodes
+        _drain(engine, outs)
+        _assert_empty(engine)
+        results[async_steps] = {r: o.token_ids for r, o in outs.items()}
+    assert results[True] == results[False] and sorted(results[True]) == ["a", "b"]
+
+
+def test_keep_kv_request_that_stops_early_holds_what_sync_holds(free_run):
+    """keep_kv with max_tokens > 1 stopping on its first token: the async
+    engine already ran its next row (here into a fresh block, the prompt
+    filling its blocks exactly); the held lease is the sync one."""
+    prompt = PROMPTS[0][:8]
+    held = {}
+    for async_steps in (False, True):
+        engine = _engine(async_steps)
+        engine.add_request("free", {"prompt_token_ids": prompt}, SamplingParams(temperature=0, max_tokens=1))
+        (free,) = _drain(engine).values()
+        params = SamplingParams(temperature=0, max_tokens=4, stop_token_ids=[free.first_token])
+        engine.add_request("p", {"prompt_token_ids": prompt}, params, keep_kv=True)
+        (out,) = _drain(engine).values()
+        held[async_steps] = (out.token_ids, out.finish_reason, out.num_computed_tokens, len(out.block_ids))
+        _assert_empty(engine, held=len(out.block_ids))
+        engine.release("p")
+        _assert_empty(engine)
+    assert held[True] == held[False] == ([held[False][0][0]], "stop", 8, 2)
