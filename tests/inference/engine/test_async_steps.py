@@ -72,13 +72,16 @@ def free_run():
     return {rid: o.token_ids for rid, o in outs.items()}
 
 
-def test_stop_tokens_at_different_steps_with_logits(free_run):
-    """Request i stops on its (i % 5)-th token; every other one returns logits."""
+@pytest.mark.parametrize("policy", ["mixed", "prefill_first"])
+def test_stop_tokens_at_different_steps_with_logits(free_run, policy):
+    """Request i stops on its (i % 5)-th token; every other one returns logits;
+    prompts are chunked (24-token steps)."""
     params = [SamplingParams(temperature=0, max_tokens=12, stop_token_ids=[free_run[str(i)][i % 5]],
                              return_logits=i % 2 == 0) for i in range(len(PROMPTS))]
-    _, want = _run(False, params)
+    kw = dict(scheduling=policy, max_num_batched_tokens=24)
+    _, want = _run(False, params, **kw)
     assert sorted({len(o.token_ids) for o in want.values()}) == [1, 2, 3, 4, 5]
-    _, got = _run(True, params)
+    _, got = _run(True, params, **kw)
     _same(want, got, logits=True)
 
 
