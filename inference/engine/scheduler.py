@@ -77,6 +77,7 @@ class Scheduler:
         self.running: list[Request] = []
         self.held: dict[str, Request] = {}   # finished keep_kv requests, by id, until release()
         self._freed: list[str] = []
+        self._freed_by_preemption = False  # set by _schedule, read by schedule()
 
     def add(self, req: Request) -> None:
         self.waiting.append(req)
@@ -96,7 +97,10 @@ class Scheduler:
         elif self.prefill_first and self.waiting:  # holding: decodes only, admissions wait
             out = self._schedule(prefill_only=False, admit=False)
         if out is None or not out.scheduled:
-            out = self._schedule(prefill_only=False)
+            # no admission after a preemption in this step: the victim may still await its last
+            # sampled token (async steps), and its recompute must see it
+            out = self._schedule(prefill_only=False, admit=not self._freed_by_preemption)
+        self._freed_by_preemption = False
         out.freed_request_ids, self._freed = self._freed, []
         return out
 
@@ -126,7 +130,7 @@ class Scheduler:
             while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
                 victim = self._pick_victim(i)
                 self._preempt(victim)
-                preempted = True
+                preempted = self._freed_by_preemption = True
                 if victim is req:
                     break
             else:
