@@ -129,6 +129,8 @@ class Scheduler:
             num_new = min(req.num_tokens - req.num_computed_tokens, budget)
             while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
                 victim = self._pick_victim(i)
+                if victim is req and req.num_pending and not req.recomputable:
+                    break  # its pending token may be its last: wait for it rather than fail the request
                 self._preempt(victim)
                 preempted = self._freed_by_preemption = True
                 if victim is req:
@@ -136,6 +138,9 @@ class Scheduler:
             else:
                 out.scheduled.append(ScheduledRequest(req, num_new))
                 budget -= num_new
+                i += 1
+                continue
+            if req in self.running:  # skipped this step (pool full, token pending), still running
                 i += 1
         while admit and self.waiting and budget > 0 and len(self.running) < self.max_num_seqs and not preempted:
             req = self.waiting[0]

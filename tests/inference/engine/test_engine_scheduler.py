@@ -101,3 +101,26 @@ def test_prefill_first_falls_back_to_decodes_when_no_seat_is_free():
     s.add(_req("b", 3))  # waits for a seat: the step must still decode a
     out = s.schedule()
     assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("a", 1)]
+
+
+def test_full_pool_waits_for_a_pending_token_of_external_kv():
+    """Async steps: a request whose KV came from outside (not recomputable)
+    fills the pool; the next step is scheduled before its last token is known
+    and would need one more block. It is skipped for that step (its token may
+    stop it) instead of failing; once the token arrives and stops it, the pool
+    is whole again."""
+    s = _sched(num_blocks=2, block_size=4)
+    prompt = ProcessedPrompt([1] * 7, torch.zeros(3, 7, dtype=torch.long), 0)
+    r = Request("r", prompt, SamplingParams(max_tokens=8, stop_token_ids=[9]), recomputable=False)
+    assert s.blocks.allocate(r.block_ids, 7)
+    r.num_computed_tokens = 7
+    r.append_token(4)  # first token from the prefill side
+    r.status = RequestStatus.RUNNING
+    s.running.append(r)
+    out = s.schedule()  # feeds the first token: slot 7, the last of block 2
+    assert [(i.request.request_id, i.num_new_tokens) for i in out.scheduled] == [("r", 1)]
+    s.advance(out)  # launched; its token is pending
+    ahead = s.schedule()  # would feed the pending token at slot 8: no block left, and r cannot be recomputed
+    assert ahead.scheduled == [] and r in s.running
+    finished = s.resolve(out, {"r": 9})  # the pending token is the stop token
+    assert finished == [r] and r.output_token_ids == [4, 9] and s.blocks.num_free_blocks == 2
