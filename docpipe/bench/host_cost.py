@@ -28,6 +28,7 @@ import pstats
 import sys
 import tempfile
 import time
+import zlib
 from collections import defaultdict
 from types import SimpleNamespace
 
@@ -83,7 +84,7 @@ class StubEngine:
         self.processor = processor
         self.config = SimpleNamespace(max_model_len=max_model_len)
         self.id_limit = id_limit  # answers stay below every special / stop id
-        self.rng = np.random.default_rng(seed)
+        self.seed = seed
         # request id -> (forced output length, processed prompt): held until answered, as an engine
         # holds it, so freeing its pixels is the stub's cost, not the submitter's
         self._added: dict[str, tuple[int, object]] = {}
@@ -94,10 +95,17 @@ class StubEngine:
 
     def step(self) -> list[SimpleNamespace]:
         added, self._added = self._added, {}
-        out = [SimpleNamespace(request_id=rid, token_ids=self.rng.integers(0, self.id_limit, n).tolist())
-               for rid, (n, _) in added.items()]
+        out = [SimpleNamespace(request_id=rid, token_ids=self._answer(n, processed).tolist())
+               for rid, (n, processed) in added.items()]
         added.clear()
         return out
+
+    def _answer(self, num_tokens: int, processed) -> np.ndarray:
+        """Ids seeded by the request's content (its first pixels), so answers do not depend on
+        the order requests arrive in (window, timing)."""
+        head = processed.pixel_values[:4].numpy().tobytes() if processed.pixel_values is not None else b""
+        rng = np.random.default_rng([self.seed, zlib.crc32(head), len(processed.token_ids)])
+        return rng.integers(0, self.id_limit, num_tokens)
 
     def abort(self, request_id: str) -> None:
         self._added.pop(request_id, None)

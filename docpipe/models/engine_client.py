@@ -104,6 +104,7 @@ class PromptCodec:
         special = [*self.image_ids, *cfg.eos_token_ids]
         self.text_id_limit = max(1, min([cfg.vocab_size, *special]))  # stand-in ids stay below these
         self.stop_ids: list[int] = []
+        self._ids_memo: dict[str, list[int]] = {}  # stand-in ids of prompt text parts (read-only lists)
         if self.tokenizer is not None:
             vocab = self.tokenizer.get_vocab()
             self.stop_ids = [vocab[t] for t in END_OF_TURN if t in vocab]
@@ -122,6 +123,12 @@ class PromptCodec:
         return {"prompt_token_ids": [*self._ids(before), *self.image_ids, *self._ids(after)], "images": [image]}
 
     def _ids(self, text: str) -> list[int]:
+        ids = self._ids_memo.get(text)
+        if ids is None:  # a few prompt parts in a run: each coded once
+            self._ids_memo[text] = ids = self._ids_uncached(text)
+        return ids
+
+    def _ids_uncached(self, text: str) -> list[int]:
         ids = []
         for part in _SPECIAL_RE.split(text):  # a `<|...|>` marker is one token, other text ~4 characters a token
             step = len(part) if _SPECIAL_RE.fullmatch(part) else _CHARS_PER_TOKEN

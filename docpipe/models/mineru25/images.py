@@ -33,8 +33,10 @@ def rgb(image: Image.Image) -> Image.Image:
 
 
 def layout_image(render: Image.Image) -> Image.Image:
-    """The whole page resized to exactly 1036x1036, bicubic, aspect ratio ignored."""
-    return rgb(render).resize(LAYOUT_SIZE_PX, Image.Resampling.BICUBIC)
+    """The whole page resized to exactly 1036x1036, bicubic, aspect ratio ignored.
+    A render of that size already is the image (PIL's resize would only copy it)."""
+    image = rgb(render)
+    return image if image.size == LAYOUT_SIZE_PX else image.resize(LAYOUT_SIZE_PX, Image.Resampling.BICUBIC)
 
 
 def crop_box_px(bbox: tuple[float, float, float, float], width_px: int, height_px: int) -> tuple[int, int, int, int]:

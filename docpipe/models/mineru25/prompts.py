@@ -7,6 +7,8 @@ layout image), exactly as Qwen2-VL's processor does.
 """
 from __future__ import annotations
 
+import functools
+
 SYSTEM_PROMPT = "You are a helpful assistant."
 
 LAYOUT_PROMPT = "\nLayout Detection:"
@@ -24,6 +26,7 @@ CHAT_TEMPLATE = (
 )
 
 
+@functools.lru_cache(maxsize=64)  # a handful of prompts, formatted once each instead of per request
 def chat_prompt(prompt: str, system: str = SYSTEM_PROMPT) -> str:
     """Full prompt text for one request; the image goes where the placeholder is."""
     return CHAT_TEMPLATE.format(system=system, image=IMAGE_PLACEHOLDER, prompt=prompt)
