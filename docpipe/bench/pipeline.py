@@ -29,17 +29,16 @@ runs only (recorded in the JSON).
 """
 from __future__ import annotations
 
-import functools
 import json
 import random
 import socket
 import sys
 import time
-import zlib
 from pathlib import Path
 
 import typer
 
+from docpipe.bench.noise import seeded_noise as _noise
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
 from docpipe.bench.timing import Clock
 from inference.bench.machine import ceilings, device_name, versions
@@ -61,33 +60,6 @@ def _forced_len(rng_key: tuple, mix_kind: str) -> int:
 
 def scaled(num_tokens: int, scale: float) -> int:
     return max(1, round(num_tokens * scale))
-
-
-def _noise(width: int, height: int, key: tuple):
-    """`inference.bench.synthetic.noise_image` of a generator seeded by `key`, same pixels, cheaper:
-    a full-range uint8 draw is the generator's raw 64-bit words in little-endian byte order, so
-    the words are taken as they are (`_raw_noise_ok` checks that this numpy still does that)."""
-    import numpy as np
-    from PIL import Image
-
-    seed = zlib.crc32(repr(key).encode())  # not hash(): salted per process
-    if not _raw_noise_ok():
-        from inference.bench.synthetic import noise_image
-        return noise_image(width, height, np.random.default_rng(seed))
-    return Image.frombuffer("RGB", (width, height), _raw_bytes(seed, width * height * 3), "raw", "RGB", 0, 1)
-
-
-def _raw_bytes(seed: int, num_bytes: int):
-    import numpy as np
-    words = np.random.default_rng(seed).bit_generator.random_raw(-(-num_bytes // 8))
-    return words.astype("<u8", copy=False).view(np.uint8)[:num_bytes]
-
-
-@functools.cache
-def _raw_noise_ok() -> bool:
-    import numpy as np
-    ref = np.random.default_rng(12345).integers(0, 256, size=(7, 5, 3), dtype="uint8")
-    return bool((ref.reshape(-1) == _raw_bytes(12345, ref.size)).all())
 
 
 class BenchFlow(PageFlow):
