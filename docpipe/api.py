@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 
 from docpipe.config import ConvertOptions
-from docpipe.pipeline import convert_iter
+from docpipe.batch import convert_iter
 from docpipe.schema import DocumentResult
 from docpipe.writers import parquet
 

@@ -54,7 +54,7 @@ def in_process_pages_per_s(pdfs: list[Path], opts) -> float:
 
 
 def batch_pages_per_s(folder: Path, out: Path, opts) -> tuple[int, float, int]:
-    from docpipe.pipeline import plan_batch, run_batch
+    from docpipe.batch import plan_batch, run_batch
 
     t = time.perf_counter()
     plan = plan_batch([str(folder)], out, opts)

@@ -101,7 +101,8 @@ def convert_command(
 ) -> None:
     """Convert PDFs to Markdown, content_list JSON, images and Parquet."""
     from docpipe.config import ConvertOptions
-    from docpipe.pipeline import BackendUnavailable, load_extractor, plan_batch, run_batch
+    from docpipe.batch import plan_batch, run_batch
+    from docpipe.pipeline import BackendUnavailable, load_extractor
 
     console = Console(stderr=True)
     try:

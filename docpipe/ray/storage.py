@@ -9,7 +9,7 @@ skipped). Workers read bytes themselves (`read_bytes`), so PDF bytes never
 travel through the driver.
 
 Outputs (`OutputStore`): on a local folder, exactly what `docpipe convert`
-writes (`pipeline.write_outputs`: the per-document folder with its
+writes (`batch.write_outputs`: the per-document folder with its
 `.docpipe.json` manifest, and `dataset/{name}.parquet`). On a URI, only the
 Parquet dataset `{out}/dataset/{name}.parquet`: the part is written under a
 hidden temp name and moved into place (object stores: one PUT), so a part is
@@ -131,7 +131,7 @@ class OutputStore:
 
     def is_finished(self, name: str, source: str) -> bool:
         if self.is_local:
-            from docpipe.pipeline import is_finished
+            from docpipe.batch import is_finished
             return is_finished(self.root, name, source, self.formats)
         meta = self.read_part_meta(name)
         return bool(meta) and meta["source_path"] == files.source_key(source) and meta["status"] != "failure"
@@ -157,7 +157,7 @@ class OutputStore:
     def write(self, result: DocumentResult, opts: ConvertOptions) -> None:
         """Write one document; a write error becomes the document's failure."""
         if self.is_local:
-            from docpipe.pipeline import write_outputs
+            from docpipe.batch import write_outputs
             write_outputs(result, self.root, opts)
             return
         if "parquet" not in opts.formats:

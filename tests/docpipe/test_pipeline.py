@@ -4,7 +4,7 @@ import shutil
 import pytest
 from batch_pdfs import in_process, make_bad_folder, make_pdf  # noqa: F401 (fixture)
 
-from docpipe import pipeline
+from docpipe import batch, pipeline
 from docpipe.config import ConvertOptions
 from docpipe.schema import Block, DocumentResult, PageResult, Status
 
@@ -101,38 +101,38 @@ def test_resume_force_and_collisions(tmp_path, in_process):
     make_pdf(tmp_path / "in" / "b" / "report.pdf", ["second report"])
     make_bad_folder(tmp_path / "in" / "bad")
     out = tmp_path / "out"
-    first = list(pipeline.convert_iter([tmp_path / "in"], out, OPTS))
+    first = list(batch.convert_iter([tmp_path / "in"], out, OPTS))
     assert len(first) == 6
     names = {r.name for r in first if r.status == Status.SUCCESS}
     assert len(names) == 3 and "report" in names  # good.pdf + two distinct report folders
     texts = {(out / n / f"{n}.md").read_text().strip() for n in names if n.startswith("report")}
     assert texts == {"first report", "second report"}
     # resume: finished documents are skipped, failed ones are tried again
-    plan = pipeline.plan_batch([tmp_path / "in"], out, OPTS)
+    plan = batch.plan_batch([tmp_path / "in"], out, OPTS)
     assert len(plan.skipped) == 3 and sorted(s.rsplit("/", 1)[1] for s in plan.todo) == [
         "locked.pdf", "notes.pdf", "truncated.pdf"]
     # a killed write: temp leftovers are cleaned and the unfinished document redone
     (out / ".tmp-report-x").mkdir()
     shutil.rmtree(out / "good")
-    plan = pipeline.plan_batch([tmp_path / "in"], out, OPTS)
+    plan = batch.plan_batch([tmp_path / "in"], out, OPTS)
     assert not (out / ".tmp-report-x").exists() and len(plan.skipped) == 2
-    forced = pipeline.plan_batch([tmp_path / "in"], out, ConvertOptions(force=True))
+    forced = batch.plan_batch([tmp_path / "in"], out, ConvertOptions(force=True))
     assert forced.skipped == [] and len(forced.todo) == 6
 
 
 def test_more_formats_than_last_time_redoes(tmp_path, in_process):
     make_pdf(tmp_path / "in" / "doc.pdf", ["x"])
     out = tmp_path / "out"
-    list(pipeline.convert_iter([tmp_path / "in"], out, ConvertOptions(formats="md", ocr="never")))
+    list(batch.convert_iter([tmp_path / "in"], out, ConvertOptions(formats="md", ocr="never")))
     assert not (out / "dataset").exists()
-    again = pipeline.plan_batch([tmp_path / "in"], out, ConvertOptions(formats="md,parquet"))
+    again = batch.plan_batch([tmp_path / "in"], out, ConvertOptions(formats="md,parquet"))
     assert len(again.todo) == 1
-    same = pipeline.plan_batch([tmp_path / "in"], out, ConvertOptions(formats="md"))
+    same = batch.plan_batch([tmp_path / "in"], out, ConvertOptions(formats="md"))
     assert same.todo == []
 
 
 def test_input_errors_reported_not_raised(tmp_path, in_process):
-    results = list(pipeline.convert_iter([tmp_path / "missing"], tmp_path / "out", OPTS))
+    results = list(batch.convert_iter([tmp_path / "missing"], tmp_path / "out", OPTS))
     assert len(results) == 1 and results[0].status == Status.FAILURE
     assert "not found" in results[0].error
 
@@ -154,7 +154,7 @@ def test_write_error_fails_only_its_document(tmp_path):
     # a lone surrogate cannot be encoded as UTF-8: the writer raises UnicodeEncodeError, not OSError
     result = DocumentResult(source_path=str(tmp_path / "doc.pdf"), name="doc", status=Status.SUCCESS,
                             markdown="text \udc80 text")
-    pipeline.write_outputs(result, tmp_path / "out", ConvertOptions(formats="md,parquet"))
+    batch.write_outputs(result, tmp_path / "out", ConvertOptions(formats="md,parquet"))
     assert result.status == Status.FAILURE
     assert result.error.startswith("doc.pdf: cannot write outputs to ") and "UnicodeEncodeError" in result.error
     assert not (tmp_path / "out" / "doc").exists()

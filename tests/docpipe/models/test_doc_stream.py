@@ -1,5 +1,5 @@
 """Several documents through one page scheduler (`docpipe.models.doc_stream`,
-via `pipeline.convert_iter`): the outputs are exactly those of converting
+via `batch.convert_iter`): the outputs are exactly those of converting
 each file alone (`process_document`, the per-document path), a bad file
 fails alone, a stopped run resumes, later documents' requests reach the
 engine before earlier documents finish, and a runner failure only fails the
@@ -15,7 +15,7 @@ import pymupdf
 import pytest
 
 import vlm_sample_page as sample_page
-from docpipe import pipeline
+from docpipe import batch, pipeline
 from docpipe.config import ConvertOptions
 from docpipe.models import doc_stream
 from docpipe.schema import Status
@@ -63,7 +63,7 @@ def convert_alone(sources: list[Path], out: Path, opts: ConvertOptions) -> dict:
     for source in sources:
         result = pipeline.process_document(str(source), opts)
         result.name = source.stem
-        pipeline.write_outputs(result, out, opts)
+        batch.write_outputs(result, out, opts)
     return outputs(out)
 
 
@@ -125,8 +125,8 @@ def test_several_documents_give_the_outputs_of_each_alone(backend, tmp_path, mon
     sources = make_inputs(tmp_path / "in")
     opts = ConvertOptions(backend=backend, model=REPLAY)
     pages_seen = []
-    plan = pipeline.plan_batch([tmp_path / "in"], tmp_path / "out", opts)
-    results = list(pipeline.run_batch(plan, opts, on_pages=pages_seen.append))
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out", opts)
+    results = list(batch.run_batch(plan, opts, on_pages=pages_seen.append))
     assert [Path(r.source_path).name for r in results] == ["a.pdf", "b.pdf", "c.pdf"]  # input order
     assert [r.status for r in results] == [Status.SUCCESS, Status.PARTIAL, Status.SUCCESS]
     assert results[1].error.startswith("b.pdf: page 2: VLM mineru25: ReplayMissError")
@@ -138,7 +138,7 @@ def test_several_documents_give_the_outputs_of_each_alone(backend, tmp_path, mon
 def test_a_bad_file_in_the_middle_fails_alone(tmp_path):
     sources = make_inputs(tmp_path / "in", bad=True)
     opts = ConvertOptions(backend="vlm", model=REPLAY)
-    results = list(pipeline.convert_iter([tmp_path / "in"], tmp_path / "out", opts))
+    results = list(batch.convert_iter([tmp_path / "in"], tmp_path / "out", opts))
     by_name = {Path(r.source_path).stem: r for r in results}
     assert [Path(r.source_path).name for r in results] == [s.name for s in sources]
     for name, why in (("b1_truncated", "truncated"), ("b2_notes", "not a PDF"), ("b3_locked", "encrypted")):
@@ -152,12 +152,12 @@ def test_a_bad_file_in_the_middle_fails_alone(tmp_path):
 def test_a_stopped_run_keeps_what_it_wrote_and_resumes(tmp_path):
     sources = make_inputs(tmp_path / "in")
     opts = ConvertOptions(backend="vlm", model=REPLAY)
-    for result in pipeline.convert_iter([tmp_path / "in"], tmp_path / "out", opts):
+    for result in batch.convert_iter([tmp_path / "in"], tmp_path / "out", opts):
         break  # the consumer stops (Ctrl-C, a kill after the first document was written)
     assert Path(result.source_path).name == "a.pdf" and (tmp_path / "out" / "a" / "a.md").is_file()
-    plan = pipeline.plan_batch([tmp_path / "in"], tmp_path / "out", opts)
+    plan = batch.plan_batch([tmp_path / "in"], tmp_path / "out", opts)
     assert [Path(s).name for s in plan.skipped] == ["a.pdf"] and len(plan.todo) == 2
-    rest = list(pipeline.run_batch(plan, opts))
+    rest = list(batch.run_batch(plan, opts))
     assert [Path(r.source_path).name for r in rest] == ["b.pdf", "c.pdf"]
     assert outputs(tmp_path / "out") == convert_alone(sources, tmp_path / "alone", opts)
 
@@ -174,7 +174,7 @@ def test_later_documents_reach_the_engine_before_earlier_ones_finish(tmp_path, m
     make_inputs(tmp_path / "in")
     made = record_runner(monkeypatch, gate_docs=2)
     opts = ConvertOptions(backend="vlm", model=REPLAY)
-    results = list(pipeline.convert_iter([tmp_path / "in"], None, opts))
+    results = list(batch.convert_iter([tmp_path / "in"], None, opts))
     log = made[0].log
     assert _first(log, "submit", "b") < _last(log, "finish", "a")
     assert _first(log, "submit", "c") < _last(log, "finish", "b")
@@ -185,7 +185,7 @@ def test_open_documents_are_bounded(tmp_path, monkeypatch):
     make_inputs(tmp_path / "in")
     made = record_runner(monkeypatch, gate_docs=2, gate_s=0.05)  # would overlap them if it could
     opts = ConvertOptions(backend="vlm", model=REPLAY, extra={"vlm_max_open_docs": 1})
-    list(pipeline.convert_iter([tmp_path / "in"], tmp_path / "out", opts))
+    list(batch.convert_iter([tmp_path / "in"], tmp_path / "out", opts))
     log = made[0].log
     assert _last(log, "finish", "a") < _first(log, "submit", "b")  # one document at a time
     assert _last(log, "finish", "b") < _first(log, "submit", "c")
@@ -197,7 +197,7 @@ def test_a_runner_failure_fails_only_the_pages_in_flight(tmp_path, monkeypatch):
     make_inputs(tmp_path / "in")
     made = record_runner(monkeypatch, fail_poll=1)
     opts = ConvertOptions(backend="vlm", model=REPLAY, extra={"vlm_window_pages": 1})
-    results = list(pipeline.convert_iter([tmp_path / "in"], None, opts))
+    results = list(batch.convert_iter([tmp_path / "in"], None, opts))
     assert [r.status for r in results] == [Status.FAILURE, Status.PARTIAL, Status.SUCCESS]
     assert results[0].pages[0].error == "a.pdf: page 1: VLM mineru25: RuntimeError: engine step failed"
     assert made[0].log[0] == ("submit", "a", 0, "layout") and len(made) == 1
@@ -206,6 +206,6 @@ def test_a_runner_failure_fails_only_the_pages_in_flight(tmp_path, monkeypatch):
 def test_a_model_that_cannot_load_fails_every_document(tmp_path):
     make_inputs(tmp_path / "in")
     opts = ConvertOptions(backend="vlm", model=f"replay:{tmp_path / 'no-such-folder'}")
-    results = list(pipeline.convert_iter([tmp_path / "in"], None, opts))
+    results = list(batch.convert_iter([tmp_path / "in"], None, opts))
     assert [r.status for r in results] == [Status.FAILURE] * 3
     assert all(r.error.startswith(f"{Path(r.source_path).name}: VLM mineru25: cannot start model") for r in results)

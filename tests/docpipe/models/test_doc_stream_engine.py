@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import vlm_tiny_checkpoint as tiny
-from docpipe import pipeline
+from docpipe import batch
 from docpipe.config import ConvertOptions
 from docpipe.models import backend as vlm_backend
 from docpipe.models import doc_stream
@@ -59,7 +59,7 @@ def test_samples_streamed_together_match_each_alone(backend, tiny_ckpt, tmp_path
     monkeypatch.setattr(doc_stream, "PageFlow", FixedLayout)
     monkeypatch.setattr(vlm_backend, "PageFlow", FixedLayout)
     made = record_runner(monkeypatch, gate_docs=2)
-    results = list(pipeline.convert_iter([inputs], tmp_path / "out", _opts(tiny_ckpt, backend, 4)))
+    results = list(batch.convert_iter([inputs], tmp_path / "out", _opts(tiny_ckpt, backend, 4)))
     assert [Path(r.source_path).name for r in results] == [s.name for s in sources]
     assert all(r.status == Status.SUCCESS for r in results), [r.error for r in results]
     assert all(sum(b.source == "vlm" for b in r.blocks) >= 2 * len(r.pages) for r in results)  # model text in

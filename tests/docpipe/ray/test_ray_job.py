@@ -21,7 +21,8 @@ from typer.testing import CliRunner  # noqa: E402
 from docpipe import runner  # noqa: E402
 from docpipe.cli import app  # noqa: E402
 from docpipe.config import ConvertOptions  # noqa: E402
-from docpipe.pipeline import convert_iter, process_document  # noqa: E402
+from docpipe.batch import convert_iter  # noqa: E402
+from docpipe.pipeline import process_document  # noqa: E402
 from docpipe.writers import parquet  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]

@@ -21,7 +21,8 @@ import pytest
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install 'docpipe[ray]')")
 
 from docpipe.config import ConvertOptions  # noqa: E402
-from docpipe.pipeline import process_document, write_outputs  # noqa: E402
+from docpipe.batch import write_outputs  # noqa: E402
+from docpipe.pipeline import process_document  # noqa: E402
 from inference.disagg.remote import TOKEN_ENV  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("ray_session")]
