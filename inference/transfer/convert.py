@@ -15,6 +15,7 @@ import math
 import torch
 
 from inference.transfer.base import PoolSpec
+from inference.worker.h2d import to_device
 
 
 def gather_tokens(pool: torch.Tensor, block_ids: list[int], num_tokens: int) -> torch.Tensor:
@@ -23,7 +24,7 @@ def gather_tokens(pool: torch.Tensor, block_ids: list[int], num_tokens: int) -> 
     need = math.ceil(num_tokens / block_size)
     if len(block_ids) < need:
         raise ValueError(f"{num_tokens} tokens need {need} blocks of {block_size}, got {len(block_ids)}")
-    idx = torch.tensor(block_ids[:need], dtype=torch.long, device=pool.device)
+    idx = to_device(block_ids[:need], pool.device, torch.long)  # pinned: no stream sync
     blocks = pool.index_select(0, idx)  # [n, L, 2, bs, H, D]
     n, layers, _, bs, heads, dim = blocks.shape
     tokens = blocks.permute(1, 2, 0, 3, 4, 5).reshape(layers, 2, n * bs, heads, dim)

@@ -28,6 +28,7 @@ from inference.transfer.base import TransferConfig, TransferError, Transport, Tr
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
+from inference.worker.h2d import to_device
 
 EVENTS = 16  # interprocess events per connection, used round robin
 MAX_COPY_CALLS = 16  # more runs than this go through one gather + one scatter kernel
@@ -82,8 +83,10 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer)
     for r in prep.runs:
         src_ids.extend(range(r.src_block, r.src_block + r.num_blocks))
         dst_ids.extend(range(r.dst_block, r.dst_block + r.num_blocks))
-    src_idx = torch.tensor(src_ids, dtype=torch.long).to(src.device, non_blocking=True)
-    dst_idx = torch.tensor(dst_ids, dtype=torch.long).to(dst.device, non_blocking=True)
+    # pinned staging: a pageable upload would synchronise the side stream, which waits on the
+    # engine's stream, so the sender thread would block until the engine's queued steps ran
+    src_idx = to_device(src_ids, src.device, torch.long)
+    dst_idx = to_device(dst_ids, dst.device, torch.long)
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
 
 
