@@ -16,6 +16,7 @@ path does not model (the caller then falls back to the processor).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,14 @@ def _size_limits(proc) -> tuple[int, int] | None:
     lo = getattr(proc, "min_pixels", None) or (get("shortest_edge") if size is not None else None)
     hi = getattr(proc, "max_pixels", None) or (get("longest_edge") if size is not None else None)
     return (int(lo), int(hi)) if lo and hi else None
+
+
+@functools.lru_cache(maxsize=16)
+def _channel_stats(mean: tuple[float, ...], std: tuple[float, ...], device: torch.device):
+    """Per-channel mean and std [C, 1, 1] on `device`, made once: a fresh small upload per
+    image would synchronise the stream (the host would wait for the engine's queued step)."""
+    stats = to_device(torch.tensor([mean, std], dtype=torch.float32), device)
+    return stats[0][:, None, None], stats[1][:, None, None]
 
 
 @dataclass(frozen=True)
@@ -72,8 +81,7 @@ class PatchRule:
         if self.rescale_factor is not None:
             x = x * self.rescale_factor
         if self.mean is not None:
-            mean = torch.tensor(self.mean, dtype=torch.float32, device=device)[:, None, None]
-            std = torch.tensor(self.std, dtype=torch.float32, device=device)[:, None, None]
+            mean, std = _channel_stats(self.mean, self.std, x.device)
             x = (x - mean) / std
         gh, gw = height // p, width // p
         x = x.reshape(channels, gh // m, m, p, gw // m, m, p).permute(1, 4, 2, 5, 0, 3, 6)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.ops.shape_groups import pow2_parts
+from inference.worker.h2d import to_device
 
 try:  # present in torch >= 2.9, its signature has moved between releases
     from torch.nn.attention.varlen import varlen_attn as _varlen_attn
@@ -104,7 +105,7 @@ def _per_length_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     out = torch.empty_like(q)
     for length, starts in by_length.items():
         # token index of every image of this length: [n, length]
-        idx = (torch.tensor(starts, device=q.device)[:, None]
+        idx = (to_device(starts, q.device, torch.long)[:, None]
                + torch.arange(length, device=q.device)[None, :]).reshape(-1)
         # [n*length, H, D] -> [n, H, length, D]
         qi, ki, vi = (t.index_select(0, idx).view(len(starts), length, *t.shape[1:]).transpose(1, 2)
