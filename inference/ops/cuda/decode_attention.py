@@ -18,6 +18,8 @@ import torch
 import triton
 import triton.language as tl
 
+from inference.ops.cuda.paged_tile import load_kv_tile, online_softmax_step
+
 _LOG2E = 1.4426950408889634
 # Launch config, from ops_check's sweep under graph replay on one H200
 # (inference/bench/results/ops_h200_sweep.json): 8 programs per SM was fastest
@@ -62,22 +64,12 @@ def _decode_partial_kernel(
     for tile_start in range(start, end, BLOCK_N):
         offs_n = tile_start + tl.arange(0, BLOCK_N)
         mask_n = offs_n < end
-        block = tl.load(table_ptr + b * stride_tb + offs_n // BLOCK_SIZE, mask=mask_n, other=0).to(tl.int64)
-        in_block = (offs_n % BLOCK_SIZE).to(tl.int64)
-        kv_mask = mask_n[:, None] & mask_d[None, :]
-        k = tl.load(k_ptr + block[:, None] * stride_kb + in_block[:, None] * stride_ks
-                    + kv_head * stride_kh + offs_d[None, :], mask=kv_mask, other=0.0)
-        v = tl.load(v_ptr + block[:, None] * stride_vb + in_block[:, None] * stride_vs
-                    + kv_head * stride_vh + offs_d[None, :], mask=kv_mask, other=0.0)
+        k, v = load_kv_tile(k_ptr, v_ptr, table_ptr + b * stride_tb, offs_n, mask_n, offs_d, mask_d, kv_head,
+                            stride_kb, stride_ks, stride_kh, stride_vb, stride_vs, stride_vh, BLOCK_SIZE)
         s = tl.dot(q, tl.trans(k), input_precision=PRECISION) * scale_log2
         s = tl.where(mask_n[None, :], s, float("-inf"))
-        # every tile holds at least one valid token, so m_new is finite
-        m_new = tl.maximum(m_i, tl.max(s, axis=1))
-        alpha = tl.exp2(m_i - m_new)
-        p = tl.exp2(s - m_new[:, None])
-        l_i = l_i * alpha + tl.sum(p, axis=1)
-        acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v, input_precision=PRECISION)
-        m_i = m_new
+        # every tile holds at least one valid token, so the running max stays finite
+        m_i, l_i, acc = online_softmax_step(m_i, l_i, acc, s, v, PRECISION)
 
     # an empty span (seq_len 0, a padded batch slot) leaves l_i = 0: write zeros
     l_safe = tl.where(l_i > 0.0, l_i, 1.0)
