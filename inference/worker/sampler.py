@@ -11,6 +11,8 @@ tokens do not depend on the rest of the batch.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from inference.engine.request import Request
@@ -56,6 +58,18 @@ def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Te
     return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
 
 
+@dataclass
+class HistoryRows:
+    """The rows of one step that read token history (penalties, n-gram bans)."""
+    index: torch.Tensor       # [R] their rows in the batch (device)
+    reqs: list[Request]
+    slot_list: list[int]      # their TokenHistory slots
+    slots: torch.Tensor       # the same, on the device
+    lengths: torch.Tensor     # [R] tokens in each history (device)
+    ngram: torch.Tensor       # [R] no_repeat_ngram_size (device)
+    width: int                # longest history
+
+
 class Sampler:
     def __init__(self, device: torch.device, seed: int = 0, max_model_len: int = 16384):
         self.device = device
@@ -66,17 +80,16 @@ class Sampler:
         """The engine let these requests go (finished, preempted, aborted)."""
         self.history.release(request_ids)
 
-    def _history_rows(self, reqs: list[Request]):
-        """(row indices, their requests, slots, lengths, n-gram sizes) of the
-        rows that need history; None when no row does."""
+    def _history_rows(self, reqs: list[Request]) -> "HistoryRows | None":
         rows = [i for i, r in enumerate(reqs) if r.sampling.has_penalties or r.sampling.no_repeat_ngram_size]
         if not rows:
             return None
         sub = [reqs[i] for i in rows]
-        slots = self.history.slots(sub)
-        ints = to_device([[r.num_tokens for r in sub], [r.sampling.no_repeat_ngram_size for r in sub], rows],
+        slot_list = self.history.slots(sub)
+        lengths = [r.num_tokens for r in sub]
+        ints = to_device([lengths, [r.sampling.no_repeat_ngram_size for r in sub], rows, slot_list],
                          self.device, torch.long)
-        return ints[2], sub, slots, ints[0], ints[1]
+        return HistoryRows(ints[2], sub, slot_list, ints[3], ints[0], ints[1], max(lengths))
 
     def processed_logits(self, logits: torch.Tensor, reqs: list[Request], ctx=None) -> torch.Tensor:
         """fp32 logits after penalties and n-gram bans."""
@@ -84,15 +97,13 @@ class Sampler:
         ctx = ctx or self._history_rows(reqs)
         if ctx is None:
             return logits
-        index, sub, slots, lengths, ngram = ctx
-        width = max(r.num_tokens for r in sub)
-        part = logits.index_select(0, index)
-        if any(r.sampling.has_penalties for r in sub):
-            part = apply_penalties(part, sub, self.history.rows(slots, width), lengths)
-        if any(r.sampling.no_repeat_ngram_size for r in sub):
-            ban = self.history.banned(slots, lengths, ngram, width, part.shape[1])
+        part = logits.index_select(0, ctx.index)
+        if any(r.sampling.has_penalties for r in ctx.reqs):
+            part = apply_penalties(part, ctx.reqs, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
+        if any(r.sampling.no_repeat_ngram_size for r in ctx.reqs):
+            ban = self.history.banned(ctx.slots, ctx.lengths, ctx.ngram, ctx.width, part.shape[1])
             part = part.masked_fill(ban, float("-inf"))
-        return logits.index_copy(0, index, part)
+        return logits.index_copy(0, ctx.index, part)
 
     def probs(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         """Sampling distribution of non-greedy rows (temperature, top-k, top-p)."""
@@ -108,9 +119,7 @@ class Sampler:
         ctx = self._history_rows(reqs)
         tokens = self._sample(self.processed_logits(logits, reqs, ctx), reqs)
         if ctx is not None:
-            index, sub, slots, lengths, ngram = ctx
-            self.history.record(slots, tokens.index_select(0, index), lengths, ngram,
-                                [self.history.slot_of[r.request_id] for r in sub])
+            self.history.record(ctx.slots, tokens.index_select(0, ctx.index), ctx.lengths, ctx.ngram, ctx.slot_list)
         return tokens
 
     def _sample(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:

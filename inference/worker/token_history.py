@@ -76,8 +76,8 @@ class TokenHistory:
                 width *= 2
             self._resize(self.capacity, max(width, length))
 
-    def slots(self, reqs: list[Request]) -> torch.Tensor:
-        """Slot per request (allocated and loaded as needed), on the device."""
+    def slots(self, reqs: list[Request]) -> list[int]:
+        """Slot per request, allocated and loaded as needed."""
         self._ensure_width(max(r.num_tokens for r in reqs) + 1)
         out = []
         for req in reqs:
@@ -93,7 +93,7 @@ class TokenHistory:
             if self.length[slot] != req.num_tokens:
                 self._load(slot, req)
             out.append(slot)
-        return to_device(out, self.device, torch.long)
+        return out
 
     def _load(self, slot: int, req: Request) -> None:
         tokens = req.token_ids
