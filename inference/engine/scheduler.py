@@ -91,8 +91,8 @@ class Scheduler:
 
     def schedule(self) -> SchedulerOutput:
         out = None
-        mid_prefill = self.prefill_first and any(self._in_prefill(r) for r in self.running)
-        if self.prefill_first and (mid_prefill or (self.waiting and not self._holding())):
+        if self.prefill_first and ((self.waiting and not self._holding())
+                                   or any(self._in_prefill(r) for r in self.running)):
             out = self._schedule(prefill_only=True)
         elif self.prefill_first and self.waiting:  # holding: decodes only, admissions wait
             out = self._schedule(prefill_only=False, admit=False)
