@@ -10,9 +10,9 @@ Workloads (synthetic noise images, forced output lengths, see synthetic.py):
   decode1  one request, T output tokens
 
 Each workload runs three times after a warm-up: (1) plain, for wall time and
-host-phase totals (timers around scheduler.schedule, batch build, vision
-encoder, model forward launch, sampling incl. its host copy, update, the
-processor); (2) with a device sync after each phase, which attributes device
+host-phase totals (timers around scheduler.schedule/advance/resolve, batch
+build, vision encoder, the step's launch, the wait for its tokens, sampling,
+the processor); (2) with a device sync after each phase, which attributes device
 time to phases (it removes host/device overlap, so its wall time is not the
 figure to quote); (3) under torch.profiler, for the top kernels by device time.
 The attention micro-benchmark times the vision encoder's attention variants
@@ -79,26 +79,21 @@ class _CallableProxy:
 def _instrument(llm, sync: bool) -> tuple[_Timers, callable]:
     eng, runner = llm.engine, llm.engine.runner
     timers = _Timers(sync)
-    saved = {"sched": eng.scheduler.schedule, "update": eng.scheduler.update, "build": runner.batch_builder.build,
-             "encode": runner.model.encode_images, "images": runner._image_embeddings,
-             "execute": runner.execute, "proc": eng.processor, "sampler": runner.sampler}
-    timers.wrap(eng.scheduler, "schedule", "schedule")
-    timers.wrap(eng.scheduler, "update", "update")
-    timers.wrap(runner.batch_builder, "build", "batch_build")
-    timers.wrap(runner.model, "encode_images", "vision_encoder")
-    timers.wrap(runner, "_image_embeddings", "image_embeddings_total")
-    timers.wrap(runner, "execute", "execute_total")
-    eng.processor = _CallableProxy(saved["proc"], timers, "processor")
-    runner.sampler = _CallableProxy(saved["sampler"], timers, "sampler_launch")
+    wrapped = [(eng.scheduler, "schedule", "schedule"), (eng.scheduler, "advance", "advance"),
+               (eng.scheduler, "resolve", "resolve"), (runner.batch_builder, "build", "batch_build"),
+               (runner.model, "encode_images", "vision_encoder"),
+               (runner, "_image_embeddings", "image_embeddings_total"), (runner, "launch", "launch_total"),
+               (runner, "collect", "collect_wait")]
+    for obj, attr, key in wrapped:
+        timers.wrap(obj, attr, key)  # an instance attribute over the class's method
+    processor, sampler = eng.processor, runner.sampler
+    eng.processor = _CallableProxy(processor, timers, "processor")
+    runner.sampler = _CallableProxy(sampler, timers, "sampler_launch")
 
     def restore():
-        eng.scheduler.schedule, eng.scheduler.update = saved["sched"], saved["update"]
-        runner.batch_builder.build, runner.model.encode_images = saved["build"], saved["encode"]
-        runner._image_embeddings, runner.execute = saved["images"], saved["execute"]
-        eng.processor, runner.sampler = saved["proc"], saved["sampler"]
-        for obj, attr in ((eng.scheduler, "schedule"), (eng.scheduler, "update"), (runner.batch_builder, "build"),
-                          (runner.model, "encode_images"), (runner, "_image_embeddings"), (runner, "execute")):
-            obj.__dict__.pop(attr, None)
+        eng.processor, runner.sampler = processor, sampler
+        for obj, attr, _ in wrapped:
+            del obj.__dict__[attr]  # the class's method shows through again
 
     return timers, restore
 
