@@ -104,7 +104,7 @@ class LLMEngine:
 
     def wait_inflight(self) -> None:
         """Block until the launched step's device work is done."""
-        if self._inflight is not None and self._inflight[1] is not None and self._inflight[1].ready is not None:
+        if self._inflight is not None and self._inflight[1].ready is not None:
             self._inflight[1].ready.synchronize()
 
     def kv_ready(self, request_id: str) -> list[RequestOutput]:
@@ -137,11 +137,9 @@ class LLMEngine:
             self._inflight is not None and any(not r.status.is_finished for r in self._inflight[0].sampling))
 
     def step(self) -> list[RequestOutput]:
-        if not self.config.async_scheduling:
-            sched = self.scheduler.schedule()
-            out = self.runner.execute(sched)
-            return [self._output(req) for req in self.scheduler.update(sched, out.sampled)]
         sched = self.scheduler.schedule()
+        if not self.config.async_scheduling:
+            return [self._output(req) for req in self.scheduler.update(sched, self.runner.execute(sched).sampled)]
         launched = self.runner.launch(sched)
         self.scheduler.advance(sched)
         finished = []
