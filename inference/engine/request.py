@@ -97,10 +97,9 @@ class Request:
         self.num_pending = 0
 
     def append_token(self, token: int) -> None:
-        self.token_buffer[self.num_tokens] = token
-        self.num_tokens += 1
-        if self.first_token_time_s is None:
-            self.first_token_time_s = time.perf_counter()
+        """A token known on the host at once (a prefill worker's first token, tests)."""
+        self.append_pending()
+        self.resolve_pending(token)
 
 
 @dataclass
