@@ -1,0 +1,186 @@
+"""Forward flash attention for the vision encoder (Triton, tuned for sm_90).
+
+Contract: q, k, v are [T, H, D] (any token and head strides, last dim
+contiguous, e.g. views of a packed qkv [T, 3, H, D]); cu_seqlens is int32
+[B+1] with image b owning tokens cu_seqlens[b]:cu_seqlens[b+1]; every query
+attends to every key of its own image (bidirectional, no mask); the result is
+a new contiguous [T, H, D] in q's dtype. max_seqlen comes from the caller, so
+the launch needs no host sync and may be graph-captured.
+
+Head dims that are not a power of two (80 in Qwen2-VL / MinerU2.5) are split
+into a power-of-two part and an optional smaller power-of-two part (80 =
+64 + 16, 96 = 64 + 32): Q K^T is two dots summed and P V goes into two
+accumulators, so no FLOP is spent on padding (padding 80 to 128 wastes 37%).
+
+Grid: (query tiles of max_seqlen, B * H), the tile index fastest so that the
+CTAs running together share one (image, head) and its K/V stay in L2. Tiles
+past an image's length exit at once. Softmax runs in base 2 with the scale
+folded into one multiply-add; only the last, partial KV tile is masked.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+
+_LOG2E = 1.4426950408889634
+
+
+@dataclass(frozen=True)
+class FlashConfig:
+    """One launch configuration (tile sizes in tokens)."""
+    block_m: int = 128
+    block_n: int = 64
+    num_warps: int = 8
+    num_stages: int = 3
+
+    @property
+    def name(self) -> str:
+        return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}"
+
+
+DEFAULT_CONFIG = FlashConfig()
+
+
+def split_head_dim(head_dim: int) -> tuple[int, int]:
+    """head_dim -> (D0, D1): D0 the largest power of two <= head_dim, D1 the
+    rest (0, or a smaller power of two >= 16). Raises for other head dims."""
+    if head_dim < 16:
+        raise ValueError(f"vision_flash: head dim {head_dim} < 16 is not supported")
+    d0 = 1 << (head_dim.bit_length() - 1)
+    d1 = head_dim - d0
+    if d1 != 0 and (d1 < 16 or d1 & (d1 - 1)):
+        raise ValueError(f"vision_flash: head dim {head_dim} is not a power of two >= 16 "
+                         f"plus an optional smaller power of two >= 16")
+    return d0, d1
+
+
+@triton.jit
+def _kv_step(q0, q1, k_base, v_base, n_start, seq_len, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+             D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr,
+             PRECISION: tl.constexpr):
+    """One KV tile of the online softmax; MASKED only for the image's last, partial tile."""
+    offs_n = n_start + tl.arange(0, BLOCK_N)
+    offs_d0 = tl.arange(0, D0)
+    if MASKED:
+        keep = offs_n < seq_len
+        k0 = tl.load(k_base + offs_n[:, None] * skt + offs_d0[None, :], mask=keep[:, None], other=0.0)
+        v0 = tl.load(v_base + offs_n[:, None] * svt + offs_d0[None, :], mask=keep[:, None], other=0.0)
+    else:
+        k0 = tl.load(k_base + offs_n[:, None] * skt + offs_d0[None, :])
+        v0 = tl.load(v_base + offs_n[:, None] * svt + offs_d0[None, :])
+    s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
+    if D1 > 0:
+        offs_d1 = D0 + tl.arange(0, D1)
+        if MASKED:
+            k1 = tl.load(k_base + offs_n[:, None] * skt + offs_d1[None, :], mask=keep[:, None], other=0.0)
+            v1 = tl.load(v_base + offs_n[:, None] * svt + offs_d1[None, :], mask=keep[:, None], other=0.0)
+        else:
+            k1 = tl.load(k_base + offs_n[:, None] * skt + offs_d1[None, :])
+            v1 = tl.load(v_base + offs_n[:, None] * svt + offs_d1[None, :])
+        s = tl.dot(q1, tl.trans(k1), s, input_precision=PRECISION)
+    if MASKED:
+        s = tl.where(keep[None, :], s, float("-inf"))
+    # running max kept in scaled base-2 units; the tile holds >= 1 real key, so it is finite
+    m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
+    p = tl.math.exp2(s * scale_log2 - m_new[:, None])
+    alpha = tl.math.exp2(m_i - m_new)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    p = p.to(v0.dtype)
+    acc0 = tl.dot(p, v0, acc0 * alpha[:, None], input_precision=PRECISION)
+    if D1 > 0:
+        acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=PRECISION)
+    return m_new, l_i, acc0, acc1
+
+
+@triton.jit
+def _vision_flash_kernel(
+        q_ptr, k_ptr, v_ptr, o_ptr, cu_ptr, scale_log2,
+        sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
+        D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+        PRECISION: tl.constexpr):
+    tile_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // num_heads
+    h = bh % num_heads
+    start = tl.load(cu_ptr + b)
+    seq_len = tl.load(cu_ptr + b + 1) - start
+    if tile_m * BLOCK_M >= seq_len:
+        return
+    start = start.to(tl.int64)  # packed batches of many pages pass 2^31 elements
+    q_base = q_ptr + start * sqt + h * sqh
+    k_base = k_ptr + start * skt + h * skh
+    v_base = v_ptr + start * svt + h * svh
+    o_base = o_ptr + start * sot + h * soh
+
+    offs_m = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    keep_m = offs_m < seq_len
+    offs_d0 = tl.arange(0, D0)
+    q0 = tl.load(q_base + offs_m[:, None] * sqt + offs_d0[None, :], mask=keep_m[:, None], other=0.0)
+    acc0 = tl.zeros([BLOCK_M, D0], tl.float32)
+    if D1 > 0:
+        offs_d1 = D0 + tl.arange(0, D1)
+        q1 = tl.load(q_base + offs_m[:, None] * sqt + offs_d1[None, :], mask=keep_m[:, None], other=0.0)
+        acc1 = tl.zeros([BLOCK_M, D1], tl.float32)
+    else:  # placeholders, never read: one kv-step body for both head-dim shapes
+        q1 = q0
+        acc1 = acc0
+    m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+    l_i = tl.zeros([BLOCK_M], tl.float32)
+
+    n_full = (seq_len // BLOCK_N) * BLOCK_N
+    for n_start in range(0, n_full, BLOCK_N):
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k_base, v_base, n_start, seq_len, skt, svt, m_i, l_i, acc0,
+                                        acc1, scale_log2, D0, D1, BLOCK_N, False, PRECISION)
+    if n_full < seq_len:
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k_base, v_base, n_full, seq_len, skt, svt, m_i, l_i, acc0,
+                                        acc1, scale_log2, D0, D1, BLOCK_N, True, PRECISION)
+
+    inv_l = 1.0 / l_i
+    tl.store(o_base + offs_m[:, None] * sot + offs_d0[None, :], (acc0 * inv_l[:, None]).to(o_ptr.dtype.element_ty),
+             mask=keep_m[:, None])
+    if D1 > 0:
+        tl.store(o_base + offs_m[:, None] * sot + offs_d1[None, :],
+                 (acc1 * inv_l[:, None]).to(o_ptr.dtype.element_ty), mask=keep_m[:, None])
+
+
+def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,
+                scale: float) -> tuple:
+    """The kernel's runtime arguments in order (shared with the offline compile check)."""
+    return (q, k, v, out, cu_seqlens, scale * _LOG2E,
+            q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
+            out.stride(0), out.stride(1), q.shape[1])
+
+
+def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig) -> dict:
+    d0, d1 = split_head_dim(head_dim)
+    # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
+    return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
+                PRECISION="ieee" if dtype == torch.float32 else "tf32")
+
+
+def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                           max_seqlen: int, scale: float, config: FlashConfig | None = None) -> torch.Tensor:
+    """Bidirectional attention within each image of a packed batch (see module doc)."""
+    config = config or DEFAULT_CONFIG
+    if not (q.shape == k.shape == v.shape and q.dim() == 3):
+        raise ValueError(f"vision_flash: q, k, v must share one [T, H, D] shape, got "
+                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"vision_flash: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
+    if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
+        raise ValueError("vision_flash: the head dim of q, k and v must be contiguous")
+    if cu_seqlens.dtype != torch.int32:
+        cu_seqlens = cu_seqlens.to(torch.int32)
+    num_tokens, num_heads, head_dim = q.shape
+    out = torch.empty((num_tokens, num_heads, head_dim), dtype=q.dtype, device=q.device)
+    num_images = cu_seqlens.numel() - 1
+    if num_tokens == 0 or num_images <= 0 or max_seqlen <= 0:
+        return out
+    grid = (triton.cdiv(max_seqlen, config.block_m), num_images * num_heads)
+    _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale),
+                               **kernel_constexprs(head_dim, q.dtype, config),
+                               num_warps=config.num_warps, num_stages=config.num_stages)
+    return out

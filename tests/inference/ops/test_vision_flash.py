@@ -1,0 +1,170 @@
+"""The Triton vision flash-attention kernel against a float64 per-image reference.
+
+Without a GPU the kernel runs under Triton's interpreter (TRITON_INTERPRET=1,
+which must be set before triton is imported, so those cases run in one
+subprocess: this file executed as a script). The interpreter multiplies
+bf16 operands of tl.dot as their raw uint16 bits; the subprocess widens them
+to fp32 first (exact), and rounds fp32 -> bf16 to nearest even as the GPU does
+(it truncates), so bf16 loads, the bf16 rounding of P and bf16 stores are
+exercised as on the device. Pass mark: ||out - ref|| / ||ref|| <= 1e-2 for 16-bit
+inputs, <= 1e-5 for fp32, and no NaN. The sm_90 compile check needs no GPU
+either; the timing-scale case needs one and is marked gpu.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+TOL = {"float32": 1e-5, "bfloat16": 1e-2, "float16": 1e-2}
+LENGTHS = [37, 64, 0, 130, 5]  # a zero-length image, one shorter than a KV tile, exact and partial tiles
+# (name, head_dim, dtype, (block_m, block_n), q/k/v as views of a packed qkv?)
+INTERPRETER_CASES = [
+    ("d80_fp32_packed", 80, "float32", (32, 16), True),
+    ("d80_bf16_packed", 80, "bfloat16", (32, 16), True),
+    ("d80_fp16_contiguous", 80, "float16", (64, 32), False),
+    ("d64_fp32_packed", 64, "float32", (32, 16), True),
+    ("d64_bf16_packed", 64, "bfloat16", (32, 16), True),
+    ("d96_bf16_packed", 96, "bfloat16", (16, 32), True),
+    ("d128_fp32_contiguous", 128, "float32", (32, 32), False),
+]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def reference(q, k, v, cu_seqlens, scale):
+    out = torch.zeros(q.shape, dtype=torch.float64, device=q.device)
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        qi, ki, vi = (t[start:end].double().transpose(0, 1) for t in (q, k, v))
+        weights = torch.softmax(qi @ ki.transpose(1, 2) * scale, dim=-1)
+        out[start:end] = (weights @ vi).transpose(0, 1)
+    return out
+
+
+def make_inputs(lengths, heads, head_dim, dtype, packed, device="cpu"):
+    tokens = sum(lengths)
+    if packed:
+        q, k, v = torch.randn(tokens, 3, heads, head_dim, dtype=dtype, device=device).unbind(1)
+    else:
+        q, k, v = (torch.randn(tokens, heads, head_dim, dtype=dtype, device=device) for _ in range(3))
+    cu = torch.tensor([0] + lengths).cumsum(0).to(device=device, dtype=torch.int32)
+    return q, k, v, cu
+
+
+def rel_err(out, ref) -> float:
+    assert not torch.isnan(out).any(), "output holds NaN (an element left unwritten?)"
+    return ((out.double() - ref).norm() / ref.norm()).item()
+
+
+def _interpreter_main() -> None:
+    """Run INTERPRETER_CASES under the interpreter; print one JSON line per case."""
+    import numpy as np
+    import triton.language as tl
+    from triton.runtime.interpreter import InterpreterBuilder, TensorHandle
+
+    create_dot = InterpreterBuilder.create_dot
+
+    def widen(h):  # bf16 is held as raw uint16 bits: put them in an fp32's high half
+        if h.dtype == tl.bfloat16:
+            return TensorHandle((h.data.astype(np.uint32) << 16).view(np.float32), tl.float32)
+        return h
+
+    InterpreterBuilder.create_dot = lambda self, a, b, d, *rest: create_dot(self, widen(a), widen(b), d, *rest)
+    cast_impl = InterpreterBuilder.cast_impl
+
+    def round_nearest(self, src, dst_type):  # the interpreter truncates fp32 -> bf16; the GPU rounds to nearest even
+        if src.dtype.scalar == tl.float32 and dst_type.scalar == tl.bfloat16:
+            bits = torch.from_numpy(np.ascontiguousarray(src.data)).to(torch.bfloat16).view(torch.int16).numpy()
+            return TensorHandle(bits.view(np.uint16), tl.bfloat16)
+        return cast_impl(self, src, dst_type)
+
+    InterpreterBuilder.cast_impl = round_nearest
+    from inference.ops.cuda.vision_flash import FlashConfig, vision_flash_attention
+
+    torch.manual_seed(0)
+    for name, head_dim, dtype, (block_m, block_n), packed in INTERPRETER_CASES:
+        q, k, v, cu = make_inputs(LENGTHS, 2, head_dim, getattr(torch, dtype), packed)
+        scale = head_dim ** -0.5
+        out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, FlashConfig(block_m, block_n, 4, 2))
+        result = dict(name=name, shape_ok=out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous())
+        try:
+            result["rel_err"] = rel_err(out, reference(q, k, v, cu, scale))
+        except AssertionError as exc:
+            result["error"] = str(exc)
+        print(json.dumps(result), flush=True)
+
+
+triton = pytest.importorskip("triton")  # not a CI dependency: everything below needs it
+
+from inference.ops.cuda.vision_flash import (DEFAULT_CONFIG, split_head_dim,  # noqa: E402
+                                             vision_flash_attention)
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> dict:
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, __file__], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, f"interpreter run failed:\n{proc.stderr[-3000:]}"
+    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    return {row["name"]: row for row in rows}
+
+
+@pytest.mark.parametrize("case", INTERPRETER_CASES, ids=[c[0] for c in INTERPRETER_CASES])
+def test_interpreter_matches_reference(interpreted, case):
+    name, _, dtype, _, _ = case
+    row = interpreted[name]
+    assert "error" not in row, row["error"]
+    assert row["shape_ok"], "output must be a contiguous [T, H, D] tensor in q's dtype"
+    assert row["rel_err"] <= TOL[dtype], f"{name}: rel err {row['rel_err']:.3e} > {TOL[dtype]}"
+
+
+@pytest.mark.parametrize("head_dim,parts", [(80, (64, 16)), (64, (64, 0)), (96, (64, 32)), (128, (128, 0)),
+                                            (48, (32, 16)), (16, (16, 0))])
+def test_split_head_dim(head_dim, parts):
+    assert split_head_dim(head_dim) == parts
+
+
+@pytest.mark.parametrize("head_dim", [8, 72, 112, 100])
+def test_split_head_dim_rejects(head_dim):
+    with pytest.raises(ValueError, match=str(head_dim)):
+        split_head_dim(head_dim)
+
+
+def test_rejects_mismatched_shapes_and_strides():
+    q = torch.zeros(10, 2, 80)
+    with pytest.raises(ValueError, match="shape"):
+        vision_flash_attention(q, q[:9], q, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
+    strided = torch.zeros(10, 2, 160)[..., ::2]
+    with pytest.raises(ValueError, match="contiguous"):
+        vision_flash_attention(strided, strided, strided, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
+
+
+def test_default_config_compiles_for_sm90_without_spills_using_wgmma():
+    from inference.bench.attn_vision_compile import compile_stats
+
+    stats = compile_stats(DEFAULT_CONFIG, head_dim=80, dtype="bf16", arch=90)
+    assert stats["stack_bytes"] == 0 and stats["local_bytes"] == 0, f"register spills: {stats}"
+    assert stats["wgmma"] > 0 and stats["mma_sync"] == 0, f"dots not on Hopper's wgmma: {stats}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernel needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_cuda_layout_page_and_crops(dtype):
+    lengths = [5476, 1200, 0, 300, 1]
+    torch.manual_seed(0)
+    q, k, v, cu = make_inputs(lengths, 16, 80, dtype, packed=True, device="cuda")
+    torch.empty(1 << 26, device="cuda").fill_(float("nan"))  # unwritten outputs would read NaN
+    out = vision_flash_attention(q, k, v, cu, max(lengths), 80 ** -0.5)
+    err = rel_err(out, reference(q, k, v, cu, 80 ** -0.5))  # float64 on the device
+    assert err <= (1e-5 if dtype == torch.float32 else 1e-2), f"rel err {err:.3e}"
+
+
+if __name__ == "__main__":
+    _interpreter_main()
