@@ -17,10 +17,19 @@ copy still reads them; a release without ACK (failure, lease) first
 synchronizes the side stream. Reusing an event slot is safe: every record is
 on the one side stream, so a later record completing implies the earlier
 copies completed too.
+
+Debug switch: DOCPIPE_CUDA_IPC_SYNC=1 (read when a sender connects / a
+receiver is built) makes both sides fully synchronise around every copy: the
+sender drains the whole device (torch.cuda.synchronize) before the copy and
+waits for its side stream and event after it; the receiver drains its device
+before and after waiting on the event. Slow, for bisecting only: if PD output
+becomes correct with it, the fault is an ordering bug in this transport.
 """
 from __future__ import annotations
 
 import base64
+import logging
+import os
 
 import torch
 
@@ -30,10 +39,21 @@ from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
 from inference.worker.h2d import to_device
 
+log = logging.getLogger("inference.transfer.cuda_ipc")
+
+SYNC_ENV = "DOCPIPE_CUDA_IPC_SYNC"
 EVENTS = 16  # interprocess events per connection, used round robin
 MAX_COPY_CALLS = 16  # more runs than this go through one gather + one scatter kernel
 
 _B64_FIELDS = ("handle", "ref_counter_handle", "event_handle")
+
+
+def sync_requested() -> bool:
+    """True when SYNC_ENV asks for fully synchronised copies (debugging)."""
+    on = os.environ.get(SYNC_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    if on:
+        log.warning("cuda-ipc: %s is set: every copy is fully synchronised on both sides (debugging, slow)", SYNC_ENV)
+    return on
 
 
 def export_handle(pool: torch.Tensor) -> dict:
@@ -106,16 +126,27 @@ class CudaIpcSender(ControlSender):
         if self._dst.numel() != self.peer_spec.pool_bytes:
             raise TransferError("cuda-ipc: mapped pool size does not match the receiver's spec")
         self._stream = torch.cuda.Stream(device=self.pool.device)
+        # made once: Stream.wait_stream would create (cudaEventCreate) a fresh event per transfer
+        self._written = torch.cuda.Event()
+        self._sync = sync_requested()
 
     def _move(self, seq: int, prep: PreparedTransfer) -> dict:
-        # the pool (and any conversion staging) was written on the current stream
-        self._stream.wait_stream(torch.cuda.current_stream(self.pool.device))
+        device = self.pool.device
+        if self._sync:
+            torch.cuda.synchronize(device)  # every stream of this process: KV writes, conversion staging
+        # the pool (and any conversion staging) was written on the current stream; a wait
+        # takes the event's state when it is enqueued, so one event serves every transfer
+        self._written.record(torch.cuda.current_stream(device))
+        self._stream.wait_event(self._written)
         slot = seq % EVENTS
         with torch.cuda.stream(self._stream):
             enqueue_copies(prep.src_bytes, self._dst, prep)
             self._events[slot].record(self._stream)
         if prep.src_bytes is not self._pool_bytes:
             prep.src_bytes.record_stream(self._stream)  # staging must outlive the async copy
+        if self._sync:
+            self._stream.synchronize()
+            self._events[slot].synchronize()
         return {"event": slot}  # the receiver waits on it; this thread does not
 
     def _quiesce(self) -> None:
@@ -136,6 +167,7 @@ class CudaIpcReceiver(ControlReceiver):
         if pool.device.type != "cuda":
             raise TransferError("cuda-ipc: the destination pool must be on a CUDA device")
         self._ipc = export_handle(pool)  # exported once, for every sender
+        self._sync = sync_requested()
 
     def _on_hello(self, state: dict, hello: dict) -> dict:
         handles = hello.get("events")
@@ -151,7 +183,11 @@ class CudaIpcReceiver(ControlReceiver):
         slot, events = hdr.get("event"), state["events"]
         if type(slot) is not int or not 0 <= slot < len(events):
             raise TransferError(f"{meta.request_id}: META names no valid event slot ({slot!r})")
+        if self._sync:
+            torch.cuda.synchronize(self.pool.device)  # nothing of this process still touches the pool
         events[slot].synchronize()  # the sender's copies into this pool are complete
+        if self._sync:
+            torch.cuda.synchronize(self.pool.device)
 
 
 def _check(config: TransferConfig) -> None:

@@ -68,6 +68,9 @@ class FakeStream:
     def wait_stream(self, other):
         self.waits += 1
 
+    def wait_event(self, event):
+        self.waits += 1
+
     def synchronize(self):
         self.syncs += 1
 
@@ -86,6 +89,7 @@ def _sender(src, dst):
     tx.pool, tx.spec, tx.peer_spec, tx._pool_bytes = src, SPEC, SPEC, flat_bytes(src)
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
+    tx._written, tx._sync = FakeEvent(), False
     return tx
 
 
@@ -98,6 +102,7 @@ def test_sender_records_an_event_and_never_waits(fake_cuda):
         assert extra == {"event": seq % cuda_ipc.EVENTS}
         assert torch.equal(dst[seq + 1], src[seq])
     assert tx._stream.syncs == 0 and all(e.syncs == 0 for e in tx._events)
+    assert tx._stream.waits == 3 and len(tx._written.records) == 3  # one reused event orders each copy after the KV
     assert [len(e.records) for e in tx._events[:3]] == [0, 2, 1]  # slot 1 reused by seq EVENTS + 1
     tx._quiesce()  # a release without ACK waits for the copies first
     assert tx._stream.syncs == 1
@@ -105,6 +110,7 @@ def test_sender_records_an_event_and_never_waits(fake_cuda):
 
 def test_receiver_waits_on_the_named_event(fake_cuda):
     rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    rx._sync = False
     events = [FakeEvent() for _ in range(4)]
     state = {"events": events}
     meta = TransferMeta("r", [0], [0], 4, 0, 0)
@@ -124,6 +130,30 @@ def test_receiver_refuses_a_hello_without_events(fake_cuda, monkeypatch):
     state = {}
     assert rx._on_hello(state, {"events": ["aGg=", "aGg="]}) == {"ipc": {"handle": "x"}}
     assert len(state["events"]) == 2
+
+
+def test_sync_switch_drains_both_sides(fake_cuda, monkeypatch):
+    """DOCPIPE_CUDA_IPC_SYNC=1: the sender drains the device before the copy and
+    waits for it after; the receiver drains before and after the event wait."""
+    drains = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: drains.append(device))
+    monkeypatch.setenv(cuda_ipc.SYNC_ENV, "1")
+    assert cuda_ipc.sync_requested()
+    src, dst = _pools()
+    tx = _sender(src, dst)
+    tx._sync = cuda_ipc.sync_requested()
+    meta = TransferMeta("r", [1], [2], 4, 0, 0)
+    tx._move(1, prepare(src, SPEC, SPEC, meta, TransferConfig(token="t"), tx._pool_bytes))
+    assert len(drains) == 1 and tx._stream.syncs == 1 and tx._events[1].syncs == 1
+    assert torch.equal(dst[2], src[1])
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    rx.pool, rx._sync = src, True
+    events = [FakeEvent() for _ in range(2)]
+    rx._land_with({"events": events}, meta, {"event": 1})
+    assert len(drains) == 3 and events[1].syncs == 1
+    for off in ("", "0", "no"):
+        monkeypatch.setenv(cuda_ipc.SYNC_ENV, off)
+        assert not cuda_ipc.sync_requested()
 
 
 @pytest.mark.gpu

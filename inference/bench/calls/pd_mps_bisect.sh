@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# One device call (H200, repo root, < 4 min): why PD under CUDA MPS is not
+# token-identical to the monolithic engine. Each case is one
+# `docpipe bench pd --model dummy:mineru2.5 --pages 2` on a layout derived from
+# layouts/gpu-1p1d-mps.toml (written to $OUT/layouts), most telling first:
+#   fp32 ipc        cuda-ipc under MPS, prefill 60 % / decode 40 % of the SMs (the failing setup)
+#   fp32 ipc+sync   same with DOCPIPE_CUDA_IPC_SYNC=1 (both sides drain the device around every copy)
+#   fp32 ipc sm100  cuda-ipc under MPS, both roles at 100 %: MPS concurrency without a smaller SM count
+#   fp32 nomps      cuda-ipc time-sliced (gpu_sharing none): the known-good control
+#   bf16 ...        the same for bfloat16 (identity is not expected there; TPOT and lost workers are)
+# plus `docpipe bench transfer --transports cuda-ipc` and the SM count a process sees under MPS.
+# tcp is not a case: tcp and shm move CPU pools only (GPU workers refuse them at start).
+# Every command has a timeout, and a case is skipped once the time budget is spent.
+# Usage: bash inference/bench/calls/pd_mps_bisect.sh OUT [CASES]   (CASES: space-separated names, default all)
+set -u
+out=${1:?output folder}
+cases=${2:-"fp32:ipc fp32:sync fp32:sm100 fp32:nomps bf16:ipc bf16:sync bf16:sm100"}
+budget_s=${BISECT_BUDGET_S:-225}
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+mkdir -p "$out/layouts"
+t0=$(date +%s)
+left() { echo $(( budget_s - ($(date +%s) - t0) )); }
+py=python3
+nvidia-smi --query-gpu=name,memory.used,memory.total,compute_mode --format=csv,noheader
+
+# SM count seen by a process under MPS at 40 % and 100 % (decode attention plans its splits from it)
+timeout 40 $py - <<'EOF' 2>&1 | tail -4
+import subprocess, sys
+from inference.layouts import load_layout
+from inference.disagg.mps import GpuSharing
+g = GpuSharing(load_layout("layouts/gpu-1p1d-mps.toml")).start()
+probe = "import torch; p = torch.cuda.get_device_properties(0); print(p.multi_processor_count)"
+try:
+    base = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=15).stdout.strip()
+    print(f"SMs without MPS: {base}; MPS active: {g.active}")
+    for pct in (40, 100):
+        env = {**__import__("os").environ, **g.env_for("decode"), "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": str(pct)}
+        r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=15, env=env)
+        print(f"SMs under MPS at {pct} %: {r.stdout.strip() or r.stderr.strip()[-200:]}")
+finally:
+    g.stop()
+EOF
+
+layout_for() {  # dtype transport sharing -> path of a derived layout
+  local dtype=$1 sharing=$2 path="$out/layouts/mps-$1-$2.toml"
+  sed -e "s/dtype = \"bfloat16\"/dtype = \"$dtype\"/" \
+      -e "s/^mode = \"mps\"/mode = \"$sharing\"/" layouts/gpu-1p1d-mps.toml > "$path"
+  if [ "$sharing" = none ]; then sed -i -e '/^sm_percent/d' "$path"; fi
+  echo "$path"
+}
+
+summary() {  # json -> one line
+  $py - "$1" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+m, p, c = d["monolithic"], d["disaggregated"], d["router"].get("counters", {})
+ms = lambda s: f"{s * 1e3:.1f}"
+print(f"identical {d['token_identical_requests']}/{d['requests']}  TPOT p50/p99 ms: mono {ms(m['tpot_s']['p50'])}/{ms(m['tpot_s']['p99'])}"
+      f"  pd {ms(p['tpot_s']['p50'])}/{ms(p['tpot_s']['p99'])}  TTFT p50 ms: mono {ms(m['ttft_s']['p50'])} pd {ms(p['ttft_s']['p50'])}"
+      f"  mps active {d['gpu_sharing']['active']} sm {d['gpu_sharing']['sm_percent']}"
+      f"  decode_lost {c.get('decode_lost', 0)} retries {c.get('retries', 0)}  transfer {d['transfer_gb_per_s']:.2f} GB/s")
+EOF
+}
+
+run_case() {  # dtype:kind
+  local dtype=${1%%:*} kind=${1##*:} sharing=mps extra=() envs=()
+  local lt=$dtype; [ "$dtype" = fp32 ] && lt=float32; [ "$dtype" = bf16 ] && lt=bfloat16
+  case $kind in
+    ipc) ;;
+    sync) envs=(DOCPIPE_CUDA_IPC_SYNC=1) ;;
+    sm100) extra=(--sm-percent prefill=100 --sm-percent decode=100) ;;
+    nomps) sharing=none ;;
+    *) echo "unknown case $1"; return ;;
+  esac
+  local rem; rem=$(left)
+  if [ "$rem" -lt 35 ]; then echo "$1: skipped (time budget spent)"; return; fi
+  local lay; lay=$(layout_for "$lt" "$sharing")
+  local json="$out/pd_$dtype-$kind.json" logf="$out/pd_$dtype-$kind.log"
+  local s; s=$(date +%s)
+  env "${envs[@]}" timeout -k 5 $(( rem < 110 ? rem - 5 : 105 )) $py -m docpipe.cli bench pd --model dummy:mineru2.5 \
+    --layout "$lay" --pages 2 --threads 4 "${extra[@]}" --out "$json" > "$logf" 2>&1
+  local rc=$?
+  if [ $rc -eq 0 ] && [ -f "$json" ]; then
+    echo "$1 ($(( $(date +%s) - s )) s): $(summary "$json")"
+  else
+    echo "$1: FAILED rc=$rc after $(( $(date +%s) - s )) s; last lines of $logf:"; grep -v "^\s*$" "$logf" | tail -4
+  fi
+}
+
+transfer_done=0
+transfer() {  # once, after the fp32 cases (or at the end)
+  [ $transfer_done = 1 ] && return
+  transfer_done=1
+  if [ "$(left)" -lt 25 ]; then echo "transfer bench: skipped (time budget spent)"; return; fi
+  timeout -k 5 60 $py -m docpipe.cli bench transfer --transports cuda-ipc --sizes 1M,4M,16M,64M,256M \
+    --out "$out/transfer_cuda_ipc.json" 2>&1 | tail -8
+}
+for c in $cases; do
+  [[ $c == bf16:* ]] && transfer
+  run_case "$c"
+done
+transfer
+echo "total $(( $(date +%s) - t0 )) s"
