@@ -15,9 +15,17 @@ row closes it (its pending transfers fail) and the next send reconnects; a
 sender whose connect fails is closed at once.
 The KV is sent in the decode worker's layout: the transfer engine converts
 dtype and block size when the two pools differ.
+Streams (CUDA): the sender thread runs on its own stream (send_stream). A
+held request's KV is complete before the engine hands out its output (the
+step's sampled token is read on the host only after a synchronize on an event
+recorded after all of that step's work), so the copy needs no device-side
+wait on the engine's stream; on the engine's stream it would queue behind
+every prefill step launched since, adding that time to TTFT and, as the
+router counts it, to the first decode token's TPOT.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import queue
@@ -132,6 +140,10 @@ class PrefillWorker(Worker):
 
     def _send_loop(self) -> None:
         """Sender thread: moves KV so the engine loop never waits on a copy."""
+        with send_stream(self.engine.kv_pool):
+            self._send_forever()
+
+    def _send_forever(self) -> None:
         while True:
             address, meta = self._sends.get()
             sender = None
@@ -239,6 +251,18 @@ class PrefillWorker(Worker):
         super().close()
         for sender in list(self.senders.values()):
             close_quietly(sender)
+
+
+def send_stream(pool):
+    """Context that makes a CUDA stream of the pool's device, used by nothing
+    else, current for the calling (sender) thread; nothing off CUDA. Work the
+    transfer queues there (conversion, copies) then never waits for the
+    engine's launched steps: see the module docstring for why that is safe."""
+    if pool.device.type != "cuda":
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.cuda.stream(torch.cuda.Stream(device=pool.device))
 
 
 def link_alive(sender) -> bool:
