@@ -1,0 +1,65 @@
+"""LLM.generate with prompts prepared on a background thread (prep_ahead.py):
+same outputs as inline preparation, errors surface with the batch aborted,
+and the thread is gone when generate() returns."""
+import threading
+
+import pytest
+from PIL import Image
+
+from inference import LLM, SamplingParams
+
+GREEDY = SamplingParams(max_tokens=5, temperature=0.0, ignore_eos=True)
+
+
+def _llm(prepare_ahead: bool, max_num_batched_tokens: int = 64):
+    # a small token budget: the first step starts before every request is prepared
+    return LLM("dummy:tiny", dtype="float32", device="cpu", kv_block_size=4, num_kv_blocks=400,
+               max_model_len=256, mode="eager", max_num_batched_tokens=max_num_batched_tokens,
+               prepare_ahead=prepare_ahead)
+
+
+def _requests(llm, n: int):
+    cfg = llm.engine.processor.cfg
+    out = []
+    for i in range(n):
+        image = Image.new("RGB", (56 + 28 * (i % 3), 56), color=(20 * i % 255, 90, 160))
+        ids = [5 + i, cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id, 7, 8 + i % 4]
+        out.append({"prompt_token_ids": ids, "images": [image]})
+    return out
+
+
+def _prep_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("prep")]
+
+
+def test_prepared_ahead_equals_inline():
+    inline, ahead = _llm(False), _llm(True)
+    reqs = _requests(inline, 12)
+    expected = [o.token_ids for o in inline.generate(reqs, GREEDY)]
+    processor, threads = ahead.engine.processor, set()
+    original_call = type(processor).__call__
+
+    class Spy(type(processor)):
+        def __call__(self, request):
+            threads.add(threading.current_thread().name)
+            return original_call(self, request)
+
+    processor.__class__ = Spy
+    got = [o.token_ids for o in ahead.generate(reqs, GREEDY)]
+    assert len(threads) == 1 and next(iter(threads)).startswith("prep")  # prepared off the caller's thread
+    assert got == expected
+    assert all(len(t) == 5 for t in got)
+    assert _prep_threads() == []
+
+
+def test_a_failing_request_aborts_the_batch_and_the_engine_stays_usable():
+    llm = _llm(True)
+    reqs = _requests(llm, 8)
+    reqs[5] = dict(reqs[5], images=[])  # one placeholder, no image: the processor rejects it
+    with pytest.raises(ValueError, match="placeholders"):
+        llm.generate(reqs, GREEDY)
+    assert not llm.engine.has_unfinished_requests()
+    assert llm.engine.block_manager.num_free_blocks == llm.engine.block_manager.num_blocks
+    assert _prep_threads() == []
+    good = _requests(llm, 2)
+    assert [o.token_ids for o in llm.generate(good, GREEDY)] == [o.token_ids for o in _llm(False).generate(good, GREEDY)]
