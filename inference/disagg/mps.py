@@ -17,10 +17,18 @@ Lifecycle (GpuSharing.start -> env_for(role) per spawned worker -> stop):
     no control pipe within startup_timeout_s) a warning says why and the
     roles run without MPS (time-sliced), with no MPS variables.
 env_for(role) is what a spawned worker adds to its environment before CUDA
-starts: the pipe and log directories and its SM percentage.
+starts: the pipe and log directories, its SM percentage and DOCPIPE_DEVICE_SMS,
+the GPU's SM count as the hardware has it. Inside an MPS client limited to a
+share of the SMs the runtime reports only that share as the device's
+multiprocessor count, so kernels that size their grids or split their work by
+it (decode attention's split plan) would choose differently from the same
+code in an unlimited process, and fp32 results would no longer match bit for
+bit; DOCPIPE_DEVICE_SMS, read here in the parent through the driver API
+(no context created), lets them plan with the physical count instead.
 """
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -33,6 +41,30 @@ log = logging.getLogger("inference.disagg.mps")
 CONTROL = "nvidia-cuda-mps-control"
 DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where a system-wide daemon listens when no directory is set
 PIPE_ENV, LOG_ENV, SHARE_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
+DEVICE_SMS_ENV = "DOCPIPE_DEVICE_SMS"  # physical SM count of the role's GPU (see the module docstring)
+_CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16  # CUdevice_attribute value in cuda.h
+
+
+def physical_sm_count(index: int = 0) -> int | None:
+    """SMs of CUDA device `index` (after CUDA_VISIBLE_DEVICES), through the
+    driver API: cuInit, cuDeviceGet, cuDeviceGetAttribute; no context is
+    created, so no GPU memory is taken. None without a driver or device."""
+    try:
+        lib = ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return None
+    dev, value = ctypes.c_int(), ctypes.c_int()
+    if (lib.cuInit(0) or lib.cuDeviceGet(ctypes.byref(dev), index)
+            or lib.cuDeviceGetAttribute(ctypes.byref(value), _CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, dev)):
+        return None
+    return value.value if value.value > 0 else None
+
+
+def _device_index(device: str) -> int | None:
+    kind, _, index = device.partition(":")
+    if kind != "cuda":
+        return None
+    return int(index) if index.isdigit() else 0
 
 
 def _tail(path: str, num_chars: int = 300) -> str:
@@ -56,6 +88,7 @@ class GpuSharing:
         self.pipe_dir: str | None = None
         self.log_dir: str | None = None
         self._tmp: str | None = None
+        self._sms: dict[int, int | None] = {}  # device index -> physical SM count (None: unknown)
 
     def start(self) -> "GpuSharing":
         if self.mode != "mps":
@@ -109,9 +142,17 @@ class GpuSharing:
         env = {PIPE_ENV: self.pipe_dir}
         if self.log_dir:
             env[LOG_ENV] = self.log_dir
-        share = self.layout.role(role).sm_percent if role != "router" else None
-        if share is not None:
-            env[SHARE_ENV] = str(share)
+        if role == "router":
+            return env
+        spec = self.layout.role(role)
+        if spec.sm_percent is not None:
+            env[SHARE_ENV] = str(spec.sm_percent)
+        index = _device_index(spec.device)
+        if index is not None:
+            if index not in self._sms:
+                self._sms[index] = physical_sm_count(index)  # here, in the parent: not an MPS client
+            if self._sms[index]:
+                env[DEVICE_SMS_ENV] = str(self._sms[index])
         return env
 
     def stop(self) -> None:

@@ -68,6 +68,7 @@ def test_layout_option_is_typed_and_checked():
 def test_session_daemon_started_given_to_each_role_and_quit(fake_control, monkeypatch):
     record, install = fake_control
     install()
+    monkeypatch.setattr(mps, "physical_sm_count", lambda index=0: None)  # as on a machine without a driver
     cluster = Cluster("dummy:tiny", "gpu-1p1d-mps")
     spawned = []
 
@@ -155,3 +156,51 @@ def test_worker_applies_its_env_before_anything_else(monkeypatch):
     with pytest.raises(ValueError, match="unknown worker role"):
         run_worker("bogus", "dummy:tiny", "gpu-1p1d-mps", env={mps.SHARE_ENV: "40"})
     assert os.environ[mps.SHARE_ENV] == "40"
+
+
+def test_roles_get_the_physical_sm_count_read_once_in_the_parent(fake_control, monkeypatch):
+    """Under MPS a client sees only its SM share as the device's SM count; the
+    parent reads the real one (once per device) and hands it to each role."""
+    record, install = fake_control
+    install()
+    asked = []
+    monkeypatch.setattr(mps, "physical_sm_count", lambda index=0: asked.append(index) or 132)
+    sharing = GpuSharing(load_layout("gpu-1p1d-mps")).start()
+    assert sharing.env_for("prefill")[mps.DEVICE_SMS_ENV] == "132"
+    assert sharing.env_for("decode")[mps.DEVICE_SMS_ENV] == "132"
+    assert asked == [0]  # both roles on cuda:0: one query
+    assert mps.DEVICE_SMS_ENV not in sharing.env_for("router")
+    sharing.stop()
+
+
+class FakeDriver:
+    def __init__(self, init_status=0, sms=132):
+        self.init_status, self.sms, self.device = init_status, sms, None
+
+    def cuInit(self, flags):
+        return self.init_status
+
+    def cuDeviceGet(self, dev_ref, index):
+        self.device = index
+        dev_ref._obj.value = 7  # an opaque device handle
+        return 0
+
+    def cuDeviceGetAttribute(self, value_ref, attribute, dev):
+        assert attribute == 16 and dev.value == 7
+        value_ref._obj.value = self.sms
+        return 0
+
+
+def test_physical_sm_count_through_the_driver_api(monkeypatch):
+    driver = FakeDriver()
+    monkeypatch.setattr(mps.ctypes, "CDLL", lambda name: driver)
+    assert mps.physical_sm_count(1) == 132 and driver.device == 1
+    driver.init_status = 100  # CUDA_ERROR_NO_DEVICE
+    assert mps.physical_sm_count() is None
+
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(mps.ctypes, "CDLL", no_driver)
+    assert mps.physical_sm_count() is None
+    assert [mps._device_index(d) for d in ("cuda:2", "cuda", "cpu")] == [2, 0, None]
