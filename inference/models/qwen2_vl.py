@@ -61,9 +61,13 @@ class DecoderLayer(nn.Module):
         self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ops)
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, ops)
 
-    def forward(self, x, cos, sin, meta):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, meta)
-        return x + self.mlp(self.post_attention_layernorm(x))
+    def forward(self, x, normed, cos, sin, meta, next_norm: RMSNorm):
+        """x: the residual stream; normed: input_layernorm(x), computed by whoever last added to x.
+        Returns (new x, next_norm(new x)): each residual add is fused with the norm after it."""
+        ops = self.mlp.ops
+        post = self.post_attention_layernorm
+        x, normed = ops.add_rms_norm(x, self.self_attn(normed, cos, sin, meta), post.weight, post.eps)
+        return ops.add_rms_norm(x, self.mlp(normed), next_norm.weight, next_norm.eps)
 
 
 class TextModel(nn.Module):
@@ -77,9 +81,11 @@ class TextModel(nn.Module):
     def forward(self, embeds, positions, meta):
         cos, sin = self.rotary(positions)
         x = embeds
-        for layer in self.layers:
-            x = layer(x, cos, sin, meta)
-        return self.norm(x)
+        normed = self.layers[0].input_layernorm(x) if len(self.layers) else self.norm(x)
+        for i, layer in enumerate(self.layers):
+            next_norm = self.layers[i + 1].input_layernorm if i + 1 < len(self.layers) else self.norm
+            x, normed = layer(x, normed, cos, sin, meta, next_norm)
+        return normed
 
 
 class Qwen2VLForConditionalGeneration(nn.Module):

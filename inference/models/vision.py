@@ -56,14 +56,18 @@ class VisionBlock(nn.Module):
         self.mlp.fc1 = nn.Linear(dim, hidden)
         self.mlp.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x, cu_seqlens, max_seqlen, cos, sin):
+    def forward(self, x, normed, cu_seqlens, max_seqlen, cos, sin, next_norm: nn.LayerNorm):
+        """x: the residual stream; normed: norm1(x), computed by whoever last added to x.
+        Returns (new x, next_norm(new x)): each residual add is fused with the LayerNorm after it."""
         num_tokens, heads, head_dim = x.shape[0], self.cfg.num_heads, self.cfg.head_dim
-        qkv = self.attn.qkv(self.norm1(x)).view(num_tokens, 3, heads, head_dim)
+        qkv = self.attn.qkv(normed).view(num_tokens, 3, heads, head_dim)
         q, k, v = qkv.unbind(1)
         q, k = self.ops.rotary(q, k, cos, sin)
         attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5)
-        x = x + self.attn.proj(attn.reshape(num_tokens, -1))
-        return x + self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(self.norm2(x)), self.ops))
+        x, normed = self.ops.add_layer_norm(x, self.attn.proj(attn.reshape(num_tokens, -1)),
+                                            self.norm2.weight, self.norm2.bias, self.norm2.eps)
+        mlp = self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(normed), self.ops))
+        return self.ops.add_layer_norm(x, mlp, next_norm.weight, next_norm.bias, next_norm.eps)
 
 
 class PatchMerger(nn.Module):
@@ -74,8 +78,9 @@ class PatchMerger(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(self.merged_dim, self.merged_dim), nn.GELU(),
                                  nn.Linear(self.merged_dim, cfg.hidden_size))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.ln_q(x).view(-1, self.merged_dim))
+    def forward(self, normed: torch.Tensor) -> torch.Tensor:
+        """normed: ln_q of the last block's output (fused into that block's last residual add)."""
+        return self.mlp(normed.view(-1, self.merged_dim))
 
 
 class VisionTransformer(nn.Module):
@@ -92,6 +97,8 @@ class VisionTransformer(nn.Module):
         cu_seqlens = to_device(torch.tensor([0] + sizes).cumsum(0), device, torch.int32)
         cos, sin = vision_rotary(grid_thw, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.spatial_merge_size, device)
         x = self.patch_embed(pixel_values)
-        for block in self.blocks:
-            x = block(x, cu_seqlens, max(sizes), cos, sin)
-        return self.merger(x)
+        normed = self.blocks[0].norm1(x) if len(self.blocks) else self.merger.ln_q(x)
+        for i, block in enumerate(self.blocks):
+            next_norm = self.blocks[i + 1].norm1 if i + 1 < len(self.blocks) else self.merger.ln_q
+            x, normed = block(x, normed, cu_seqlens, max(sizes), cos, sin, next_norm)
+        return self.merger(normed)

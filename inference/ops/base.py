@@ -39,6 +39,21 @@ class Ops:
         Generic torch version; backends may fuse it into one pass."""
         return x * torch.sigmoid(1.702 * x)
 
+    def add_layer_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, LayerNorm(s)) with s = x + residual rounded to x.dtype (the residual
+        stream's next value and its normalised copy). Generic torch version;
+        backends may fuse it into one pass."""
+        total = x + residual
+        return total, torch.nn.functional.layer_norm(total, (x.shape[-1],), weight, bias, eps)
+
+    def add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                     eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(s, rms_norm(s)) with s = x + residual rounded to x.dtype. Generic
+        version from this backend's rms_norm; backends may fuse it."""
+        total = x + residual
+        return total, self.rms_norm(total, weight, eps)
+
     def rotary(self, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Rotate-half rotary embedding. cos, sin: [T, head_dim] (M-RoPE
         sections already merged by the caller)."""

@@ -1,7 +1,7 @@
 """The CUDA backend's `Ops`: Triton kernels for norms, activation, rotary,
 KV store and paged attention; flash attention (torch) for the vision encoder.
 
-Decode-step ops (rms_norm, silu_and_mul, rotary, store_kv, decode_attention)
+Decode-step ops (rms_norm, add_rms_norm, silu_and_mul, rotary, store_kv, decode_attention)
 make no host syncs and size everything from tensor shapes, so a decode step
 built from them can be captured in a CUDA graph after one warm-up call (Triton
 compiles on the first call of each shape class).
@@ -12,6 +12,7 @@ import torch
 
 from inference.ops import base
 from inference.ops.cuda.activation import quick_gelu, silu_and_mul
+from inference.ops.cuda.add_norm import add_layer_norm, add_rms_norm
 from inference.ops.cuda.decode_attention import decode_attention
 from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
@@ -34,6 +35,12 @@ class Ops(base.Ops):
 
     def quick_gelu(self, x: torch.Tensor) -> torch.Tensor:
         return quick_gelu(x)
+
+    def add_layer_norm(self, x, residual, weight, bias, eps):
+        return add_layer_norm(x, residual, weight, bias, eps)
+
+    def add_rms_norm(self, x, residual, weight, eps):
+        return add_rms_norm(x, residual, weight, eps)
 
     def rotary(self, q, k, cos, sin):
         return rotary(q, k, cos, sin)

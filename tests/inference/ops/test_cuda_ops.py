@@ -95,6 +95,32 @@ def test_quick_gelu(ops, ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_add_layer_norm(ops, ref, dtype):
+    # the vision stream: 1280 wide (not a power of two), a bias, a residual of another scale
+    x = torch.randn(53, 1280, dtype=dtype, device=DEV) * 2 + 0.5
+    r = torch.randn(53, 1280, dtype=dtype, device=DEV)
+    w, b = torch.randn(1280, dtype=dtype, device=DEV), torch.randn(1280, dtype=dtype, device=DEV)
+    poison()
+    total, normed = ops.add_layer_norm(x, r, w, b, 1e-6)
+    total_ref, normed_ref = ref.add_layer_norm(x.double(), r.double(), w.double(), b.double(), 1e-6)
+    assert total.dtype == normed.dtype == dtype and normed.shape == x.shape
+    assert rel_err(total, total_ref) <= TOL[dtype] and rel_err(normed, normed_ref) <= TOL[dtype]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_add_rms_norm(ops, ref, dtype):
+    x = torch.randn(29, 896, dtype=dtype, device=DEV) * 3
+    r = torch.randn(29, 896, dtype=dtype, device=DEV)
+    w = torch.randn(896, dtype=dtype, device=DEV)
+    poison()
+    total, normed = ops.add_rms_norm(x, r, w, 1e-6)
+    total_ref, normed_ref = ref.add_rms_norm(x.double(), r.double(), w.double(), 1e-6)
+    assert rel_err(total, total_ref) <= TOL[dtype] and rel_err(normed, normed_ref) <= TOL[dtype]
+    # same numerics as the unfused add + rms_norm kernel of this backend
+    assert rel_err(normed, ops.rms_norm(x + r, w, 1e-6)) <= (1e-3 if dtype == torch.bfloat16 else 1e-6)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_rotary_on_strided_views(ops, ref, dtype):
     tokens = 45
     qkv = torch.randn(tokens, HEADS + 2 * KV_HEADS, HEAD_DIM, dtype=dtype, device=DEV)
