@@ -26,10 +26,8 @@ from triton.compiler import ASTSource
 
 from inference.ops.cuda.vision_flash import FlashConfig, _vision_flash_kernel, split_head_dim
 
-# pointer and stride arguments of the kernel, in order, and the runtime scalars
-_POINTERS = ("q_ptr", "k_ptr", "v_ptr", "o_ptr", "cu_ptr")
+_SOURCES = ("q0_src", "q1_src", "k0_src", "k1_src", "v0_src", "v1_src")
 _STRIDES = ("sqt", "sqh", "skt", "skh", "svt", "svh", "sot", "soh")
-_TRITON_DTYPE = {"bf16": "*bf16", "fp16": "*fp16", "fp32": "*fp32"}
 
 
 def _resource_usage(cubin: bytes) -> dict[str, int]:
@@ -46,17 +44,22 @@ def _resource_usage(cubin: bytes) -> dict[str, int]:
 def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", arch: int = 90) -> dict:
     """Compile the kernel for `arch` and return its resource figures."""
     d0, d1 = split_head_dim(head_dim)
-    signature = {name: _TRITON_DTYPE[dtype] for name in _POINTERS[:4]}
-    signature["cu_ptr"] = "*i32"
-    signature["scale_log2"] = "fp32"
+    elem = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dtype]
+    signature = {}
+    for name in _SOURCES:  # with TMA: one [rows, part width] descriptor per tensor and head-dim part
+        rows = config.block_m if name[0] == "q" else config.block_n
+        width = d1 if name[1] == "1" and d1 else d0
+        signature[name] = f"tensordesc<{elem}[{rows}, {width}]>" if config.tma else f"*{elem}"
+    signature.update(o_ptr=f"*{elem}", cu_ptr="*i32", scale_log2="fp32")
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
     constexprs = dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                      PRECISION="ieee" if dtype == "fp32" else "tf32")
+                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma)
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)
-    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in _POINTERS + _STRIDES}
+    aligned = ("o_ptr", "cu_ptr") + _STRIDES + (() if config.tma else _SOURCES)
+    attrs = {(names.index(n),): [["tt.divisibility", 16]] for n in aligned}
     src = ASTSource(fn=_vision_flash_kernel, signature=signature, constexprs=constexprs, attrs=attrs)
     target = GPUTarget("cuda", arch, 32)
     started = time.perf_counter()

@@ -35,10 +35,11 @@ class FlashConfig:
     block_n: int = 64
     num_warps: int = 8
     num_stages: int = 3
+    tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
 
     @property
     def name(self) -> str:
-        return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}"
+        return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
 
 
 DEFAULT_CONFIG = FlashConfig()
@@ -58,31 +59,37 @@ def split_head_dim(head_dim: int) -> tuple[int, int]:
 
 
 @triton.jit
-def _kv_step(q0, q1, k_base, v_base, n_start, seq_len, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-             D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr,
-             PRECISION: tl.constexpr):
-    """One KV tile of the online softmax; MASKED only for the image's last, partial tile."""
-    offs_n = n_start + tl.arange(0, BLOCK_N)
-    offs_d0 = tl.arange(0, D0)
-    if MASKED:
-        keep = offs_n < seq_len
-        k0 = tl.load(k_base + offs_n[:, None] * skt + offs_d0[None, :], mask=keep[:, None], other=0.0)
-        v0 = tl.load(v_base + offs_n[:, None] * svt + offs_d0[None, :], mask=keep[:, None], other=0.0)
+def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WIDTH: tl.constexpr,
+               MASKED: tl.constexpr, TMA: tl.constexpr):
+    """Rows row0..row0+BLOCK of an image starting at token `start`, elements col..col+WIDTH
+    of each. TMA: `src` is a [T, H*D] descriptor; rows past the image read the next
+    image (or zeros past T), which the caller masks out of the scores and never stores."""
+    if TMA:
+        tile = src.load([(start + row0).to(tl.int32), col])
     else:
-        k0 = tl.load(k_base + offs_n[:, None] * skt + offs_d0[None, :])
-        v0 = tl.load(v_base + offs_n[:, None] * svt + offs_d0[None, :])
+        rows = row0 + tl.arange(0, BLOCK)
+        ptrs = src + start * stride_t + col + rows[:, None] * stride_t + tl.arange(0, WIDTH)[None, :]
+        if MASKED:
+            tile = tl.load(ptrs, mask=(rows < seq_len)[:, None], other=0.0)
+        else:
+            tile = tl.load(ptrs)
+    return tile
+
+
+@triton.jit
+def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
+             m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
+             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
+    """One KV tile of the online softmax; MASKED only for the image's last, partial tile."""
+    k0 = _load_tile(k0_src, start, n_start, k_col, seq_len, skt, BLOCK_N, D0, MASKED, TMA)
+    v0 = _load_tile(v0_src, start, n_start, v_col, seq_len, svt, BLOCK_N, D0, MASKED, TMA)
     s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
     if D1 > 0:
-        offs_d1 = D0 + tl.arange(0, D1)
-        if MASKED:
-            k1 = tl.load(k_base + offs_n[:, None] * skt + offs_d1[None, :], mask=keep[:, None], other=0.0)
-            v1 = tl.load(v_base + offs_n[:, None] * svt + offs_d1[None, :], mask=keep[:, None], other=0.0)
-        else:
-            k1 = tl.load(k_base + offs_n[:, None] * skt + offs_d1[None, :])
-            v1 = tl.load(v_base + offs_n[:, None] * svt + offs_d1[None, :])
+        k1 = _load_tile(k1_src, start, n_start, k_col + D0, seq_len, skt, BLOCK_N, D1, MASKED, TMA)
+        v1 = _load_tile(v1_src, start, n_start, v_col + D0, seq_len, svt, BLOCK_N, D1, MASKED, TMA)
         s = tl.dot(q1, tl.trans(k1), s, input_precision=PRECISION)
     if MASKED:
-        s = tl.where(keep[None, :], s, float("-inf"))
+        s = tl.where((n_start + tl.arange(0, BLOCK_N) < seq_len)[None, :], s, float("-inf"))
     # running max kept in scaled base-2 units; the tile holds >= 1 real key, so it is finite
     m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
     p = tl.math.exp2(s * scale_log2 - m_new[:, None])
@@ -97,10 +104,12 @@ def _kv_step(q0, q1, k_base, v_base, n_start, seq_len, skt, svt, m_i, l_i, acc0,
 
 @triton.jit
 def _vision_flash_kernel(
-        q_ptr, k_ptr, v_ptr, o_ptr, cu_ptr, scale_log2,
+        q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr):
+    """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
+    descriptor per tensor and part (a descriptor has one block shape)."""
     tile_m = tl.program_id(0)
     bh = tl.program_id(1)
     b = bh // num_heads
@@ -110,19 +119,11 @@ def _vision_flash_kernel(
     if tile_m * BLOCK_M >= seq_len:
         return
     start = start.to(tl.int64)  # packed batches of many pages pass 2^31 elements
-    q_base = q_ptr + start * sqt + h * sqh
-    k_base = k_ptr + start * skt + h * skh
-    v_base = v_ptr + start * svt + h * svh
-    o_base = o_ptr + start * sot + h * soh
-
-    offs_m = tile_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    keep_m = offs_m < seq_len
-    offs_d0 = tl.arange(0, D0)
-    q0 = tl.load(q_base + offs_m[:, None] * sqt + offs_d0[None, :], mask=keep_m[:, None], other=0.0)
+    m0 = tile_m * BLOCK_M
+    q0 = _load_tile(q0_src, start, m0, h * sqh, seq_len, sqt, BLOCK_M, D0, True, TMA)
     acc0 = tl.zeros([BLOCK_M, D0], tl.float32)
     if D1 > 0:
-        offs_d1 = D0 + tl.arange(0, D1)
-        q1 = tl.load(q_base + offs_m[:, None] * sqt + offs_d1[None, :], mask=keep_m[:, None], other=0.0)
+        q1 = _load_tile(q1_src, start, m0, h * sqh + D0, seq_len, sqt, BLOCK_M, D1, True, TMA)
         acc1 = tl.zeros([BLOCK_M, D1], tl.float32)
     else:  # placeholders, never read: one kv-step body for both head-dim shapes
         q1 = q0
@@ -132,33 +133,56 @@ def _vision_flash_kernel(
 
     n_full = (seq_len // BLOCK_N) * BLOCK_N
     for n_start in range(0, n_full, BLOCK_N):
-        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k_base, v_base, n_start, seq_len, skt, svt, m_i, l_i, acc0,
-                                        acc1, scale_log2, D0, D1, BLOCK_N, False, PRECISION)
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA)
     if n_full < seq_len:
-        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k_base, v_base, n_full, seq_len, skt, svt, m_i, l_i, acc0,
-                                        acc1, scale_log2, D0, D1, BLOCK_N, True, PRECISION)
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA)
 
     inv_l = 1.0 / l_i
-    tl.store(o_base + offs_m[:, None] * sot + offs_d0[None, :], (acc0 * inv_l[:, None]).to(o_ptr.dtype.element_ty),
-             mask=keep_m[:, None])
+    offs_m = m0 + tl.arange(0, BLOCK_M)
+    o_rows = o_ptr + start * sot + h * soh + offs_m[:, None] * sot
+    keep = (offs_m < seq_len)[:, None]
+    tl.store(o_rows + tl.arange(0, D0)[None, :], (acc0 * inv_l[:, None]).to(o_ptr.dtype.element_ty), mask=keep)
     if D1 > 0:
-        tl.store(o_base + offs_m[:, None] * sot + offs_d1[None, :],
-                 (acc1 * inv_l[:, None]).to(o_ptr.dtype.element_ty), mask=keep_m[:, None])
+        tl.store(o_rows + D0 + tl.arange(0, D1)[None, :], (acc1 * inv_l[:, None]).to(o_ptr.dtype.element_ty),
+                 mask=keep)
+
+
+def tma_eligible(x: torch.Tensor) -> bool:
+    """A [T, H, D] tensor is one 2-D [T, H*D] TMA view when its heads are adjacent and
+    its base and token stride are 16-byte aligned (views of a packed qkv are)."""
+    tokens, heads, dim = x.shape
+    return ((x.stride(1) == dim or heads == 1) and x.data_ptr() % 16 == 0
+            and (x.stride(0) * x.element_size()) % 16 == 0 and tokens > 0)
+
+
+def _sources(x: torch.Tensor, rows: int, d0: int, d1: int, tma: bool) -> tuple:
+    if not tma:
+        return x, x
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    shape, strides = [x.shape[0], x.shape[1] * x.shape[2]], [x.stride(0), 1]
+    return (TensorDescriptor(x, shape, strides, [rows, d0]), TensorDescriptor(x, shape, strides, [rows, d1 or d0]))
 
 
 def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,
-                scale: float) -> tuple:
-    """The kernel's runtime arguments in order (shared with the offline compile check)."""
-    return (q, k, v, out, cu_seqlens, scale * _LOG2E,
+                scale: float, config: FlashConfig, tma: bool) -> tuple:
+    """The kernel's runtime arguments in order."""
+    d0, d1 = split_head_dim(q.shape[2])
+    return (*_sources(q, config.block_m, d0, d1, tma), *_sources(k, config.block_n, d0, d1, tma),
+            *_sources(v, config.block_n, d0, d1, tma), out, cu_seqlens, scale * _LOG2E,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), q.shape[1])
 
 
-def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig) -> dict:
+def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tma: bool) -> dict:
     d0, d1 = split_head_dim(head_dim)
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32")
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -179,8 +203,9 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     num_images = cu_seqlens.numel() - 1
     if num_tokens == 0 or num_images <= 0 or max_seqlen <= 0:
         return out
+    tma = config.tma and all(tma_eligible(x) for x in (q, k, v))  # else plain loads, same result
     grid = (triton.cdiv(max_seqlen, config.block_m), num_images * num_heads)
-    _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale),
-                               **kernel_constexprs(head_dim, q.dtype, config),
+    _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale, config, tma),
+                               **kernel_constexprs(head_dim, q.dtype, config, tma),
                                num_warps=config.num_warps, num_stages=config.num_stages)
     return out

@@ -23,15 +23,18 @@ import torch
 
 TOL = {"float32": 1e-5, "bfloat16": 1e-2, "float16": 1e-2}
 LENGTHS = [37, 64, 0, 130, 5]  # a zero-length image, one shorter than a KV tile, exact and partial tiles
-# (name, head_dim, dtype, (block_m, block_n), q/k/v as views of a packed qkv?)
+# (name, head_dim, dtype, (block_m, block_n), q/k/v as views of a packed qkv?, TMA descriptors?)
 INTERPRETER_CASES = [
-    ("d80_fp32_packed", 80, "float32", (32, 16), True),
-    ("d80_bf16_packed", 80, "bfloat16", (32, 16), True),
-    ("d80_fp16_contiguous", 80, "float16", (64, 32), False),
-    ("d64_fp32_packed", 64, "float32", (32, 16), True),
-    ("d64_bf16_packed", 64, "bfloat16", (32, 16), True),
-    ("d96_bf16_packed", 96, "bfloat16", (16, 32), True),
-    ("d128_fp32_contiguous", 128, "float32", (32, 32), False),
+    ("d80_fp32_packed", 80, "float32", (32, 16), True, False),
+    ("d80_bf16_packed", 80, "bfloat16", (32, 16), True, False),
+    ("d80_fp16_contiguous", 80, "float16", (64, 32), False, False),
+    ("d64_fp32_packed", 64, "float32", (32, 16), True, False),
+    ("d64_bf16_packed", 64, "bfloat16", (32, 16), True, False),
+    ("d96_bf16_packed", 96, "bfloat16", (16, 32), True, False),
+    ("d128_fp32_contiguous", 128, "float32", (32, 32), False, False),
+    ("d80_fp32_packed_tma", 80, "float32", (32, 16), True, True),
+    ("d80_bf16_packed_tma", 80, "bfloat16", (32, 16), True, True),
+    ("d64_bf16_contiguous_tma", 64, "bfloat16", (16, 32), False, True),
 ]
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -84,13 +87,14 @@ def _interpreter_main() -> None:
         return cast_impl(self, src, dst_type)
 
     InterpreterBuilder.cast_impl = round_nearest
-    from inference.ops.cuda.vision_flash import FlashConfig, vision_flash_attention
+    from inference.ops.cuda.vision_flash import FlashConfig, tma_eligible, vision_flash_attention
 
     torch.manual_seed(0)
-    for name, head_dim, dtype, (block_m, block_n), packed in INTERPRETER_CASES:
+    for name, head_dim, dtype, (block_m, block_n), packed, tma in INTERPRETER_CASES:
         q, k, v, cu = make_inputs(LENGTHS, 2, head_dim, getattr(torch, dtype), packed)
+        assert not tma or all(tma_eligible(x) for x in (q, k, v)), f"{name}: inputs not TMA-eligible"
         scale = head_dim ** -0.5
-        out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, FlashConfig(block_m, block_n, 4, 2))
+        out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, FlashConfig(block_m, block_n, 4, 2, tma))
         result = dict(name=name, shape_ok=out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous())
         try:
             result["rel_err"] = rel_err(out, reference(q, k, v, cu, scale))
@@ -117,7 +121,7 @@ def interpreted() -> dict:
 
 @pytest.mark.parametrize("case", INTERPRETER_CASES, ids=[c[0] for c in INTERPRETER_CASES])
 def test_interpreter_matches_reference(interpreted, case):
-    name, _, dtype, _, _ = case
+    name, _, dtype, _, _, _ = case
     row = interpreted[name]
     assert "error" not in row, row["error"]
     assert row["shape_ok"], "output must be a contiguous [T, H, D] tensor in q's dtype"
