@@ -32,7 +32,7 @@ g = GpuSharing(load_layout("layouts/gpu-1p1d-mps.toml")).start()
 probe = "import torch; p = torch.cuda.get_device_properties(0); print(p.multi_processor_count)"
 try:
     base = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=15).stdout.strip()
-    print(f"SMs without MPS: {base}; MPS active: {g.active}")
+    print(f"SMs without MPS: {base}; driver API in this process: {__import__('inference.disagg.mps', fromlist=['x']).physical_sm_count(0)}; MPS active: {g.active}")
     for pct in (40, 100):
         env = {**__import__("os").environ, **g.env_for("decode"), "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE": str(pct)}
         r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=15, env=env)
@@ -94,6 +94,45 @@ transfer() {  # once, after the fp32 cases (or at the end)
   if [ "$(left)" -lt 25 ]; then echo "transfer bench: skipped (time budget spent)"; return; fi
   timeout -k 5 60 $py -m docpipe.cli bench transfer --transports cuda-ipc --sizes 1M,4M,16M,64M,256M \
     --out "$out/transfer_cuda_ipc.json" 2>&1 | tail -8
+  if [ "$(left)" -lt 20 ]; then echo "cuda-ipc phases: skipped (time budget spent)"; return; fi
+  cat > "$out/cuda_ipc_phases.py" <<'EOF'
+# where one cuda-ipc transfer's time goes (median us over 40 one-at-a-time sends, 64 KiB blocks)
+import statistics, time, torch
+from inference.transfer import TransferConfig, sender as S, cuda_ipc as C
+from inference.transfer.measure import TransportPeer
+
+
+def main() -> None:
+    acc = {}
+    def timed(name, fn):
+        def wrapper(*a, **k):
+            t0 = time.perf_counter(); r = fn(*a, **k); acc.setdefault(name, []).append(time.perf_counter() - t0); return r
+        return wrapper
+    S.prepare = timed("prepare", S.prepare)
+    C.enqueue_copies = timed("copies", C.enqueue_copies)
+    C.CudaIpcSender._move = timed("move", C.CudaIpcSender._move)
+    C.CudaIpcSender._send_meta = timed("meta", C.CudaIpcSender._send_meta)
+    us = lambda v: f"{statistics.median(v) * 1e6:.0f}"
+    peer = TransportPeer("cuda-ipc", 256 << 20, TransferConfig(transport="cuda-ipc", token="bench"))
+    for nbytes in (1 << 20, 16 << 20, 256 << 20):
+        k = nbytes // peer.block_bytes
+        for _ in range(4): peer._send(k).wait(60)
+        acc.clear(); sends, acks = [], []
+        for _ in range(40):
+            t0 = time.perf_counter(); h = peer._send(k); t1 = time.perf_counter(); h.wait(60); sends.append(t1 - t0); acks.append(time.perf_counter() - t1)
+        print(f"{nbytes >> 20:4d} MiB {k:5d} blocks: send {us(sends)} us (" + ", ".join(f"{n} {us(v)}" for n, v in acc.items()) + f"), then ack {us(acks)} us")
+    peer.close()
+    stream, n = torch.cuda.Stream(), 2000
+    for name, ev in (("ipc", torch.cuda.Event(interprocess=True)), ("plain", torch.cuda.Event())):
+        ev.record(stream); torch.cuda.synchronize(); t0 = time.perf_counter()
+        for _ in range(n): ev.record(stream)
+        print(f"event record ({name}): {(time.perf_counter() - t0) / n * 1e6:.1f} us")
+
+
+if __name__ == "__main__":  # the receiver is a spawned process: it re-imports this file
+    main()
+EOF
+  PYTHONPATH="$PWD" timeout -k 5 40 $py "$out/cuda_ipc_phases.py" 2>&1 | grep -v Warning | tail -6
 }
 for c in $cases; do
   [[ $c == bf16:* ]] && transfer
