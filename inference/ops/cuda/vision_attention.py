@@ -7,16 +7,24 @@ Two paths, same result:
 - otherwise SDPA per image (one host sync to read cu_seqlens; the vision
   encoder is never graph-captured). Images of equal length are batched into
   one SDPA call, since block crops often share a size.
+- our Triton kernel (vision_flash.py), which splits head dim 80 into 64 + 16
+  instead of padding it (cuDNN's and flash's head-dim-80 kernels run 128-wide
+  tiles: 37% of their tensor-core work is padding).
 When every image of the batch has the same length (layout pages: T ==
 num_images * max_seqlen, known without a sync) the batch is also a plain
 [B, H, N, D] SDPA problem, which cuDNN's fused attention may run faster than
 flash varlen at head dim 80. The first call per (length, heads, dim, dtype)
-times both once (events, a few calls each) and keeps the faster; an error in
-the cuDNN path keeps varlen.
+times the candidates once (events, a few calls each) and keeps the fastest;
+mixed-length batches (block crops) choose between varlen and Triton once per
+power-of-two bucket of max_seqlen. A candidate that errors is dropped.
+DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging);
+a forced candidate that does not apply falls back to the automatic choice.
 """
 from __future__ import annotations
 
 import inspect
+import logging
+import os
 
 import torch
 import torch.nn.functional as F
@@ -36,7 +44,8 @@ def varlen_available(q: torch.Tensor) -> bool:
             and q.dtype in (torch.bfloat16, torch.float16))
 
 
-_UNIFORM_CHOICE: dict[tuple, str] = {}  # (length, heads, dim, dtype) -> "cudnn" | "varlen"
+_CHOICE: dict[tuple, str] = {}  # (kind, length bucket, heads, dim, dtype) -> "cudnn" | "varlen" | "triton"
+_FORCED = os.environ.get("DOCPIPE_VISION_ATTN", "auto")
 
 
 def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
@@ -61,7 +70,11 @@ def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images:
 
 
 def _time_ms(fn, reps: int = 3) -> float:
-    fn()
+    try:
+        fn()
+    except Exception as e:  # no kernel for this shape / build, or a compile failure: not a candidate
+        logging.getLogger(__name__).warning("vision attention candidate failed, not used: %s", e)
+        return float("inf")
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     for _ in range(reps):
@@ -71,15 +84,28 @@ def _time_ms(fn, reps: int = 3) -> float:
     return start.elapsed_time(end) / reps
 
 
-def _uniform_choice(q, k, v, num_images: int, varlen, scale: float) -> str:
-    key = (q.shape[0] // num_images, q.shape[1], q.shape[2], q.dtype)
-    if key not in _UNIFORM_CHOICE:
-        try:
-            cudnn_ms = _time_ms(lambda: uniform_cudnn(q, k, v, num_images, scale))
-        except RuntimeError:  # no cuDNN attention for this shape/build
-            cudnn_ms = float("inf")
-        _UNIFORM_CHOICE[key] = "cudnn" if cudnn_ms < _time_ms(varlen) else "varlen"
-    return _UNIFORM_CHOICE[key]
+def _triton(q, k, v, cu, max_seqlen: int, scale: float) -> torch.Tensor:
+    from inference.ops.cuda.vision_flash import vision_flash_attention
+    return vision_flash_attention(q, k, v, cu, max_seqlen, scale)
+
+
+def _triton_head_dim(head_dim: int) -> bool:
+    from inference.ops.cuda.vision_flash import split_head_dim
+    try:
+        split_head_dim(head_dim)
+        return True
+    except ValueError:
+        return False
+
+
+def _choose(key: tuple, candidates: dict) -> str:
+    """The fastest candidate for this key (timed once), or the forced one."""
+    if _FORCED in candidates:
+        return _FORCED
+    if key not in _CHOICE:
+        times = {name: _time_ms(fn) for name, fn in candidates.items()}
+        _CHOICE[key] = min(times, key=times.get)
+    return _CHOICE[key]
 
 
 def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -87,11 +113,17 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     assert q.shape == k.shape == v.shape, "vision q, k, v must share [T, H, D]"
     if use_varlen and varlen_available(q):
         cu = cu_seqlens.to(torch.int32)
-        varlen = lambda: _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)  # noqa: E731
+        candidates = {"varlen": lambda: _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)}
+        if _triton_head_dim(q.shape[2]):
+            candidates["triton"] = lambda: _triton(q, k, v, cu, max_seqlen, scale)
         num_images = cu_seqlens.numel() - 1
-        if q.shape[0] == num_images * max_seqlen and _uniform_choice(q, k, v, num_images, varlen, scale) == "cudnn":
-            return uniform_cudnn(q, k, v, num_images, scale)
-        return varlen()
+        shape = (q.shape[1], q.shape[2], q.dtype)
+        if q.shape[0] == num_images * max_seqlen:
+            candidates["cudnn"] = lambda: uniform_cudnn(q, k, v, num_images, scale)
+            key = ("uniform", max_seqlen, *shape)
+        else:
+            key = ("mixed", 1 << max(max_seqlen - 1, 0).bit_length(), *shape)
+        return candidates[_choose(key, candidates)]()
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
 
