@@ -116,19 +116,20 @@ class TokenHistory:
     def rows(self, slots: torch.Tensor, width: int) -> torch.Tensor:
         return self.hist[slots, :width]
 
-    def banned(self, slots: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor, width: int,
-               vocab: int) -> torch.Tensor:
-        """[S, vocab] bool: tokens that would complete a repeated n-gram (ngram 0 = none)."""
-        ban = torch.zeros(len(slots), vocab + 1, dtype=torch.bool, device=self.device)
+    def banned_tokens(self, slots: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor, width: int,
+                      vocab: int) -> torch.Tensor:
+        """[S, max(width, 1)] token ids that would complete a repeated n-gram
+        (ngram 0 = none); padding entries hold `vocab` (a scratch column for
+        the caller's sparse write). Repeats are harmless."""
+        out = torch.full((len(slots), max(width, 1)), vocab, dtype=torch.long, device=self.device)
         if width >= 2:
             pos = torch.arange(width - 1, device=self.device)[None, :]
             hit = (self.match[slots, : width - 1] >= (ngram - 1)[:, None]) & (pos < (lengths - 1)[:, None])
             hit &= (ngram > 0)[:, None]
-            nxt = self.hist[slots, 1:width]
-            ban.scatter_(1, torch.where(hit, nxt, vocab), True)
+            out[:, : width - 1] = torch.where(hit, self.hist[slots, 1:width], vocab)
         first = (ngram == 1) & (lengths > 0)  # n = 1: the first token too
-        ban.scatter_(1, torch.where(first, self.hist[slots, 0], vocab)[:, None], True)
-        return ban[:, :vocab]
+        out[:, -1] = torch.where(first, self.hist[slots, 0], out[:, -1])
+        return out
 
     def record(self, slots: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor,
                slot_list: list[int]) -> None:
