@@ -12,7 +12,8 @@ Lifecycle (GpuSharing.start -> env_for(role) per spawned worker -> stop):
     or the system's default pipe directory) is used as is and never stopped;
   - else `nvidia-cuda-mps-control -d` is started with a private
     CUDA_MPS_PIPE_DIRECTORY / CUDA_MPS_LOG_DIRECTORY under a temporary
-    directory; it is ours: stop() sends it `quit` and removes the directory;
+    directory; it is ours: stop() sends it `quit` and removes the directory
+    (first copying its logs to $DOCPIPE_MPS_KEEP_LOGS when that names a folder);
   - when the binary is missing or the daemon does not come up (exit status,
     no control pipe within startup_timeout_s) a warning says why and the
     roles run without MPS (time-sliced), with no MPS variables.
@@ -41,6 +42,7 @@ log = logging.getLogger("inference.disagg.mps")
 CONTROL = "nvidia-cuda-mps-control"
 DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where a system-wide daemon listens when no directory is set
 PIPE_ENV, LOG_ENV, SHARE_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
+KEEP_LOGS_ENV = "DOCPIPE_MPS_KEEP_LOGS"  # folder: the session daemon's logs are copied there on stop()
 DEVICE_SMS_ENV = "DOCPIPE_DEVICE_SMS"  # physical SM count of the role's GPU (see the module docstring)
 _CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16  # CUdevice_attribute value in cuda.h
 
@@ -168,7 +170,20 @@ class GpuSharing:
         except (OSError, subprocess.TimeoutExpired) as e:
             log.warning("MPS quit failed: %s (daemon pipe %s)", e, self.pipe_dir)
         self.active = self.owned = False
+        self._keep_logs()
         self._cleanup()
+
+    def _keep_logs(self) -> None:
+        """With KEEP_LOGS_ENV naming a folder, copy the daemon's control and
+        server logs there before the session directory goes (client faults and
+        server errors are only written there)."""
+        keep = os.environ.get(KEEP_LOGS_ENV)
+        if not keep or not self.log_dir or not os.path.isdir(self.log_dir):
+            return
+        try:
+            shutil.copytree(self.log_dir, keep, dirs_exist_ok=True)
+        except OSError as e:
+            log.warning("MPS: could not keep the daemon logs in %s: %s", keep, e)
 
     def _cleanup(self) -> None:
         if self._tmp:

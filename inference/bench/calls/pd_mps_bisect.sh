@@ -8,7 +8,14 @@
 #   fp32 ipc sm100  cuda-ipc under MPS, both roles at 100 %: MPS concurrency without a smaller SM count
 #   fp32 nomps      cuda-ipc time-sliced (gpu_sharing none): the known-good control
 #   bf16 ...        the same for bfloat16 (identity is not expected there; TPOT and lost workers are)
-# plus `docpipe bench transfer --transports cuda-ipc` and the SM count a process sees under MPS.
+# plus the SM count a process sees under MPS (first lines), `docpipe bench transfer --transports
+# cuda-ipc` and where one cuda-ipc transfer's time goes (after the fp32 cases), and per case any
+# error/fault line of the MPS server's logs (kept in $OUT/mps_logs/CASE).
+# Reading it: "identical N/26" per case. ipc bad + sync good -> ordering bug in the transport;
+# ipc bad + sync bad + sm100 good -> not a race: kernels planned from the MPS-limited SM count
+# (decode attention's split plan, cuBLAS heuristics) sum in another order than the monolithic
+# engine's; sm100 bad too -> a race that only concurrency shows (or an MPS limitation): nomps
+# must stay good as the control.
 # tcp is not a case: tcp and shm move CPU pools only (GPU workers refuse them at start).
 # Every command has a timeout, and a case is skipped once the time budget is spent.
 # Usage: bash inference/bench/calls/pd_mps_bisect.sh OUT [CASES]   (CASES: space-separated names, default all)
@@ -77,6 +84,8 @@ run_case() {  # dtype:kind
   local lay; lay=$(layout_for "$lt" "$sharing")
   local json="$out/pd_$dtype-$kind.json" logf="$out/pd_$dtype-$kind.log"
   local s; s=$(date +%s)
+  local mlogs="$out/mps_logs/$dtype-$kind"
+  envs+=(DOCPIPE_MPS_KEEP_LOGS="$mlogs")
   env "${envs[@]}" timeout -k 5 $(( rem < 110 ? rem - 5 : 105 )) $py -m docpipe.cli bench pd --model dummy:mineru2.5 \
     --layout "$lay" --pages 2 --threads 4 "${extra[@]}" --out "$json" > "$logf" 2>&1
   local rc=$?
@@ -84,6 +93,9 @@ run_case() {  # dtype:kind
     echo "$1 ($(( $(date +%s) - s )) s): $(summary "$json")"
   else
     echo "$1: FAILED rc=$rc after $(( $(date +%s) - s )) s; last lines of $logf:"; grep -v "^\s*$" "$logf" | tail -4
+  fi
+  if [ -d "$mlogs" ]; then  # MPS server: client faults and errors are only logged there
+    grep -ihE "error|fault|fail|terminat" "$mlogs"/*.log 2>/dev/null | tail -3 | sed "s/^/  mps log: /"
   fi
 }
 

@@ -204,3 +204,15 @@ def test_physical_sm_count_through_the_driver_api(monkeypatch):
     monkeypatch.setattr(mps.ctypes, "CDLL", no_driver)
     assert mps.physical_sm_count() is None
     assert [mps._device_index(d) for d in ("cuda:2", "cuda", "cpu")] == [2, 0, None]
+
+
+def test_daemon_logs_kept_on_request(fake_control, tmp_path, monkeypatch):
+    record, install = fake_control
+    install(start='echo "client 42 hit a fatal GPU error" > "$CUDA_MPS_LOG_DIRECTORY/server.log"')
+    keep = tmp_path / "kept"
+    monkeypatch.setenv(mps.KEEP_LOGS_ENV, str(keep))
+    sharing = GpuSharing(load_layout("gpu-1p1d-mps")).start()
+    assert sharing.active
+    sharing.stop()
+    assert (keep / "server.log").read_text().strip() == "client 42 hit a fatal GPU error"
+    assert not os.path.exists(os.path.dirname(sharing.pipe_dir))  # the session directory still goes
