@@ -26,8 +26,18 @@ budget_s=${BISECT_BUDGET_S:-225}
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
 mkdir -p "$out/layouts"
 t0=$(date +%s)
+touch "$out/.started"
 left() { echo $(( budget_s - ($(date +%s) - t0) )); }
 py=python3
+reap_mps() {  # a bench killed by its timeout leaves its session MPS daemon (it daemonises): quit it by its pipe
+  local d
+  for d in "${TMPDIR:-/tmp}"/docpipe-mps-*/pipe; do
+    [ -e "$d/control" ] && [ "$(dirname "$d")" -nt "$out/.started" ] || continue  # only daemons of this run
+    echo "quitting a left-over session MPS daemon ($d)"
+    echo quit | CUDA_MPS_PIPE_DIRECTORY="$d" timeout 20 nvidia-cuda-mps-control >/dev/null 2>&1
+  done
+}
+
 nvidia-smi --query-gpu=name,memory.used,memory.total,compute_mode --format=csv,noheader
 
 # SM count seen by a process under MPS at 40 % and 100 % (decode attention plans its splits from it)
@@ -47,6 +57,7 @@ try:
 finally:
     g.stop()
 EOF
+reap_mps
 
 layout_for() {  # dtype transport sharing -> path of a derived layout
   local dtype=$1 sharing=$2 path="$out/layouts/mps-$1-$2.toml"
@@ -94,6 +105,7 @@ run_case() {  # dtype:kind
   else
     echo "$1: FAILED rc=$rc after $(( $(date +%s) - s )) s; last lines of $logf:"; grep -v "^\s*$" "$logf" | tail -4
   fi
+  [ $rc -eq 0 ] || reap_mps
   if [ -d "$mlogs" ]; then  # MPS server: client faults and errors are only logged there
     grep -ihE "error|fault|fail|terminat" "$mlogs"/*.log 2>/dev/null | tail -3 | sed "s/^/  mps log: /"
   fi
@@ -103,10 +115,12 @@ transfer_done=0
 transfer() {  # once, after the fp32 cases (or at the end)
   [ $transfer_done = 1 ] && return
   transfer_done=1
-  if [ "$(left)" -lt 25 ]; then echo "transfer bench: skipped (time budget spent)"; return; fi
-  timeout -k 5 60 $py -m docpipe.cli bench transfer --transports cuda-ipc --sizes 1M,4M,16M,64M,256M \
+  local rem; rem=$(left)
+  if [ "$rem" -lt 25 ]; then echo "transfer bench: skipped (time budget spent)"; return; fi
+  timeout -k 5 $(( rem < 60 ? rem : 60 )) $py -m docpipe.cli bench transfer --transports cuda-ipc --sizes 1M,4M,16M,64M,256M \
     --out "$out/transfer_cuda_ipc.json" 2>&1 | tail -8
-  if [ "$(left)" -lt 20 ]; then echo "cuda-ipc phases: skipped (time budget spent)"; return; fi
+  rem=$(left)
+  if [ "$rem" -lt 20 ]; then echo "cuda-ipc phases: skipped (time budget spent)"; return; fi
   cat > "$out/cuda_ipc_phases.py" <<'EOF'
 # where one cuda-ipc transfer's time goes (median us over 40 one-at-a-time sends, 64 KiB blocks)
 import statistics, time, torch
@@ -144,11 +158,12 @@ def main() -> None:
 if __name__ == "__main__":  # the receiver is a spawned process: it re-imports this file
     main()
 EOF
-  PYTHONPATH="$PWD" timeout -k 5 40 $py "$out/cuda_ipc_phases.py" 2>&1 | grep -v Warning | tail -6
+  PYTHONPATH="$PWD" timeout -k 5 $(( rem < 40 ? rem : 40 )) $py "$out/cuda_ipc_phases.py" 2>&1 | grep -v Warning | tail -6
 }
 for c in $cases; do
   [[ $c == bf16:* ]] && transfer
   run_case "$c"
 done
 transfer
+reap_mps
 echo "total $(( $(date +%s) - t0 )) s"
