@@ -31,7 +31,10 @@ class PrepAhead:
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future] | None = None
         if threaded and requests and all("prompt_token_ids" in r for r in requests):
-            init = (lambda: torch.cuda.set_device(device)) if device.type == "cuda" else None
+            init = None
+            if device.type == "cuda":  # the thread's current device: the engine's ("cuda" means the caller's)
+                index = device.index if device.index is not None else torch.cuda.current_device()
+                init = lambda: torch.cuda.set_device(index)  # noqa: E731
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep", initializer=init)
             self._futures = [self._pool.submit(processor, r) for r in requests]
 
