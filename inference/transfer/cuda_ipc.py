@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import threading
 
 import torch
 
@@ -128,6 +129,7 @@ class CudaIpcSender(ControlSender):
         self._stream = torch.cuda.Stream(device=self.pool.device)
         # made once: Stream.wait_stream would create (cudaEventCreate) a fresh event per transfer
         self._written = torch.cuda.Event()
+        self._written_lock = threading.Lock()  # sends from two threads must not swap their records
         self._sync = sync_requested()
 
     def _move(self, seq: int, prep: PreparedTransfer) -> dict:
@@ -136,8 +138,9 @@ class CudaIpcSender(ControlSender):
             torch.cuda.synchronize(device)  # every stream of this process: KV writes, conversion staging
         # the pool (and any conversion staging) was written on the current stream; a wait
         # takes the event's state when it is enqueued, so one event serves every transfer
-        self._written.record(torch.cuda.current_stream(device))
-        self._stream.wait_event(self._written)
+        with self._written_lock:
+            self._written.record(torch.cuda.current_stream(device))
+            self._stream.wait_event(self._written)
         slot = seq % EVENTS
         with torch.cuda.stream(self._stream):
             enqueue_copies(prep.src_bytes, self._dst, prep)

@@ -4,6 +4,7 @@ no per-transfer synchronize on the sender, the receiver waits on the named
 event before it acks."""
 import contextlib
 import random
+import threading
 
 import pytest
 import torch
@@ -89,7 +90,7 @@ def _sender(src, dst):
     tx.pool, tx.spec, tx.peer_spec, tx._pool_bytes = src, SPEC, SPEC, flat_bytes(src)
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
-    tx._written, tx._sync = FakeEvent(), False
+    tx._written, tx._written_lock, tx._sync = FakeEvent(), threading.Lock(), False
     return tx
 
 
