@@ -3,12 +3,13 @@
 Zero-copy path: the decode worker allocates its pool with
 ShmReceiver.allocate_pool(spec), a tensor mapped from a /dev/shm file (mode
 0600). The receiver's HELLO reply names that file; the sender maps it once and
-copies its blocks straight into the destination blocks (libc memmove per
-coalesced run, shared with an idle core: memcopy.py). When the copy returns
-the KV is in the receiver's pool, so the transfer is self-acked (sender.py):
-the sender runs the receiver's checks before copying, hands over one META
-that nobody answers (the receiver answers only a refusal) and completes the
-handle itself; no thread waits on another on the way. That META goes through
+copies its blocks straight into the destination blocks (per coalesced run:
+libc memmove, or torch's copy_ team when that measures faster: memcopy.py).
+When the copy returns the KV is in the receiver's pool, so the transfer is
+self-acked (sender.py): the sender runs the receiver's checks before
+copying, hands over one META that nobody answers (the receiver answers only
+a refusal) and completes the handle itself; no thread waits on another on
+the way. That META goes through
 a per-connection ring in shared memory with a futex doorbell (doorbell.py),
 not through the TCP stack, and recv() takes it from the ring itself; a full
 ring or a large META falls back to a META frame on the socket.
@@ -46,7 +47,6 @@ SHM_DIR = "/dev/shm"
 _PREFIX = "docpipe-kv-"
 _SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> its file
 _CREATED: set[str] = set()  # files to unlink at exit
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder, not one per META
 
 
 def _create_segment(num_bytes: int) -> tuple[str, torch.Tensor]:
@@ -123,22 +123,17 @@ class ShmSender(ControlSender):
             self._ring, self._bell = doorbell.Ring(self._ring_mem.data_ptr()), doorbell.Bell(self._bell_mem.data_ptr())
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
-        # libc memmove with the GIL released, one call per whole run or shared
-        # with an idle core (memcopy.py); torch's copy_ forks an OpenMP team
-        # per copy, which stalls whenever another process holds a core
-        src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
-        memcopy.copy([(dst + d, src + s_, n) for s_, d, n in prep.copies])
+        # libc memmove or torch's copy_ team, whichever copies faster on the
+        # cores as they are now (memcopy.py)
+        memcopy.copy_runs(self._dst, prep.src_bytes, prep.copies)
 
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
-        src, dst = prep.src_bytes.data_ptr(), self._dst.data_ptr()
-        job = memcopy.start([(dst + d, src + s_, n) for s_, d, n in prep.copies])
-        # encoded while a helper copies; published only once every byte landed
-        payload = _ENCODE({"seq": seq, "meta": meta.to_wire(), "self_acked": True}).encode()
-        memcopy.finish(job)
-        self._publish(payload)
+        payload = wire.encode_json({"seq": seq, "meta": meta.to_wire(), "self_acked": True})
+        memcopy.copy_runs(self._dst, prep.src_bytes, prep.copies)
+        self._publish(payload)  # only once every byte landed
 
     def _send_meta(self, header: dict) -> None:
-        self._publish(_ENCODE(header).encode())
+        self._publish(wire.encode_json(header))
 
     def _publish(self, payload: bytes) -> None:
         if self._ring is not None:

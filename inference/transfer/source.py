@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import cached_property
 
 import torch
 
@@ -30,16 +29,16 @@ class PreparedTransfer:
     min_unit_bytes: int  # work unit bounds (config), for `units`
     max_unit_bytes: int
 
-    @cached_property
+    @property  # read once per transfer; functools.cached_property takes a lock (Python 3.11)
     def copies(self) -> list[tuple[int, int, int]]:
         """Whole runs as (src offset, dst offset, bytes): one memcpy each."""
         bb = self.block_bytes
         return [(r.src_block * bb, r.dst_block * bb, r.num_blocks * bb) for r in self.runs]
 
-    @cached_property
+    @property
     def units(self) -> list[WorkUnit]:
         """Segments into the destination pool, grouped for frames / work requests
-        (built on first use: memcpy-like transports never need them)."""
+        (built when read, once per transfer: memcpy-like transports never need them)."""
         return plan_units(self.runs, self.block_bytes, self.min_unit_bytes, self.max_unit_bytes)
 
     @property
