@@ -55,7 +55,16 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tup
     engine = LLMEngine(engine_config(model, layout.role("prefill"), **engine_kw))
     if warmup:  # untimed: kernel compilation, graph capture, attention plans
         _drive_engine(engine, warmup)
-    return _drive_engine(engine, pages)
+    result = _drive_engine(engine, pages)
+    # the disaggregated workers start next on the same device: give back this engine's KV pool
+    # (the caching allocator would keep it, leaving the second worker almost no room)
+    del engine
+    import gc
+    gc.collect()
+    import torch
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return result
 
 
 def _drive_engine(engine, pages) -> tuple[dict, float]:

@@ -38,6 +38,7 @@ from pathlib import Path
 
 import typer
 
+from docpipe.bench.device_busy import DeviceBusy
 from docpipe.bench.noise import seeded_noise as _noise
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
 from docpipe.bench.timing import Clock
@@ -146,12 +147,15 @@ def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
                               timings_s={"render": item.render_s}, plan={"doc": pdf.name, "blocks": blocks})
 
 
-def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock, docs: list | None = None) -> dict:
+def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock, docs: list | None = None,
+             device_busy=None) -> dict:
     """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
 
     flow.num_requests = flow.num_output_tokens = 0
+    if device_busy is not None:
+        device_busy.reset()
     t0 = time.perf_counter()
     if docs:
         pages, num_docs = stream_pages(docs, runner, flow, window)
@@ -167,7 +171,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "busy_fraction": busy / wall, "render_s": total("render"), "vision_s": clock.s.get("vision", 0.0),
             "prefill_s": clock.s.get("prefill", 0.0) - clock.s.get("vision", 0.0),
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
-            "assembly_s": total("assemble")}
+            "assembly_s": total("assemble"), **({"device": device_busy.report(wall)} if device_busy is not None else {})}
 
 
 def _engine_clock(client, clock: Clock) -> None:
@@ -219,6 +223,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         engine_clock, sides = Clock(), []
         if time_split:  # synchronised timers: they also stop host work from overlapping device steps
             _engine_clock(client, engine_clock)
+        # device busy/idle from step events (no syncs); with the time split the syncs make it moot
+        engine_busy = None if time_split else DeviceBusy.attach(client.engine.runner)
         runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
         if hf is not None:
             hf_clock = Clock()
@@ -232,7 +238,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             n = baseline_pages if (baseline_pages and num_pages and clock is not engine_clock) else num_pages
             k = next(i + 1 for i in range(len(docs)) if sum(per_doc[:i + 1]) >= n) if docs else 0
             sides.append(run_side(name, runner, flow, make_jobs(pdfs, 0 if docs else n, seed), window, clock,
-                                  docs[:k]))  # with --docs: the first documents covering n pages
+                                  docs[:k],  # with --docs: the first documents covering n pages
+                                  engine_busy if clock is engine_clock else None))
     finally:
         for t in (tmp, docs_dir):
             if t is not None:
@@ -257,6 +264,12 @@ def print_table(result: dict) -> None:
     for s in result["sides"]:
         print(f"{s['name']:<24}" + "".join(f"{s[c]:>{w}.3f}" if isinstance(s[c], float) else f"{s[c]:>{w}}"
                                              for c, w in zip(cols, widths)))
+        if "device" in s:
+            d = s["device"]
+            print(f"  device busy {d['device_busy_fraction']:.3f} (step events), idle between steps "
+                  f"{d['device_idle_between_steps_s']:.2f} s; steps {d['steps']}; device s {d['device_s']}; "
+                  f"decode step {d['decode_step_device_ms']:.2f} ms device / {d['decode_step_host_launch_ms']:.2f} ms "
+                  f"host launch")
         for err in s["errors"]:
             print(f"  failed page: {err}")
     if "pages_per_s_ratio" in result:

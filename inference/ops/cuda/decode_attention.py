@@ -14,6 +14,8 @@ table. Spans past a sequence's length do nothing; the reduce skips them.
 """
 from __future__ import annotations
 
+import os
+
 import torch
 import triton
 import triton.language as tl
@@ -128,7 +130,11 @@ def _num_sms(device: torch.device) -> int:
         return 8  # the Triton interpreter on the CPU: any fixed count works
     index = device.index if device.index is not None else torch.cuda.current_device()
     if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
+        # Under CUDA MPS with an SM share a process sees only its share; the split plan (and so the
+        # summation order) must not depend on it, or a PD decode worker diverges from the monolithic
+        # engine. Workers get the physical count in DOCPIPE_DEVICE_SMS (inference/disagg/mps.py).
+        forced = os.environ.get("DOCPIPE_DEVICE_SMS")
+        _SM_COUNT[index] = int(forced) if forced else torch.cuda.get_device_properties(index).multi_processor_count
     return _SM_COUNT[index]
 
 

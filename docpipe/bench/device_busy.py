@@ -1,0 +1,70 @@
+"""How busy the device is during a run, from two CUDA events per engine step
+(no synchronisation, so the run keeps its host/device overlap).
+
+An event completes when the stream reaches it. `start` is recorded before a
+step's launch queues its work and `end` after: if the device was still busy
+with the previous step, `start` completes the moment that work ends, so
+end - start is the device time of this step's work alone, and the time from
+one step's `end` to the next step's `start` is device idle time (zero when
+the host had the next step queued in time). Work queued outside steps (image
+uploads, patches of requests being prepared) lands inside whichever interval
+it was queued in, which is where it occupies the device.
+
+Lifecycle: `DeviceBusy.attach(runner)` wraps the model runner's `launch`
+(instance attribute: this process only); `reset()` before the timed pass;
+`report(wall_s)` after it (synchronises once, reads every event).
+"""
+from __future__ import annotations
+
+import time
+
+
+class DeviceBusy:
+    def __init__(self):
+        self.steps: list[tuple[str, object, object, float]] = []  # (kind, start event, end event, host launch s)
+
+    @classmethod
+    def attach(cls, runner) -> "DeviceBusy | None":
+        import torch
+        if not torch.cuda.is_available() or getattr(runner, "device", None) is None or runner.device.type != "cuda":
+            return None
+        busy = cls()
+        launch = runner.launch
+
+        def timed(sched):
+            kind = "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0 = time.perf_counter()
+            start.record()
+            out = launch(sched)
+            end.record()
+            if sched.scheduled:
+                busy.steps.append((kind, start, end, time.perf_counter() - t0))
+            return out
+
+        runner.launch = timed
+        return busy
+
+    def reset(self) -> None:
+        self.steps.clear()
+
+    def report(self, wall_s: float) -> dict:
+        import torch
+        torch.cuda.synchronize()
+        device_s = {"prefill": 0.0, "decode": 0.0}
+        host_s = {"prefill": 0.0, "decode": 0.0}
+        count = {"prefill": 0, "decode": 0}
+        idle_s, prev_end = 0.0, None
+        for kind, start, end, host in self.steps:
+            device_s[kind] += start.elapsed_time(end) / 1000
+            host_s[kind] += host
+            count[kind] += 1
+            if prev_end is not None:
+                idle_s += max(prev_end.elapsed_time(start), 0.0) / 1000
+            prev_end = end
+        busy = device_s["prefill"] + device_s["decode"]
+        return {"device_busy_fraction": busy / wall_s if wall_s else 0.0,
+                "device_idle_between_steps_s": idle_s,
+                "steps": count, "device_s": device_s, "host_launch_s": host_s,
+                "decode_step_device_ms": 1000 * device_s["decode"] / max(count["decode"], 1),
+                "decode_step_host_launch_ms": 1000 * host_s["decode"] / max(count["decode"], 1)}
