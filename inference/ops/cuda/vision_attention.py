@@ -1,24 +1,25 @@
 """Bidirectional attention within each image of a packed vision batch.
 
-Two paths, same result:
+Paths, same result (up to rounding):
 - torch's flash-attention varlen entry (torch.nn.attention.varlen.varlen_attn)
   when this torch has it with a `scale` argument and the dtype is bf16/fp16:
   one launch for the whole packed batch, no host sync;
-- otherwise SDPA per image (one host sync to read cu_seqlens; the vision
-  encoder is never graph-captured). Images of equal length are batched into
-  one SDPA call, since block crops often share a size.
 - our Triton kernel (vision_flash.py), which splits head dim 80 into 64 + 16
   instead of padding it (cuDNN's and flash's head-dim-80 kernels run 128-wide
   tiles: 37% of their tensor-core work is padding).
 When every image of the batch has the same length (layout pages: T ==
 num_images * max_seqlen, known without a sync) the batch is also a plain
 [B, H, N, D] SDPA problem, which cuDNN's fused attention may run faster than
-flash varlen at head dim 80. The first call per (length, heads, dim, dtype)
+flash varlen at head dim 80. For images of at least CUDNN_MIN_LENGTH
+patches the first call per (power-of-two length bucket, heads, dim, dtype)
 times the candidates once (events, a few calls each) and keeps the fastest;
-mixed-length batches (block crops) choose between varlen and Triton once per
-power-of-two bucket of max_seqlen. A candidate that errors is dropped.
+other batches (block crops: many lengths) choose between varlen and Triton
+once per power-of-two bucket of max_seqlen. A candidate that errors is dropped.
 DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging);
 a forced candidate that does not apply falls back to the automatic choice.
+Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
+read cu_seqlens; the vision encoder is never graph-captured), images of
+equal length batched into one SDPA call.
 """
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ def varlen_available(q: torch.Tensor) -> bool:
             and q.dtype in (torch.bfloat16, torch.float16))
 
 
+CUDNN_MIN_LENGTH = 4096  # patches per image; a 1036x1036 layout page has 5476
 _CHOICE: dict[tuple, str] = {}  # (kind, length bucket, heads, dim, dtype) -> "cudnn" | "varlen" | "triton"
 _FORCED = os.environ.get("DOCPIPE_VISION_ATTN", "auto")
 
@@ -117,12 +119,13 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         if _triton_head_dim(q.shape[2]):
             candidates["triton"] = lambda: _triton(q, k, v, cu, max_seqlen, scale)
         num_images = cu_seqlens.numel() - 1
-        shape = (q.shape[1], q.shape[2], q.dtype)
-        if q.shape[0] == num_images * max_seqlen:
+        bucket = 1 << max(max_seqlen - 1, 0).bit_length()
+        uniform = q.shape[0] == num_images * max_seqlen
+        if uniform and max_seqlen >= CUDNN_MIN_LENGTH:
             candidates["cudnn"] = lambda: uniform_cudnn(q, k, v, num_images, scale)
-            key = ("uniform", max_seqlen, *shape)
-        else:
-            key = ("mixed", 1 << max(max_seqlen - 1, 0).bit_length(), *shape)
+        # one timing per (bucket, shape): block crops come in many lengths, and each new cuDNN
+        # shape also costs a plan build, so cuDNN is only tried on long uniform images (pages)
+        key = (uniform and max_seqlen >= CUDNN_MIN_LENGTH, bucket, q.shape[1], q.shape[2], q.dtype)
         return candidates[_choose(key, candidates)]()
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
