@@ -14,6 +14,17 @@ once per request, on the CPU. Images that the processor would not resize
 take the torch fast path (inference.models.image_patches), computed on
 `device` (the engine's accelerator); others, and all images on the CPU by
 default, go through the checkpoint's processor.
+
+Two halves, so a caller may run the host work on another thread:
+`host(request)` -> HostPrompt does everything that touches no device (prompt
+ids, the image as a uint8 array or the processor's pixels, expansion,
+positions); `finish(host_prompt)` -> ProcessedPrompt uploads and patchifies
+(the fast path) on `device`. `processor(request)` is `finish(host(request))`.
+`host` makes no CUDA call, so it is safe on a thread other than the one
+that runs (and graph-captures) the engine's steps; `finish` belongs on that
+thread. Neither half shares mutable state across calls, except the
+tokenizer, which a caller preparing on several threads must not use
+concurrently (pass `prompt_token_ids` instead).
 """
 from __future__ import annotations
 
@@ -37,6 +48,18 @@ class ProcessedPrompt:
     pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32 (on the processor's device)
     image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
     image_token_index: torch.Tensor | None = None  # [num_image_tokens] int64 prompt indices of image tokens
+
+
+@dataclass
+class HostPrompt:
+    """`ProcessedPrompt` before the device: images not uploaded yet (see module doc)."""
+
+    token_ids: list[int]
+    positions: torch.Tensor
+    rope_delta: int
+    images: list  # per image: uint8 array [H, W, 3] (fast path, patchified by finish) or pixel_values on the host
+    image_grid_thw: list[tuple[int, int, int]] | None = None
+    image_token_index: torch.Tensor | None = None
 
 
 def _has(path: Path | None, name: str) -> bool:
@@ -78,12 +101,14 @@ class Processor:
         return self.tokenizer.encode(request["prompt"], add_special_tokens=False)
 
     def __call__(self, request: dict) -> ProcessedPrompt:
+        return self.finish(self.host(request))
+
+    def host(self, request: dict) -> HostPrompt:
+        """The request processed up to the device upload (no CUDA call)."""
         ids = self._prompt_ids(request)
         images = list(request.get("images") or [])
         merge = self.cfg.vision.spatial_merge_size
-        pixel_values, grids = None, []
-        if images:
-            pixel_values, grids = self._pixels(images)
+        host_images, grids = self._host_pixels(images)
         num_pads = ids.count(self.cfg.image_token_id)
         if num_pads != len(images):
             raise ValueError(f"prompt has {num_pads} <|image_pad|> placeholders but {len(images)} images were given")
@@ -97,22 +122,32 @@ class Processor:
                 expanded.append(token)
         positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
         index = torch.nonzero(torch.tensor(expanded) == self.cfg.image_token_id).flatten() if images else None
-        return ProcessedPrompt(expanded, positions, rope_delta, pixel_values, grids or None, index)
+        return HostPrompt(expanded, positions, rope_delta, host_images, grids or None, index)
 
-    def _pixels(self, images: list) -> tuple[torch.Tensor, list[tuple[int, int, int]]]:
-        """pixel_values of all images (in order) and their grids."""
+    def finish(self, prompt: HostPrompt) -> ProcessedPrompt:
+        """Upload (and on the fast path patchify) the images on `device`: the engine's thread."""
+        pixel_values = None
+        if prompt.images:
+            parts = [self.patch_rule.patchify(x, self.device)[0] if isinstance(x, np.ndarray)
+                     else to_device(x, self.device) for x in prompt.images]
+            pixel_values = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return ProcessedPrompt(prompt.token_ids, prompt.positions, prompt.rope_delta, pixel_values,
+                               prompt.image_grid_thw, prompt.image_token_index)
+
+    def _host_pixels(self, images: list) -> tuple[list, list[tuple[int, int, int]]]:
+        """Per image (in order): a uint8 array for the fast path or the processor's pixel_values, and its grid."""
         parts, grids = [], []
         for im in images:
             rgb = im if im.mode == "RGB" else im.convert("RGB")
             if self.patch_rule is not None and self.patch_rule.keeps_size(rgb.height, rgb.width):
-                pixels, grid = self.patch_rule.patchify(np.array(rgb), self.device)
+                p = self.patch_rule.patch_px
+                parts.append(np.array(rgb))
+                grids.append((1, rgb.height // p, rgb.width // p))  # what patchify returns for it
             else:
                 out = self.image_processor(images=[rgb], return_tensors="pt")
-                pixels = to_device(out["pixel_values"].float(), self.device)
-                grid = tuple(int(x) for x in out["image_grid_thw"][0].tolist())
-            parts.append(pixels)
-            grids.append(grid)
-        return (parts[0] if len(parts) == 1 else torch.cat(parts)), grids
+                parts.append(out["pixel_values"].float())
+                grids.append(tuple(int(x) for x in out["image_grid_thw"][0].tolist()))
+        return parts, grids
 
     def decode(self, token_ids: list[int]) -> str | None:
         return None if self.tokenizer is None else self.tokenizer.decode(token_ids, skip_special_tokens=True)

@@ -12,10 +12,19 @@ and page assembly cost what they cost in the bench; the model costs nothing.
 
 Stages are timed with wrappers that keep *self* time (a stage's time minus
 the wrapped stages it called), so the stages add up to the run's host time.
-`engine_stub` (making the fake answers) and `processor` (inference/**, not
-docpipe's) are reported on their own and left out of `docpipe_ms_per_page`.
+`engine_stub` (making the fake answers), `processor` (inference/**, not
+docpipe's) and `prep_wait` (the step thread taking prepared requests, waiting
+when it has nothing else to do) are reported on their own and left out of
+`docpipe_ms_per_page`.
 `result_sha256` is a digest of every page result (blocks, no timings): an
 optimisation must leave it unchanged.
+
+Preparation threads (`--prep-threads N`, default the runner's: inline on the
+CPU): with N > 0 request preparation (`prepare_host`, the processor's host
+half) runs on the runner's threads, so stage times of several threads add up
+(their sum may pass the wall time); `step_thread_cpu_ms_per_page` is the CPU
+time of the thread that runs the scheduler and steps the engine, the figure
+the preparation threads are there to cut.
 """
 from __future__ import annotations
 
@@ -27,6 +36,7 @@ import json
 import pstats
 import sys
 import tempfile
+import threading
 import time
 import zlib
 from collections import defaultdict
@@ -34,7 +44,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-OUTSIDE_DOCPIPE = ("engine_stub", "processor")  # stages not docpipe's: reported, not counted
+OUTSIDE_DOCPIPE = ("engine_stub", "processor", "prep_wait")  # stages not docpipe's: reported, not counted
 
 
 class StageTimer:
@@ -43,20 +53,23 @@ class StageTimer:
     def __init__(self):
         self.self_s: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
-        self._children: list[float] = []  # per open call: seconds spent in wrapped callees
+        self._local = threading.local()  # per thread, per open call: seconds spent in wrapped callees
+        self._lock = threading.Lock()  # preparation threads add up stages too
 
     def wrap(self, name: str, fn):
         def timed(*args, **kwargs):
+            children = self._local.__dict__.setdefault("children", [])
             t0 = time.perf_counter()
-            self._children.append(0.0)
+            children.append(0.0)
             try:
                 return fn(*args, **kwargs)
             finally:
                 dt = time.perf_counter() - t0
-                self.self_s[name] += dt - self._children.pop()
-                self.calls[name] += 1
-                if self._children:
-                    self._children[-1] += dt
+                with self._lock:
+                    self.self_s[name] += dt - children.pop()
+                    self.calls[name] += 1
+                if children:
+                    children[-1] += dt
         return timed
 
     def iterate(self, name: str, items):
@@ -134,22 +147,25 @@ def make_client(timer: StageTimer, seed: int):
     engine.id_limit = client.codec.text_id_limit
     engine.step = timer.wrap("engine_stub", engine.step)
     engine.add_request = timer.wrap("engine_stub", engine.add_request)
-    client.processor = timer.wrap("processor", client.processor)
-    client.prepare = timer.wrap("prepare", client.prepare)
+    processor = client.processor  # its host half (preparation) and device half (the step thread)
+    processor.host = timer.wrap("processor", processor.host)
+    processor.finish = timer.wrap("processor", processor.finish)
+    client.prepare_host = timer.wrap("prepare", client.prepare_host)
     client.codec.decode = timer.wrap("decode", client.codec.decode)
     return client
 
 
-def run(num_pages: int, seed: int = 0, window: int = 16) -> tuple[dict, list]:
+def run(num_pages: int, seed: int = 0, window: int = 16, prep_threads: int | None = None) -> tuple[dict, list]:
     """(stage figures, page results) of one timed pass of `num_pages` synthetic pages."""
     import docpipe.bench.pipeline as bench
     from docpipe.models.scheduler import PageScheduler
 
     timer = StageTimer()
     client = make_client(timer, seed)
-    runner = client.runner(stop_loops=False)  # as the bench runs it
+    runner = client.runner(stop_loops=False, prep_threads=prep_threads)  # as the bench runs it
     runner.submit = timer.wrap("submit", runner.submit)
     runner.poll = timer.wrap("poll", runner.poll)
+    runner._prep.take = timer.wrap("prep_wait", runner._prep.take)  # the step thread waiting for preparation
     family = client.family
     family.fill_block = timer.wrap("fill_block", family.fill_block)
     family.assemble = timer.wrap("assemble", family.assemble)
@@ -163,16 +179,18 @@ def run(num_pages: int, seed: int = 0, window: int = 16) -> tuple[dict, list]:
     noise = bench._noise
     bench._noise = timer.wrap("noise", noise)  # page renders (job source) and block crops of the bench
     try:
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.thread_time()
         jobs = timer.iterate("jobs", bench.make_jobs([], num_pages, seed))
         pages = list(timer.iterate("scheduler", sched.run(jobs)))
-        wall = time.perf_counter() - t0
+        wall, step_cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     finally:
         bench._noise = noise
+        runner.close()  # the preparation threads end with the run
     ms = {k: 1000 * v / num_pages for k, v in sorted(timer.self_s.items(), key=lambda kv: -kv[1])}
     docpipe_ms = sum(v for k, v in ms.items() if k not in OUTSIDE_DOCPIPE)
     figures = {"pages": num_pages, "failed_pages": sum(not p.ok for p in pages), "requests": flow.num_requests,
                "wall_ms_per_page": 1000 * wall / num_pages, "docpipe_ms_per_page": docpipe_ms,
+               "step_thread_cpu_ms_per_page": 1000 * step_cpu / num_pages, "prep_threads": runner._prep.threads,
                "processor_ms_per_page": ms.get("processor", 0.0), "stage_self_ms_per_page": ms,
                "calls": dict(timer.calls), "result_sha256": result_digest(pages)}
     return figures, pages
@@ -194,23 +212,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--window", type=int, default=16)
     ap.add_argument("--warmup-pages", type=int, default=2)
+    ap.add_argument("--prep-threads", type=int, default=None,
+                    help="request preparation threads (0 = inline; default: the runner's, $DOCPIPE_PREP_THREADS)")
     ap.add_argument("--profile", type=int, default=0, help="also print the top N functions of a cProfile pass")
     ap.add_argument("--out", default="", help="write the figures as JSON here")
     args = ap.parse_args(argv)
     import torch
     torch.set_num_threads(1)  # the host thread's cost, not a parallel processor's
     if args.warmup_pages:
-        run(args.warmup_pages, args.seed + 1, args.window)  # imports, first-call costs
-    figures, _ = run(args.pages, args.seed, args.window)
+        run(args.warmup_pages, args.seed + 1, args.window, args.prep_threads)  # imports, first-call costs
+    figures, _ = run(args.pages, args.seed, args.window, args.prep_threads)
     figures["command"] = " ".join(["python -m docpipe.bench.host_cost", *(argv if argv is not None else sys.argv[1:])])
     print(f"{args.pages} pages: docpipe {figures['docpipe_ms_per_page']:.2f} ms/page, processor "
-          f"{figures['processor_ms_per_page']:.2f} ms/page, wall {figures['wall_ms_per_page']:.2f} ms/page")
+          f"{figures['processor_ms_per_page']:.2f} ms/page, wall {figures['wall_ms_per_page']:.2f} ms/page, "
+          f"step thread CPU {figures['step_thread_cpu_ms_per_page']:.2f} ms/page "
+          f"({figures['prep_threads']} preparation threads)")
     for stage, v in figures["stage_self_ms_per_page"].items():
         print(f"  {stage:<16}{v:9.3f} ms/page  ({figures['calls'][stage]} calls)")
     print(f"result_sha256 {figures['result_sha256']}")
     if args.profile:
         prof = cProfile.Profile()
-        prof.runcall(run, args.pages, args.seed, args.window)
+        prof.runcall(run, args.pages, args.seed, args.window, args.prep_threads)
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.profile)
     if args.out:
         with open(args.out, "w") as f:

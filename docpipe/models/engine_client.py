@@ -29,25 +29,21 @@ Sampling: `SamplingParams(**request.sampling)` (the family's per-type
 settings and max_tokens caps), end-of-turn ids as stop tokens, max_tokens
 clamped to what the engine's max_model_len leaves after the prompt.
 
-Loops (EngineRunner): every `LOOP_CHECK_TOKENS` generated tokens a
-running request's output ids go through `loops.find_loop`; a runaway
-request is aborted at once (its KV and batch seat freed) and answered with
-what it generated, so the family's `fill_block` flags and truncates it.
+Runners: `EngineRunner` (engine_runner.py) prepares requests off the
+step thread and stops runaway loops; `Finished` is what runners hand back.
 """
 from __future__ import annotations
 
 import atexit
 import re
+import threading
 import zlib
-from dataclasses import dataclass
-from pathlib import Path
 
 from docpipe.models.base import ModelFamily, VLMRequest, get_family
-from docpipe.models.loops import MIN_SPAN, find_loop
 from docpipe.models.mineru25.prompts import IMAGE_PLACEHOLDER
+from docpipe.models.engine_runner import LOOP_CHECK_TOKENS, EngineRunner, Finished  # noqa: F401 - re-exported
 
 END_OF_TURN = ("<|im_end|>", "<|endoftext|>")
-LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
 _CHARS_PER_TOKEN = 4  # stand-in tokenizer: English averages ~4 characters a token
 _SPECIAL_RE = re.compile(r"(<\|[a-z_]+\|>)")
 ROUTER_PREFIX = "router://"  # layout argument naming a running router instead of a layout file
@@ -105,6 +101,9 @@ class PromptCodec:
         self.text_id_limit = max(1, min([cfg.vocab_size, *special]))  # stand-in ids stay below these
         self.stop_ids: list[int] = []
         self._ids_memo: dict[str, list[int]] = {}  # stand-in ids of prompt text parts (read-only lists)
+        self._token_memo: dict[str, list[int]] = {}  # tokenizer ids of whole prompt texts (read-only lists)
+        # a fast tokenizer must not encode on one thread while it decodes on another ("Already borrowed")
+        self._tokenizer_lock = threading.Lock()
         if self.tokenizer is not None:
             vocab = self.tokenizer.get_vocab()
             self.stop_ids = [vocab[t] for t in END_OF_TURN if t in vocab]
@@ -113,10 +112,8 @@ class PromptCodec:
 
     def request(self, prompt: str, image) -> dict:
         """Engine request dict for the chat-templated prompt text with one image."""
-        if self.tokenizer is not None:
-            if self.ids_only:
-                return {"prompt_token_ids": self.tokenizer.encode(prompt, add_special_tokens=False), "images": [image]}
-            return {"prompt": prompt, "images": [image]}
+        if self.tokenizer is not None:  # the ids the processor would encode the prompt text into
+            return {"prompt_token_ids": list(self._tokens(prompt)), "images": [image]}
         before, sep, after = prompt.partition(IMAGE_PLACEHOLDER)
         if not sep:
             raise ValueError(f"prompt has no image placeholder {IMAGE_PLACEHOLDER!r}")
@@ -126,6 +123,14 @@ class PromptCodec:
         ids = self._ids_memo.get(text)
         if ids is None:  # a few prompt parts in a run: each coded once
             self._ids_memo[text] = ids = self._ids_uncached(text)
+        return ids
+
+    def _tokens(self, text: str) -> list[int]:
+        ids = self._token_memo.get(text)
+        if ids is None:  # a few prompt texts in a run (one per request kind): each encoded once
+            with self._tokenizer_lock:
+                ids = self.tokenizer.encode(text, add_special_tokens=False)
+            self._token_memo[text] = ids
         return ids
 
     def _ids_uncached(self, text: str) -> list[int]:
@@ -143,7 +148,8 @@ class PromptCodec:
                 break
         if self.tokenizer is None:
             return "".join(f"<|tok_{t}|>" for t in token_ids)
-        return self.tokenizer.decode(token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
+        with self._tokenizer_lock:
+            return self.tokenizer.decode(token_ids, skip_special_tokens=False, clean_up_tokenization_spaces=False)
 
 
 class EngineClient:
@@ -184,9 +190,15 @@ class EngineClient:
 
     def prepare(self, request: VLMRequest):
         """(processed prompt, SamplingParams) for the engine; raises ValueError when it cannot fit."""
+        host, params = self.prepare_host(request)
+        return self.processor.finish(host), params
+
+    def prepare_host(self, request: VLMRequest):
+        """`prepare` up to the device upload: (HostPrompt, SamplingParams), no device call
+        (any thread); `processor.finish` makes the processed prompt (the step thread)."""
         from inference import SamplingParams
 
-        processed = self.processor(self.engine_request(request))
+        processed = self.processor.host(self.engine_request(request))
         fields = dict(request.sampling)
         room = self.max_model_len - len(processed.token_ids)
         if room < 1:
@@ -206,86 +218,21 @@ class EngineClient:
                     raise RuntimeError(f"{r.kind} request: the engine rejected it ({out.text})")
             return [self.codec.decode(out.token_ids) for out in outputs]
         runner = EngineRunner(self, stop_loops=False)  # generate() has no early stop: same as LLM.generate
-        for i, request in enumerate(requests):
-            runner.submit(i, request)
-        answers: dict[int, str] = {}
-        while runner.has_pending():
-            for done in runner.poll():
-                answers[done.tag] = done.answer
+        try:
+            for i, request in enumerate(requests):
+                runner.submit(i, request)
+            answers: dict[int, str] = {}
+            while runner.has_pending():
+                for done in runner.poll():
+                    if done.error:  # the batch call fails, as the engine's generate() does
+                        raise RuntimeError(f"{requests[done.tag].kind} request {done.tag}: {done.error}")
+                    answers[done.tag] = done.answer
+        finally:
+            runner.close()  # a failed call leaves nothing in flight; the stage's threads end
         return [answers[i] for i in range(len(requests))]
 
-    def runner(self, record_dir: str | None = None, stop_loops: bool = True) -> "EngineRunner":
+    def runner(self, record_dir: str | None = None, stop_loops: bool = True,
+               prep_threads: int | None = None) -> "EngineRunner":
+        """A step-level runner; `prep_threads` None: $DOCPIPE_PREP_THREADS or the device's default (prep.py)."""
         assert self.is_step_level, "a disaggregated engine has no step-level API: wrap the client in a WaveRunner"
-        return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops)
-
-
-@dataclass
-class Finished:
-    """One answered (or failed) request, as runners hand it back."""
-
-    tag: object  # what the submitter attached to the request
-    answer: str = ""  # decoded answer ("" when failed)
-    error: str = ""  # why it failed; non-empty means no answer
-    num_output_tokens: int = 0  # tokens generated (0 when unknown)
-    is_loop: bool = False  # stopped early at a repetition loop
-
-
-class EngineRunner:
-    """Requests in, one engine step per `poll()`, finished answers out.
-
-    Lifecycle: submit(tag, request) -> engine waiting queue -> running ->
-    finished (EOS / stop / max_tokens), or aborted at a detected loop ->
-    `Finished` from poll(); with `record_dir`, each answer is also saved as
-    a replay record. `close()` aborts whatever is still in flight."""
-
-    def __init__(self, client: EngineClient, record_dir: str | None = None, stop_loops: bool = True):
-        self.client = client
-        self.engine = client.engine
-        self.record_dir = Path(record_dir) if record_dir else None
-        self.stop_loops = stop_loops
-        self._live: dict[str, tuple[object, VLMRequest, object]] = {}  # id -> (tag, request, engine Request)
-        self._next_id = 0
-
-    def submit(self, tag: object, request: VLMRequest) -> None:
-        processed, params = self.client.prepare(request)
-        request_id = f"vlm-{self._next_id}"
-        self._next_id += 1
-        self._live[request_id] = (tag, request, self.engine.add_request(request_id, processed, params))
-
-    def has_pending(self) -> bool:
-        return bool(self._live)
-
-    def poll(self) -> list[Finished]:
-        # outputs of requests this runner does not hold (left by an aborted earlier run) are dropped
-        finished = [self._finish(out.request_id, out.token_ids) for out in self.engine.step()
-                    if out.request_id in self._live]
-        if self.stop_loops:
-            finished += self._stop_loops()
-        return finished
-
-    def close(self) -> None:
-        """Abort what is still in flight (the consumer stopped early or a step failed),
-        so a reused engine starts the next document empty."""
-        for request_id in list(self._live):
-            self.engine.abort(request_id)
-        self._live.clear()
-
-    def _stop_loops(self) -> list[Finished]:
-        out = []
-        for request_id, (_, _, req) in list(self._live.items()):
-            n = req.num_output_tokens
-            if req.status.is_finished or n < MIN_SPAN or n % LOOP_CHECK_TOKENS:
-                continue
-            tokens = req.output_token_ids
-            if find_loop(tokens) is not None:
-                self.engine.abort(request_id)
-                out.append(self._finish(request_id, tokens, is_loop=True))
-        return out
-
-    def _finish(self, request_id: str, token_ids: list[int], is_loop: bool = False) -> Finished:
-        tag, request, _ = self._live.pop(request_id)
-        answer = self.client.codec.decode(token_ids)
-        if self.record_dir is not None:
-            from docpipe.models.replay import write_record
-            write_record(self.record_dir, request, answer)
-        return Finished(tag, answer, num_output_tokens=len(token_ids), is_loop=is_loop)
+        return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops, prep_threads=prep_threads)

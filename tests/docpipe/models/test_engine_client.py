@@ -44,7 +44,10 @@ def test_prompt_is_the_family_chat_template_text_with_a_tokenizer():
     codec = PromptCodec(get_preset("tiny"), tiny.build_tokenizer())
     image = Image.new("RGB", (56, 56))
     req = codec.request(chat_prompt("\nTable Recognition:"), image)
-    assert req == {"prompt": chat_prompt("\nTable Recognition:"), "images": [image]}
+    # the ids the engine's processor would encode the prompt text into (prepared off the step thread)
+    want = codec.tokenizer.encode(chat_prompt("\nTable Recognition:"), add_special_tokens=False)
+    assert req == {"prompt_token_ids": want, "images": [image]}
+    assert codec.request(chat_prompt("\nTable Recognition:"), image)["prompt_token_ids"] == want  # memoised
 
 
 def test_stand_in_prompt_ids_without_a_tokenizer():
@@ -107,7 +110,8 @@ class _FakeLoopEngine:
 def test_runner_aborts_a_looping_request_early_and_keeps_the_rest():
     engine = _FakeLoopEngine()
     client = SimpleNamespace(engine=engine, codec=SimpleNamespace(decode=lambda ids: " ".join(map(str, ids))),
-                             prepare=lambda r: (r.prompt, r.sampling["max_tokens"]))
+                             prepare_host=lambda r: (r.prompt, r.sampling["max_tokens"]),
+                             processor=SimpleNamespace(finish=lambda host: host))
     runner = EngineRunner(client)
     runner.submit("a", VLMRequest(Image.new("RGB", (28, 28)), "loop", {"max_tokens": 4000}, "text"))
     runner.submit("b", VLMRequest(Image.new("RGB", (28, 28)), "prose", {"max_tokens": 600}, "text"))
