@@ -16,11 +16,12 @@ copy_runs(dst, src, runs) copies between two flat uint8 tensors and picks,
 per transfer of at least TEAM_MIN_BYTES, the faster of two ways by what the
 last few copies of each measured: "team" (torch copy_ per run: its OpenMP
 team, whose threads stay spinning between back-to-back copies, so the other
-core starts at once: 4 MiB in ~0.3 ms against ~0.45 ms alone) and "caller"
-(copy() above). The team splits statically, so while another process holds
-a core its copy waits a scheduler slice (measured 8 ms for 4 MiB); then its
-rate drops and the caller wins. The way not chosen is retried every
-RETRY_S, so a core freed again is noticed within a second.
+core starts at once; measured here 4 MiB in 0.36-0.44 ms against 0.54-0.59
+ms on one thread) and "caller" (copy() above). The team splits statically,
+so while another process holds a core its copy waits a scheduler slice
+(measured 8 ms for 4 MiB); then its rate drops and the caller wins. The way
+not chosen is retried for WINDOW copies in a row every RETRY_S, so a core
+freed again is noticed within a second or so.
 """
 from __future__ import annotations
 
@@ -122,7 +123,7 @@ def copy(copies: list[tuple[int, int, int]]) -> None:
 
 TEAM_MIN_BYTES = 1 << 20  # below, the team's start-up is not paid back
 TEAM_RUN_MIN_BYTES = 256 << 10  # smaller runs of a team transfer are memmoved by the caller
-RETRY_S = 0.5  # the way not chosen is measured again this often
+RETRY_S = 1.0  # the way not chosen is measured again this often (WINDOW copies in a row)
 WINDOW = 3  # a way's rate is the median of its last WINDOW copies
 
 
@@ -135,12 +136,19 @@ class _Chooser:
         self.samples: dict[str, list[float]] = {"team": [], "caller": []}
         self.best = "team"
         self.due_ns = {"team": 0, "caller": 0}  # a way is measured again from then on
+        self.probe_way, self.probe_left = "caller", 0
 
     def pick(self) -> str:
+        if self.probe_left:
+            self.probe_left -= 1
+            return self.probe_way
         other = "caller" if self.best == "team" else "team"
         now = time.monotonic_ns()
         if now >= self.due_ns[other]:
+            # a whole window in a row: the first copy of a team that slept
+            # pays its wake-up, and one sample must not decide
             self.due_ns[other] = now + int(RETRY_S * 1e9)
+            self.probe_way, self.probe_left = other, WINDOW - 1
             return other
         return self.best
 

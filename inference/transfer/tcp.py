@@ -28,6 +28,25 @@ def _cpu_bytes(t: torch.Tensor, what: str) -> memoryview:
     return memoryview(flat_bytes(t).numpy())
 
 
+def _sysctl_ints(path: str) -> list[int]:
+    try:
+        with open(path) as f:
+            return [int(v) for v in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _enlarge_send_buffer(sock: socket.socket) -> None:
+    """Let the kernel take more of a transfer at once, so send() returns while
+    the receiver is still draining earlier ones. Autotuning grows the send
+    buffer to tcp_wmem's maximum (4 MiB here); an explicit SO_SNDBUF may be
+    up to wmem_max and the kernel doubles it (8 MiB here), but it also turns
+    autotuning off, so it is set only where it gives more room."""
+    wmem_max, tcp_wmem = _sysctl_ints("/proc/sys/net/core/wmem_max"), _sysctl_ints("/proc/sys/net/ipv4/tcp_wmem")
+    if wmem_max and len(tcp_wmem) == 3 and 2 * wmem_max[0] > tcp_wmem[2]:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, wmem_max[0])
+
+
 class TcpSender(ControlSender):
     name = "tcp"
 
@@ -35,6 +54,9 @@ class TcpSender(ControlSender):
         super().__init__(*args, **kwargs)
         self._last_frame: dict[int, list] = {}  # seq -> its last DATA frame, sent with its META
         self._pool_view: memoryview | None = None
+
+    def _attach(self, reply: dict) -> None:
+        _enlarge_send_buffer(self._sock)
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
         if prep.src_bytes is self._pool_bytes:  # no conversion: the pool's view, made once
