@@ -16,6 +16,14 @@ Grid: (query tiles of max_seqlen, B * H), the tile index fastest so that the
 CTAs running together share one (image, head) and its K/V stay in L2. Tiles
 past an image's length exit at once. Softmax runs in base 2 with the scale
 folded into one multiply-add; only the last, partial KV tile is masked.
+
+FlashConfig options (timed by inference.bench.attn_vision, resources by
+inference.bench.attn_vision_compile): tile sizes, warps, pipeline stages;
+`tma` loads tiles through TMA descriptors over [T, H*D] (heads adjacent,
+16-byte aligned; otherwise plain loads are used, same result), reading past an
+image's end into the next image, which is masked and never stored; `overlap`
+keeps the next tile's Q K^T in flight during this tile's softmax; `maxnreg`
+caps registers per thread.
 """
 from __future__ import annotations
 
@@ -238,6 +246,8 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
         raise ValueError(f"vision_flash: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("vision_flash: the head dim of q, k and v must be contiguous")
+    if not scale > 0:  # the running max is taken on unscaled scores
+        raise ValueError(f"vision_flash: scale must be positive, got {scale}")
     if cu_seqlens.dtype != torch.int32:
         cu_seqlens = cu_seqlens.to(torch.int32)
     num_tokens, num_heads, head_dim = q.shape

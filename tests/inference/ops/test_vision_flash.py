@@ -143,10 +143,12 @@ def test_split_head_dim_rejects(head_dim):
         split_head_dim(head_dim)
 
 
-def test_rejects_mismatched_shapes_and_strides():
+def test_rejects_mismatched_shapes_strides_and_scale():
     q = torch.zeros(10, 2, 80)
     with pytest.raises(ValueError, match="shape"):
         vision_flash_attention(q, q[:9], q, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
+    with pytest.raises(ValueError, match="scale"):
+        vision_flash_attention(q, q, q, torch.tensor([0, 10], dtype=torch.int32), 10, 0.0)
     strided = torch.zeros(10, 2, 160)[..., ::2]
     with pytest.raises(ValueError, match="contiguous"):
         vision_flash_attention(strided, strided, strided, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
