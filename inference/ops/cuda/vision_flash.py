@@ -214,7 +214,8 @@ def _sources(x: torch.Tensor, rows: int, d0: int, d1: int, tma: bool) -> tuple:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     shape, strides = [x.shape[0], x.shape[1] * x.shape[2]], [x.stride(0), 1]
-    return (TensorDescriptor(x, shape, strides, [rows, d0]), TensorDescriptor(x, shape, strides, [rows, d1 or d0]))
+    first = TensorDescriptor(x, shape, strides, [rows, d0])
+    return first, (TensorDescriptor(x, shape, strides, [rows, d1]) if d1 else first)
 
 
 def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,
