@@ -20,8 +20,8 @@ core starts at once; measured here 4 MiB in 0.36-0.44 ms against 0.54-0.59
 ms on one thread) and "caller" (copy() above). The team splits statically,
 so while another process holds a core its copy waits a scheduler slice
 (measured 8 ms for 4 MiB); then its rate drops and the caller wins. The way
-not chosen is retried for WINDOW copies in a row every RETRY_S, so a core
-freed again is noticed within a second or so.
+not chosen is retried now and then (_Chooser), so a core freed again is
+noticed.
 """
 from __future__ import annotations
 
@@ -123,19 +123,31 @@ def copy(copies: list[tuple[int, int, int]]) -> None:
 
 TEAM_MIN_BYTES = 1 << 20  # below, the team's start-up is not paid back
 TEAM_RUN_MIN_BYTES = 256 << 10  # smaller runs of a team transfer are memmoved by the caller
-RETRY_S = 1.0  # the way not chosen is measured again this often (WINDOW copies in a row)
+RETRY_S, MAX_RETRY_S = 1.0, 16.0  # the way not chosen is measured again after this long, doubling while it loses
 WINDOW = 3  # a way's rate is the median of its last WINDOW copies
+GIVE_UP_RATIO = 2.0  # a retry copy this many times slower than the chosen way ends the retry at once
+
+
+def _median(samples: list[float]) -> float:
+    return sorted(samples)[len(samples) // 2]
 
 
 class _Chooser:
     """Nanoseconds per byte of the last WINDOW copies of each way; the lower
     median wins. State is shared by every sender of this process (they share
-    the cores); races between threads only mix samples."""
+    the cores); races between threads only mix samples.
+
+    A retry is WINDOW copies in a row (the first copy of a team that slept
+    pays its wake-up: one sample must not decide), cut short when a copy is
+    far slower (a stalled team costs one scheduler slice, not three). While a
+    way keeps losing its retries come at doubling intervals up to
+    MAX_RETRY_S; a change of the winner resets them."""
 
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = {"team": [], "caller": []}
         self.best = "team"
-        self.due_ns = {"team": 0, "caller": 0}  # a way is measured again from then on
+        self.due_ns = {"team": 0, "caller": 0}  # the way is retried from then on
+        self.interval_ns = dict.fromkeys(self.due_ns, int(RETRY_S * 1e9))
         self.probe_way, self.probe_left = "caller", 0
 
     def pick(self) -> str:
@@ -145,22 +157,28 @@ class _Chooser:
         other = "caller" if self.best == "team" else "team"
         now = time.monotonic_ns()
         if now >= self.due_ns[other]:
-            # a whole window in a row: the first copy of a team that slept
-            # pays its wake-up, and one sample must not decide
-            self.due_ns[other] = now + int(RETRY_S * 1e9)
+            self.due_ns[other] = now + self.interval_ns[other]
+            self.interval_ns[other] = min(2 * self.interval_ns[other], int(MAX_RETRY_S * 1e9))
             self.probe_way, self.probe_left = other, WINDOW - 1
             return other
         return self.best
 
     def record(self, way: str, num_bytes: int, elapsed_ns: int) -> None:
-        self.due_ns[way] = time.monotonic_ns() + int(RETRY_S * 1e9)
+        rate = elapsed_ns / num_bytes
         s = self.samples[way]
-        s.append(elapsed_ns / num_bytes)
+        s.append(rate)
         if len(s) > WINDOW:
             del s[0]
+        chosen = self.samples[self.best]
+        if way != self.best and self.probe_left and chosen and rate > GIVE_UP_RATIO * _median(chosen):
+            self.probe_left = 0
         team, caller = self.samples["team"], self.samples["caller"]
         if team and caller:
-            self.best = "team" if sorted(team)[len(team) // 2] <= sorted(caller)[len(caller) // 2] else "caller"
+            best = "team" if _median(team) <= _median(caller) else "caller"
+            if best != self.best:  # the way that lost is retried after the first interval again
+                self.interval_ns = dict.fromkeys(self.interval_ns, int(RETRY_S * 1e9))
+                self.due_ns[self.best] = time.monotonic_ns() + self.interval_ns[self.best]
+                self.best = best
 
 
 _chooser = _Chooser()

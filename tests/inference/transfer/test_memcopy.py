@@ -62,3 +62,21 @@ def test_chooser_follows_the_faster_way_and_retries_the_other(monkeypatch):
     for _ in range(memcopy.WINDOW // 2 + 1):  # the core came back: a majority of fast team copies
         c.record("team", 1 << 20, 50_000)
     assert c.best == "team"
+
+
+def test_a_stalled_retry_ends_early_and_backs_off(monkeypatch):
+    clock = [0]
+    monkeypatch.setattr(memcopy.time, "monotonic_ns", lambda: clock[0])
+    c = memcopy._Chooser()
+    c.best, c.samples["caller"] = "caller", [0.1] * memcopy.WINDOW  # 10 GB/s
+    waits = []
+    for _ in range(4):
+        start = clock[0]
+        while c.pick() != "team":  # until the team is due again
+            clock[0] += 10_000_000
+        waits.append(clock[0] - start)
+        c.record("team", 1 << 20, 8_000_000)  # the retry's first copy stalls...
+        assert c.pick() == "caller"  # ...so its other copies are not made
+    assert c.best == "caller"
+    assert waits[1] < waits[2] < waits[3]  # retries of a losing way come less and less often
+    assert waits[-1] <= memcopy.MAX_RETRY_S * 1e9 + 10_000_000
