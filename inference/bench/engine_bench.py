@@ -125,6 +125,8 @@ def run_ours(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
                 layout_prompt_tokens=len(llm.engine.processor(pages[0]).token_ids))
     if spec.device.startswith("cuda"):
         ours["peak_memory_GiB"] = torch.cuda.max_memory_allocated() / 2**30
+        from inference.ops.cuda.vision_attention import _CHOICE
+        ours["vision_attention_choices"] = {repr(k): v for k, v in _CHOICE.items()}
         ours["kv_pool_GiB"] = llm.engine.runner.kv_pool.numel() * llm.engine.runner.kv_pool.element_size() / 2**30
     res["_processor"] = llm.engine.processor
     del llm

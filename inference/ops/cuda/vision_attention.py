@@ -15,6 +15,7 @@ patches the first call per (power-of-two length bucket, heads, dim, dtype)
 times the candidates once (events, a few calls each) and keeps the fastest;
 other batches (block crops: many lengths) choose between varlen and Triton
 once per power-of-two bucket of max_seqlen. A candidate that errors is dropped.
+Triton runs in a few launch configs, each a candidate of its own.
 DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging);
 a forced candidate that does not apply falls back to the automatic choice.
 Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
@@ -86,9 +87,18 @@ def _time_ms(fn, reps: int = 3) -> float:
     return start.elapsed_time(end) / reps
 
 
-def _triton(q, k, v, cu, max_seqlen: int, scale: float) -> torch.Tensor:
+def _triton_configs() -> dict:
+    """Launch configs tried at run time (the fastest per length bucket is kept): the
+    sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
+    from inference.ops.cuda.vision_flash import FlashConfig
+    configs = [FlashConfig(128, 64, 8, 3, tma=True), FlashConfig(128, 64, 4, 3, tma=True),
+               FlashConfig(64, 64, 4, 3, tma=True, overlap=True)]
+    return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
+
+
+def _triton(q, k, v, cu, max_seqlen: int, scale: float, config=None) -> torch.Tensor:
     from inference.ops.cuda.vision_flash import vision_flash_attention
-    return vision_flash_attention(q, k, v, cu, max_seqlen, scale)
+    return vision_flash_attention(q, k, v, cu, max_seqlen, scale, config)
 
 
 def _triton_head_dim(head_dim: int) -> bool:
@@ -107,6 +117,8 @@ def _choose(key: tuple, candidates: dict) -> str:
     if key not in _CHOICE:
         times = {name: _time_ms(fn) for name, fn in candidates.items()}
         _CHOICE[key] = min(times, key=times.get)
+        logging.getLogger(__name__).info("vision attention %s: %s (ms: %s)", key, _CHOICE[key],
+                                         {n: round(t, 3) for n, t in times.items()})
     return _CHOICE[key]
 
 
@@ -117,7 +129,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         cu = cu_seqlens.to(torch.int32)
         candidates = {"varlen": lambda: _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)}
         if _triton_head_dim(q.shape[2]):
-            candidates["triton"] = lambda: _triton(q, k, v, cu, max_seqlen, scale)
+            for name, config in _triton_configs().items():
+                candidates[name] = lambda config=config: _triton(q, k, v, cu, max_seqlen, scale, config)
         num_images = cu_seqlens.numel() - 1
         bucket = 1 << max(max_seqlen - 1, 0).bit_length()
         uniform = q.shape[0] == num_images * max_seqlen
