@@ -53,7 +53,7 @@ class LLM:
         requests, params = batch_args(requests, sampling)
         engine, cfg = self.engine, self.config
         threaded = cfg.prepare_ahead if cfg.prepare_ahead is not None else cfg.torch_device.type == "cuda"
-        prep = PrepAhead(engine.processor, requests, threaded, cfg.torch_device)
+        prep = PrepAhead(engine.processor, requests, threaded)
         ids, queued_tokens, stepped = [], 0, False
         done: dict[str, RequestOutput] = {}
         try:

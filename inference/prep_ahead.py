@@ -5,10 +5,15 @@ The processor (image patches, placeholder expansion, M-RoPE positions) costs
 layout pages leave the GPU idle for ~0.2 s; here a background thread
 prepares requests in order while the engine runs the ones already admitted.
 
-Lifecycle: `PrepAhead(processor, requests, threaded, device)` starts the
-thread at once (when threaded); `get(i)` returns request i's ProcessedPrompt
-(waiting for it, re-raising the processor's error); `ready(i)` says whether
-it is done; `close()` cancels what has not started and joins the thread, so
+The thread runs only the host part (`Processor.host`: prompt ids, image
+arrays, placeholder expansion, positions; no CUDA call); `get(i)` finishes
+the request on the caller's thread (`Processor.finish`: upload, patches on
+the device), so device work stays on the engine's thread and stream.
+
+Lifecycle: `PrepAhead(processor, requests, threaded)` starts the thread at
+once (when threaded); `get(i)` returns request i's ProcessedPrompt (waiting
+for it, re-raising the processor's error); `ready(i)` says whether it is
+done; `close()` cancels what has not started and joins the thread, so
 nothing touches the processor after generate() returns. Not threaded, get(i)
 prepares inline (the CPU path, where there is no device to overlap with).
 
@@ -21,22 +26,16 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import torch
-
 
 class PrepAhead:
-    def __init__(self, processor, requests: list[dict], threaded: bool, device: torch.device):
+    def __init__(self, processor, requests: list[dict], threaded: bool):
         self._processor = processor
         self._requests = requests
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future] | None = None
         if threaded and requests and all("prompt_token_ids" in r for r in requests):
-            init = None
-            if device.type == "cuda":  # the thread's current device: the engine's ("cuda" means the caller's)
-                index = device.index if device.index is not None else torch.cuda.current_device()
-                init = lambda: torch.cuda.set_device(index)  # noqa: E731
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep", initializer=init)
-            self._futures = [self._pool.submit(processor, r) for r in requests]
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
+            self._futures = [self._pool.submit(processor.host, r) for r in requests]
 
     @property
     def threaded(self) -> bool:
@@ -48,7 +47,7 @@ class PrepAhead:
     def get(self, i: int):
         if self._futures is None:
             return self._processor(self._requests[i])
-        return self._futures[i].result()
+        return self._processor.finish(self._futures[i].result())
 
     def close(self) -> None:
         if self._pool is not None:

@@ -37,12 +37,12 @@ def test_prepared_ahead_equals_inline():
     reqs = _requests(inline, 12)
     expected = [o.token_ids for o in inline.generate(reqs, GREEDY)]
     processor, threads = ahead.engine.processor, set()
-    original_call = type(processor).__call__
+    original_host = type(processor).host
 
     class Spy(type(processor)):
-        def __call__(self, request):
+        def host(self, request):
             threads.add(threading.current_thread().name)
-            return original_call(self, request)
+            return original_host(self, request)
 
     processor.__class__ = Spy
     got = [o.token_ids for o in ahead.generate(reqs, GREEDY)]
