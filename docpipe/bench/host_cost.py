@@ -174,7 +174,7 @@ def run(num_pages: int, seed: int = 0, window: int = 16, prep_threads: int | Non
     flow.block_requests = timer.wrap("block_requests", flow.block_requests)
     flow.finish = timer.wrap("finish", flow.finish)
     sched = PageScheduler(runner, flow, window)
-    for name in ("_admit", "_on_layout", "_on_finished", "_finish"):
+    for name in ("_admit", "_take_blocks", "_build_blocks", "_on_finished", "_finish"):
         setattr(sched, name, timer.wrap("sched" + name, getattr(sched, name)))
     noise = bench._noise
     bench._noise = timer.wrap("noise", noise)  # page renders (job source) and block crops of the bench

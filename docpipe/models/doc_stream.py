@@ -27,7 +27,9 @@ reason, aborts their requests, and the stream goes on with the next pages.
 A model that cannot be loaded fails every document with the reason.
 
 Threads: the caller's thread runs the scheduler and the engine; MuPDF runs
-on the feed's thread only.
+on the feed's thread only; requests are prepared and block requests built
+on the runner's and the scheduler's preparation threads (prep.py), which a
+runner failure's `close()` and the scheduler's end join.
 """
 from __future__ import annotations
 

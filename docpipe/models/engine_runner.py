@@ -64,6 +64,11 @@ class EngineRunner:
         device = getattr(getattr(client.processor, "device", None), "type", "cpu")
         self._prep = PrepStage(client.prepare_host, prep_threads_for(device, prep_threads))
 
+    @property
+    def prep_threads(self) -> int:
+        """Threads preparing requests (0: inline); the page scheduler builds block requests likewise."""
+        return self._prep.threads
+
     def submit(self, tag: object, request: VLMRequest) -> None:
         self._prep.submit((tag, request), request)
 

@@ -25,6 +25,15 @@ recording, a transformers baseline): each poll sends everything pending as
 one `generate` call (a wave); when a wave fails it is retried page by page,
 so a failure (e.g. a replay miss) only fails the pages it belongs to.
 
+Block requests (`flow.blocks` + `flow.block_requests`: parsing, crops of
+the render, hybrid text) are built on a `PrepStage` (prep.py) thread when
+the runner prepares on threads (`runner.prep_threads`, the EngineRunner's
+$DOCPIPE_PREP_THREADS), else inline: the thread that steps the engine only
+submits them. Pages' blocks come out of the stage in layout-answer order;
+the flow's methods then run on two threads (the stage's and the caller's,
+for `layout_request` and `finish`), so a flow must not share mutable state
+between them unguarded.
+
 Errors: a page that fails (render, layout parse, a request, assembly) is
 yielded as PageResult(error="page N: VLM <family>: ...") and the rest goes
 on; answers still in flight for it are dropped when they arrive.
@@ -45,6 +54,7 @@ from PIL import Image
 
 from docpipe.models.base import LayoutBlock, ModelFamily, VLMClient, VLMRequest
 from docpipe.models.engine_client import Finished
+from docpipe.models.prep import PrepStage
 from docpipe.models.vlm_page import BlockRequest, TextForBBox, answers_for, finish_page, make_block_requests
 from docpipe.schema import PageResult
 
@@ -142,6 +152,7 @@ class _Page:
     breqs: list[BlockRequest] = field(default_factory=list)
     answers: dict[int, str] = field(default_factory=dict)  # block index -> answer
     layout_done_s: float = 0.0  # perf_counter when the layout answer arrived
+    has_blocks: bool = False  # blocks and block requests built (their answers may be awaited)
     result: PageResult | None = None  # set when finished or failed
 
 
@@ -152,16 +163,25 @@ class _Tag:
 
 
 class PageScheduler:
-    def __init__(self, runner: Runner, flow: PageFlow, window_pages: int = DEFAULT_WINDOW_PAGES):
+    def __init__(self, runner: Runner, flow: PageFlow, window_pages: int = DEFAULT_WINDOW_PAGES,
+                 block_threads: int | None = None):
         assert window_pages >= 1, "window_pages must be at least 1"
         self.runner = runner
         self.flow = flow
         self.window_pages = window_pages
         self._window: deque[_Page] = deque()  # admitted, not yet yielded (the running `run`'s)
+        threads = getattr(runner, "prep_threads", 0) if block_threads is None else block_threads
+        # through a lambda: a wrapped `_build_blocks` (instance attribute, host_cost) is the one run
+        self._blocks = PrepStage(lambda item: self._build_blocks(item), min(threads, 1), name="docpipe-blocks")
 
     def run(self, jobs: Iterable[PageJob]) -> Iterator[PageResult]:
         """PageResults in job order, each as soon as it and all before it are done."""
-        jobs = iter(jobs)
+        try:
+            yield from self._run(iter(jobs))
+        finally:  # stopped early or failed: no block building left running
+            self._blocks.close()
+
+    def _run(self, jobs: Iterator[PageJob]) -> Iterator[PageResult]:
         self._window = window = deque()
         exhausted = False
         while True:
@@ -181,9 +201,13 @@ class PageScheduler:
                     return
                 continue
             if not self.runner.has_pending():
-                raise AssertionError("pages in flight but no request pending: scheduler state is inconsistent")
+                if not self._blocks.pending():
+                    raise AssertionError("pages in flight but no request pending: scheduler state is inconsistent")
+                self._take_blocks(wait=True)  # nothing else to do: the engine waits for these requests
+                continue
             for done in self.runner.poll():
                 self._on_finished(done)
+            self._take_blocks()
 
     def unfinished(self) -> list[PageResult | None]:
         """After `run` raised: the pages it had admitted and not yielded, in job
@@ -211,22 +235,40 @@ class PageScheduler:
             return
         try:
             if tag.block_idx < 0:
-                self._on_layout(page, done.answer)
-            else:
-                page.answers[tag.block_idx] = done.answer
-            if page.layout_done_s and len(page.answers) == len(page.breqs):
+                page.layout_done_s = time.perf_counter()
+                self._blocks.submit(page, (page.job, done.answer))
+                self._take_blocks()  # at once when built inline
+                return
+            page.answers[tag.block_idx] = done.answer
+            if page.has_blocks and len(page.answers) == len(page.breqs):
                 self._finish(page)
         except Exception as e:  # noqa: BLE001
             self._fail(page, f"{type(e).__name__}: {e}")
 
-    def _on_layout(self, page: _Page, answer: str) -> None:
-        page.layout_done_s = time.perf_counter()
-        job = page.job
-        page.blocks = self.flow.blocks(job, answer)
-        page.breqs = self.flow.block_requests(job, page.blocks)
-        job.render = None  # crops are cut: the render is no longer needed
-        for breq in page.breqs:
-            self.runner.submit(_Tag(page, breq.block_idx), breq.request)
+    def _build_blocks(self, item: tuple[PageJob, str]) -> tuple[list[LayoutBlock], list[BlockRequest]]:
+        """The blocks stage's work (its thread, or inline): parse, crop, build requests."""
+        job, answer = item
+        blocks = self.flow.blocks(job, answer)
+        return blocks, self.flow.block_requests(job, blocks)
+
+    def _take_blocks(self, wait: bool = False) -> None:
+        """Submit the block requests of pages whose blocks are built (layout-answer order)."""
+        for item in self._blocks.take(wait):
+            page: _Page = item.key
+            if page.result is not None:
+                continue  # failed meanwhile
+            try:
+                if item.error is not None:
+                    raise item.error
+                page.blocks, page.breqs = item.value
+                page.has_blocks = True
+                page.job.render = None  # crops are cut: the render is no longer needed
+                for breq in page.breqs:
+                    self.runner.submit(_Tag(page, breq.block_idx), breq.request)
+                if not page.breqs:
+                    self._finish(page)
+            except Exception as e:  # noqa: BLE001 - the page fails, the document goes on
+                self._fail(page, f"{type(e).__name__}: {e}")
 
     def _finish(self, page: _Page) -> None:
         t0 = time.perf_counter()

@@ -24,8 +24,19 @@ import vlm_tiny_checkpoint as tiny
 torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend
 
 
+_EARLIER: set[threading.Thread] = set()  # threads running when the test started (runners others left open)
+
+
+@pytest.fixture(autouse=True)
+def _threads_before():
+    _EARLIER.clear()
+    _EARLIER.update(threading.enumerate())
+
+
 def _prep_threads_alive() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("docpipe-prep")]
+    """Preparation threads this test started that still run."""
+    names = ("docpipe-prep", "docpipe-blocks")
+    return [t.name for t in set(threading.enumerate()) - _EARLIER if t.name.startswith(names)]
 
 
 def _slow_square(x):
@@ -172,3 +183,27 @@ def test_a_page_whose_request_fails_to_prepare_fails_with_its_number(client):
         runner.close()
     assert [p.ok for p in pages] == [True, False, True]
     assert pages[1].error.startswith("page 2: VLM mineru25: ValueError: text request: prompt of ")
+
+
+def test_block_requests_built_on_a_thread_give_the_inline_pages_and_a_failure_names_its_page():
+    from docpipe.models.base import get_family
+    from docpipe.models.scheduler import PageFlow, PageJob, PageScheduler
+    from test_scheduler import StepRunner
+
+    class Flow(PageFlow):
+        def block_requests(self, job, blocks):
+            if job.page_idx == 2:
+                raise RuntimeError("crop outside the render")
+            time.sleep(0.003 * (job.page_idx % 3))  # later pages' blocks often ready first
+            return super().block_requests(job, blocks)
+
+    def run(block_threads):
+        jobs = [PageJob(i, 200.0, 260.0, Image.new("RGB", (200, 260), (i, i, i))) for i in range(6)]
+        runner = StepRunner()
+        pages = list(PageScheduler(runner, Flow(get_family("mineru25")), 3, block_threads=block_threads).run(jobs))
+        return [(p.page_idx, p.error, [(b.type, b.text) for b in p.blocks]) for p in pages]
+
+    inline, threaded = run(0), run(1)
+    assert threaded == inline and not _prep_threads_alive()
+    assert [err for _, err, _ in inline] == [""] * 2 + ["page 3: VLM mineru25: RuntimeError: crop outside the render"] + [""] * 3
+    assert inline[4][2] == [("title", "answer 4"), ("text", "answer 4")]
