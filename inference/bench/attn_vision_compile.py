@@ -41,13 +41,6 @@ def _resource_usage(cubin: bytes) -> dict[str, int]:
     return {key: int(value) for key, value in re.findall(r"([A-Z_]+):(\d+)", text)}
 
 
-def ctas_per_sm(n_regs: int, num_warps: int, shared_bytes: int) -> int:
-    """Resident CTAs per SM on sm_90 (64K registers allocated per warp in 256-register
-    units, 228 KiB shared memory with 1 KiB reserved per CTA, 64 warps, 32 CTAs)."""
-    per_warp = -(-n_regs * 32 // 256) * 256
-    return min(65536 // (per_warp * num_warps), (228 * 1024) // (shared_bytes + 1024), 64 // num_warps, 32)
-
-
 def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", arch: int = 90) -> dict:
     """Compile the kernel for `arch` and return its resource figures."""
     d0, d1 = split_head_dim(head_dim)
@@ -61,8 +54,7 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
     constexprs = dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma,
-                      OVERLAP=config.overlap)
+                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma)
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)
@@ -72,18 +64,13 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     target = GPUTarget("cuda", arch, 32)
     started = time.perf_counter()
     compiled = triton.compile(src, target=target,
-                              options=dict(num_warps=config.num_warps, num_stages=config.num_stages,
-                                          **({"maxnreg": config.maxnreg} if config.maxnreg else {})))
+                              options=dict(num_warps=config.num_warps, num_stages=config.num_stages))
     seconds = time.perf_counter() - started
     ptx = compiled.asm["ptx"]
     usage = _resource_usage(compiled.asm["cubin"])
-    shared = compiled.metadata.shared
     return dict(config=config.name, **asdict(config), head_dim=head_dim, dtype=dtype, arch=arch,
-                n_regs=usage["REG"], stack_bytes=usage.get("STACK", 0), local_bytes=usage.get("LOCAL", 0),
-                shared_bytes=shared,
-                ctas_per_sm=ctas_per_sm(usage["REG"], config.num_warps, shared),
+                n_regs=usage["REG"], stack_bytes=usage.get("STACK", 0), local_bytes=usage.get("LOCAL", 0), shared_bytes=compiled.metadata.shared,
                 wgmma=ptx.count("wgmma.mma_async"), mma_sync=ptx.count("mma.sync"),
-                tma_loads=ptx.count("cp.async.bulk.tensor"),
                 compile_s=round(seconds, 2))
 
 
@@ -96,20 +83,18 @@ def main() -> None:
     parser.add_argument("--head-dim", type=int, default=80)
     args = parser.parse_args()
     rows = []
-    print(f"{'config':<22}{'regs':>6}{'stack B':>8}{'smem KiB':>10}{'CTA/SM':>7}{'wgmma':>7}{'mma.sync':>9}"
-          f"{'TMA ld':>7}{'compile s':>11}")
+    print(f"{'config':<16}{'regs':>6}{'stack B':>8}{'smem KiB':>10}{'wgmma':>7}{'mma.sync':>9}{'compile s':>11}")
     for config in CONFIGS:
         try:
             row = compile_stats(config, args.head_dim, arch=args.arch)
         except Exception as exc:  # a config the compiler rejects (e.g. too much shared memory) is a result too
             row = dict(config=config.name, error=f"{type(exc).__name__}: {exc}"[:500])
-            print(f"{config.name:<22} ERROR {row['error'][:100]}")
+            print(f"{config.name:<16} ERROR {row['error'][:100]}")
             rows.append(row)
             continue
         rows.append(row)
-        print(f"{row['config']:<22}{row['n_regs']:>6}{row['stack_bytes']:>8}{row['shared_bytes'] / 1024:>10.1f}"
-              f"{row['ctas_per_sm']:>7}{row['wgmma']:>7}{row['mma_sync']:>9}{row['tma_loads']:>7}"
-              f"{row['compile_s']:>11}")
+        print(f"{row['config']:<16}{row['n_regs']:>6}{row['stack_bytes']:>8}{row['shared_bytes'] / 1024:>10.1f}"
+              f"{row['wgmma']:>7}{row['mma_sync']:>9}{row['compile_s']:>11}")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(dict(triton=triton.__version__, arch=args.arch, head_dim=args.head_dim, rows=rows), f, indent=1)

@@ -15,7 +15,7 @@ patches the first call per (power-of-two length bucket, heads, dim, dtype)
 times the candidates once (events, a few calls each) and keeps the fastest;
 other batches (block crops: many lengths) choose between varlen and Triton
 once per power-of-two bucket of max_seqlen. A candidate that errors is dropped.
-Triton runs in a few launch configs, each a candidate of its own.
+Triton runs in two launch configs, each a candidate of its own.
 DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging);
 a forced candidate that does not apply falls back to the automatic choice.
 Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
@@ -91,8 +91,7 @@ def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
     from inference.ops.cuda.vision_flash import FlashConfig
-    configs = [FlashConfig(128, 64, 8, 3, tma=True), FlashConfig(128, 64, 4, 3, tma=True),
-               FlashConfig(64, 64, 4, 3, tma=True, overlap=True)]
+    configs = [FlashConfig(128, 64, 8, 3, tma=True), FlashConfig(128, 64, 4, 3, tma=True)]
     return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
 
 

@@ -16,14 +16,6 @@ Grid: (query tiles of max_seqlen, B * H), the tile index fastest so that the
 CTAs running together share one (image, head) and its K/V stay in L2. Tiles
 past an image's length exit at once. Softmax runs in base 2 with the scale
 folded into one multiply-add; only the last, partial KV tile is masked.
-
-FlashConfig options (timed by inference.bench.attn_vision, resources by
-inference.bench.attn_vision_compile): tile sizes, warps, pipeline stages;
-`tma` loads tiles through TMA descriptors over [T, H*D] (heads adjacent,
-16-byte aligned; otherwise plain loads are used, same result), reading past an
-image's end into the next image, which is masked and never stored; `overlap`
-keeps the next tile's Q K^T in flight during this tile's softmax; `maxnreg`
-caps registers per thread.
 """
 from __future__ import annotations
 
@@ -44,17 +36,13 @@ class FlashConfig:
     num_warps: int = 8
     num_stages: int = 3
     tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
-    overlap: bool = False  # issue the next tile's Q K^T before this tile's softmax
-    maxnreg: int | None = None  # register cap per thread (sets how many CTAs fit on an SM)
 
     @property
     def name(self) -> str:
-        return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
-                + ("ov" if self.overlap else "") + (f"r{self.maxnreg}" if self.maxnreg else ""))
+        return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
 
 
-# a first guess (no spills, 2 CTAs per SM); the H200 sweep in inference.bench.attn_vision decides
-DEFAULT_CONFIG = FlashConfig(128, 64, 8, 3, tma=True)
+DEFAULT_CONFIG = FlashConfig()
 
 
 def split_head_dim(head_dim: int) -> tuple[int, int]:
@@ -89,30 +77,20 @@ def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WI
 
 
 @triton.jit
-def _scores(q0, q1, k0_src, k1_src, start, n_start, seq_len, k_col, skt, D0: tl.constexpr, D1: tl.constexpr,
-            BLOCK_N: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """Unscaled Q K^T of one KV tile; the head dim as one or two chained dots, the narrow
-    one first: a dot chained onto an in-flight one waits for it, so this way only the
-    short dot is waited on and the wide one may stay in flight (OVERLAP)."""
+def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
+             m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
+             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
+    """One KV tile of the online softmax; MASKED only for the image's last, partial tile."""
     k0 = _load_tile(k0_src, start, n_start, k_col, seq_len, skt, BLOCK_N, D0, MASKED, TMA)
+    v0 = _load_tile(v0_src, start, n_start, v_col, seq_len, svt, BLOCK_N, D0, MASKED, TMA)
+    s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
     if D1 > 0:
         k1 = _load_tile(k1_src, start, n_start, k_col + D0, seq_len, skt, BLOCK_N, D1, MASKED, TMA)
-        s = tl.dot(q1, tl.trans(k1), input_precision=PRECISION)
-        s = tl.dot(q0, tl.trans(k0), s, input_precision=PRECISION)
-    else:
-        s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
-    return s
-
-
-@triton.jit
-def _accumulate(s, v0_src, v1_src, start, n_start, seq_len, v_col, svt, m_i, l_i, acc0, acc1, scale_log2,
-                D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr, MASKED: tl.constexpr,
-                PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """Online-softmax update with one KV tile's scores; MASKED for the image's partial last tile."""
-    v0 = _load_tile(v0_src, start, n_start, v_col, seq_len, svt, BLOCK_N, D0, MASKED, TMA)
+        v1 = _load_tile(v1_src, start, n_start, v_col + D0, seq_len, svt, BLOCK_N, D1, MASKED, TMA)
+        s = tl.dot(q1, tl.trans(k1), s, input_precision=PRECISION)
     if MASKED:
         s = tl.where((n_start + tl.arange(0, BLOCK_N) < seq_len)[None, :], s, float("-inf"))
-    # running max kept in scaled base-2 units (scale > 0); the tile holds >= 1 real key, so it is finite
+    # running max kept in scaled base-2 units; the tile holds >= 1 real key, so it is finite
     m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
     p = tl.math.exp2(s * scale_log2 - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
@@ -120,7 +98,6 @@ def _accumulate(s, v0_src, v1_src, start, n_start, seq_len, v_col, svt, m_i, l_i
     p = p.to(v0.dtype)
     acc0 = tl.dot(p, v0, acc0 * alpha[:, None], input_precision=PRECISION)
     if D1 > 0:
-        v1 = _load_tile(v1_src, start, n_start, v_col + D0, seq_len, svt, BLOCK_N, D1, MASKED, TMA)
         acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=PRECISION)
     return m_new, l_i, acc0, acc1
 
@@ -130,7 +107,7 @@ def _vision_flash_kernel(
         q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr, TMA: tl.constexpr, OVERLAP: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr):
     """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
     descriptor per tensor and part (a descriptor has one block shape)."""
     tile_m = tl.program_id(0)
@@ -155,40 +132,14 @@ def _vision_flash_kernel(
     l_i = tl.zeros([BLOCK_M], tl.float32)
 
     n_full = (seq_len // BLOCK_N) * BLOCK_N
-    k_col = h * skh
-    v_col = h * svh
-    if OVERLAP:
-        # the next tile's Q K^T is issued before this tile's softmax, so the tensor cores
-        # run it while the exp/max/sum units work (two score tiles live at once)
-        s = _scores(q0, q1, k0_src, k1_src, start, 0, seq_len, k_col, skt, D0, D1, BLOCK_N, True, PRECISION, TMA)
-        for n_start in range(0, n_full - BLOCK_N, BLOCK_N):
-            s_next = _scores(q0, q1, k0_src, k1_src, start, n_start + BLOCK_N, seq_len, k_col, skt,
-                             D0, D1, BLOCK_N, False, PRECISION, TMA)
-            m_i, l_i, acc0, acc1 = _accumulate(s, v0_src, v1_src, start, n_start, seq_len, v_col, svt, m_i, l_i,
-                                               acc0, acc1, scale_log2, D0, D1, BLOCK_N, False, PRECISION, TMA)
-            s = s_next
-        n_last = tl.maximum(n_full - BLOCK_N, 0)  # the tile `s` holds now
-        if (n_full < seq_len) & (n_full > 0):
-            s_tail = _scores(q0, q1, k0_src, k1_src, start, n_full, seq_len, k_col, skt,
-                             D0, D1, BLOCK_N, True, PRECISION, TMA)
-            m_i, l_i, acc0, acc1 = _accumulate(s, v0_src, v1_src, start, n_last, seq_len, v_col, svt, m_i, l_i,
-                                               acc0, acc1, scale_log2, D0, D1, BLOCK_N, False, PRECISION, TMA)
-            s = s_tail
-            n_last = n_full
-        # masking a full tile is a no-op; this also covers an image shorter than one tile
-        m_i, l_i, acc0, acc1 = _accumulate(s, v0_src, v1_src, start, n_last, seq_len, v_col, svt, m_i, l_i,
-                                           acc0, acc1, scale_log2, D0, D1, BLOCK_N, True, PRECISION, TMA)
-    else:
-        for n_start in range(0, n_full, BLOCK_N):
-            s = _scores(q0, q1, k0_src, k1_src, start, n_start, seq_len, k_col, skt,
-                        D0, D1, BLOCK_N, False, PRECISION, TMA)
-            m_i, l_i, acc0, acc1 = _accumulate(s, v0_src, v1_src, start, n_start, seq_len, v_col, svt, m_i, l_i,
-                                               acc0, acc1, scale_log2, D0, D1, BLOCK_N, False, PRECISION, TMA)
-        if n_full < seq_len:
-            s = _scores(q0, q1, k0_src, k1_src, start, n_full, seq_len, k_col, skt,
-                        D0, D1, BLOCK_N, True, PRECISION, TMA)
-            m_i, l_i, acc0, acc1 = _accumulate(s, v0_src, v1_src, start, n_full, seq_len, v_col, svt, m_i, l_i,
-                                               acc0, acc1, scale_log2, D0, D1, BLOCK_N, True, PRECISION, TMA)
+    for n_start in range(0, n_full, BLOCK_N):
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA)
+    if n_full < seq_len:
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA)
 
     inv_l = 1.0 / l_i
     offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -214,8 +165,7 @@ def _sources(x: torch.Tensor, rows: int, d0: int, d1: int, tma: bool) -> tuple:
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     shape, strides = [x.shape[0], x.shape[1] * x.shape[2]], [x.stride(0), 1]
-    first = TensorDescriptor(x, shape, strides, [rows, d0])
-    return first, (TensorDescriptor(x, shape, strides, [rows, d1]) if d1 else first)
+    return (TensorDescriptor(x, shape, strides, [rows, d0]), TensorDescriptor(x, shape, strides, [rows, d1 or d0]))
 
 
 def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -232,8 +182,7 @@ def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tm
     d0, d1 = split_head_dim(head_dim)
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma,
-                OVERLAP=config.overlap)
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
@@ -247,8 +196,6 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
         raise ValueError(f"vision_flash: q, k, v dtypes differ ({q.dtype}, {k.dtype}, {v.dtype})")
     if q.stride(-1) != 1 or k.stride(-1) != 1 or v.stride(-1) != 1:
         raise ValueError("vision_flash: the head dim of q, k and v must be contiguous")
-    if not scale > 0:  # the running max is taken on unscaled scores
-        raise ValueError(f"vision_flash: scale must be positive, got {scale}")
     if cu_seqlens.dtype != torch.int32:
         cu_seqlens = cu_seqlens.to(torch.int32)
     num_tokens, num_heads, head_dim = q.shape
@@ -260,6 +207,5 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     grid = (triton.cdiv(max_seqlen, config.block_m), num_images * num_heads)
     _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale, config, tma),
                                **kernel_constexprs(head_dim, q.dtype, config, tma),
-                               num_warps=config.num_warps, num_stages=config.num_stages,
-                               **({"maxnreg": config.maxnreg} if config.maxnreg else {}))
+                               num_warps=config.num_warps, num_stages=config.num_stages)
     return out
