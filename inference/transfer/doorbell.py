@@ -30,12 +30,14 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import struct
 
 SLOTS = 1024  # a receiver that polls every 0.2 s still holds 1024 transfers
 SLOT_BYTES = 1 << 10  # a META with block id runs is ~200 bytes
 HEADER_BYTES = 64
 RING_BYTES = HEADER_BYTES + SLOTS * SLOT_BYTES
 BELL_BYTES = 4096
+_LENGTH = struct.Struct("=I")  # a slot's u32 length, native endian as the reader's c_uint32
 _SYS_FUTEX = {"x86_64": 202}.get(platform.machine())
 _FUTEX_WAIT, _FUTEX_WAKE = 0, 1  # shared (not PRIVATE): the word lives in a file mapping of two processes
 AVAILABLE = _SYS_FUTEX is not None
@@ -80,8 +82,8 @@ class Ring:
         if self._closed.value or len(payload) > SLOT_BYTES - 4 or head - self._tail.value >= SLOTS:
             return False
         slot = self._base + HEADER_BYTES + (head % SLOTS) * SLOT_BYTES
-        ctypes.c_uint32.from_address(slot).value = len(payload)
-        ctypes.memmove(slot + 4, payload, len(payload))
+        record = _LENGTH.pack(len(payload)) + payload  # one foreign call for length and bytes
+        ctypes.memmove(slot, record, len(record))
         self._head.value = head + 1  # after the bytes: TSO keeps the order
         bell.ring()
         return True
