@@ -16,7 +16,8 @@ times the candidates once (events, a few calls each) and keeps the fastest;
 other batches (block crops: many lengths) choose between varlen and Triton
 once per power-of-two bucket of max_seqlen. A candidate that errors is dropped.
 Triton runs in two launch configs, each a candidate of its own.
-DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging);
+DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging),
+=no-triton leaves the Triton kernel out;
 a forced candidate that does not apply falls back to the automatic choice.
 Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
 read cu_seqlens; the vision encoder is never graph-captured), images of
@@ -127,7 +128,7 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     if use_varlen and varlen_available(q):
         cu = cu_seqlens.to(torch.int32)
         candidates = {"varlen": lambda: _varlen_attn(q, k, v, cu, cu, max_seqlen, max_seqlen, scale=scale)}
-        if _triton_head_dim(q.shape[2]):
+        if _triton_head_dim(q.shape[2]) and _FORCED != "no-triton":
             for name, config in _triton_configs().items():
                 candidates[name] = lambda config=config: _triton(q, k, v, cu, max_seqlen, scale, config)
         num_images = cu_seqlens.numel() - 1
