@@ -10,8 +10,10 @@ The checkpoint's image processor (Qwen2VLImageProcessor, from the model
 directory when it has one, else its defaults) resizes and patchifies each
 image; every placeholder is expanded to grid_t*grid_h*grid_w / merge^2 image
 tokens, and the M-RoPE positions of the expanded prompt are computed here,
-once per request, on the CPU. Images that the processor would not resize
-take the torch fast path (inference.models.image_patches), computed on
+once per request, on the CPU (memoised per prompt ids and image grids: the
+same prompt with the same image sizes recurs; the tensors are then shared
+between requests and must not be modified in place). Images that the
+processor would not resize take the torch fast path (inference.models.image_patches), computed on
 `device` (the engine's accelerator); others, and all images on the CPU by
 default, go through the checkpoint's processor.
 
@@ -62,6 +64,9 @@ class HostPrompt:
     image_token_index: torch.Tensor | None = None
 
 
+_LAYOUT_MEMO_ENTRIES = 1024  # distinct (prompt, image sizes) kept; ~10 kB each for a block crop
+
+
 def _has(path: Path | None, name: str) -> bool:
     return path is not None and (path / name).is_file()
 
@@ -85,6 +90,9 @@ class Processor:
         # the processor's numpy (476 px: 39 ms vs 11 ms on the dev box), so the processor stays.
         use_fast = self.device.type != "cpu" if fast_patches is None else fast_patches
         self.patch_rule = PatchRule.from_processor(self.image_processor) if use_fast else None
+        # (prompt ids, grids) -> (expanded ids, positions, rope_delta, image token index); dict operations
+        # are atomic, so threads preparing at once at worst lay out the same prompt twice
+        self._layouts: dict[tuple, tuple] = {}
         self.tokenizer = None
         if _has(path, "tokenizer.json") or _has(path, "tokenizer_config.json"):
             from transformers import AutoTokenizer
@@ -112,17 +120,24 @@ class Processor:
         num_pads = ids.count(self.cfg.image_token_id)
         if num_pads != len(images):
             raise ValueError(f"prompt has {num_pads} <|image_pad|> placeholders but {len(images)} images were given")
-        expanded: list[int] = []
-        grid_iter = iter(grids)
-        for token in ids:
-            if token == self.cfg.image_token_id:
-                t, h, w = next(grid_iter)
-                expanded.extend([token] * (t * h * w // merge ** 2))
-            else:
-                expanded.append(token)
-        positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
-        index = torch.nonzero(torch.tensor(expanded) == self.cfg.image_token_id).flatten() if images else None
-        return HostPrompt(expanded, positions, rope_delta, host_images, grids or None, index)
+        key = (tuple(ids), tuple(grids))
+        layout = self._layouts.get(key)
+        if layout is None:  # the same prompt and image sizes recur (every layout page): laid out once
+            expanded: list[int] = []
+            grid_iter = iter(grids)
+            for token in ids:
+                if token == self.cfg.image_token_id:
+                    t, h, w = next(grid_iter)
+                    expanded.extend([token] * (t * h * w // merge ** 2))
+                else:
+                    expanded.append(token)
+            positions, rope_delta = prompt_positions(expanded, grids, self.cfg.image_token_id, merge)
+            index = torch.nonzero(torch.tensor(expanded) == self.cfg.image_token_id).flatten() if images else None
+            if len(self._layouts) >= _LAYOUT_MEMO_ENTRIES:
+                self._layouts.clear()
+            self._layouts[key] = layout = (tuple(expanded), positions, rope_delta, index)
+        expanded, positions, rope_delta, index = layout  # tensors shared by equal prompts: read-only downstream
+        return HostPrompt(list(expanded), positions, rope_delta, host_images, grids or None, index)
 
     def finish(self, prompt: HostPrompt) -> ProcessedPrompt:
         """Upload (and on the fast path patchify) the images on `device`: the engine's thread."""
