@@ -102,12 +102,17 @@ class ControlReceiver(KVReceiver):
             if kind == wire.DATA:
                 self._on_data(sock, state, hdr, n)
             elif kind == wire.META and n == 0:
-                ack = self._on_meta(state, hdr)
-                if not (ack["ok"] and hdr.get("self_acked") is True):  # a self-acked META is answered only when refused
-                    with state["send_lock"]:
-                        wire.send_frame(sock, wire.ACK, ack)
+                self._answer_meta(sock, state, hdr)
             else:
                 raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame with {n} payload bytes")
+
+    def _answer_meta(self, sock: socket.socket, state: dict, hdr: dict) -> None:
+        """Check and deliver one META (a META frame, or the META fields a
+        transport's last DATA frame carries), then ACK it."""
+        ack = self._on_meta(state, hdr)
+        if not (ack["ok"] and hdr.get("self_acked") is True):  # a self-acked META is answered only when refused
+            with state["send_lock"]:
+                wire.send_frame(sock, wire.ACK, ack)
 
     def _on_meta(self, state: dict, hdr: dict) -> dict:
         seq = hdr.get("seq")

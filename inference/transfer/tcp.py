@@ -4,7 +4,8 @@ Each work unit is one DATA frame {seq, segs: [[dst_offset, bytes], ...]}
 whose payload the sender hands to sendmsg as memoryviews of the source pool
 (scatter-gather, no Python copy), and the receiver recv_into's straight into
 its pool at those offsets (bounds-checked first, MSG_WAITALL). The last DATA
-frame and the META leave in one sendmsg. Units are pipelined: the
+frame carries the META's fields too (meta, ...): once its payload landed the
+receiver handles it as a META and ACKs. Units are pipelined: the
 sender never waits per unit, only the META's ACK ends a transfer, and several
 transfers may be unacked at once. CPU pools only (a GPU pool goes over
 cuda-ipc, or is staged by the worker).
@@ -65,22 +66,27 @@ class TcpSender(ControlSender):
             src = self._pool_view
         else:
             src = _cpu_bytes(prep.src_bytes, "source")
-        frames = []
+        units = []
         for unit in prep.units:
             segs = [[s.dst_offset_bytes, s.num_bytes] for s in unit.segments]
-            views = [src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes] for s in unit.segments]
-            frames.append(wire.frame_buffers(wire.DATA, {"seq": seq, "segs": segs}, views))
-        for bufs in frames[:-1]:
+            units.append((segs, [src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes] for s in unit.segments]))
+        for segs, views in units[:-1]:
+            bufs = wire.frame_buffers(wire.DATA, {"seq": seq, "segs": segs}, views)
             with self._lock:
                 wire.sendmsg_all(self._sock, bufs)
-        self._last_frame[seq] = frames[-1] if frames else []
+        if units:
+            self._last_frame[seq] = units[-1]
 
     def _send_meta(self, header: dict) -> None:
-        # the last DATA frame and the META in one sendmsg: one wake-up of the
-        # receiver and one pass through the loopback stack fewer per transfer
-        bufs = self._last_frame.pop(header["seq"], [])
+        # the META's fields ride in the last DATA frame's header: one frame,
+        # one JSON and one receiver wake-up fewer per transfer
+        last = self._last_frame.pop(header["seq"], None)
+        if last is None:  # nothing to move (no blocks): a plain META frame
+            bufs = wire.frame_buffers(wire.META, header)
+        else:
+            bufs = wire.frame_buffers(wire.DATA, {**header, "segs": last[0]}, last[1])
         with self._lock:
-            wire.sendmsg_all(self._sock, [*bufs, *wire.frame_buffers(wire.META, header)])
+            wire.sendmsg_all(self._sock, bufs)
 
 
 class TcpReceiver(ControlReceiver):
@@ -106,6 +112,8 @@ class TcpReceiver(ControlReceiver):
             raise wire.FrameError(f"segments cover {total} bytes, payload is {payload_len}")
         for off, n in segs:
             wire.recv_exact_into(sock, self._dst[off:off + n])
+        if "meta" in hdr:  # the transfer's last frame: its bytes have landed
+            self._answer_meta(sock, state, hdr)
 
 
 def _check(config: TransferConfig) -> None:

@@ -115,3 +115,24 @@ def test_bad_meta_is_nacked_not_fatal(receiver):
     kind, hdr, _ = wire.recv_frame(s, 0)
     assert kind == wire.ACK and hdr["ok"] is False and "outside" in hdr["error"]
     s.close()
+
+
+def test_meta_in_the_last_data_frame_lands_then_acks(receiver):
+    """tcp's last DATA frame carries the META: bytes land first, a bad META is
+    NACKed (bytes landed but nothing delivered), the connection goes on."""
+    s = _authed(receiver)
+    block = torch.arange(SPEC.block_bytes, dtype=torch.int32).to(torch.uint8)
+    meta = TransferMeta("in-data", [0], [3], 16, 7, 0).to_wire()
+    wire.send_frame(s, wire.DATA, {"seq": 6, "segs": [[3 * SPEC.block_bytes, SPEC.block_bytes]], "meta": meta},
+                    [block.numpy()])
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ACK and hdr == {"seq": 6, "ok": True}
+    got = receiver.recv(5)
+    assert got.request_id == "in-data" and got.first_token_id == 7
+    assert torch.equal(receiver.pool[3].reshape(-1).view(torch.uint8), block)
+    wire.send_frame(s, wire.DATA, {"seq": 7, "segs": [[0, 4]], "meta": {"request_id": "x"}}, [bytes(4)])
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ACK and hdr["ok"] is False and "lacks field" in hdr["error"]
+    assert receiver.recv(0) is None
+    s.close()
+    _works(receiver)
