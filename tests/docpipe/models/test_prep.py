@@ -100,7 +100,7 @@ def test_close_with_items_in_preparation_joins_and_drops_them_and_the_stage_is_r
 
 def test_thread_count_from_override_env_or_device(monkeypatch):
     monkeypatch.delenv(PREP_THREADS_ENV, raising=False)
-    assert prep_threads("cpu") == 0 and prep_threads("cuda") == 1 and prep_threads("cuda", 0) == 0
+    assert prep_threads("cpu") == 0 and prep_threads("cuda") == 0 and prep_threads("cuda", 1) == 1
     monkeypatch.setenv(PREP_THREADS_ENV, "2")
     assert prep_threads("cpu") == 2
     monkeypatch.setenv(PREP_THREADS_ENV, "x")

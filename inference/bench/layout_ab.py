@@ -1,0 +1,60 @@
+"""Layout-stage prefill pages/s under engine variants, one process, one model.
+
+    python3 -m inference.bench.layout_ab --out FILE.json [--pages 64] [--reps 3]
+
+The `docpipe bench engine` layout figure (64 1036x1036 noise pages of
+dummy:mineru2.5, bf16, first token only, LLM.generate) for each setting of
+`prepare_ahead` (prompt preparation on a thread or inline), alternating, each
+the median of --reps timed passes after one untimed pass. The vision
+attention choice is per process: run once per DOCPIPE_VISION_ATTN value to
+compare kernels; the choices made are recorded.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+import torch
+
+from inference import LLM
+from inference.bench.engine_bench import forced, request
+from inference.models.loader import load_config
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pages", type=int, default=64)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5)
+    cfg = load_config("dummy:mineru2.5")
+    pages = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(args.pages)]
+    walls: dict[str, list[float]] = {"inline": [], "ahead": []}
+    for rep in range(args.reps + 1):
+        for name in walls:
+            llm.config.prepare_ahead = name == "ahead"
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            llm.generate(pages, forced(1))
+            torch.cuda.synchronize()
+            if rep:  # the first pass compiles, captures and picks kernels
+                walls[name].append(time.perf_counter() - t)
+    from inference.ops.cuda.vision_attention import _CHOICE
+    rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
+    for name, row in rows.items():
+        print(f"vision_attn={os.environ.get('DOCPIPE_VISION_ATTN', 'auto')} prepare={name}: "
+              f"{row['pages_per_s']:.2f} pages/s (walls {[round(x, 3) for x in row['walls_s']]})", flush=True)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),
+                       "torch": torch.__version__, "pages": args.pages, "reps": args.reps,
+                       "vision_attn_env": os.environ.get("DOCPIPE_VISION_ATTN", "auto"),
+                       "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
