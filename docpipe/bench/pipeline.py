@@ -33,6 +33,7 @@ import json
 import random
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -71,12 +72,14 @@ class BenchFlow(PageFlow):
         super().__init__(family)
         self.seed, self.replay_dir, self.output_scale = seed, replay_dir, output_scale
         self.num_requests = self.num_output_tokens = 0
+        self._count_lock = threading.Lock()  # block requests may be built on a preparation thread
 
     def _count(self, requests: list[VLMRequest]) -> None:
         for r in requests:  # forced lengths, scaled for quick smoke runs
             r.sampling["max_tokens"] = scaled(r.sampling["max_tokens"], self.output_scale)
-        self.num_requests += len(requests)
-        self.num_output_tokens += sum(r.sampling["max_tokens"] for r in requests)
+        with self._count_lock:
+            self.num_requests += len(requests)
+            self.num_output_tokens += sum(r.sampling["max_tokens"] for r in requests)
 
     def layout_request(self, job):
         req = super().layout_request(job)
@@ -171,7 +174,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "busy_fraction": busy / wall, "render_s": total("render"), "vision_s": clock.s.get("vision", 0.0),
             "prefill_s": clock.s.get("prefill", 0.0) - clock.s.get("vision", 0.0),
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
-            "assembly_s": total("assemble"), **({"device": device_busy.report(wall)} if device_busy is not None else {})}
+            "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {})}
 
 
 def _engine_clock(client, clock: Clock) -> None:
