@@ -4,11 +4,11 @@ answers out, for the page scheduler (scheduler.py), over an `EngineClient`
 
 Preparation (EngineRunner): a request is prepared (`prepare_host`: prompt
 ids, image arrays, expansion, positions, sampling; no device call) on the
-runner's `PrepStage` threads (prep.py; $DOCPIPE_PREP_THREADS, default 1 on
-an accelerator, 0 = inline on the CPU), so `submit` only queues it; `poll`
-takes what is prepared, in submit order, uploads its image
-(`Processor.finish`) and adds it to the engine on the step thread (the
-engine is not thread-safe), then runs one step. A request that fails to
+runner's `PrepStage` threads (prep.py; $DOCPIPE_PREP_THREADS, default 0 =
+inline: a thread measured slower on the H200, see prep.prep_threads), so
+`submit` only queues it; `poll` takes what is prepared, in submit order,
+uploads its image (`Processor.finish`) and adds it to the engine on the step
+thread (the engine is not thread-safe), then runs one step. A request that fails to
 prepare or to be added comes back from `poll` as a `Finished` with the error
 (`"ValueError: layout request: ..."`), as the other requests go on. The
 tokenizer is shared by preparation (prompt ids, memoised per prompt text)
