@@ -3,7 +3,8 @@
 start() opens the Listener. Per sender connection: HELLO {spec, transport}
 -> `_on_hello(conn_state, hello)` returns the transport's part of the reply
 (shm path, IPC handle, QP info) -> loop over frames:
-  DATA  -> `_on_data` (tcp only: payload lands straight in the pool)
+  DATA  -> `_on_data` (tcp only: payload lands straight in the pool; the
+           last DATA frame of a transfer carries its META fields too)
   META  -> checks (ids in range, lease not expired) -> `_land(meta)` (staging
            copy, wait for the sender's CUDA event) -> queue for recv() ->
            ACK {seq, ok}; a META marked self_acked (shm: the sender wrote the
