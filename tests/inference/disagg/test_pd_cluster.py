@@ -88,10 +88,25 @@ def _metrics(client) -> dict:
     return json.loads(client.metrics())
 
 
+def _settled_free_blocks(client, timeout_s: float = 15.0) -> dict:
+    """Free blocks per worker once nothing is in flight and two reads agree: a
+    prefill worker frees a request's blocks on the decode side's ACK, a little
+    after the request's output reached the client."""
+    deadline, last = time.monotonic() + timeout_s, None
+    while True:
+        m = _metrics(client)
+        now = {name: w["free_blocks"] for name, w in m["workers"].items()}
+        if now == last and m["gauges"]["inflight_requests"] == 0:
+            return now
+        assert time.monotonic() < deadline, f"free blocks never settled: {now}, {m['gauges']}"
+        last = now
+        time.sleep(0.3)
+
+
 def _gone_client_leaks_nothing(cluster: Cluster, client) -> None:
     """A client hangs up with requests at every stage: the router drops them and
     both workers get all their KV blocks back."""
-    full = {name: w["free_blocks"] for name, w in _metrics(client)["workers"].items()}
+    full = _settled_free_blocks(client)
     leaving = cluster.client()
     for i, req in enumerate(requests()):
         leaving.submit(f"gone-{i}", req, LONG)
