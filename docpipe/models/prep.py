@@ -48,11 +48,13 @@ _STOP = object()  # a worker's end-of-work marker
 
 def prep_threads(device_type: str, override: int | None = None) -> int:
     """Preparation threads: `override`, else $DOCPIPE_PREP_THREADS, else 0 (inline).
-    Measured on the H200 (bench pipeline, 128 pages, one call): 5.16 pages/s with
-    one thread vs 6.79 inline; the step thread's launch time per decode step rose
-    from 4.6 to 6.0 ms. The preparation is Python-heavy and holds the GIL that
-    the step thread needs for every kernel launch, so on these stacks a thread
-    costs more than it hides. Kept for A/B runs and for faster hosts."""
+    On the H200 (bench pipeline, 128 pages, one call, session3/c6_*.json) one
+    thread (with the block-building thread it implies) ran 5.16 pages/s against
+    6.79 inline, and the step thread's launch time per decode step rose from 4.6
+    to 6.0 ms: the preparation is Python-heavy and holds the GIL the step thread
+    needs for every launch. The threaded run also came first on a fresh machine
+    (some compilation inside it), so the size of the loss is uncertain; its sign
+    agrees with the launch times. Kept for A/B runs and for faster hosts."""
     if override is not None:
         return override
     env = os.environ.get(PREP_THREADS_ENV, "").strip()
