@@ -45,8 +45,8 @@ class EngineConfig:
     # schedule + launch step N+1 before step N's tokens reach the host; DOCPIPE_SYNC_STEPS=1 turns it
     # off in every engine of a run (workers included), for debugging
     async_scheduling: bool = field(default_factory=lambda: os.environ.get("DOCPIPE_SYNC_STEPS") != "1")
-    # LLM.generate prepares prompts (image patches) on a background thread while steps run;
-    # None: on for CUDA devices (on the CPU there is no device to overlap with)
+    # LLM.generate prepares prompts (host half: image arrays, expansion, positions) on a background
+    # thread while steps run; None: on for CUDA devices (on the CPU there is no device to overlap with)
     prepare_ahead: bool | None = None
 
     def __post_init__(self):

@@ -61,7 +61,11 @@ class LLM:
                 while len(ids) < len(requests) and (
                         prep.ready(len(ids)) or not engine.has_unfinished_requests()
                         or (not stepped and queued_tokens < cfg.max_num_batched_tokens)):
-                    prompt = prep.get(len(ids))
+                    try:
+                        prompt = prep.get(len(ids))
+                    except Exception as exc:
+                        exc.add_note(f"request {len(ids)} of this generate() call")
+                        raise
                     ids.append(str(self._next_id))
                     self._next_id += 1
                     engine.add_request(ids[-1], prompt, params[len(ids) - 1])

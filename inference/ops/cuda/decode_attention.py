@@ -133,7 +133,9 @@ def _num_sms(device: torch.device) -> int:
         # Under CUDA MPS with an SM share a process sees only its share; the split plan (and so the
         # summation order) must not depend on it, or a PD decode worker diverges from the monolithic
         # engine. Workers get the physical count in DOCPIPE_DEVICE_SMS (inference/disagg/mps.py).
-        forced = os.environ.get("DOCPIPE_DEVICE_SMS")
+        forced = os.environ.get("DOCPIPE_DEVICE_SMS", "").strip()
+        if forced and not forced.isdigit():
+            raise ValueError(f"DOCPIPE_DEVICE_SMS={forced!r}: expected the device's SM count")
         _SM_COUNT[index] = int(forced) if forced else torch.cuda.get_device_properties(index).multi_processor_count
     return _SM_COUNT[index]
 

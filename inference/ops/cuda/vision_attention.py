@@ -49,7 +49,9 @@ def varlen_available(q: torch.Tensor) -> bool:
 
 CUDNN_MIN_LENGTH = 4096  # patches per image; a 1036x1036 layout page has 5476
 _CHOICE: dict[tuple, str] = {}  # (kind, length bucket, heads, dim, dtype) -> "cudnn" | "varlen" | "triton"
-_FORCED = os.environ.get("DOCPIPE_VISION_ATTN", "auto")
+_FORCED = os.environ.get("DOCPIPE_VISION_ATTN", "auto").strip().lower() or "auto"
+if _FORCED not in ("auto", "cudnn", "varlen", "triton", "no-triton"):
+    raise ValueError(f"DOCPIPE_VISION_ATTN={_FORCED!r}: expected auto, cudnn, varlen, triton or no-triton")
 
 
 def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
