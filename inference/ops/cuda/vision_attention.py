@@ -118,6 +118,8 @@ def _choose(key: tuple, candidates: dict) -> str:
         return _FORCED
     if key not in _CHOICE:
         times = {name: _time_ms(fn) for name, fn in candidates.items()}
+        if all(t == float("inf") for t in times.values()):
+            raise RuntimeError(f"vision attention: every candidate failed for {key}: {sorted(times)}")
         _CHOICE[key] = min(times, key=times.get)
         logging.getLogger(__name__).info("vision attention %s: %s (ms: %s)", key, _CHOICE[key],
                                          {n: round(t, 3) for n, t in times.items()})
@@ -141,7 +143,16 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         # one timing per (bucket, shape): block crops come in many lengths, and each new cuDNN
         # shape also costs a plan build, so cuDNN is only tried on long uniform images (pages)
         key = (uniform and max_seqlen >= CUDNN_MIN_LENGTH, bucket, q.shape[1], q.shape[2], q.dtype)
-        return candidates[_choose(key, candidates)]()
+        while True:
+            name = _choose(key, candidates)
+            try:
+                return candidates[name]()
+            except RuntimeError as exc:  # e.g. no cuDNN plan for a new image count in this bucket
+                if _FORCED in candidates or len(candidates) == 1:
+                    raise
+                logging.getLogger(__name__).warning("vision attention %s failed on %s, choosing again: %s",
+                                                    name, key, exc)
+                del candidates[name], _CHOICE[key]
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
 
