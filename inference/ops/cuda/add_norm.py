@@ -24,17 +24,23 @@ import triton.language as tl
 
 
 @triton.jit
+def _add_row(x_ptr, r_ptr, sum_ptr, offs, mask):
+    """x + r of one row, stored rounded to the stream's dtype; returned (rounded) in fp32."""
+    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    r = tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
+    s = (x + r).to(sum_ptr.dtype.element_ty)
+    tl.store(sum_ptr + offs, s, mask=mask)
+    return s.to(tl.float32)
+
+
+@triton.jit
 def _add_layer_norm_kernel(x_ptr, r_ptr, w_ptr, b_ptr, sum_ptr, out_ptr, num_cols, eps,
                            BLOCK: tl.constexpr):
     row = tl.program_id(0).to(tl.int64)
     cols = tl.arange(0, BLOCK)
     mask = cols < num_cols
     offs = row * num_cols + cols
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    r = tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    s = (x + r).to(sum_ptr.dtype.element_ty)
-    tl.store(sum_ptr + offs, s, mask=mask)
-    s = s.to(tl.float32)
+    s = _add_row(x_ptr, r_ptr, sum_ptr, offs, mask)
     mean = tl.sum(s, axis=0) / num_cols
     d = tl.where(mask, s - mean, 0.0)
     var = tl.sum(d * d, axis=0) / num_cols
@@ -65,11 +71,7 @@ def _add_rms_norm_kernel(x_ptr, r_ptr, w_ptr, sum_ptr, out_ptr, num_cols, eps, B
     cols = tl.arange(0, BLOCK)
     mask = cols < num_cols
     offs = row * num_cols + cols
-    x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    r = tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    s = (x + r).to(sum_ptr.dtype.element_ty)
-    tl.store(sum_ptr + offs, s, mask=mask)
-    s = s.to(tl.float32)
+    s = _add_row(x_ptr, r_ptr, sum_ptr, offs, mask)
     mean_sq = tl.sum(s * s, axis=0) / num_cols
     normed = (s * tl.rsqrt(mean_sq + eps)).to(out_ptr.dtype.element_ty)
     w = tl.load(w_ptr + cols, mask=mask, other=0.0).to(tl.float32)
