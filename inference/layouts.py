@@ -21,6 +21,7 @@ ROLES = ("embedded", "prefill", "decode")
 DTYPES = ("float32", "bfloat16", "float16")
 TRANSPORTS = ("shm", "tcp", "cuda-ipc", "rdma", "fake")
 GPU_SHARING = ("none", "mps")
+MPS_PRIORITIES = {"normal": 0, "below_normal": 1}  # CUDA_MPS_CLIENT_PRIORITY values
 
 
 @dataclass
@@ -38,6 +39,9 @@ class WorkerSpec:
     max_num_batched_tokens: int = 8192  # token budget of one step
     gpu_memory_fraction: float = 0.85  # share of free device memory for weights + KV (GPU only)
     sm_percent: int | None = None  # with [gpu_sharing] mode = "mps": share of the GPU's SMs this role may use
+    # with [gpu_sharing] mode = "mps": "normal" or "below_normal" scheduling priority of this role's
+    # kernels against the other clients' (CUDA_MPS_CLIENT_PRIORITY); None: the driver's default
+    mps_priority: str | None = None
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -52,6 +56,9 @@ class WorkerSpec:
             raise ValueError(f"{self.role}: count >= 1 and at least one host required")
         if self.sm_percent is not None and (type(self.sm_percent) is not int or not 1 <= self.sm_percent <= 100):
             raise ValueError(f"{self.role}: sm_percent must be an int in [1, 100], got {self.sm_percent!r}")
+        if self.mps_priority is not None and self.mps_priority not in MPS_PRIORITIES:
+            raise ValueError(f"{self.role}: mps_priority must be one of {sorted(MPS_PRIORITIES)}, "
+                             f"got {self.mps_priority!r}")
 
 
 @dataclass
@@ -105,6 +112,9 @@ class Layout:
         shares = [w.role for w in self.workers if w.sm_percent is not None]
         if shares and self.gpu_sharing.mode != "mps":
             raise ValueError(f"layout {self.name}: sm_percent of {shares} needs [gpu_sharing] mode = \"mps\"")
+        ranked = [w.role for w in self.workers if w.mps_priority is not None]
+        if ranked and self.gpu_sharing.mode != "mps":
+            raise ValueError(f"layout {self.name}: mps_priority of {ranked} needs [gpu_sharing] mode = \"mps\"")
         roles = {w.role for w in self.workers}
         if roles == {"embedded"}:
             return

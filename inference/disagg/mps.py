@@ -25,7 +25,11 @@ multiprocessor count, so kernels that size their grids or split their work by
 it (decode attention's split plan) would choose differently from the same
 code in an unlimited process, and fp32 results would no longer match bit for
 bit; DOCPIPE_DEVICE_SMS, read here in the parent through the driver API
-(no context created), lets them plan with the physical count instead.
+(no context created), lets them plan with the physical count instead. cuBLAS
+still picks its kernels by the visible count (measured on the H200: fp32 PD
+0/26 identical at 60/40, 26/26 at 100/100). A role's `mps_priority`
+("below_normal" for prefill) sets CUDA_MPS_CLIENT_PRIORITY instead: every
+role keeps all SMs, and the decode role's kernels are scheduled first.
 """
 from __future__ import annotations
 
@@ -37,12 +41,15 @@ import subprocess
 import tempfile
 import time
 
+from inference.layouts import MPS_PRIORITIES
+
 log = logging.getLogger("inference.disagg.mps")
 
 CONTROL = "nvidia-cuda-mps-control"
 DEFAULT_PIPE_DIR = "/tmp/nvidia-mps"  # where a system-wide daemon listens when no directory is set
 PIPE_ENV, LOG_ENV, SHARE_ENV = "CUDA_MPS_PIPE_DIRECTORY", "CUDA_MPS_LOG_DIRECTORY", "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
 KEEP_LOGS_ENV = "DOCPIPE_MPS_KEEP_LOGS"  # folder: the session daemon's logs are copied there on stop()
+PRIORITY_ENV = "CUDA_MPS_CLIENT_PRIORITY"  # 0 normal, 1 below normal: kernels of higher-priority clients go first
 DEVICE_SMS_ENV = "DOCPIPE_DEVICE_SMS"  # physical SM count of the role's GPU (see the module docstring)
 _CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT = 16  # CUdevice_attribute value in cuda.h
 
@@ -149,6 +156,8 @@ class GpuSharing:
         spec = self.layout.role(role)
         if spec.sm_percent is not None:
             env[SHARE_ENV] = str(spec.sm_percent)
+        if spec.mps_priority is not None:
+            env[PRIORITY_ENV] = str(MPS_PRIORITIES[spec.mps_priority])
         index = _device_index(spec.device)
         if index is not None:
             if index not in self._sms:

@@ -4,7 +4,7 @@ import pytest
 
 from inference.layouts import LAYOUT_DIR, load_layout, parse_layout
 
-SHIPPED = ["local-cpu-1p1d", "single-gpu", "gpu-prefill-cpu-decode", "gpu-1p1d", "gpu-1p1d-mps", "h200x2-1p1d", "cluster-rdma"]
+SHIPPED = ["local-cpu-1p1d", "single-gpu", "gpu-prefill-cpu-decode", "gpu-1p1d", "gpu-1p1d-mps", "gpu-1p1d-mps-priority", "h200x2-1p1d", "cluster-rdma"]
 
 
 @pytest.mark.parametrize("name", SHIPPED)

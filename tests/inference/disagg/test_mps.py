@@ -65,6 +65,27 @@ def test_layout_option_is_typed_and_checked():
     assert load_layout("local-cpu-1p1d").gpu_sharing.mode == "none"
 
 
+def test_client_priority_is_typed_checked_and_reaches_the_roles(fake_control, monkeypatch):
+    layout = load_layout("gpu-1p1d-mps-priority")
+    assert (layout.role("prefill").mps_priority, layout.role("decode").mps_priority) == ("below_normal", "normal")
+    assert layout.role("prefill").sm_percent is None  # every role keeps all SMs
+    with pytest.raises(ValueError, match="mps_priority must be one of"):
+        parse_layout({"workers": [{"role": "prefill", "mps_priority": "high"}, {"role": "decode"}],
+                      "gpu_sharing": {"mode": "mps"}})
+    with pytest.raises(ValueError, match='mps_priority of .* needs \\[gpu_sharing\\] mode = "mps"'):
+        parse_layout({"workers": [{"role": "prefill", "mps_priority": "normal"}, {"role": "decode"}]})
+    _, install = fake_control
+    install()
+    monkeypatch.setattr(mps, "physical_sm_count", lambda index=0: None)
+    sharing = mps.GpuSharing(layout).start()
+    try:
+        assert sharing.env_for("prefill")[mps.PRIORITY_ENV] == "1"
+        assert sharing.env_for("decode")[mps.PRIORITY_ENV] == "0"
+        assert mps.SHARE_ENV not in sharing.env_for("prefill")
+    finally:
+        sharing.stop()
+
+
 def test_session_daemon_started_given_to_each_role_and_quit(fake_control, monkeypatch):
     record, install = fake_control
     install()
