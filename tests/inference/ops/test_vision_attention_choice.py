@@ -1,0 +1,96 @@
+"""The vision attention's run-time kernel choice (inference/ops/cuda/vision_attention.py),
+with the kernels replaced by CPU stand-ins: one timing per key, the fastest kept, a
+kernel failing later dropped and the choice made again, every candidate failing an
+error, cuDNN offered only for page-sized uniform batches."""
+import pytest
+import torch
+
+va = pytest.importorskip("inference.ops.cuda.vision_attention", reason="needs triton (CUDA backend module)")
+
+
+@pytest.fixture
+def stand_ins(monkeypatch):
+    calls, times, broken = [], {}, set()
+
+    def kernel(name):
+        def run(*args, **kwargs):
+            calls.append(name)
+            if name in broken:
+                raise RuntimeError(f"{name}: no plan for this shape")
+            return torch.zeros(1)
+        return run
+
+    monkeypatch.setattr(va, "varlen_available", lambda q: True)
+    monkeypatch.setattr(va, "_varlen_attn", kernel("varlen"))
+    monkeypatch.setattr(va, "uniform_cudnn", kernel("cudnn"))
+    default = va._triton_configs()["triton"]
+    monkeypatch.setattr(va, "_triton", lambda q, k, v, cu, max_seqlen, scale, config=None: kernel(
+        "triton" if config == default else "triton:other")())
+    monkeypatch.setattr(va, "_time_ms", lambda fn: times.get(_name_of(fn, calls), 1.0))
+    monkeypatch.setattr(va, "_CHOICE", {})
+    monkeypatch.setattr(va, "_FORCED", "auto")
+    return calls, times, broken
+
+
+def _name_of(fn, calls):
+    before = len(calls)
+    try:
+        fn()
+    except RuntimeError:
+        return calls[before] + ":broken"
+    return calls[before]
+
+
+def _qkv(lengths, heads=2, dim=80):
+    total = sum(lengths)
+    cu = torch.tensor([0] + lengths).cumsum(0).to(torch.int32)
+    q = torch.zeros(total, heads, dim)
+    return q, q, q, cu, max(lengths)
+
+
+def test_fastest_is_kept_per_key_and_cudnn_only_for_pages(stand_ins):
+    calls, times, _ = stand_ins
+    times.update({"varlen": 3.0, "triton": 2.0, "triton:other": 2.5, "cudnn": 1.0})
+    q, k, v, cu, n = _qkv([300, 200])  # block crops: no cuDNN candidate
+    va.vision_attention(q, k, v, cu, n, 0.1)
+    assert calls[-1] == "triton" and "cudnn" not in calls
+    calls.clear()
+    va.vision_attention(*_qkv([310, 250])[:4], 310, 0.1)  # same bucket: no new timing
+    assert calls == ["triton"]
+    q, k, v, cu, n = _qkv([5476, 5476])  # two layout pages: cuDNN offered, and fastest
+    va.vision_attention(q, k, v, cu, n, 0.1)
+    assert calls[-1] == "cudnn"
+    assert len(va._CHOICE) == 2
+
+
+def test_a_chosen_kernel_failing_later_is_dropped(stand_ins):
+    calls, times, broken = stand_ins
+    times.update({"varlen": 3.0, "triton": 1.0, "triton:other": 2.0})
+    q, k, v, cu, n = _qkv([400])
+    va.vision_attention(q, k, v, cu, n, 0.1)
+    assert calls[-1] == "triton"
+    broken.add("triton")  # a later shape of the same bucket has no kernel
+    calls.clear()
+    va.vision_attention(q, k, v, cu, n, 0.1)
+    assert calls[0] == "triton" and calls[-1] == "triton:other"
+
+
+def test_every_candidate_failing_is_an_error(stand_ins):
+    _, times, broken = stand_ins
+    broken.update({"varlen", "triton", "triton:other"})
+    times.update({"varlen:broken": float("inf"), "triton:broken": float("inf"), "triton:other:broken": float("inf")})
+    q, k, v, cu, n = _qkv([128])
+    with pytest.raises(RuntimeError, match="every candidate failed"):
+        va.vision_attention(q, k, v, cu, n, 0.1)
+
+
+def test_forced_choice_and_no_triton(stand_ins, monkeypatch):
+    calls, times, _ = stand_ins
+    times.update({"varlen": 3.0, "triton": 1.0, "triton:other": 1.0})
+    monkeypatch.setattr(va, "_FORCED", "varlen")
+    va.vision_attention(*_qkv([64]), 0.1)
+    assert calls == ["varlen"]  # forced: no timing runs
+    calls.clear()
+    monkeypatch.setattr(va, "_FORCED", "no-triton")
+    va.vision_attention(*_qkv([64]), 0.1)
+    assert not any(c.startswith("triton") for c in calls)
