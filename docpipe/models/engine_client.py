@@ -93,9 +93,8 @@ def router_address(layout: str) -> str:
 class PromptCodec:
     """Prompt ids and answer text for one model (config + its tokenizer, if any; see module doc)."""
 
-    def __init__(self, cfg, tokenizer=None, ids_only: bool = False):
+    def __init__(self, cfg, tokenizer=None):
         self.tokenizer = tokenizer
-        self.ids_only = ids_only  # tokenize here: the disaggregated engine takes prompt_token_ids only
         self.image_ids = (cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id)
         special = [*self.image_ids, *cfg.eos_token_ids]
         self.text_id_limit = max(1, min([cfg.vocab_size, *special]))  # stand-in ids stay below these
@@ -174,7 +173,7 @@ class EngineClient:
             assert model is not None, "a disaggregated engine needs the model name for local prompt processing"
             self.processor = Processor(load_config(model), None if model.startswith(DUMMY_PREFIX) else model)
             self.max_model_len = max_model_len or EngineConfig.max_model_len
-        self.codec = PromptCodec(self.processor.cfg, self.processor.tokenizer, ids_only=self.engine is None)
+        self.codec = PromptCodec(self.processor.cfg, self.processor.tokenizer)
 
     @classmethod
     def open(cls, model: str, layout: str | None = None, family: ModelFamily | None = None,
