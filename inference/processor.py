@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from inference.models.image_patches import PatchRule
+from inference.models.image_patches import PatchRule, rgb_pixels
 from inference.models.model_config import ModelConfig
 from inference.worker.h2d import to_device
 from inference.worker.mrope import prompt_positions
@@ -156,7 +156,7 @@ class Processor:
             rgb = im if im.mode == "RGB" else im.convert("RGB")
             if self.patch_rule is not None and self.patch_rule.keeps_size(rgb.height, rgb.width):
                 p = self.patch_rule.patch_px
-                parts.append(np.array(rgb))
+                parts.append(rgb_pixels(rgb))
                 grids.append((1, rgb.height // p, rgb.width // p))  # what patchify returns for it
             else:
                 out = self.image_processor(images=[rgb], return_tensors="pt")

@@ -11,7 +11,7 @@ try:  # transformers >= 5.2x keeps a torchvision-free copy
 except ImportError:
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
-from inference.models.image_patches import PatchRule
+from inference.models.image_patches import PatchRule, rgb_pixels
 from inference.models.presets import get_preset
 from inference.processor import Processor
 
@@ -27,10 +27,20 @@ def test_fast_patches_equal_the_processor(w, h):
     assert rule is not None and rule.keeps_size(h, w)
     img = _image(w, h, seed=w * 7 + h)
     ref = proc(images=[img], return_tensors="pt")
-    got, grid = rule.patchify(np.asarray(img), torch.device("cpu"))
-    assert grid == tuple(ref["image_grid_thw"][0].tolist())
-    assert got.dtype == torch.float32 and got.shape == ref["pixel_values"].shape
-    torch.testing.assert_close(got, ref["pixel_values"].float(), atol=1e-6, rtol=0)
+    for pixels in (np.asarray(img), rgb_pixels(img), rgb_pixels(img.crop((0, 0, w, h)))):
+        got, grid = rule.patchify(pixels, torch.device("cpu"))
+        assert grid == tuple(ref["image_grid_thw"][0].tolist())
+        assert got.dtype == torch.float32 and got.shape == ref["pixel_values"].shape
+        torch.testing.assert_close(got, ref["pixel_values"].float(), atol=1e-6, rtol=0)
+
+
+def test_rgb_pixels_is_the_image_and_outlives_it():
+    img = _image(84, 56, seed=3)
+    expected = np.asarray(img).copy()
+    pixels = rgb_pixels(img)
+    assert pixels.dtype == np.uint8 and pixels.shape[:2] == (56, 84) and pixels.shape[2] in (3, 4)
+    del img  # the view keeps Pillow's memory alive
+    np.testing.assert_array_equal(pixels[:, :, :3], expected)
 
 
 @pytest.mark.parametrize("w,h", [(56, 56), (500, 476), (1036, 1036), (1064, 1064), (28, 28), (84, 28 * 250), (57, 56)])
