@@ -27,7 +27,16 @@ import torch
 
 from inference.transfer.meta import TransferMeta
 
+TCP_STREAMS_DEFAULT = 1  # connections per tcp sender, chosen by `docpipe bench transfer` (see TransferConfig)
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def _env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        return int(text) if text else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None
 
 
 class TransportUnavailable(RuntimeError):
@@ -122,12 +131,16 @@ class TransferConfig:
     rdma_port: int = 1  # HCA port
     rdma_gid_index: int = 0  # GID table index (RoCE v2 is often 3)
     extra: dict = field(default_factory=dict)  # transport-specific settings
+    # tcp connections per sender, transfers spread over them (env DOCPIPE_TCP_STREAMS overrides the default)
+    tcp_streams: int = field(default_factory=lambda: _env_int("DOCPIPE_TCP_STREAMS", TCP_STREAMS_DEFAULT))
 
     def __post_init__(self) -> None:
         if self.min_unit_bytes < 1 or self.max_unit_bytes < self.min_unit_bytes:
             raise ValueError("need 0 < min_unit_bytes <= max_unit_bytes")
         if self.max_inflight < 1 or self.lease_s <= 0:
             raise ValueError("max_inflight must be >= 1 and lease_s > 0")
+        if not (isinstance(self.tcp_streams, int) and 1 <= self.tcp_streams <= 64):
+            raise ValueError(f"tcp_streams must be an int in [1, 64], got {self.tcp_streams!r}")
 
     def resolved_token(self) -> bytes:
         token = self.token or os.environ.get("DOCPIPE_TOKEN")

@@ -11,10 +11,15 @@ Completion, two ways:
     leases that run out first give "lease_expired".
   self-acked (`self_acks`, shm into the peer's own pool): when `_move` returns
     the KV already sits in the destination pool, so the sender runs the
-    receiver's checks itself (ids against the receiver's spec, lease) before
-    moving, marks the META "self_acked" (the receiver answers only a refusal)
-    and finishes the handle in send(): no thread hand-off on the path.
+    receiver's checks (ids, lease) before moving, marks the META "self_acked"
+    (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
+
+Streams (tcp: config.tcp_streams): several connections to one receiver, each
+authenticated and HELLO'd, each with its own ack reader. A transfer's frames,
+META and ACK all use one stream, the one with the fewest unacked bytes (free
+buffer space for back-to-back sends). A lost stream fails its transfers only;
+send() fails when none is left.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ import select
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 
 import torch
 
@@ -37,6 +43,17 @@ log = logging.getLogger("inference.transfer.sender")
 LEASE_CHECK_S = 0.05  # leases are checked this often, not on every ACK
 
 
+@dataclass(eq=False)
+class Stream:
+    """One authenticated connection to the receiver and its ack reader."""
+    index: int  # 0 = the connection the transport attached to
+    sock: socket.socket
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the write side
+    seqs: dict = field(default_factory=dict)  # unacked transfer seq -> its bytes (under _room)
+    alive: bool = True  # False once its reader saw the connection end (under _room)
+    reader: threading.Thread | None = None
+
+
 class ControlSender(KVSender):
     def __init__(self, pool: torch.Tensor, config: TransferConfig, on_release: ReleaseCallback | None = None):
         self.pool, self.config, self.on_release = pool, config, on_release
@@ -45,9 +62,11 @@ class ControlSender(KVSender):
         self.peer_spec: PoolSpec | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, TransferHandle] = {}
-        self._lock = threading.Lock()  # the socket's write side
+        self._lock = threading.Lock()  # stream 0's write side (shm, cuda-ipc write there)
         self._room = threading.Condition(threading.Lock())  # guards _pending and _seq; send() waits here when full
         self._seq = 0
+        self._streams: list[Stream] = []
+        self._next_stream = 0  # round-robin start among equally loaded streams
         self._closed = threading.Event()
         self._reader: threading.Thread | None = None
         self.self_acks = False  # set by _attach when _move lands the KV in the receiver's pool itself
@@ -59,6 +78,13 @@ class ControlSender(KVSender):
     def _attach(self, reply: dict) -> None:
         pass
 
+    def _num_streams(self) -> int:
+        """Connections to open to the receiver (tcp: config.tcp_streams)."""
+        return 1
+
+    def _attach_stream(self, stream: Stream) -> None:
+        """Set up an extra stream (index >= 1) after its HELLO exchange."""
+
     def _move(self, seq: int, prep: PreparedTransfer) -> dict | None:
         """Move the KV; returns extra META header fields (or None)."""
         raise NotImplementedError
@@ -68,26 +94,47 @@ class ControlSender(KVSender):
 
     # lifecycle -------------------------------------------------------------
     def connect(self, address: str) -> None:
+        sock, reply = self._open(address)
+        self.peer_spec = PoolSpec.from_dict(reply.get("spec", {}))
+        first = Stream(0, sock)
+        self._sock, self._lock, self._streams = sock, first.lock, [first]
+        try:
+            self._attach(reply)
+            for i in range(1, self._num_streams()):
+                self._streams.append(Stream(i, self._open(address)[0]))
+                self._attach_stream(self._streams[-1])
+        except BaseException:
+            for st in self._streams:
+                st.sock.close()
+            self._streams = []
+            raise
+        for st in self._streams:
+            st.reader = threading.Thread(target=self._read_loop, args=(st,), name=f"kv-sender-acks-{st.index}", daemon=True)
+            st.reader.start()
+        self._reader = first.reader
+
+    def _open(self, address: str) -> tuple[socket.socket, dict]:
+        """One connection: TCP connect -> token handshake -> HELLO exchange."""
         host, _, port = address.rpartition(":")
         sock = socket.create_connection((host, int(port)), timeout=self.config.timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client_handshake(sock, self.config.resolved_token())
-        wire.send_frame(sock, wire.HELLO, {"transport": self.name, "spec": self.spec.to_dict(), **self._hello()})
-        kind, reply, _ = wire.recv_frame(sock, 0)
-        if kind == wire.ERROR:
-            raise TransferError(f"{self.name}: receiver refused HELLO: {reply.get('error')}")
-        wire.expect(kind, wire.HELLO)
-        sock.settimeout(None)
-        self.peer_spec = PoolSpec.from_dict(reply.get("spec", {}))
-        self._sock = sock
-        self._attach(reply)
-        self._reader = threading.Thread(target=self._read_loop, name="kv-sender-acks", daemon=True)
-        self._reader.start()
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client_handshake(sock, self.config.resolved_token())
+            wire.send_frame(sock, wire.HELLO, {"transport": self.name, "spec": self.spec.to_dict(), **self._hello()})
+            kind, reply, _ = wire.recv_frame(sock, 0)
+            if kind == wire.ERROR:
+                raise TransferError(f"{self.name}: receiver refused HELLO: {reply.get('error')}")
+            wire.expect(kind, wire.HELLO)
+            sock.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        return sock, reply
 
     def send(self, meta: TransferMeta) -> TransferHandle:
         if self._sock is None or self._closed.is_set():
             raise TransferError(f"{self.name}: sender is not connected")
-        if self._reader is not None and not self._reader.is_alive():  # a self-acked send would not notice otherwise
+        if not any(st.alive and st.reader.is_alive() for st in self._streams):  # a self-acked send would not notice otherwise
             raise TransferError(f"{self.name}: the receiver went away")
         meta.with_lease(self.config.lease_s)
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
@@ -98,15 +145,29 @@ class ControlSender(KVSender):
         with self._room:
             if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
                 raise TransferError(f"{self.name}: {limit} transfers unacked for {self.config.lease_s} s")
+            if (stream := self._pick_stream()) is None:
+                raise TransferError(f"{self.name}: the receiver went away (no connection left)")
             self._seq += 1
             seq = self._seq
-            self._pending[seq] = handle
+            self._pending[seq], stream.seqs[seq] = handle, prep.num_bytes
         try:
             self._send_meta({"seq": seq, "meta": meta.to_wire(), **(self._move(seq, prep) or {})})
         except Exception as e:
             self._finish(seq, "failed", f"{type(e).__name__}: {e}")
             raise
         return handle
+
+    def _pick_stream(self) -> Stream | None:
+        """The live stream with the fewest unacked bytes (under _room); ties: round robin."""
+        n, best, least = len(self._streams), None, 0
+        for k in range(n):
+            st = self._streams[(self._next_stream + k) % n]
+            load = sum(st.seqs.values())
+            if st.alive and (best is None or load < least):
+                best, least = st, load
+        if best is not None:
+            self._next_stream = (best.index + 1) % n
+        return best
 
     def _send_self_acked(self, meta: TransferMeta, prep: PreparedTransfer) -> TransferHandle:
         """The KV is in the receiver's pool when _move returns: run the
@@ -146,6 +207,8 @@ class ControlSender(KVSender):
     def _finish(self, seq: int, status: str, error: str | None = None) -> None:
         with self._room:
             handle = self._pending.pop(seq, None)
+            for st in self._streams:  # a handful
+                st.seqs.pop(seq, None)
             if handle is not None and len(self._pending) == self.config.max_inflight - 1:
                 self._room.notify()  # a send() may be waiting for room
         if handle is None or not handle._finish(status, error):
@@ -167,13 +230,13 @@ class ControlSender(KVSender):
         for seq in expired:
             self._finish(seq, "lease_expired")
 
-    def _read_loop(self) -> None:
+    def _read_loop(self, stream: Stream) -> None:
         next_check = time.monotonic() + LEASE_CHECK_S
-        frames = wire.SmallFrameReader(self._sock)
+        frames = wire.SmallFrameReader(stream.sock)
         try:
             while not self._closed.is_set():
                 # select, not a socket timeout: a timeout would also cut sends
-                ready, _, _ = select.select([self._sock], [], [], LEASE_CHECK_S)
+                ready, _, _ = select.select([stream.sock], [], [], LEASE_CHECK_S)
                 if time.monotonic() >= next_check:
                     self._expire_leases()
                     next_check = time.monotonic() + LEASE_CHECK_S
@@ -182,8 +245,20 @@ class ControlSender(KVSender):
                         self._on_frame(kind, hdr)
         except (OSError, ValueError, TransferError) as e:
             if not self._closed.is_set():
-                log.warning("%s sender lost its receiver: %s", self.name, e)
-                self._fail_all(str(e))
+                log.warning("%s sender lost connection %d to its receiver: %s", self.name, stream.index, e)
+                self._lose_stream(stream, str(e))
+
+    def _lose_stream(self, stream: Stream, error: str) -> None:
+        """Fail the transfers sent on a lost stream; no new one goes there."""
+        with self._room:
+            stream.alive = False
+            seqs = list(stream.seqs)  # every unacked transfer is on one stream: losing all fails all
+        try:
+            stream.sock.shutdown(socket.SHUT_RDWR)  # a send() blocked on it returns at once
+        except OSError:
+            pass
+        for seq in seqs:
+            self._finish(seq, "failed", error)
 
     def _on_frame(self, kind: int, hdr: dict) -> None:
         if kind == wire.ACK:
@@ -209,13 +284,15 @@ class ControlSender(KVSender):
         if self._closed.is_set():
             return
         self._closed.set()
-        if self._sock is not None:
+        for st in self._streams:
             try:
-                self._send_frame(wire.BYE, {})
-                self._sock.shutdown(socket.SHUT_RDWR)
+                with st.lock:
+                    wire.send_frame(st.sock, wire.BYE, {})
+                st.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            if self._reader is not None:
-                self._reader.join(timeout=2)
-            self._sock.close()
+        for st in self._streams:
+            if st.reader is not None:
+                st.reader.join(timeout=2)
+            st.sock.close()
         self._fail_all("sender closed")

@@ -9,6 +9,13 @@ receiver handles it as a META and ACKs. Units are pipelined: the
 sender never waits per unit, only the META's ACK ends a transfer, and several
 transfers may be unacked at once. CPU pools only (a GPU pool goes over
 cuda-ipc, or is staged by the worker).
+
+Streams: with config.tcp_streams = N the sender opens N authenticated
+connections to the receiver (sender.py) and puts each transfer, whole, on the
+one with the fewest unacked bytes: back-to-back sends then find free kernel
+buffer space instead of waiting for one connection's window, and the
+receiver drains N connections on N threads. Each stream keeps today's order
+and ACK rules; across streams recv() yields transfers in landing order.
 """
 from __future__ import annotations
 
@@ -17,9 +24,9 @@ import socket
 import torch
 
 from inference.transfer import wire
-from inference.transfer.base import TransferConfig, Transport, TransportUnavailable
+from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
-from inference.transfer.sender import ControlSender
+from inference.transfer.sender import ControlSender, Stream
 from inference.transfer.source import PreparedTransfer, flat_bytes
 
 
@@ -53,11 +60,23 @@ class TcpSender(ControlSender):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._last_frame: dict[int, list] = {}  # seq -> its last DATA frame, sent with its META
+        self._last_frame: dict[int, tuple] = {}  # seq -> (its stream, its last DATA frame), sent with its META
         self._pool_view: memoryview | None = None
+
+    def _num_streams(self) -> int:
+        return self.config.tcp_streams
 
     def _attach(self, reply: dict) -> None:
         _enlarge_send_buffer(self._sock)
+
+    def _attach_stream(self, stream: Stream) -> None:
+        _enlarge_send_buffer(stream.sock)
+
+    def _stream_for(self, seq: int) -> Stream:
+        for st in self._streams:
+            if seq in st.seqs:
+                return st
+        raise TransferError(f"tcp: transfer {seq} ended before its bytes were sent (its connection was lost or its lease ran out)")
 
     def _move(self, seq: int, prep: PreparedTransfer) -> None:
         if prep.src_bytes is self._pool_bytes:  # no conversion: the pool's view, made once
@@ -70,23 +89,24 @@ class TcpSender(ControlSender):
         for unit in prep.units:
             segs = [[s.dst_offset_bytes, s.num_bytes] for s in unit.segments]
             units.append((segs, [src[s.src_offset_bytes:s.src_offset_bytes + s.num_bytes] for s in unit.segments]))
+        stream = self._stream_for(seq)
         for segs, views in units[:-1]:
             bufs = wire.frame_buffers(wire.DATA, {"seq": seq, "segs": segs}, views)
-            with self._lock:
-                wire.sendmsg_all(self._sock, bufs)
+            with stream.lock:
+                wire.sendmsg_all(stream.sock, bufs)
         if units:
-            self._last_frame[seq] = units[-1]
+            self._last_frame[seq] = (stream, units[-1])
 
     def _send_meta(self, header: dict) -> None:
         # the META's fields ride in the last DATA frame's header: one frame,
         # one JSON and one receiver wake-up fewer per transfer
-        last = self._last_frame.pop(header["seq"], None)
+        stream, last = self._last_frame.pop(header["seq"], (None, None))
         if last is None:  # nothing to move (no blocks): a plain META frame
-            bufs = wire.frame_buffers(wire.META, header)
+            stream, bufs = self._stream_for(header["seq"]), wire.frame_buffers(wire.META, header)
         else:
             bufs = wire.frame_buffers(wire.DATA, {**header, "segs": last[0]}, last[1])
-        with self._lock:
-            wire.sendmsg_all(self._sock, bufs)
+        with stream.lock:
+            wire.sendmsg_all(stream.sock, bufs)
 
 
 class TcpReceiver(ControlReceiver):
