@@ -121,12 +121,18 @@ class Scheduler:
         budget = self.max_num_batched_tokens
         preempted = False
         i = 0
+        block_size = self.blocks.block_size
         while i < len(self.running) and budget > 0:
             req = self.running[i]
             if (prefill_only and not self._in_prefill(req)) or (req.num_pending and self._ends_when_resolved(req)):
                 i += 1
                 continue
             num_new = min(req.num_tokens - req.num_computed_tokens, budget)
+            if req.num_computed_tokens + num_new <= len(req.block_ids) * block_size:  # no new block (most decodes)
+                out.scheduled.append(ScheduledRequest(req, num_new))
+                budget -= num_new
+                i += 1
+                continue
             while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
                 victim = self._pick_victim(i)
                 if victim is req and req.num_pending and not req.recomputable:
@@ -201,8 +207,9 @@ class Scheduler:
         for req in out.sampling:
             if req.status.is_finished:
                 continue
-            req.resolve_pending(sampled[req.request_id])
-            status = self._stop_status(req)
+            token = sampled[req.request_id]
+            req.resolve_pending(token)
+            status = self._stop_status(req, token)
             if status is not None:
                 req.drop_pending()
                 self.finish(req, status)
@@ -213,10 +220,12 @@ class Scheduler:
         """Its pending token is its last one whatever its value (length limits)."""
         return req.num_output_tokens >= req.sampling.max_tokens or req.num_tokens >= self.max_model_len
 
-    def _stop_status(self, req: Request) -> RequestStatus | None:
-        """Stop condition on the last token known on the host."""
+    def _stop_status(self, req: Request, token: int | None = None) -> RequestStatus | None:
+        """Stop condition on the last token known on the host (`token`, when the caller has it)."""
         known = req.num_tokens - req.num_pending
-        token, params = int(req.token_buffer[known - 1]), req.sampling
+        params = req.sampling
+        if token is None:
+            token = int(req.token_buffer[known - 1])
         if (params.stop_token_ids and token in params.stop_token_ids) or (not params.ignore_eos and token in self.eos_token_ids):
             return RequestStatus.FINISHED_STOPPED
         if known - req.num_prompt_tokens >= params.max_tokens or known >= self.max_model_len:
