@@ -81,11 +81,14 @@ class TransferSpec:
     fallback: str | None = None  # used when `transport` is unavailable on this machine
     max_inflight: int = 4  # concurrent transfers per peer
     lease_s: float = 30.0  # prefill frees unacknowledged blocks after this
+    tcp_streams: int | None = None  # tcp: connections per sender (None: $DOCPIPE_TCP_STREAMS or 1)
 
     def __post_init__(self) -> None:
         for name in (self.transport, self.fallback):
             if name is not None and name not in TRANSPORTS:
                 raise ValueError(f"unknown transport {name!r}; known: {TRANSPORTS}")
+        if self.tcp_streams is not None and (type(self.tcp_streams) is not int or not 1 <= self.tcp_streams <= 64):
+            raise ValueError(f"transfer.tcp_streams must be an int in [1, 64], got {self.tcp_streams!r}")
 
 
 @dataclass

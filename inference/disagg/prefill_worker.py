@@ -68,7 +68,8 @@ class PrefillWorker(Worker):
         super().__init__(model, layout, index, **engine_kw)
         t = layout.transfer
         self.transfer_config = TransferConfig(transport=t.transport, fallback=t.fallback, token=self.token.decode(),
-                                              lease_s=t.lease_s, max_inflight=t.max_inflight)
+                                              lease_s=t.lease_s, max_inflight=t.max_inflight,
+                                              **({} if t.tcp_streams is None else {"tcp_streams": t.tcp_streams}))
         self.transport = select_transport(config=self.transfer_config)
         self.held: dict[str, Held] = {}
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)

@@ -54,3 +54,12 @@ def test_token_from_env(monkeypatch):
     layout = load_layout("cluster-rdma")
     monkeypatch.setenv("DOCPIPE_TOKEN", "s3cret")
     assert layout.auth_token() == "s3cret"
+
+
+def test_transfer_tcp_streams_is_checked():
+    base = {"workers": [{"role": "prefill"}, {"role": "decode"}]}
+    assert parse_layout({**base, "transfer": {"transport": "tcp", "tcp_streams": 2}}).transfer.tcp_streams == 2
+    assert parse_layout(base).transfer.tcp_streams is None
+    for bad in (0, 65, "2"):
+        with pytest.raises(ValueError, match="tcp_streams must be an int"):
+            parse_layout({**base, "transfer": {"transport": "tcp", "tcp_streams": bad}})
