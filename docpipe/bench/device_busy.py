@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 
+from docpipe.bench.timing import step_kind
+
 
 class DeviceBusy:
     def __init__(self):
@@ -32,7 +34,7 @@ class DeviceBusy:
         launch = runner.launch
 
         def timed(sched):
-            kind = "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"
+            kind = step_kind(sched)
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             t0 = time.perf_counter()
             start.record()

@@ -42,7 +42,7 @@ import typer
 from docpipe.bench.device_busy import DeviceBusy
 from docpipe.bench.noise import seeded_noise as _noise
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
-from docpipe.bench.timing import Clock
+from docpipe.bench.timing import Clock, step_kind
 from inference.bench.machine import ceilings, device_name, versions
 from docpipe.models.base import LayoutBlock, VLMRequest
 from docpipe.models.mineru25.prompts import prompt_for
@@ -180,10 +180,9 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
 def _engine_clock(client, clock: Clock) -> None:
     """Wrap the engine's execute and vision encoder (instance attributes: this process only)."""
     runner = client.engine.runner
-    kind = lambda sched: "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"  # noqa: E731
     # launch() when the runner splits a step into launch/collect (execute calls it too), else execute()
     step = "launch" if hasattr(runner, "launch") else "execute"
-    setattr(runner, step, clock.wrap(getattr(runner, step), kind))
+    setattr(runner, step, clock.wrap(getattr(runner, step), step_kind))
     runner.model.encode_images = clock.wrap(runner.model.encode_images, lambda *a, **k: "vision")
 
 

@@ -6,6 +6,11 @@ from __future__ import annotations
 import time
 
 
+def step_kind(sched) -> str:
+    """"decode" for an engine step of one new token per sequence, else "prefill"."""
+    return "decode" if all(s.num_new_tokens == 1 for s in sched.scheduled) else "prefill"
+
+
 def _sync():
     import torch
     if torch.cuda.is_available():
