@@ -28,6 +28,7 @@ import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from inference.ops.cuda.vision_flash import DEFAULT_CONFIG, FlashConfig, vision_flash_attention
+from inference.ops.timing import event_ms
 
 DEV = "cuda"
 N, H, D = 5476, 16, 80  # one 1036x1036 layout page: 74x74 patches
@@ -86,13 +87,7 @@ def time_ms(fn, reps: int, inner: int) -> tuple[float, list[float]]:
         fn()
     times = []
     for _ in range(reps):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(inner):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / inner)
+        times.append(event_ms(fn, inner))
     return statistics.median(times), times
 
 

@@ -29,6 +29,7 @@ from collections import defaultdict
 import torch
 
 from inference.bench.synthetic import noise_request
+from inference.ops.timing import event_ms
 
 BLOCK_SHAPES = [(896, 140)] * 8 + [(560, 56)] * 2 + [(896, 392), (560, 112)]  # mineru-synthetic, no jitter
 
@@ -200,13 +201,7 @@ def attention_variants(batch: int = 8, length: int = 5476, heads: int = 16, dim:
             torch.cuda.synchronize()
             ref = o.float() if ref is None else ref
             err = float((o.float() - ref).norm() / ref.norm())
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(5):
-                fn()
-            end.record()
-            end.synchronize()
-            ms = start.elapsed_time(end) / 5
+            ms = event_ms(fn, 5)
             res[name] = {"ms": ms, "TFLOPs": flops / ms / 1e9, "rel_err_vs_first": err}
         except Exception as exc:  # backend refuses the shape
             res[name] = {"error": f"{type(exc).__name__}: {str(exc)[:120]}"}

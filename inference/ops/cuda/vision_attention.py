@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.ops.shape_groups import pow2_parts
+from inference.ops.timing import event_ms
 from inference.worker.h2d import to_device
 
 try:  # present in torch >= 2.9, its signature has moved between releases
@@ -81,13 +82,7 @@ def _time_ms(fn, reps: int = 3) -> float:
     except Exception as e:  # no kernel for this shape / build, or a compile failure: not a candidate
         logging.getLogger(__name__).warning("vision attention candidate failed, not used: %s", e)
         return float("inf")
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    start.record()
-    for _ in range(reps):
-        fn()
-    end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / reps
+    return event_ms(fn, reps)
 
 
 def _triton_configs() -> dict:
