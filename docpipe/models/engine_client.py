@@ -3,12 +3,14 @@
 scheduler: submit requests at any time, one engine step per `poll`).
 
 Prompts: the family's chat template (`family.chat_prompt`). With a
-tokenizer in the checkpoint the engine's processor tokenizes that text.
-Without one (`dummy:<preset>` random weights) `PromptCodec` stands in: the
-template's text becomes deterministic ids (one per `<|...|>` marker and per 4
-other characters, below every special id) around the real image placeholder
-ids, so prompt lengths and image tokens are as a real run's; answers of such
-models are garbage anyway and decode to `<|tok_N|>` markers.
+tokenizer in the checkpoint `PromptCodec` encodes that text to the ids the
+processor would (once per distinct prompt text: a run has a handful), and
+the engine gets `prompt_token_ids`. Without one (`dummy:<preset>` random
+weights) `PromptCodec` stands in: the template's text becomes deterministic
+ids (one per `<|...|>` marker and per 4 other characters, below every
+special id) around the real image placeholder ids, so prompt lengths and
+image tokens are as a real run's; answers of such models are garbage anyway
+and decode to `<|tok_N|>` markers.
 
 Decoding: the engine's `processor.decode` skips special tokens, but the
 layout grammar IS special tokens (`<|box_start|>`, `<|ref_start|>`, ...),
