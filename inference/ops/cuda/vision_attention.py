@@ -25,6 +25,7 @@ equal length batched into one SDPA call.
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 import os
@@ -85,6 +86,7 @@ def _time_ms(fn, reps: int = 3) -> float:
     return event_ms(fn, reps)
 
 
+@functools.cache  # read on every encoder layer's call: built once, never modified
 def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
@@ -98,6 +100,7 @@ def _triton(q, k, v, cu, max_seqlen: int, scale: float, config=None) -> torch.Te
     return vision_flash_attention(q, k, v, cu, max_seqlen, scale, config)
 
 
+@functools.cache
 def _triton_head_dim(head_dim: int) -> bool:
     from inference.ops.cuda.vision_flash import split_head_dim
     try:
