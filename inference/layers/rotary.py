@@ -11,6 +11,8 @@ pairs take h, the second w.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -33,38 +35,29 @@ class MRotaryEmbedding(torch.nn.Module):
         return emb.cos(), emb.sin()
 
 
-_GRID_TABLES: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}  # grid, dims, device -> (cos, sin)
-_GRID_CACHE_MAX = 512  # distinct grids kept (block crops repeat sizes: 28-px units)
-
-
+@functools.lru_cache(maxsize=512)  # distinct grids kept (block crops repeat sizes: 28-px units)
 def _grid_tables(t: int, h: int, w: int, head_dim: int, theta: float, merge: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [t*h*w, head_dim] of one grid. Cached per grid: building them is
     ~15 small device ops, and a vision batch of block crops holds dozens of
-    images of a few recurring sizes (a layout page is always the same grid)."""
-    key = (t, h, w, head_dim, theta, merge, str(device))
-    tables = _GRID_TABLES.get(key)
-    if tables is None:
-        freq = inv_freq(head_dim // 2, theta, device)
-        hpos = torch.arange(h, device=device)[:, None].expand(h, w)
-        wpos = torch.arange(w, device=device)[None, :].expand(h, w)
-        shape = (h // merge, merge, w // merge, merge)
-        hpos = hpos.reshape(shape).transpose(1, 2).flatten()
-        wpos = wpos.reshape(shape).transpose(1, 2).flatten()
-        pos = torch.stack([hpos, wpos], dim=-1).repeat(t, 1).float()  # [N, 2]
-        freqs = torch.cat([pos[:, 0:1] * freq, pos[:, 1:2] * freq], dim=-1)  # [N, head_dim/2]
-        emb = torch.cat((freqs, freqs), dim=-1)
-        tables = (emb.cos(), emb.sin())
-        if len(_GRID_TABLES) >= _GRID_CACHE_MAX:
-            _GRID_TABLES.pop(next(iter(_GRID_TABLES)))
-        _GRID_TABLES[key] = tables
-    return tables
+    images of a few recurring sizes (a layout page is always the same grid).
+    The cached tensors are shared: callers must not modify them in place."""
+    freq = inv_freq(head_dim // 2, theta, device)
+    hpos = torch.arange(h, device=device)[:, None].expand(h, w)
+    wpos = torch.arange(w, device=device)[None, :].expand(h, w)
+    shape = (h // merge, merge, w // merge, merge)
+    hpos = hpos.reshape(shape).transpose(1, 2).flatten()
+    wpos = wpos.reshape(shape).transpose(1, 2).flatten()
+    pos = torch.stack([hpos, wpos], dim=-1).repeat(t, 1).float()  # [N, 2]
+    freqs = torch.cat([pos[:, 0:1] * freq, pos[:, 1:2] * freq], dim=-1)  # [N, head_dim/2]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos(), emb.sin()
 
 
 def vision_rotary(grid_thw: list[tuple[int, int, int]], head_dim: int, theta: float, merge: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin [num_patches, head_dim] fp32 for the patches of all images,
     patches ordered block-major over merge x merge windows (the image
     processor's order)."""
-    tables = [_grid_tables(t, h, w, head_dim, theta, merge, device) for t, h, w in grid_thw]
+    tables = [_grid_tables(t, h, w, head_dim, theta, merge, torch.device(device)) for t, h, w in grid_thw]
     if len(tables) == 1:
         return tables[0]
     return torch.cat([c for c, _ in tables]), torch.cat([s for _, s in tables])
