@@ -141,7 +141,7 @@ class ShmSender(ControlSender):
                 if self._ring.publish(payload, self._bell):
                     return
         with self._lock:  # ring full or absent: the same bytes as a META frame
-            wire.sendmsg_all(self._sock, [wire.HEADER.pack(wire.MAGIC, wire.VERSION, wire.META, 0, len(payload), 0) + payload])
+            wire.sendmsg_all(self._sock, wire.encoded_frame_buffers(wire.META, payload))
 
 
 class ShmReceiver(ControlReceiver):

@@ -88,7 +88,11 @@ encode_json = _json_encoder()
 
 def frame_buffers(kind: int, header: dict, payloads: list | tuple = ()) -> list:
     """The buffers of one frame, for sendmsg_all (several frames may go in one call)."""
-    body = encode_json(header)
+    return encoded_frame_buffers(kind, encode_json(header), payloads)
+
+
+def encoded_frame_buffers(kind: int, body: bytes, payloads: list | tuple = ()) -> list:
+    """frame_buffers() for a header already encoded with encode_json."""
     payload_len = sum(memoryview(p).nbytes for p in payloads)
     return [HEADER.pack(MAGIC, VERSION, kind, 0, len(body), payload_len) + body, *payloads]
 
