@@ -110,7 +110,10 @@ class ControlReceiver(KVReceiver):
     def _answer_meta(self, sock: socket.socket, state: dict, hdr: dict) -> None:
         """Check and deliver one META (a META frame, or the META fields a
         transport's last DATA frame carries), then ACK it."""
-        ack = self._on_meta(state, hdr)
+        self._reply(sock, state, hdr, self._on_meta(state, hdr))
+
+    def _reply(self, sock: socket.socket, state: dict, hdr: dict, ack: dict) -> None:
+        """Send the ACK of one checked META (shm's ring path answers through here too)."""
         if not (ack["ok"] and hdr.get("self_acked") is True):  # a self-acked META is answered only when refused
             with state["send_lock"]:
                 wire.send_frame(sock, wire.ACK, ack)

@@ -219,12 +219,10 @@ class ShmReceiver(ControlReceiver):
         except (ValueError, wire.FrameError) as e:
             log.warning("shm: bad META in the ring from %s: %s", state["peer"], e)
             return
-        if not ack["ok"] or hdr.get("self_acked") is not True:
-            try:
-                with state["send_lock"]:
-                    wire.send_frame(state["sock"], wire.ACK, ack)
-            except OSError as e:
-                log.info("shm: could not answer %s: %s", state["peer"], e)
+        try:
+            self._reply(state["sock"], state, hdr, ack)
+        except OSError as e:
+            log.info("shm: could not answer %s: %s", state["peer"], e)
 
     def _on_disconnect(self, state: dict) -> None:
         if "ring" in state:
