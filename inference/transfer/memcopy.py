@@ -96,9 +96,9 @@ def _helpers() -> queue.SimpleQueue:
 def start(copies: list[tuple[int, int, int]]) -> _Job:
     """Begin memmoving every (dst, src, bytes): helpers start on a large job
     at once; the caller may do other work, then must call finish(job)."""
-    if sum(c[2] for c in copies) < SHARE_MIN_BYTES or HELPERS == 0:
-        return _Job(copies)  # the caller copies it all in finish()
     total = sum(c[2] for c in copies)
+    if total < SHARE_MIN_BYTES or HELPERS == 0:
+        return _Job(copies)  # the caller copies it all in finish()
     piece = min(MAX_PIECE_BYTES, max(MIN_PIECE_BYTES, total // (PIECES_PER_THREAD * (HELPERS + 1))))
     pieces = []
     for d, s, n in copies:
