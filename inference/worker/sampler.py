@@ -136,7 +136,8 @@ class Sampler:
         ctx = self._history_rows(reqs)
         tokens = self._sample(self.processed_logits(logits, reqs, ctx), reqs)
         if ctx is not None:
-            self.history.record(ctx.slots, tokens.index_select(0, ctx.index), ctx.lengths, ctx.ngram, ctx.slot_list)
+            self.history.record(ctx.slots, tokens.index_select(0, ctx.index), ctx.lengths, ctx.ngram, ctx.slot_list,
+                                ctx.width)
         return tokens
 
     def _sample(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:

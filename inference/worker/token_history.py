@@ -132,10 +132,11 @@ class TokenHistory:
         return out
 
     def record(self, slots: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor,
-               slot_list: list[int]) -> None:
-        """Append tokens[i] at position lengths[i] of slot slots[i]; update match rows."""
+               slot_list: list[int], width: int) -> None:
+        """Append tokens[i] at position lengths[i] of slot slots[i]; update match rows.
+        width: the longest of these histories before the append (the caller has it from slots())."""
         self.hist[slots, lengths] = tokens
-        width = max(self.length[s] for s in slot_list) + 1
+        width += 1
         caps = (ngram - 1).clamp(min=0)
         old = self.match[slots, :width]
         eq = self.hist[slots, :width] == tokens[:, None]
