@@ -112,12 +112,10 @@ class Layout:
     description: str = ""
 
     def __post_init__(self) -> None:
-        shares = [w.role for w in self.workers if w.sm_percent is not None]
-        if shares and self.gpu_sharing.mode != "mps":
-            raise ValueError(f"layout {self.name}: sm_percent of {shares} needs [gpu_sharing] mode = \"mps\"")
-        ranked = [w.role for w in self.workers if w.mps_priority is not None]
-        if ranked and self.gpu_sharing.mode != "mps":
-            raise ValueError(f"layout {self.name}: mps_priority of {ranked} needs [gpu_sharing] mode = \"mps\"")
+        for mps_only in ("sm_percent", "mps_priority"):
+            set_by = [w.role for w in self.workers if getattr(w, mps_only) is not None]
+            if set_by and self.gpu_sharing.mode != "mps":
+                raise ValueError(f"layout {self.name}: {mps_only} of {set_by} needs [gpu_sharing] mode = \"mps\"")
         roles = {w.role for w in self.workers}
         if roles == {"embedded"}:
             return
