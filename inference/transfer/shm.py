@@ -129,7 +129,7 @@ class ShmSender(ControlSender):
 
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
         payload = wire.encode_json({"seq": seq, "meta": meta.to_wire(), "self_acked": True})
-        memcopy.copy_runs(self._dst, prep.src_bytes, prep.copies)
+        self._move(seq, prep)
         self._publish(payload)  # only once every byte landed
 
     def _send_meta(self, header: dict) -> None:
