@@ -36,14 +36,16 @@ from inference.worker.h2d import to_device
 
 def rgb_pixels(image) -> np.ndarray:
     """uint8 [H, W, 3] or [H, W, 4] (channels after the third are padding) of an RGB PIL image."""
-    if hasattr(image, "__arrow_c_array__"):
+    try:
+        import pyarrow as pa
+    except ImportError:
+        pa = None
+    if pa is not None and hasattr(image, "__arrow_c_array__"):
         try:
-            import pyarrow as pa
-
             flat = pa.array(image).flatten().to_numpy(zero_copy_only=True)
             if flat.size == image.height * image.width * 4:
                 return flat.reshape(image.height, image.width, 4)
-        except (ImportError, ValueError, TypeError, NotImplementedError, pa.ArrowException):
+        except (ValueError, TypeError, NotImplementedError, pa.ArrowException):
             pass  # an image Pillow cannot export in one piece: copy it
     return np.array(image)
 

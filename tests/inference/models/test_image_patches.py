@@ -63,3 +63,17 @@ def test_processor_mixes_fast_and_resized_images_in_order():
     ref = proc.image_processor(images=images, return_tensors="pt")
     assert got.image_grid_thw == [tuple(g) for g in ref["image_grid_thw"].tolist()]
     torch.testing.assert_close(got.pixel_values, ref["pixel_values"].float(), atol=1e-6, rtol=0)
+
+
+def test_rgb_pixels_without_pyarrow_copies(monkeypatch):
+    import builtins
+    real_import = builtins.__import__
+
+    def no_pyarrow(name, *args, **kwargs):
+        if name == "pyarrow":
+            raise ImportError("no pyarrow here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_pyarrow)
+    img = _image(56, 28, seed=5)
+    np.testing.assert_array_equal(rgb_pixels(img), np.asarray(img))
