@@ -121,13 +121,20 @@ def recv_frame(sock: socket.socket, max_payload_bytes: int) -> tuple[int, dict, 
         raise FrameError(f"frame metadata of {json_len} bytes exceeds {MAX_JSON_BYTES}")
     if payload_len > max_payload_bytes:
         raise FrameError(f"payload of {payload_len} bytes exceeds {max_payload_bytes}")
+    return kind, _decode_header(recv_exact(sock, json_len) if json_len else b""), payload_len
+
+
+def _decode_header(raw: bytes | bytearray) -> dict:
+    """A frame's JSON object (empty raw: {}); anything else is a FrameError."""
+    if not raw:
+        return {}
     try:
-        header = json.loads(recv_exact(sock, json_len)) if json_len else {}
+        header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise FrameError(f"frame metadata is not JSON: {e}") from None
     if not isinstance(header, dict):
         raise FrameError("frame metadata must be a JSON object")
-    return kind, header, payload_len
+    return header
 
 
 class SmallFrameReader:
@@ -154,12 +161,7 @@ class SmallFrameReader:
             end = HEADER.size + json_len
             if len(buf) < end:
                 break
-            try:
-                header = json.loads(buf[HEADER.size:end]) if json_len else {}
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise FrameError(f"frame metadata is not JSON: {e}") from None
-            if not isinstance(header, dict):
-                raise FrameError("frame metadata must be a JSON object")
+            header = _decode_header(buf[HEADER.size:end])
             del buf[:end]
             out.append((kind, header))
         return out
