@@ -36,7 +36,7 @@ from inference.transfer import wire
 from inference.transfer.auth import client_handshake
 from inference.transfer.base import KVSender, PoolSpec, ReleaseCallback, TransferConfig, TransferError, TransferHandle
 from inference.transfer.meta import TransferMeta
-from inference.transfer.source import PreparedTransfer, check_landing, flat_bytes, prepare
+from inference.transfer.source import PreparedTransfer, flat_bytes, prepare
 
 log = logging.getLogger("inference.transfer.sender")
 
@@ -170,10 +170,11 @@ class ControlSender(KVSender):
         return best
 
     def _send_self_acked(self, meta: TransferMeta, prep: PreparedTransfer) -> TransferHandle:
-        """The KV is in the receiver's pool when _move returns: run the
-        receiver's checks first, then move, hand over the META, done. Nothing
-        stays pending, so no slot, lease or reader thread is involved."""
-        check_landing(meta, self.peer_spec)
+        """The KV is in the receiver's pool when _move returns: the receiver's
+        checks have run (prepare() checks the destination ids against the peer's
+        spec and that the tokens fit them: check_landing's conditions), then
+        move, hand over the META, done. Nothing stays pending, so no slot,
+        lease or reader thread is involved."""
         if meta.is_expired():
             raise TransferError(f"{meta.request_id}: lease expired before the KV was sent")
         with self._room:
@@ -191,7 +192,7 @@ class ControlSender(KVSender):
         return TransferHandle.finished(meta, "acked")
 
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
-        """Self-acked: move, then hand over the META (shm overlaps the two)."""
+        """Self-acked: move, then hand over the META (shm encodes it before the move)."""
         extra = self._move(seq, prep)
         self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {})})
 
