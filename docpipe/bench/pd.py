@@ -149,9 +149,11 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
     # one untimed page on each side first, so neither side's timings hold one-off compilation
     warm = _workload(1, load_config(model), seed + 1, prefix="warm-") if warmup else []
     torch.set_num_threads(threads)  # CPU runs: same threads per engine process on both sides (said in the JSON)
-    mono, mono_s = run_monolithic(model, spec, work, engine_kw, warm)
+    # disaggregated first: its worker processes give all their device memory back when they exit,
+    # while an engine of this process may leave some behind (allocator caches, graph pools)
     sharing: dict = {"active": False}
     pd, pd_s, router_metrics = run_disaggregated(model, spec, work, engine_kw, threads, sharing, warm)
+    mono, mono_s = run_monolithic(model, spec, work, engine_kw, warm)
     same = sum(mono[r]["token_ids"] == pd[r]["token_ids"] for r in mono)
     report = {
         "command": " ".join(["docpipe", "bench", "pd"] + sys.argv[3:]) if len(sys.argv) > 2 else "docpipe bench pd",

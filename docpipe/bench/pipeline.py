@@ -155,16 +155,20 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
     """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
+    from docpipe.bench.sync_debug import requested, sync_sites
 
     flow.num_requests = flow.num_output_tokens = 0
     if device_busy is not None:
         device_busy.reset()
-    t0 = time.perf_counter()
-    if docs:
-        pages, num_docs = stream_pages(docs, runner, flow, window)
-    else:
-        pages, num_docs = list(PageScheduler(runner, flow, window).run(jobs)), 0
-    wall = time.perf_counter() - t0
+    alloc_before = _allocator_counts()
+    with sync_sites(requested()) as syncs:  # DOCPIPE_SYNC_DEBUG=1: where the host waits for the GPU
+        t0 = time.perf_counter()
+        if docs:
+            pages, num_docs = stream_pages(docs, runner, flow, window)
+        else:
+            pages, num_docs = list(PageScheduler(runner, flow, window).run(jobs)), 0
+        wall = time.perf_counter() - t0
+    alloc = {k: v - alloc_before.get(k, 0) for k, v in _allocator_counts().items()}
     failed = [p.error for p in pages if not p.ok]
     busy = sum(v for k, v in clock.s.items() if k in ("prefill", "decode", "generate"))
     total = lambda stage: sum(p.timings_s.get(stage, 0.0) for p in pages)  # noqa: E731
@@ -174,7 +178,20 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "busy_fraction": busy / wall, "render_s": total("render"), "vision_s": clock.s.get("vision", 0.0),
             "prefill_s": clock.s.get("prefill", 0.0) - clock.s.get("vision", 0.0),
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
-            "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {})}
+            "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {}),
+            **({"sync_sites": syncs.report()} if syncs is not None else {}),
+            **({"device_allocator": alloc} if alloc else {})}
+
+
+def _allocator_counts() -> dict:
+    """CUDA caching-allocator counters whose growth during a timed run means the host waited:
+    a cudaMalloc retry frees cached blocks (a device sync); each cudaMalloc/cudaFree is a driver call."""
+    import torch
+    if not torch.cuda.is_available():
+        return {}
+    stats = torch.cuda.memory_stats()
+    return {k: int(stats.get(k, 0)) for k in ("num_alloc_retries", "num_device_alloc", "num_device_free",
+                                              "num_sync_all_streams", "num_ooms")}
 
 
 def _engine_clock(client, clock: Clock) -> None:
@@ -272,6 +289,10 @@ def print_table(result: dict) -> None:
                   f"{d['device_idle_between_steps_s']:.2f} s; steps {d['steps']}; device s {d['device_s']}; "
                   f"decode step {d['decode_step_device_ms']:.2f} ms device / {d['decode_step_host_launch_ms']:.2f} ms "
                   f"host launch")
+        if "device_allocator" in s:
+            print(f"  device allocator during the run: {s['device_allocator']}")
+        for site in s.get("sync_sites", [])[:12]:
+            print(f"  host sync x{site['count']}: {site['site']}")
         for err in s["errors"]:
             print(f"  failed page: {err}")
     if "pages_per_s_ratio" in result:

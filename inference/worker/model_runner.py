@@ -81,7 +81,9 @@ class ModelRunner:
             own = torch.cuda.memory_reserved(self.device)
             budget = min(int(total * self.config.gpu_memory_utilization) - own, free) - ACTIVATION_RESERVE_BYTES
             if budget < self.bytes_per_block:
-                raise RuntimeError(f"no device memory left for the KV pool (free {free >> 20} MiB)")
+                raise RuntimeError(f"no device memory left for the KV pool on {self.device}: free {free >> 20} MiB "
+                                   f"of {total >> 20}, this process holds {own >> 20} MiB, share "
+                                   f"{self.config.gpu_memory_utilization} (gpu_memory_fraction in a layout)")
             return budget // self.bytes_per_block
         wanted = self.config.max_num_seqs * -(-self.config.max_model_len // self.block_size)
         return max(1, min(wanted, CPU_KV_POOL_BYTES // self.bytes_per_block))

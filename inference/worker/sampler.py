@@ -88,6 +88,7 @@ class Sampler:
         self.device = device
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history = TokenHistory(device, max_model_len)
+        self._neg_inf = torch.full((), float("-inf"), device=device)
 
     def release(self, request_ids) -> None:
         """The engine let these requests go (finished, preempted, aborted)."""
@@ -119,7 +120,9 @@ class Sampler:
             apply_penalties(work, ctx.index, ctx.reqs, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
         if any(r.sampling.no_repeat_ngram_size for r in ctx.reqs):
             banned = self.history.banned_tokens(ctx.slots, ctx.lengths, ctx.ngram, ctx.width, vocab)
-            work[ctx.index[:, None].expand_as(banned), banned] = float("-inf")
+            # the value as a device tensor: a Python float would become a CPU tensor that index_put_
+            # copies to the device with a blocking copy, a host sync every step
+            work.index_put_((ctx.index[:, None].expand_as(banned), banned), self._neg_inf)
         return work[:, :vocab]
 
     def probs(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:

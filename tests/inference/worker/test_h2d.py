@@ -1,0 +1,101 @@
+"""Host -> device uploads: the pinned ring's region bookkeeping (CPU, with
+fake events) and the CUDA uploader (GPU: contents, stream ordering, and that
+an upload does not wait for the compute stream's queued kernels)."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from inference.worker.h2d import RingRegions, to_device
+
+
+class FakeEvent:
+    def __init__(self):
+        self.done = False
+        self.waited = False
+
+    def query(self) -> bool:
+        return self.done
+
+    def synchronize(self) -> None:
+        self.waited = True
+        self.done = True
+
+
+def _overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
+    return a[0] < b[1] and b[0] < a[1]
+
+
+def test_regions_never_overlap_a_busy_region():
+    rng = random.Random(0)
+    ring = RingRegions(4096)
+    made = []
+    for _ in range(2000):
+        size = rng.choice([1, 7, 100, 512, 700, 1024, 1500])
+        busy = [(s, e) for s, e, ev in ring.in_flight if not ev.done]
+        start = ring.reserve(size)
+        still_busy = [(s, e) for s, e, ev in ring.in_flight if not ev.done]
+        assert 0 <= start and start + size <= ring.capacity
+        assert start % 512 == 0
+        assert not any(_overlaps((start, start + size), r) for r in still_busy), (start, size, busy)
+        made.append(FakeEvent())
+        ring.commit(start, size, made[-1])
+        for _, _, ev in ring.in_flight:  # copies complete in order, some of them each round
+            if rng.random() < 0.3:
+                ev.done = True
+            else:
+                break
+    assert any(ev.waited for ev in made)  # the ring filled up at times, and then waited for the oldest region
+
+
+def test_completed_regions_are_reused_without_waiting():
+    ring = RingRegions(2048)
+    for _ in range(20):
+        start = ring.reserve(1024)
+        ev = FakeEvent()
+        ring.commit(start, 1024, ev)
+        ev.done = True
+    assert not any(ev.waited for *_, ev in ring.in_flight)
+    assert len(ring.done_events) > 0
+
+
+def test_full_ring_waits_for_the_oldest_only():
+    ring = RingRegions(2048)
+    events = []
+    for _ in range(2):
+        start = ring.reserve(1024)
+        events.append(FakeEvent())
+        ring.commit(start, 1024, events[-1])
+    assert ring.reserve(1024) == 0
+    assert events[0].waited and not events[1].waited
+
+
+def test_region_larger_than_ring_is_refused():
+    with pytest.raises(ValueError, match="does not fit"):
+        RingRegions(1024).reserve(2048)
+
+
+def test_cpu_to_device_keeps_values_and_dtype():
+    out = to_device([[1, 2], [3, 4]], torch.device("cpu"), torch.int32)
+    assert out.dtype == torch.int32 and out.tolist() == [[1, 2], [3, 4]]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the pinned uploader needs a CUDA device")
+def test_cuda_uploads_match_and_do_not_wait_for_queued_kernels():
+    dev = torch.device("cuda")
+    gen = torch.Generator().manual_seed(0)
+    hosts = [torch.randint(0, 255, (n,), generator=gen, dtype=torch.uint8) for n in (1, 10, 4096, 1 << 20, 3 << 20)]
+    hosts += [torch.randn(333, 77, generator=gen), torch.arange(1000, dtype=torch.int64)[::3]]
+    torch.cuda.synchronize()
+    torch.cuda._sleep(2_000_000_000 // 1000 * 200)  # ~0.2 s of queued work on the compute stream
+    queued = torch.cuda.Event()
+    queued.record()
+    outs = [to_device(h, dev) for h in hosts for _ in range(100)]  # 420 MB > the 256 MB ring: regions get reused
+    assert not queued.query(), "an upload waited for the compute stream's queued kernels"
+    doubled = [o * 2 for o in outs]  # compute-stream work ordered after each upload
+    torch.cuda.synchronize()
+    for i, h in enumerate(h for h in hosts for _ in range(100)):
+        assert torch.equal(doubled[i].cpu(), h * 2)
