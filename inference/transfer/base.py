@@ -25,6 +25,7 @@ from typing import Callable
 
 import torch
 
+from inference.transfer.errors import TransferError, TransportUnavailable  # noqa: F401 (re-exported)
 from inference.transfer.meta import TransferMeta
 
 TCP_STREAMS_DEFAULT = 1  # connections per tcp sender: 2 and 4 gave no gain in `docpipe bench transfer` on 2 cores
@@ -37,14 +38,6 @@ def _env_int(name: str, default: int) -> int:
         return int(text) if text else default
     except ValueError:
         raise ValueError(f"{name} must be an integer, got {text!r}") from None
-
-
-class TransportUnavailable(RuntimeError):
-    """The chosen transport cannot run on this machine (raised at selection)."""
-
-
-class TransferError(RuntimeError):
-    """A transfer could not be carried out (bad ids, peer error, lost link)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,8 @@ rebuild_cuda_tensor. Its HELLO carries EVENTS interprocess CUDA events
 Per transfer, nothing on the sender waits for the GPU:
   sender:   side stream waits for the current stream (the KV is written) ->
             enqueue_copies (one cudaMemcpyAsync per coalesced run, or one
-            gather + one scatter kernel when the runs are many) -> record event
+            gather + one scatter kernel when the runs are many, their block
+            indices expanded on the device from the run table) -> record event
             seq % EVENTS on the side stream -> META {event: slot} -> return.
   receiver: on META, synchronize that event (the copies are done in its
             memory), then queue the meta and ACK.
@@ -100,15 +101,25 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer)
     word = torch.int64 if bb % 8 == 0 and src.data_ptr() % 8 == 0 and dst.data_ptr() % 8 == 0 else torch.uint8
     rows = bb // torch.empty((), dtype=word).element_size()
     src_rows, dst_rows = src.view(word).view(-1, rows), dst.view(word).view(-1, rows)
-    src_ids, dst_ids = [], []
-    for r in prep.runs:
-        src_ids.extend(range(r.src_block, r.src_block + r.num_blocks))
-        dst_ids.extend(range(r.dst_block, r.dst_block + r.num_blocks))
-    # pinned staging: a pageable upload would synchronise the side stream, which waits on the
-    # engine's stream, so the sender thread would block until the engine's queued steps ran
-    src_idx = to_device(src_ids, src.device, torch.long)
-    dst_idx = to_device(dst_ids, dst.device, torch.long)
+    src_idx, dst_idx = block_indices(prep.runs, src.device)
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
+
+
+def block_indices(runs: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(source ids, destination ids) of every block of `runs`, as int64 tensors
+    built on `device` from the run table alone: the host uploads 3 numbers
+    per run (pinned staging: a pageable upload would synchronise the side
+    stream, which waits on the engine's stream, so the sender thread would
+    block until the engine's queued steps ran), the device expands them
+    (repeat_interleave with output_size given does not synchronise)."""
+    table = to_device([v for r in runs for v in (r.src_block, r.dst_block, r.num_blocks)], device, torch.long).view(-1, 3)
+    counts = table[:, 2]
+    total = sum(r.num_blocks for r in runs)
+    # id of the k-th block of the sequence = its run's first id - the run's start in the sequence + k
+    shift = table[:, :2] - (torch.cumsum(counts, 0) - counts).unsqueeze(1)
+    idx = torch.repeat_interleave(shift, counts, dim=0, output_size=total)
+    idx += torch.arange(total, device=device, dtype=torch.long).unsqueeze(1)
+    return idx[:, 0].contiguous(), idx[:, 1].contiguous()
 
 
 class CudaIpcSender(ControlSender):

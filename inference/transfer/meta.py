@@ -2,21 +2,26 @@
 
 The sender builds one TransferMeta per request; it is sent after the KV bytes
 on the same ordered channel, so when the receiver reads it the blocks named in
-dst_block_ids hold the request's KV. Serialized as JSON (to_wire: block ids as
-[first, count] runs); from_dict checks every field's type, since it comes off
-the wire.
+dst_block_ids hold the request's KV. Block ids are BlockIds (blockids.py):
+runs of consecutive ids, built once from the caller's lists (or ranges) and
+read as runs by every later step. Serialized as JSON (to_wire: block ids as
+[first, count] runs, a few numbers for a 4096-block request); from_wire
+checks every field's type and every run, since it comes off the wire.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
 
+from inference.transfer.blockids import MAX_IDS as MAX_WIRE_IDS  # noqa: F401 (re-exported)
+from inference.transfer.blockids import BlockIds
+
 
 @dataclass
 class TransferMeta:
     request_id: str  # router-assigned id of the request
-    src_block_ids: list[int]  # blocks in the sender's pool, in sequence order
-    dst_block_ids: list[int]  # blocks in the receiver's pool, in sequence order
+    src_block_ids: BlockIds  # blocks in the sender's pool, in sequence order (a list of ints is converted)
+    dst_block_ids: BlockIds  # blocks in the receiver's pool, in sequence order (a list of ints is converted)
     num_tokens: int  # tokens of KV held by those blocks (prompt length)
     first_token_id: int  # token sampled by prefill; decode continues from it
     mrope_position_delta: int  # M-RoPE: decode positions = cache_position + delta
@@ -24,14 +29,14 @@ class TransferMeta:
     lease_expiry_unix_s: float = 0.0  # after this wall-clock time the sender frees the source blocks
 
     def __post_init__(self) -> None:
-        # one pass of C-level checks per field (runs on every send and every
-        # receive); bool is not int here
+        # runs on every send and every receive: ids off the wire are BlockIds already (checked
+        # run by run); lists are checked and converted once here. bool is not int here
         if type(self.request_id) is not str or not self.request_id:
             raise ValueError("request_id must be a non-empty string")
-        src, dst = self.src_block_ids, self.dst_block_ids
-        for name, ids in (("src_block_ids", src), ("dst_block_ids", dst)):
-            if not isinstance(ids, list) or (ids and (not set(map(type, ids)) <= _INT or min(ids) < 0)):
-                raise ValueError(f"{name} must be a list of non-negative ints")
+        if type(self.src_block_ids) is not BlockIds:
+            self.src_block_ids = BlockIds.from_list(self.src_block_ids, "src_block_ids")
+        if type(self.dst_block_ids) is not BlockIds:
+            self.dst_block_ids = BlockIds.from_list(self.dst_block_ids, "dst_block_ids")
         if not (type(self.num_tokens) is type(self.first_token_id) is type(self.mrope_position_delta) is int):
             bad = next(n for n in ("num_tokens", "first_token_id", "mrope_position_delta") if type(getattr(self, n)) is not int)
             raise ValueError(f"{bad} must be an int, got {getattr(self, bad)!r}")
@@ -52,21 +57,23 @@ class TransferMeta:
         return bool(self.lease_expiry_unix_s) and (now_unix_s or time.time()) > self.lease_expiry_unix_s
 
     def to_dict(self) -> dict:
-        # shallow on purpose: asdict's deep copy costs more than the send at small sizes
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+        """Plain values (block ids as lists): for pickling and JSON outside the hot path."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        d["src_block_ids"], d["dst_block_ids"] = list(self.src_block_ids.tolist()), list(self.dst_block_ids.tolist())
+        return d
 
     def to_wire(self) -> dict:
-        """to_dict() with the block id lists as [[first, count], ...] runs: a
-        4096-block request is a few numbers instead of 8192 in JSON."""
-        return {"request_id": self.request_id, "src_block_ids": _runs(self.src_block_ids),
-                "dst_block_ids": _runs(self.dst_block_ids), "num_tokens": self.num_tokens,
+        """The META's JSON form, block ids as [[first, count], ...] runs."""
+        return {"request_id": self.request_id, "src_block_ids": self.src_block_ids.to_wire(),
+                "dst_block_ids": self.dst_block_ids.to_wire(), "num_tokens": self.num_tokens,
                 "first_token_id": self.first_token_id, "mrope_position_delta": self.mrope_position_delta,
                 "sampling_state": self.sampling_state, "lease_expiry_unix_s": self.lease_expiry_unix_s}
 
     @classmethod
     def from_wire(cls, d: object) -> "TransferMeta":
+        """to_wire()'s form (runs) or to_dict()'s (id lists); anything else raises ValueError."""
         if isinstance(d, dict):
-            d = {**d, **{k: _expand(d[k]) for k in ("src_block_ids", "dst_block_ids") if k in d}}
+            d = {**d, **{k: _ids_from_wire(d[k], k) for k in ("src_block_ids", "dst_block_ids") if k in d}}
         return cls.from_dict(d)
 
     @classmethod
@@ -79,32 +86,9 @@ class TransferMeta:
             raise ValueError(f"transfer meta lacks field {e}") from None
 
 
-_INT = {int}
-MAX_WIRE_IDS = 1 << 22  # more block ids than any pool holds: a bad frame, refused before expanding
-
-
-def _runs(ids: list[int]) -> list[list[int]]:
-    n = len(ids)
-    if n and ids == list(range(ids[0], ids[0] + n)):  # the common case, one C-level compare
-        return [[ids[0], n]]
-    runs: list[list[int]] = []
-    for b in ids:
-        if runs and b == runs[-1][0] + runs[-1][1]:
-            runs[-1][1] += 1
-        else:
-            runs.append([b, 1])
-    return runs
-
-
-def _expand(runs: object) -> object:
-    """[[first, count], ...] -> ids; anything malformed is passed on for from_dict to refuse."""
-    if not isinstance(runs, list) or not all(isinstance(r, list) and len(r) == 2 and set(map(type, r)) <= {int} for r in runs):
-        return runs
-    if sum(max(c, 0) for _, c in runs) > MAX_WIRE_IDS:
-        raise ValueError(f"transfer meta names more than {MAX_WIRE_IDS} blocks")
-    out: list[int] = []
-    for first, count in runs:
-        if count < 1:
-            raise ValueError(f"block id run [{first}, {count}] is empty")
-        out.extend(range(first, first + count))
-    return out
+def _ids_from_wire(v: object, name: str) -> object:
+    """Runs ([[first, count], ...]) become BlockIds, checked; a plain id list (or
+    anything malformed) is left for __post_init__ to convert or refuse."""
+    if type(v) is list and v and type(v[0]) is list:
+        return BlockIds.from_runs(v, name)
+    return v

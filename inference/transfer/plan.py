@@ -2,7 +2,8 @@
 
 In the pool layout one block of all layers is one contiguous region, so a run
 of consecutive ids on both sides is one contiguous byte range on each side.
-coalesce() finds those runs; plan_units() cuts them into byte segments of at
+coalesce() finds those runs (coalesce_runs() from ids already held as runs,
+BlockIds); plan_units() cuts them into byte segments of at
 most max_unit_bytes and groups segments into work units of at least
 min_unit_bytes (the last may be smaller), the unit every transport moves as
 one frame / one chain of work requests / one batch of copies.
@@ -96,6 +97,60 @@ def _coalesce_numpy(src_ids: list[int], dst_ids: list[int]) -> list[Run]:
     starts = np.concatenate(([0], breaks))
     ends = np.concatenate((breaks, [len(a)]))
     return [Run(int(a[s, 0]), int(a[s, 1]), int(e - s)) for s, e in zip(starts, ends)]
+
+
+def coalesce_runs(src_runs: tuple[tuple[int, int], ...], dst_runs: tuple[tuple[int, int], ...]) -> list[Run]:
+    """coalesce_ids() over ids given as (first, count) runs (BlockIds.runs, ids
+    >= 0), with the same result and errors, in O(runs): one run on each side
+    (the common case) is one Run at once; otherwise the two run lists are cut
+    into pieces consecutive on both sides, which are checked (no destination
+    twice), sorted by source and merged. Pieces overlapping in the source (a
+    block sent twice) or many pieces go through coalesce_ids on the ids."""
+    if len(src_runs) == 1 and len(dst_runs) == 1:
+        (s, n), (d, m) = src_runs[0], dst_runs[0]
+        if n != m:
+            raise ValueError(f"{n} source blocks vs {m} destination blocks")
+        return [Run(s, d, n)]
+    ns, nd = sum(c for _, c in src_runs), sum(c for _, c in dst_runs)
+    if ns != nd:
+        raise ValueError(f"{ns} source blocks vs {nd} destination blocks")
+    if not ns:
+        return []
+    if len(src_runs) + len(dst_runs) > _LOOP_MAX_IDS:
+        return coalesce_ids(_expand(src_runs), _expand(dst_runs))
+    pieces: list[tuple[int, int, int]] = []  # (src first, dst first, count)
+    it_s, it_d = iter(src_runs), iter(dst_runs)
+    s, sn, d, dn = 0, 0, 0, 0
+    for _ in range(len(src_runs) + len(dst_runs)):
+        if not sn:
+            s, sn = next(it_s, (0, 0))
+        if not dn:
+            d, dn = next(it_d, (0, 0))
+        if not sn or not dn:
+            break
+        n = min(sn, dn)
+        pieces.append((s, d, n))
+        s, sn, d, dn = s + n, sn - n, d + n, dn - n
+    by_dst = sorted((d, n) for _, d, n in pieces)
+    if any(b[0] < a[0] + a[1] for a, b in zip(by_dst, by_dst[1:])):
+        raise ValueError("a destination block appears twice in the transfer")
+    pieces.sort()  # by source, then destination
+    if any(b[0] < a[0] + a[2] for a, b in zip(pieces, pieces[1:])):
+        return coalesce_ids(_expand(src_runs), _expand(dst_runs))  # per-pair order differs inside overlaps
+    runs: list[Run] = []
+    s0, d0, n0 = pieces[0]
+    for s, d, n in pieces[1:]:
+        if s == s0 + n0 and d == d0 + n0:
+            n0 += n
+        else:
+            runs.append(Run(s0, d0, n0))
+            s0, d0, n0 = s, d, n
+    runs.append(Run(s0, d0, n0))
+    return runs
+
+
+def _expand(runs: tuple[tuple[int, int], ...]) -> list[int]:
+    return [b for f, c in runs for b in range(f, f + c)]
 
 
 def plan_units(runs: list[Run], block_bytes: int, min_unit_bytes: int, max_unit_bytes: int) -> list[WorkUnit]:

@@ -36,7 +36,6 @@ import torch
 from inference.transfer import doorbell, memcopy, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.meta import TransferMeta
-from inference.transfer.plan import coalesce
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
@@ -237,8 +236,8 @@ class ShmReceiver(ControlReceiver):
         if self._staging is None:
             return  # the sender wrote into the pool itself
         dst, bb = flat_bytes(self.pool), self.spec.block_bytes
-        for run in coalesce([(d, d) for d in meta.dst_block_ids]):
-            a, b = run.dst_block * bb, (run.dst_block + run.num_blocks) * bb
+        for first, count in meta.dst_block_ids.runs:  # a block named twice is copied twice, harmlessly
+            a, b = first * bb, (first + count) * bb
             dst[a:b].copy_(self._staging[a:b])
 
     def close(self) -> None:

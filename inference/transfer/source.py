@@ -7,6 +7,8 @@ destination-layout blocks in a staging tensor, and the pairs are
 source plus work units of byte segments into the destination pool (cut at
 max_unit_bytes, for frames and work requests) and the whole runs as byte
 copies (for memcpy-like transports: a large run stays one call).
+Block ids are read as runs (BlockIds), so the checks and the plan cost
+O(runs), not O(blocks); check_landing is the receiver's O(runs) check.
 """
 from __future__ import annotations
 
@@ -18,7 +20,8 @@ import torch
 from inference.transfer import convert
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError
 from inference.transfer.meta import TransferMeta
-from inference.transfer.plan import Run, WorkUnit, coalesce_ids, plan_units
+from inference.transfer.blockids import BlockIds
+from inference.transfer.plan import Run, WorkUnit, coalesce_runs, plan_units
 
 
 @dataclass
@@ -50,10 +53,10 @@ def flat_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1).view(torch.uint8)
 
 
-def _check_ids(ids: list[int], spec: PoolSpec, side: str, request_id: str) -> None:
-    if ids and max(ids) >= spec.num_blocks:  # C-level max first: this runs on every transfer
-        bad = [b for b in ids if b >= spec.num_blocks]
-        raise TransferError(f"{request_id}: {side} block ids {bad[:4]} outside the {side} pool of {spec.num_blocks} blocks")
+def _check_ids(ids: BlockIds, spec: PoolSpec, side: str, request_id: str) -> None:
+    if ids.max_id >= spec.num_blocks:  # O(1): BlockIds knows its largest id
+        bad = ids.first_at_least(spec.num_blocks, 4)
+        raise TransferError(f"{request_id}: {side} block ids {bad} outside the {side} pool of {spec.num_blocks} blocks")
 
 
 def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta, config: TransferConfig,
@@ -67,20 +70,20 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
             raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.src_block_ids)} blocks")
         if len(meta.src_block_ids) != len(meta.dst_block_ids):
             raise TransferError(f"{meta.request_id}: {len(meta.src_block_ids)} source blocks vs {len(meta.dst_block_ids)} destination blocks")
-        src_ids, dst_ids = meta.src_block_ids, meta.dst_block_ids
+        src_runs, dst_runs = meta.src_block_ids.runs, meta.dst_block_ids.runs
         src_bytes = flat_bytes(pool) if pool_bytes is None else pool_bytes
     else:
         need = math.ceil(meta.num_tokens / dst.block_size)
         if len(meta.dst_block_ids) != need:
             raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens need {need} destination blocks of {dst.block_size}, got {len(meta.dst_block_ids)}")
         try:
-            staged = convert.repack(pool, meta.src_block_ids, meta.num_tokens, dst, config.dst_head_offset)
+            staged = convert.repack(pool, meta.src_block_ids.tolist(), meta.num_tokens, dst, config.dst_head_offset)
         except ValueError as e:
             raise TransferError(f"{meta.request_id}: {e}") from None
-        src_ids, dst_ids = list(range(need)), meta.dst_block_ids
+        src_runs, dst_runs = ((0, need),) if need else (), meta.dst_block_ids.runs
         src_bytes = flat_bytes(staged)
     try:
-        runs = coalesce_ids(src_ids, dst_ids)
+        runs = coalesce_runs(src_runs, dst_runs)
     except ValueError as e:
         raise TransferError(f"{meta.request_id}: {e}") from None
     return PreparedTransfer(src_bytes, runs, dst.block_bytes, config.min_unit_bytes, config.max_unit_bytes)

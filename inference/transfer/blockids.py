@@ -1,0 +1,189 @@
+"""Block ids in sequence order, held as runs of consecutive ids.
+
+A request's KV blocks are mostly one fresh allocation (ids a, a+1, ...), so
+a 4096-block transfer is one (first, count) run. BlockIds keeps only the
+runs, maximal (no run continues the one before it, so equal id sequences
+have equal runs), and every per-transfer step works on them: the checks
+against the pool, the wire form, the copy plan, the receiver's landing
+checks. Their cost grows with the number of runs, not of ids.
+
+Lifecycle: built once per transfer, either from the engine's id list
+(from_list: a few C-level passes, type checks included) or off the wire
+(from_runs: every run validated); then only read. A plain list of ids is
+built on demand, once (tolist() caches it), for the APIs that need one.
+Malformed input raises BlockIdsError, both a TransferError and a ValueError
+(callers that catch either keep working).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from inference.transfer.errors import TransferError
+
+MAX_IDS = 1 << 22  # more block ids than any pool holds: a bad frame, refused before anything is built
+_LOOP_MAX_IDS = 256  # below this a Python loop beats numpy's per-call overhead
+_INT = {int}
+
+
+class BlockIdsError(TransferError, ValueError):
+    """Block ids (a list or wire runs) that are malformed or out of bounds."""
+
+
+class BlockIds:
+    """An immutable sequence of non-negative block ids, stored as runs."""
+
+    __slots__ = ("runs", "_len", "_max", "_list")
+
+    def __init__(self, runs: tuple[tuple[int, int], ...] = ()):
+        """runs: maximal, validated (first >= 0, count >= 1) runs; use the from_* constructors."""
+        self.runs = runs
+        self._len = sum(c for _, c in runs)
+        self._max = max(f + c for f, c in runs) - 1 if runs else -1
+        self._list: list[int] | None = None
+
+    # constructors ---------------------------------------------------------
+    @classmethod
+    def range(cls, first: int, count: int) -> "BlockIds":
+        if type(first) is not int or type(count) is not int or first < 0 or count < 0:
+            raise BlockIdsError(f"a block id range needs ints first >= 0 and count >= 0, got ({first!r}, {count!r})")
+        return cls(((first, count),) if count else ())
+
+    @classmethod
+    def from_list(cls, ids: object, name: str = "block ids") -> "BlockIds":
+        """ids in sequence order (a list of ints, or a range of step 1)."""
+        if type(ids) is range and ids.step == 1:
+            return cls.range(ids.start, len(ids)) if ids.start >= 0 else _bad_list(name)
+        if not isinstance(ids, list):
+            _bad_list(name)
+        n = len(ids)
+        if not n:
+            return EMPTY
+        first = ids[0]
+        if (type(first) is int and first >= 0 and ids[-1] == first + n - 1 and ids == list(range(first, first + n))
+                and (n == 1 or type(ids[1]) is int) and type(sum(ids)) is int):
+            # the common case in two C-level passes. The compare lets through only values equal
+            # to the expected ints; a bool among them could only be 0 or 1, so at index 0 or 1
+            # (checked); a float, numpy int, Decimal... anywhere makes the sum's type not int
+            return cls(((first, n),))
+        if not set(map(type, ids)) <= _INT:  # bool and float compare equal to ints: types first
+            _bad_list(name)
+        out = cls(_runs_loop(ids) if n <= _LOOP_MAX_IDS else _runs_numpy(ids))
+        if min(f for f, _ in out.runs) < 0:
+            _bad_list(name)
+        return out  # the caller's list is not kept: the caller may still change it
+
+    @classmethod
+    def from_runs(cls, runs: object, name: str = "block ids") -> "BlockIds":
+        """The wire form, [[first, count], ...], checked run by run."""
+        if type(runs) is not list:
+            raise BlockIdsError(f"{name} must be a list of [first, count] runs")
+        if len(runs) > MAX_IDS:
+            raise BlockIdsError(f"{name}: {len(runs)} runs name more than {MAX_IDS} blocks")
+        out: list[tuple[int, int]] = []
+        total = 0
+        for r in runs:
+            if type(r) is not list or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int:
+                raise BlockIdsError(f"{name}: run {_short(r)} is not a [first, count] pair of ints")
+            first, count = r
+            if first < 0:
+                raise BlockIdsError(f"{name}: run [{first}, {count}]: block ids must be non-negative")
+            if count < 1:
+                raise BlockIdsError(f"{name}: block id run [{first}, {count}] is empty")
+            total += count
+            if total > MAX_IDS:
+                raise BlockIdsError(f"{name}: transfer meta names more than {MAX_IDS} blocks")
+            if out and out[-1][0] + out[-1][1] == first:  # canonical: a run that continues the last one joins it
+                out[-1] = (out[-1][0], out[-1][1] + count)
+            else:
+                out.append((first, count))
+        return cls(tuple(out))
+
+    # reading ----------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def max_id(self) -> int:
+        """The largest id (-1 when empty)."""
+        return self._max
+
+    def to_wire(self) -> list[list[int]]:
+        return [[f, c] for f, c in self.runs]
+
+    def tolist(self) -> list[int]:
+        """The ids as a list, built once; callers must not mutate it."""
+        if self._list is None:
+            if len(self.runs) == 1:
+                f, c = self.runs[0]
+                self._list = list(range(f, f + c))
+            else:
+                self._list = [b for f, c in self.runs for b in range(f, f + c)]
+        return self._list
+
+    def first_at_least(self, limit: int, k: int) -> list[int]:
+        """The first k ids (in sequence order) that are >= limit: for error messages."""
+        out: list[int] = []
+        for f, c in self.runs:
+            lo = max(f, limit)
+            if lo < f + c:
+                out.extend(range(lo, min(f + c, lo + k - len(out))))
+                if len(out) >= k:
+                    break
+        return out
+
+    def __iter__(self):
+        for f, c in self.runs:
+            yield from range(f, f + c)
+
+    def __getitem__(self, i):
+        return self.tolist()[i]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, BlockIds):
+            return self.runs == other.runs
+        if isinstance(other, (list, tuple, range)):
+            return len(other) == self._len and self.tolist() == list(other)
+        return NotImplemented
+
+    __hash__ = None  # equal to lists, which do not hash
+
+    def __repr__(self) -> str:
+        return f"BlockIds({self.to_wire()})"
+
+    def __reduce__(self):  # pickles as its runs (multiprocessing queues, pipes)
+        return (BlockIds, (self.runs,))
+
+
+EMPTY = BlockIds()
+
+
+def _bad_list(name: str):
+    raise BlockIdsError(f"{name} must be a list of non-negative ints")
+
+
+def _short(obj: object) -> str:
+    text = repr(obj)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _runs_loop(ids: list[int]) -> tuple[tuple[int, int], ...]:
+    runs: list[tuple[int, int]] = []
+    start = prev = ids[0]
+    for b in ids[1:]:
+        if b != prev + 1:
+            runs.append((start, prev - start + 1))
+            start = b
+        prev = b
+    runs.append((start, prev - start + 1))
+    return tuple(runs)
+
+
+def _runs_numpy(ids: list[int]) -> tuple[tuple[int, int], ...]:
+    try:
+        a = np.asarray(ids, dtype=np.int64)
+    except OverflowError:  # ids beyond int64 are refused later (outside every pool); keep them exact here
+        return _runs_loop(ids)
+    starts = np.flatnonzero(np.diff(a) != 1) + 1
+    starts = np.concatenate(([0], starts))
+    counts = np.diff(np.concatenate((starts, [len(a)])))
+    return tuple(zip(a[starts].tolist(), counts.tolist()))
