@@ -59,7 +59,7 @@ class BlockIds:
         if not n:
             return EMPTY
         first = ids[0]
-        if (type(first) is int and first >= 0 and ids[-1] == first + n - 1 and ids == list(range(first, first + n))
+        if (type(first) is int and first >= 0 and ids[-1] == first + n - 1 and ids == _iota(first, n)
                 and (n == 1 or type(ids[1]) is int) and type(sum(ids)) is int):
             # the common case in two C-level passes. The compare lets through only values equal
             # to the expected ints; a bool among them could only be 0 or 1, so at index 0 or 1
@@ -155,6 +155,22 @@ class BlockIds:
 
 
 EMPTY = BlockIds()
+
+
+_IOTA_MAX = 1 << 17  # ids below this are compared against slices of one cached list (~5 MB at most)
+_iota_list: list[int] = []
+
+
+def _iota(first: int, n: int) -> list[int]:
+    """list(range(first, first + n)); a slice of a cached list (a pointer copy)
+    costs a tenth of building the ints anew, on every transfer."""
+    global _iota_list
+    end = first + n
+    if end > len(_iota_list):
+        if end > _IOTA_MAX:
+            return list(range(first, end))
+        _iota_list = list(range(min(_IOTA_MAX, max(end, 2 * len(_iota_list), 4096))))  # one assignment: readers see old or new
+    return _iota_list[first:end]
 
 
 def _bad_list(name: str):

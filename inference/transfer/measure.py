@@ -45,9 +45,10 @@ class Figure:
     sent_gbps: float | None = None  # size / median time until send() returns (the KV left the source), one at a time
 
 
-def _receiver_proc(name: str, spec: PoolSpec, config: TransferConfig, device: str, conn) -> None:
+def _receiver_proc(name: str, spec: PoolSpec, config: TransferConfig, device: str, conn, staged: bool = False) -> None:
     t = select_transport(name, config)
-    rx = t.receiver_cls(t.receiver_cls.allocate_pool(spec, device), config)
+    pool = torch.zeros(spec.shape, dtype=spec.torch_dtype, device=device) if staged else t.receiver_cls.allocate_pool(spec, device)
+    rx = t.receiver_cls(pool, config)
     conn.send(rx.start())
     while not conn.poll(0.2):  # drain now and then: waking per meta would cost a switch
         while rx.recv(timeout_s=0) is not None:
@@ -58,14 +59,16 @@ def _receiver_proc(name: str, spec: PoolSpec, config: TransferConfig, device: st
 class TransportPeer:
     """Sender here, receiver in a spawned process, for one transport."""
 
-    def __init__(self, name: str, max_bytes: int, config: TransferConfig):
-        self.block_bytes = PoolSpec(1, **BENCH_SPEC).block_bytes
-        self.spec = PoolSpec(max_bytes // self.block_bytes, **BENCH_SPEC)
+    def __init__(self, name: str, max_bytes: int, config: TransferConfig, spec_kw: dict = BENCH_SPEC, staged: bool = False):
+        """staged: the receiver's pool is a plain tensor, not the transport's
+        (shm: staging copy + ACK instead of the self-acked path)."""
+        self.block_bytes = PoolSpec(1, **spec_kw).block_bytes
+        self.spec = PoolSpec(max_bytes // self.block_bytes, **spec_kw)
         device = "cuda" if name == "cuda-ipc" else "cpu"
         rx_device = "cuda:1" if device == "cuda" and torch.cuda.device_count() > 1 else device
         ctx = mp.get_context("spawn")
         self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_receiver_proc, args=(name, self.spec, config, rx_device, child), daemon=True)
+        self._proc = ctx.Process(target=_receiver_proc, args=(name, self.spec, config, rx_device, child, staged), daemon=True)
         self._proc.start()
         address = self._conn.recv()
         g = torch.Generator().manual_seed(0)
@@ -78,7 +81,7 @@ class TransportPeer:
         self._n += 1
         start = (self._n % (self.spec.num_blocks // num_blocks)) * num_blocks
         ids = list(range(start, start + num_blocks))
-        return self._tx.send(TransferMeta(f"b{self._n}", ids, ids, num_blocks * 16, 0, 0))
+        return self._tx.send(TransferMeta(f"b{self._n}", ids, ids, num_blocks * self.spec.block_size, 0, 0))
 
     def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
         k = num_bytes // self.block_bytes
@@ -196,3 +199,36 @@ class SocketBaseline:
 
 BASELINES = {"shm": ("memcpy", lambda n: MemcpyBaseline(n)), "tcp": ("socket-loop", lambda n: SocketBaseline(n)),
              "cuda-ipc": ("device-copy", lambda n: MemcpyBaseline(n, "cuda"))}
+
+
+# 64-byte blocks: the copy of even 4096 of them is ~1 us of memcpy, so a transfer's time is its control path
+CONTROL_SPEC = dict(num_layers=1, block_size=16, num_kv_heads=1, head_dim=1, dtype="bfloat16")
+
+
+def control_path(name: str, block_counts: list[int], count: int = 300, staged: bool = False) -> dict[int, dict]:
+    """Per-transfer host time (us, medians of `count`) of `name` for transfers of
+    each number of blocks, with blocks so small that the bytes cost nothing:
+    send_us = send() alone (ids -> meta -> checks, plan, copy, META out),
+    round_trip_us = send + wait for the ACK (with staged=True or a
+    receiver-acked transport: the receiver's META parsing, landing checks and
+    ACK too). Command line: python -m inference.transfer.measure shm 16,4096 [--staged]"""
+    config = TransferConfig(transport=name, token="control-path-bench", max_inflight=4 * count)  # sends alone never wait for room
+    peer = TransportPeer(name, 4 * max(block_counts) * PoolSpec(1, **CONTROL_SPEC).block_bytes, config, CONTROL_SPEC, staged)
+    try:
+        out = {}
+        for k in block_counts:
+            n = k * peer.block_bytes
+            fig = peer.measure(n, count, count)
+            out[k] = {"round_trip_us": fig.latency_ms_p50 * 1e3, "send_us": n / fig.sent_gbps / 1e3}
+        return out
+    finally:
+        peer.close()
+
+
+if __name__ == "__main__":
+    import sys
+
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    counts = [int(x) for x in (args[1] if len(args) > 1 else "16,4096").split(",")]
+    for k, fig in control_path(args[0] if args else "shm", counts, staged="--staged" in sys.argv).items():
+        print(f"{k} blocks: send {fig['send_us']:.1f} us, send+ack {fig['round_trip_us']:.1f} us")
