@@ -155,13 +155,14 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
     """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
-    from docpipe.bench.sync_debug import requested, sync_sites
+    from docpipe.bench import kernel_profile, sync_debug
 
     flow.num_requests = flow.num_output_tokens = 0
     if device_busy is not None:
         device_busy.reset()
     alloc_before = _allocator_counts()
-    with sync_sites(requested()) as syncs:  # DOCPIPE_SYNC_DEBUG=1: where the host waits for the GPU
+    with (sync_debug.sync_sites(sync_debug.requested()) as syncs,  # DOCPIPE_SYNC_DEBUG=1: host waits
+          kernel_profile.kernel_profile(kernel_profile.requested()) as kernels):  # DOCPIPE_PROFILE_KERNELS=1
         t0 = time.perf_counter()
         if docs:
             pages, num_docs = stream_pages(docs, runner, flow, window)
@@ -180,7 +181,8 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
             "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {}),
             **({"sync_sites": syncs.report()} if syncs is not None else {}),
-            **({"device_allocator": alloc} if alloc else {})}
+            **({"device_allocator": alloc} if alloc else {}),
+            **({"kernels": kernels.report(wall)} if kernels is not None else {})}
 
 
 def _allocator_counts() -> dict:
@@ -291,6 +293,11 @@ def print_table(result: dict) -> None:
                   f"host launch")
         if "device_allocator" in s:
             print(f"  device allocator during the run: {s['device_allocator']}")
+        if "kernels" in s:
+            k = s["kernels"]
+            print(f"  kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of wall); top:")
+            for row in k["top"][:25]:
+                print(f"    {row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}")
         for site in s.get("sync_sites", [])[:12]:
             print(f"  host sync x{site['count']}: {site['site']}")
         for err in s["errors"]:
