@@ -103,7 +103,7 @@ class BenchFlow(PageFlow):
                 kind = "text" if r.kind == "title" else r.kind
                 sampling = {**sampling_for(kind, r.width_px, r.height_px), "max_tokens": r.output_tokens,
                             "ignore_eos": True}
-                image = _noise(r.width_px, r.height_px, (*key, i))
+                image = _synthetic_crop(job.render, r.width_px, r.height_px, (*key, i))
                 out.append(BlockRequest(i, VLMRequest(image, prompt_for(r.kind)[0], sampling, kind)))
         else:
             out = super().block_requests(job, blocks)
@@ -112,6 +112,21 @@ class BenchFlow(PageFlow):
                 br.request.sampling.update(max_tokens=_forced_len((*key, br.block_idx), mix), ignore_eos=True)
         self._count([br.request for br in out])
         return out
+
+
+def _synthetic_crop(render, width_px: int, height_px: int, key: tuple):
+    """A block image of the synthetic page: a crop of its render at a position
+    seeded by `key`, as the product crops blocks from the page render (a fresh
+    noise image per block cost ~1 ms of host time a block that the real path
+    does not pay). Parts of a crop beyond the render (jittered sizes can exceed
+    it) come out black; the size, which sets the compute, is the planned one."""
+    import zlib
+    if render is None:
+        return _noise(width_px, height_px, key)
+    seed = zlib.crc32(repr(key).encode())
+    x = seed % max(render.width - width_px + 1, 1)
+    y = (seed >> 16) % max(render.height - height_px + 1, 1)
+    return render.crop((x, y, x + width_px, y + height_px))
 
 
 def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
@@ -208,7 +223,7 @@ def _engine_clock(client, clock: Clock) -> None:
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
               output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0,
-              time_split: bool = True, prefill_hold_tokens: int = -1) -> dict:
+              time_split: bool = True, prefill_hold_tokens: int = -1, prefill_hold_s: float = -1.0) -> dict:
     import importlib.util
     import tempfile
 
@@ -232,7 +247,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         share = 0.5 if hf is not None and device.startswith("cuda") else 0.9
         client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
                                    gpu_memory_utilization=share, max_num_seqs=max_num_seqs,
-                                   **({} if prefill_hold_tokens < 0 else {"prefill_hold_tokens": prefill_hold_tokens}))
+                                   **({} if prefill_hold_tokens < 0 else {"prefill_hold_tokens": prefill_hold_tokens}),
+                                   **({} if prefill_hold_s < 0 else {"prefill_hold_s": prefill_hold_s}))
         docs, flow = [], BenchFlow(family, seed, replay, output_scale)
         if num_docs:  # the workload split over PDFs, streamed like `docpipe convert` streams them
             from docpipe.bench.pipeline_docs import DocsFlow, split_pages, write_pdfs
@@ -271,6 +287,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
            "documents": num_docs, "time_split": time_split, "prefill_hold_tokens": prefill_hold_tokens,
+           "prefill_hold_s": prefill_hold_s,
            "ceilings": ceilings(device), "sides": sides}
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
@@ -325,6 +342,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         max_num_seqs: int = typer.Option(256, min=1, help="engine: concurrent requests"),
         docs: int = typer.Option(0, min=0, help="split the --pages workload over N PDFs streamed like convert"),
         prefill_hold_tokens: int = typer.Option(-1, help="engine prefill hold in tokens (-1: engine default)"),
+        prefill_hold_s: float = typer.Option(-1.0, help="engine prefill hold in seconds (-1: engine default)"),
         time_split: bool = typer.Option(True, help="engine time split (syncs the device around each step, "
                                                    "which costs throughput: use --no-time-split for pages/s)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
@@ -342,7 +360,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
                            warmup_pages, output_scale, baseline_pages, max_num_seqs, docs, time_split,
-                           prefill_hold_tokens)
+                           prefill_hold_tokens, prefill_hold_s)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"
