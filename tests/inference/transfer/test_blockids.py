@@ -122,3 +122,13 @@ def test_block_indices_expand_runs_on_the_device():
     pairs = sorted(zip(src.tolist(), dst.tolist()))
     assert list(zip(s_idx.tolist(), d_idx.tolist())) == pairs
     assert s_idx.dtype == d_idx.dtype == torch.long
+
+
+def test_meta_takes_lists_ranges_or_block_ids_alike():
+    a = TransferMeta("r", list(range(8, 40)), [1, 2, 3, 9], 60, 0, 0)
+    b = TransferMeta("r", range(8, 40), BlockIds.from_list([1, 2, 3, 9]), 60, 0, 0)
+    assert a == b and a.src_block_ids.runs == ((8, 32),) and len(a.dst_block_ids) == 4
+    d = a.to_dict()
+    assert d["src_block_ids"] == list(range(8, 40)) and json.loads(json.dumps(d))["dst_block_ids"] == [1, 2, 3, 9]
+    with pytest.raises(ValueError, match="dst_block_ids"):
+        TransferMeta("r", [0], range(-2, 3), 1, 0, 0)
