@@ -41,12 +41,19 @@ class BlockIds:
         self._max = max(f + c for f, c in runs) - 1 if runs else -1
         self._list: list[int] | None = None
 
+    @classmethod
+    def _one_run(cls, first: int, count: int) -> "BlockIds":
+        """One validated run (count >= 1), without __init__'s generator passes: the per-transfer case."""
+        self = cls.__new__(cls)
+        self.runs, self._len, self._max, self._list = ((first, count),), count, first + count - 1, None
+        return self
+
     # constructors ---------------------------------------------------------
     @classmethod
     def range(cls, first: int, count: int) -> "BlockIds":
         if type(first) is not int or type(count) is not int or first < 0 or count < 0:
             raise BlockIdsError(f"a block id range needs ints first >= 0 and count >= 0, got ({first!r}, {count!r})")
-        return cls(((first, count),) if count else ())
+        return cls._one_run(first, count) if count else EMPTY
 
     @classmethod
     def from_list(cls, ids: object, name: str = "block ids") -> "BlockIds":
@@ -64,7 +71,7 @@ class BlockIds:
             # the common case in two C-level passes. The compare lets through only values equal
             # to the expected ints; a bool among them could only be 0 or 1, so at index 0 or 1
             # (checked); a float, numpy int, Decimal... anywhere makes the sum's type not int
-            return cls(((first, n),))
+            return cls._one_run(first, n)
         if not set(map(type, ids)) <= _INT:  # bool and float compare equal to ints: types first
             _bad_list(name)
         out = cls(_runs_loop(ids) if n <= _LOOP_MAX_IDS else _runs_numpy(ids))
