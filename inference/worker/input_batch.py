@@ -18,7 +18,6 @@ remain only for requests still in their prompt (positions, images).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 import torch
@@ -26,6 +25,7 @@ import torch
 from inference.engine.request import Request
 from inference.engine.scheduler import SchedulerOutput
 from inference.layers.attention import AttentionMetadata
+from inference.worker.block_table import BlockTable
 
 
 @dataclass
@@ -73,6 +73,7 @@ class InputBatchBuilder:
         self._pin = device.type == "cuda"
         self._stage = torch.empty(0, dtype=torch.int64)
         self._copied: torch.cuda.Event | None = None  # last H2D out of the staging buffer
+        self.block_table = BlockTable()  # carried across steps (block_table.py)
 
     def _staging(self, words: int) -> np.ndarray:
         if self._copied is not None:
@@ -113,11 +114,8 @@ class InputBatchBuilder:
 
         seq_of_token = np.repeat(np.arange(num_seqs), num_new)
         token_index = np.arange(num_tokens) + np.repeat(starts - cu_q[:-1], num_new)  # index in its request
-        tables[:] = 0
-        flat_blocks = np.fromiter(chain.from_iterable(block_lists), np.int32, int(block_lens.sum()))
-        block_rows = np.repeat(np.arange(num_seqs), block_lens)
-        block_cols = np.arange(flat_blocks.size) - np.repeat(np.cumsum(block_lens) - block_lens, block_lens)
-        tables[block_rows, block_cols] = flat_blocks
+        tables[:] = self.block_table.build([r.request_id for r in reqs], block_lists, block_lens,
+                                           sched.freed_request_ids)[:, :width]
         slots[:] = tables[seq_of_token, token_index // self.block_size].astype(np.int64) * self.block_size \
             + token_index % self.block_size
         seq_lens_32[:] = ends
