@@ -59,6 +59,10 @@ class ModelRunner:
         for layer, attn in enumerate(self.model.attention_layers()):
             attn.k_cache, attn.v_cache = self.kv_pool[:, layer, 0], self.kv_pool[:, layer, 1]
         self.sampler = Sampler(self.device, config.seed, config.max_model_len)
+        if config.use_cuda_graph and self.device.type == "cuda":
+            from inference.worker import sampler_graph
+            if sampler_graph.requested():  # off by default until measured on the GPU (sampler_graph.py)
+                self.sampler.graphs = sampler_graph.SamplerGraphs(self.sampler, config.max_num_seqs)
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
         self._previous: tuple[dict[str, int], torch.Tensor] = ({}, torch.empty(0, dtype=torch.long))

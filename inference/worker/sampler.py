@@ -22,12 +22,20 @@ from inference.worker.h2d import to_device
 from inference.worker.token_history import TokenHistory
 
 
-def apply_penalties(work: torch.Tensor, rows: torch.Tensor, reqs: list[Request], history: torch.Tensor,
+def penalty_params(reqs: list[Request]) -> list[list[float]]:
+    """Per row: repetition, frequency and presence penalty, prompt length (apply_penalties' params)."""
+    return [[r.sampling.repetition_penalty, r.sampling.frequency_penalty, r.sampling.presence_penalty,
+             r.num_prompt_tokens] for r in reqs]
+
+
+def apply_penalties(work: torch.Tensor, rows: torch.Tensor, params: torch.Tensor, history: torch.Tensor,
                     lengths: torch.Tensor) -> None:
     """Repetition (prompt + output tokens), frequency and presence (output
     tokens) penalties, in place on `work` [S, V+1] fp32 (column V is a
     scratch column); rows [R]: the rows of reqs; history [R, W] holds each
-    row's tokens (TokenHistory), lengths [R] how many are valid.
+    row's tokens (TokenHistory), lengths [R] how many are valid, params
+    [R, 4] fp32 on the device (penalty_params). Neutral params (1, 0, 0)
+    leave a row's logits exactly as they were.
 
     Sparse: only the logits of tokens in a history change, so the work is
     O(R * W), not O(R * V) (the vocabulary is 152k; a dense version made ~20
@@ -37,8 +45,6 @@ def apply_penalties(work: torch.Tensor, rows: torch.Tensor, reqs: list[Request],
     are harmless. Invalid positions point at the scratch column."""
     vocab = work.shape[1] - 1
     device = work.device
-    params = to_device([[r.sampling.repetition_penalty, r.sampling.frequency_penalty, r.sampling.presence_penalty,
-                         r.num_prompt_tokens] for r in reqs], device, torch.float32)
     rep, freq, pres = params[:, 0:1], params[:, 1:2], params[:, 2:3]
     prompt_len = params[:, 3:4].long()
     pos = torch.arange(history.shape[1], device=device)[None, :]
@@ -89,6 +95,7 @@ class Sampler:
         self.generator = torch.Generator(device=device).manual_seed(seed)
         self.history = TokenHistory(device, max_model_len)
         self._neg_inf = torch.full((), float("-inf"), device=device)
+        self.graphs = None  # SamplerGraphs (sampler_graph.py) when the runner turns them on
 
     def release(self, request_ids) -> None:
         """The engine let these requests go (finished, preempted, aborted)."""
@@ -117,13 +124,19 @@ class Sampler:
         work[:, :vocab] = logits
         work[:, vocab] = 0.0
         if any(r.sampling.has_penalties for r in ctx.reqs):
-            apply_penalties(work, ctx.index, ctx.reqs, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
+            params = to_device(penalty_params(ctx.reqs), self.device, torch.float32)
+            apply_penalties(work, ctx.index, params, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
         if any(r.sampling.no_repeat_ngram_size for r in ctx.reqs):
-            banned = self.history.banned_tokens(ctx.slots, ctx.lengths, ctx.ngram, ctx.width, vocab)
-            # the value as a device tensor: a Python float would become a CPU tensor that index_put_
-            # copies to the device with a blocking copy, a host sync every step
-            work.index_put_((ctx.index[:, None].expand_as(banned), banned), self._neg_inf)
+            self.ban_ngrams(work, ctx.index, ctx.slots, ctx.lengths, ctx.ngram, ctx.width)
         return work[:, :vocab]
+
+    def ban_ngrams(self, work: torch.Tensor, index: torch.Tensor, slots: torch.Tensor, lengths: torch.Tensor,
+                   ngram: torch.Tensor, width: int) -> None:
+        """-inf on `work` (with its scratch column) for tokens that would repeat an n-gram."""
+        banned = self.history.banned_tokens(slots, lengths, ngram, width, work.shape[1] - 1)
+        # the value as a device tensor: a Python float would become a CPU tensor that index_put_
+        # copies to the device with a blocking copy, a host sync every step
+        work.index_put_((index[:, None].expand_as(banned), banned), self._neg_inf)
 
     def probs(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         """Sampling distribution of non-greedy rows (temperature, top-k, top-p)."""
@@ -136,6 +149,10 @@ class Sampler:
         if all(r.is_plain_greedy for r in reqs):
             # Fast path: no fp32 copy of [S, vocab] (the cast is exact, so the argmax is the same).
             return logits.argmax(dim=-1)
+        if self.graphs is not None and self.graphs.can_run(reqs):
+            tokens = self.graphs.run(logits, reqs)
+            if tokens is not None:
+                return tokens
         ctx = self._history_rows(reqs)
         tokens = self._sample(self.processed_logits(logits, reqs, ctx), reqs)
         if ctx is not None:

@@ -57,6 +57,18 @@ class TokenHistory:
         self.owner: list[Request | None] = []
         self.length: list[int] = []
         self.free: list[int] = []
+        self.generation = 0  # bumped when hist/match are reallocated (captured sampler graphs read them)
+        self._scratch: int | None = None
+
+    def scratch_slot(self) -> int:
+        """A slot no request ever gets: padding rows of a fixed-shape sampler
+        step read and write it (length 0, so it bans and penalises nothing)."""
+        if self._scratch is None:
+            self._ensure_width(1)
+            if not self.free:
+                self._resize(max(16, 2 * self.capacity), self.width)
+            self._scratch = self.free.pop()
+        return self._scratch
 
     def _resize(self, capacity: int, width: int) -> None:
         hist = torch.zeros(capacity, width, dtype=torch.long, device=self.device)
@@ -68,6 +80,7 @@ class TokenHistory:
         self.owner.extend([None] * (capacity - self.capacity))
         self.length.extend([-1] * (capacity - self.capacity))
         self.capacity, self.width = capacity, width
+        self.generation += 1
 
     def _ensure_width(self, length: int) -> None:
         if length > self.width:
@@ -135,6 +148,18 @@ class TokenHistory:
                slot_list: list[int], width: int) -> None:
         """Append tokens[i] at position lengths[i] of slot slots[i]; update match rows.
         width: the longest of these histories before the append (the caller has it from slots())."""
+        self.record_device(slots, tokens, lengths, ngram, width)
+        self.advance(slot_list)
+
+    def advance(self, slot_list: list[int]) -> None:
+        """Host bookkeeping of record(): each slot's history is one token longer."""
+        for s in slot_list:
+            self.length[s] += 1
+
+    def record_device(self, slots: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor,
+                      width: int) -> None:
+        """The device half of record(): no host data read, so it can be graph-captured (width is
+        a shape: any value >= the longest history works, positions past a row's length stay 0)."""
         self.hist[slots, lengths] = tokens
         width += 1
         caps = (ngram - 1).clamp(min=0)
@@ -145,5 +170,3 @@ class TokenHistory:
         pos = torch.arange(width, device=self.device)[None, :]
         new = torch.where((pos < lengths[:, None]) & (caps > 0)[:, None], new, torch.zeros_like(old))
         self.match[slots, :width] = new
-        for s in slot_list:
-            self.length[s] += 1

@@ -1,0 +1,149 @@
+"""Greedy sampling with penalties and n-gram bans as one fixed-shape step,
+replayed as a CUDA graph.
+
+Why: the document workload sets presence/frequency penalties and
+no_repeat_ngram_size on every block request, so the eager sampler runs ~75
+small kernels a step (penalties ~30, n-gram bans ~20, history update ~22).
+Their launch cost on the host (tens of microseconds each on the H200's host)
+made the sampler the largest host cost of a decode step. Captured, they are
+one graph launch plus three uploads and a logits copy.
+
+The step: logits [S, V] of S greedy requests -> tokens [S], and each
+request's device history (TokenHistory) advanced by its token, exactly as
+Sampler.__call__ does it eagerly. Shapes are fixed per key: rows padded to
+a bucket (cuda_graph.bucket_sizes), the history width taken as the
+TokenHistory's capacity minus one (record_device needs one column beyond the
+longest history; masks by length make the wider width exact). Padding rows
+and plain-greedy rows use the history's scratch slot with length 0, n-gram
+0 and neutral penalties (1, 0, 0): their logits pass unchanged and what they
+record lands in the scratch slot. Graphs are keyed by (rows, width, vocab,
+logits dtype, history generation): a history resize reallocates the tensors
+a graph read, so graphs of an older generation are never replayed.
+
+Capture: warm-up and capture run with every row on the scratch slot, so no
+real history is touched twice; the real rows are copied in afterwards and
+the graph replayed. A capture that fails is logged once and the sampler
+stays eager from then on. capture=False runs the same static path eagerly
+(how CPU tests check it against the eager sampler).
+
+Off by default until measured on the GPU: DOCPIPE_SAMPLER_GRAPHS=1 turns it on
+in graph mode (tests/inference/worker/test_sampler_graph.py has the GPU check,
+captured vs eager on random batches).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+
+from inference.engine.request import Request
+from inference.worker.cuda_graph import bucket_sizes
+from inference.worker.h2d import to_device
+from inference.worker.sampler import apply_penalties, penalty_params
+
+log = logging.getLogger(__name__)
+ENV = "DOCPIPE_SAMPLER_GRAPHS"
+NEUTRAL = [1.0, 0.0, 0.0, 0.0]  # repetition, frequency, presence penalty, prompt length
+
+
+def requested() -> bool:
+    return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+@dataclass
+class _Buffers:
+    logits: torch.Tensor   # [B, V] in the logits' dtype
+    ints: torch.Tensor     # [3, B] int64: slots, lengths, n-gram sizes
+    params: torch.Tensor   # [B, 4] fp32: penalty_params
+    out: torch.Tensor      # [B] int64 tokens
+
+
+class SamplerGraphs:
+    def __init__(self, sampler, max_rows: int, capture: bool = True):
+        self.sampler, self.history, self.device = sampler, sampler.history, sampler.device
+        self.buckets = bucket_sizes(max_rows)
+        self.capture = capture and self.device.type == "cuda"
+        self.enabled = True
+        self.buffers: dict[tuple, _Buffers] = {}
+        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+
+    def can_run(self, reqs: list[Request]) -> bool:
+        return (self.enabled and 0 < len(reqs) <= self.buckets[-1]
+                and all(r.sampling.is_greedy for r in reqs) and not all(r.is_plain_greedy for r in reqs))
+
+    def run(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor | None:
+        """Tokens [S] (and histories advanced), or None when the step must run eagerly."""
+        num = len(reqs)
+        size = next(b for b in self.buckets if b >= num)
+        scratch = self.history.scratch_slot()
+        rows = [i for i, r in enumerate(reqs) if not r.is_plain_greedy]
+        slot_list = self.history.slots([reqs[i] for i in rows])  # loads new histories; may resize
+        slots, lengths, ngram = [scratch] * size, [0] * size, [0] * size
+        params = [NEUTRAL] * size
+        for i, slot, p in zip(rows, slot_list, penalty_params([reqs[i] for i in rows])):
+            slots[i], lengths[i], ngram[i], params[i] = slot, reqs[i].num_tokens, reqs[i].sampling.no_repeat_ngram_size, p
+        key = (size, self.history.width - 1, logits.shape[1], logits.dtype, self.history.generation)
+        buf = self._buffers(key, scratch)
+        if self.capture and key not in self.graphs and not self._capture(key, buf, scratch):
+            return None
+        buf.ints.copy_(to_device([slots, lengths, ngram], self.device, torch.long))
+        buf.params.copy_(to_device(params, self.device, torch.float32))
+        buf.logits[:num].copy_(logits)
+        if self.capture:
+            self.graphs[key].replay()
+        else:
+            self._step(buf, key[1])
+        self.history.advance(slot_list)
+        return buf.out[:num].clone()
+
+    def _buffers(self, key: tuple, scratch: int) -> _Buffers:
+        if key not in self.buffers:
+            if any(k[4] != key[4] for k in self.buffers):  # older history tensors: drop what read them
+                self.buffers = {k: b for k, b in self.buffers.items() if k[4] == key[4]}
+                self.graphs = {k: g for k, g in self.graphs.items() if k[4] == key[4]}
+            size, _, vocab, dtype, _ = key
+            ints = torch.zeros(3, size, dtype=torch.long, device=self.device)
+            ints[0] = scratch
+            params = torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand(size, 4).contiguous()
+            self.buffers[key] = _Buffers(torch.zeros(size, vocab, dtype=dtype, device=self.device), ints, params,
+                                         torch.zeros(size, dtype=torch.long, device=self.device))
+        return self.buffers[key]
+
+    def _step(self, buf: _Buffers, width: int) -> None:
+        """The captured work: reads only device buffers (no host data), so a replay is the same step."""
+        size, vocab = buf.logits.shape
+        index = torch.arange(size, device=self.device)
+        slots, lengths, ngram = buf.ints[0], buf.ints[1], buf.ints[2]
+        work = torch.empty(size, vocab + 1, dtype=torch.float32, device=self.device)
+        work[:, :vocab] = buf.logits
+        work[:, vocab] = 0.0
+        apply_penalties(work, index, buf.params, self.history.rows(slots, width), lengths)
+        self.sampler.ban_ngrams(work, index, slots, lengths, ngram, width)
+        tokens = work[:, :vocab].argmax(dim=-1)
+        self.history.record_device(slots, tokens, lengths, ngram, width)
+        buf.out.copy_(tokens)
+
+    def _capture(self, key: tuple, buf: _Buffers, scratch: int) -> bool:
+        """Capture the step of `key` (rows on the scratch slot while warming up). False: stay eager."""
+        buf.ints.zero_()
+        buf.ints[0] = scratch
+        buf.params.copy_(torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand_as(buf.params))
+        try:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                self._step(buf, key[1])  # warm-up: lazy inits stay out of the graph
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self._step(buf, key[1])
+            self.pool = graph.pool()
+        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+            log.warning("sampler graph capture failed for %s, sampling eagerly from now on: %s", key[:4], exc)
+            self.enabled = False
+            return False
+        self.graphs[key] = graph
+        return True
