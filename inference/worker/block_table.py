@@ -9,11 +9,15 @@ rows are gathered in the new batch order with one numpy take, and only ids
 appended since (one new block per request every block_size decode steps)
 or rows of requests new to the batch are written from the lists.
 
-When a cached row is not trusted: a request that was not in the previous
-batch, or whose id the scheduler reports freed (preempted or finished: its
-list was emptied or cut) since then, is written whole; so is a row whose
-list is now shorter than the cached one, or whose last cached id no longer
-matches the list (any mutation other than an append). Entries past a row's
+Contract: a row is carried only for a request of the previous build whose
+list has only been appended to since. Any other change (preempted and
+re-admitted, finished with its list cut, emptied) must be reported by id,
+through build(freed_ids=...) or forget(), before the next build, including
+when the step that freed it built no batch. As a second line of defence
+a carried row is also rewritten whole when the list is now shorter, or its
+first or last cached id no longer matches the list; these checks cost one
+lookup per row, not per block, so a change that keeps both ends in place
+(a middle id swapped) is caught only by the report. Entries past a row's
 length are 0, as a fresh table's would be.
 """
 from __future__ import annotations
@@ -23,16 +27,22 @@ import numpy as np
 
 class BlockTable:
     def __init__(self):
-        self.table = np.zeros((0, 0), dtype=np.int32)  # previous step's rows, batch order, capacity width
-        self.lengths = np.zeros(0, dtype=np.int64)
-        self.row_of: dict[str, int] = {}
+        self.table = np.zeros((0, 0), dtype=np.int32)  # previous build's rows, batch order, capacity width
+        self.lengths = np.zeros(0, dtype=np.int64)  # previous build's block counts, same order
+        self.row_of: dict[str, int] = {}  # request id -> its row in self.table
+
+    def forget(self, request_ids) -> None:
+        """These requests' lists may have changed other than by appends
+        (preempted, finished): their next row is written whole."""
+        for request_id in request_ids:
+            self.row_of.pop(request_id, None)
 
     def build(self, request_ids: list[str], block_lists: list[list[int]], lengths: np.ndarray,
               freed_ids=()) -> np.ndarray:
-        """[len(request_ids), capacity] int32 table (slice [:, :max(lengths)]
-        for the batch); lengths[i] = len(block_lists[i])."""
-        for request_id in freed_ids:
-            self.row_of.pop(request_id, None)
+        """[len(request_ids), capacity] int32 table whose row i holds
+        block_lists[i] then zeros (slice [:, :max(lengths)] for the batch);
+        lengths[i] = len(block_lists[i]). freed_ids: as forget(), first."""
+        self.forget(freed_ids)
         num = len(request_ids)
         width = max(int(lengths.max()) if num else 0, 1)
         capacity = self.table.shape[1]
@@ -45,20 +55,28 @@ class BlockTable:
         if known.size:
             table[known, :self.table.shape[1]] = self.table[prev[known]]
             cached[known] = self.lengths[prev[known]]
-            check = known[cached[known] > 0]
-            counts = cached[check]
-            longer = lengths[check] >= counts  # a shorter list was cut: rewrite its row
-            rows, ends = check[longer], counts[longer]
-            now = np.fromiter((block_lists[i][k - 1] for i, k in zip(rows.tolist(), ends.tolist())), np.int64, rows.size)
-            good = np.zeros(check.size, dtype=bool)
-            good[longer] = now == table[rows, ends - 1]  # the last cached id still in place
-            stale = check[~good]
-            if stale.size:
-                table[stale] = 0
-                cached[stale] = 0
+            self._drop_changed(table, cached, known, block_lists, lengths)
         for i in np.nonzero(lengths > cached)[0].tolist():
             start = int(cached[i])
             table[i, start:lengths[i]] = block_lists[i][start:]
         self.table, self.lengths = table, lengths.copy()
         self.row_of = dict(zip(request_ids, range(num)))
         return table
+
+    @staticmethod
+    def _drop_changed(table: np.ndarray, cached: np.ndarray, known: np.ndarray, block_lists, lengths) -> None:
+        """Zero the carried rows (and their cached counts) whose list is now
+        shorter or whose first or last cached id moved."""
+        check = known[cached[known] > 0]
+        counts = cached[check]
+        longer = lengths[check] >= counts
+        rows, ends = check[longer], counts[longer]
+        row_list = rows.tolist()
+        last = np.fromiter((block_lists[i][k - 1] for i, k in zip(row_list, ends.tolist())), np.int64, rows.size)
+        first = np.fromiter((block_lists[i][0] for i in row_list), np.int64, rows.size)
+        good = np.zeros(check.size, dtype=bool)
+        good[longer] = (first == table[rows, 0]) & (last == table[rows, ends - 1])
+        stale = check[~good]
+        if stale.size:
+            table[stale] = 0
+            cached[stale] = 0

@@ -81,3 +81,34 @@ def test_grows_width_and_handles_an_empty_batch():
     _step(bt, ["b", "a"], lists)
     _step(bt, [], lists)
     _step(bt, ["a"], lists)
+
+
+def test_forget_drops_a_carried_row_whatever_its_ends():
+    bt = BlockTable()
+    lists = {"a": [1, 2, 3]}
+    _step(bt, ["a"], lists)
+    lists["a"] = [1, 7, 3]  # both ends in place: only the report can tell
+    bt.forget(["a"])
+    _step(bt, ["a"], lists)
+
+
+def test_readmitted_after_a_step_without_a_batch():
+    """A preemption in a step that schedules nothing builds no batch, so its
+    report can miss the table. The victim comes back on blocks recycled by
+    the block manager (two blocks that were free, then its own, freed tail
+    first): the last id matches the carried row's, the first does not."""
+    from inference.engine.block_manager import BlockManager
+
+    manager = BlockManager(num_blocks=11, block_size=16)
+    victim: list[int] = []
+    rest: list[int] = []
+    assert manager.allocate(victim, 3 * 16) and manager.allocate(rest, 6 * 16)
+    assert len(manager.free_blocks) == 2
+    bt = BlockTable()
+    lists = {"v": victim, "w": rest}
+    _step(bt, ["v", "w"], lists)
+    last = victim[-1]
+    manager.free(victim)  # preempted; its report is lost
+    assert manager.allocate(victim, 3 * 16)
+    assert victim[-1] == last  # same last id, the rest of the row moved
+    _step(bt, ["v", "w"], lists)
