@@ -29,6 +29,7 @@ from docpipe.models.loops import MIN_SPAN, find_loop
 from docpipe.models.prep import PrepStage, prep_threads as prep_threads_for
 
 LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
+LOOP_WALK_POLLS = 8  # walk the live requests for loop checks every this many polls (not every engine step)
 
 
 @dataclass
@@ -60,6 +61,8 @@ class EngineRunner:
         self.record_dir = Path(record_dir) if record_dir else None
         self.stop_loops = stop_loops
         self._live: dict[str, tuple[object, VLMRequest, object]] = {}  # id -> (tag, request, engine Request)
+        self._loop_checked: dict[str, int] = {}  # id -> output tokens // LOOP_CHECK_TOKENS at its last loop check
+        self._polls = 0
         self._next_id = 0
         device = getattr(getattr(client.processor, "device", None), "type", "cpu")
         self._prep = PrepStage(client.prepare_host, prep_threads_for(device, prep_threads))
@@ -84,7 +87,9 @@ class EngineRunner:
         finished += [self._finish(out.request_id, out.token_ids) for out in self.engine.step()
                      if out.request_id in self._live]
         if self.stop_loops:
-            finished += self._stop_loops()
+            self._polls += 1
+            if self._polls % LOOP_WALK_POLLS == 0:  # a walk costs a touch of every live request
+                finished += self._stop_loops()
         return finished
 
     def close(self) -> None:
@@ -94,6 +99,7 @@ class EngineRunner:
         for request_id in list(self._live):
             self.engine.abort(request_id)
         self._live.clear()
+        self._loop_checked.clear()
 
     def _add_prepared(self, wait: bool) -> list[Finished]:
         """Prepared requests into the engine, in submit order; failures as Finished."""
@@ -113,11 +119,16 @@ class EngineRunner:
         return failed
 
     def _stop_loops(self) -> list[Finished]:
+        """Abort live requests whose output ends in a loop; each is checked once per
+        LOOP_CHECK_TOKENS new tokens (walks run every few polls, so a check may come late
+        by up to LOOP_WALK_POLLS tokens)."""
         out = []
         for request_id, (_, _, req) in list(self._live.items()):
             n = req.num_output_tokens
-            if req.status.is_finished or n < MIN_SPAN or n % LOOP_CHECK_TOKENS:
+            period = n // LOOP_CHECK_TOKENS
+            if req.status.is_finished or n < MIN_SPAN or period <= self._loop_checked.get(request_id, 0):
                 continue
+            self._loop_checked[request_id] = period
             tokens = req.output_token_ids
             if find_loop(tokens) is not None:
                 self.engine.abort(request_id)
@@ -126,6 +137,7 @@ class EngineRunner:
 
     def _finish(self, request_id: str, token_ids: list[int], is_loop: bool = False) -> Finished:
         tag, request, _ = self._live.pop(request_id)
+        self._loop_checked.pop(request_id, None)
         answer = self.client.codec.decode(token_ids)
         if self.record_dir is not None:
             from docpipe.models.replay import write_record
