@@ -64,8 +64,7 @@ class EngineRunner:
         self._loop_checked: dict[str, int] = {}  # id -> output tokens // LOOP_CHECK_TOKENS at its last loop check
         self._polls = 0
         self._next_id = 0
-        device = getattr(getattr(client.processor, "device", None), "type", "cpu")
-        self._prep = PrepStage(client.prepare_host, prep_threads_for(device, prep_threads))
+        self._prep = PrepStage(client.prepare_host, prep_threads_for(prep_threads))
 
     @property
     def prep_threads(self) -> int:

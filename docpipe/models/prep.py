@@ -46,7 +46,7 @@ PREP_THREADS_ENV = "DOCPIPE_PREP_THREADS"  # 0: prepare inline on the step threa
 _STOP = object()  # a worker's end-of-work marker
 
 
-def prep_threads(device_type: str, override: int | None = None) -> int:
+def prep_threads(override: int | None = None) -> int:
     """Preparation threads: `override`, else $DOCPIPE_PREP_THREADS, else 0 (inline).
     On the H200 (bench pipeline, 128 pages, one call, session3/c6_*.json) one
     thread (with the block-building thread it implies) ran 5.16 pages/s against

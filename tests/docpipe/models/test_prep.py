@@ -98,14 +98,14 @@ def test_close_with_items_in_preparation_joins_and_drops_them_and_the_stage_is_r
     stage.close()
 
 
-def test_thread_count_from_override_env_or_device(monkeypatch):
+def test_thread_count_from_override_or_env(monkeypatch):
     monkeypatch.delenv(PREP_THREADS_ENV, raising=False)
-    assert prep_threads("cpu") == 0 and prep_threads("cuda") == 0 and prep_threads("cuda", 1) == 1
+    assert prep_threads() == 0 and prep_threads(1) == 1
     monkeypatch.setenv(PREP_THREADS_ENV, "2")
-    assert prep_threads("cpu") == 2
+    assert prep_threads() == 2 and prep_threads(0) == 0
     monkeypatch.setenv(PREP_THREADS_ENV, "x")
     with pytest.raises(ValueError, match=PREP_THREADS_ENV):
-        prep_threads("cuda")
+        prep_threads()
 
 
 def test_runner_close_with_requests_in_preparation_leaves_nothing_running():
