@@ -25,7 +25,15 @@ the upload stream -> event recorded -> the region is reused once that event
 has completed (the oldest region is waited for only when the ring is full).
 Uploads larger than a quarter of the ring, and uploads during CUDA graph
 capture, take the plain pin_memory() path. DOCPIPE_PINNED_RING_MB=0 turns the
-ring and upload stream off (that path for everything).
+ring and upload stream off (that path for everything). The ring comes from
+torch's caching host allocator, which rounds its size up to a power of two
+and keeps it for the life of the process.
+
+Graph capture: only the capturing thread is detected. Another thread
+uploading while a graph is captured in torch's default "global" mode makes
+calls (event queries, allocations) that CUDA forbids then, as would any
+allocation or pin_memory() from that thread; lazy capture beside such
+threads needs capture_error_mode="thread_local".
 """
 from __future__ import annotations
 
@@ -40,15 +48,23 @@ _ALIGN = 512  # region start alignment, bytes: any dtype's view of a region is a
 
 
 def to_device(data, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """`data` (tensor, numpy array or list) on `device`, without a host sync on CUDA."""
+    """`data` (tensor, numpy array or list) on `device`, without a host sync on CUDA.
+
+    The result is ready for work the caller queues afterwards on its current
+    stream of `device` (this thread's); work on any other stream must first
+    wait for that stream. `data` is copied before the call returns, so the
+    caller may reuse it at once."""
     t = data if isinstance(data, torch.Tensor) else torch.as_tensor(data, dtype=dtype)
     if dtype is not None and t.dtype != dtype:
         t = t.to(dtype)
     device = torch.device(device)
     if device.type != "cuda" or t.device.type == "cuda":
         return t.to(device)
+    # checked first: making the uploader (page-locked allocation, stream) is not capturable
+    if torch.cuda.is_current_stream_capturing():
+        return t.pin_memory().to(device, non_blocking=True)
     uploader = _uploader(device)
-    if uploader is None or torch.cuda.is_current_stream_capturing():
+    if uploader is None:
         return t.pin_memory().to(device, non_blocking=True)
     return uploader.upload(t)
 
@@ -103,6 +119,7 @@ class PinnedUploader:
         self.lock = threading.Lock()
 
     def upload(self, t: torch.Tensor) -> torch.Tensor:
+        """A copy of host tensor `t` on the device (contiguous), under to_device's contract."""
         num_bytes = t.numel() * t.element_size()
         if num_bytes == 0 or num_bytes > self.regions.capacity // 4:
             return t.pin_memory().to(self.device, non_blocking=True)
@@ -134,7 +151,10 @@ def _uploader(device: torch.device) -> PinnedUploader | None:
         return found
     with _UPLOADERS_LOCK:
         if index not in _UPLOADERS:
-            megabytes = int(os.environ.get(RING_ENV, "256") or 0)
+            raw = os.environ.get(RING_ENV, "256").strip() or "0"
+            if not raw.isdigit():
+                raise ValueError(f"{RING_ENV}={raw!r}: expected a whole number of MiB (0 turns the ring off)")
+            megabytes = int(raw)
             dev = torch.device("cuda", index)
             _UPLOADERS[index] = PinnedUploader(dev, megabytes << 20) if megabytes > 0 else None
         return _UPLOADERS[index]

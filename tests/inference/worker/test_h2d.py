@@ -72,6 +72,46 @@ def test_full_ring_waits_for_the_oldest_only():
     assert events[0].waited and not events[1].waited
 
 
+def _free_candidate(ring: RingRegions, size: int) -> bool:
+    """Whether the ring's next place (after the newest region, aligned) or its
+    start holds `size` bytes clear of every region whose copy has not run."""
+    head = -(-ring.head // 512) * 512
+    busy = [(s, e) for s, e, ev in ring.in_flight if not ev.done]
+    newest_start = ring.in_flight[-1][0] if ring.in_flight else None
+    starts = [head]
+    if not busy or all(s >= newest_start for s, _ in busy):  # not wrapped: the start is behind the oldest
+        starts.append(0)
+    return any(start + size <= ring.capacity and not any(_overlaps((start, start + size), r) for r in busy)
+               for start in starts)
+
+
+@pytest.mark.parametrize("capacity", [4096, 4000, 1536])
+def test_waits_only_when_no_place_is_free(capacity):
+    """No needless waits (a copy still in flight is waited for only when
+    neither the next place nor the ring's start is clear), waits go oldest
+    first, and capacities that are not a multiple of the alignment work."""
+    rng = random.Random(capacity)
+    ring = RingRegions(capacity)
+    num_waits = 0
+    for _ in range(2000):
+        size = rng.choice([1, 300, 512, 513, capacity // 4, capacity // 2, capacity])
+        room = _free_candidate(ring, size)
+        in_flight = [ev for *_, ev in ring.in_flight]  # a waited event leaves in_flight: only these can be
+        start = ring.reserve(size)
+        assert start % 512 == 0 and start + size <= capacity
+        waited = [i for i, ev in enumerate(in_flight) if ev.waited]
+        assert not (room and waited), "waited although a place was free"
+        assert all(ev.done for ev in in_flight[:max(waited, default=-1) + 1]), "a newer copy was waited for first"
+        num_waits += len(waited)
+        ring.commit(start, size, FakeEvent())
+        for _, _, ev in ring.in_flight:
+            if rng.random() < 0.4:
+                ev.done = True
+            else:
+                break
+    assert 0 < num_waits < 2000
+
+
 def test_region_larger_than_ring_is_refused():
     with pytest.raises(ValueError, match="does not fit"):
         RingRegions(1024).reserve(2048)
