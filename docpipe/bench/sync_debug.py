@@ -26,11 +26,14 @@ def requested() -> bool:
 
 
 class SyncSites:
-    def __init__(self):
+    def __init__(self, show_other=None):
         self.counts: collections.Counter = collections.Counter()
+        self.show_other = show_other  # where warnings other than sync ones still go
 
     def _record(self, message, category, filename, lineno, file=None, line=None) -> None:
         if "synchroniz" not in str(message):
+            if self.show_other is not None:
+                self.show_other(message, category, filename, lineno, file, line)
             return
         ours = [f for f in traceback.extract_stack()[:-1] if any(part in f.filename for part in _OURS)
                 and not f.filename.endswith("sync_debug.py")]
@@ -56,7 +59,8 @@ def sync_sites(enabled: bool):
     if not enabled or not torch.cuda.is_available():
         yield None
         return
-    sites = SyncSites()
+    sites = SyncSites(warnings.showwarning)
+    previous = torch.cuda.get_sync_debug_mode()
     with warnings.catch_warnings():
         warnings.simplefilter("always")
         warnings.showwarning = sites._record
@@ -64,4 +68,4 @@ def sync_sites(enabled: bool):
         try:
             yield sites
         finally:
-            torch.cuda.set_sync_debug_mode("default")
+            torch.cuda.set_sync_debug_mode(previous)
