@@ -74,7 +74,7 @@ class DecodeWorker(Worker):
         self.owner[rid] = channel
         if rid in self.expected:  # duplicate: answer with the same blocks
             req = self.engine.awaiting_kv[rid]
-            channel.send(P.Allocated(request_id=rid, ok=True, block_ids=list(req.block_ids),
+            channel.send(P.Allocated(request_id=rid, ok=True, block_ids=req.block_ids,
                                      num_free_blocks=self.engine.block_manager.num_free_blocks))
             return
         try:

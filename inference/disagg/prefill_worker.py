@@ -132,7 +132,7 @@ class PrefillWorker(Worker):
             self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=f"{rid}: {why}"))
             return
         out = held.output
-        meta = TransferMeta(request_id=rid, src_block_ids=list(out.block_ids), dst_block_ids=list(msg.dst_block_ids),
+        meta = TransferMeta(request_id=rid, src_block_ids=out.block_ids, dst_block_ids=msg.dst_block_ids,
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
                             lease_expiry_unix_s=held.lease_expiry_unix_s)

@@ -3,8 +3,10 @@
 Every message is a dataclass registered under its class name. On the wire a
 message is one frame (framing in channel.py): a JSON object
 {"type": name, "fields": {...}} plus raw byte blobs for `bytes` fields (image
-pixels), so pixels never pass through JSON. `decode_message` checks the type
-name and every field's type against the annotations: a message off the wire
+pixels), so pixels never pass through JSON. Block ids (BlockIds fields) travel as
+runs, [[first, count], ...]: a 4096-block request is one pair, not 4096 ints
+for every hop to print and parse. `decode_message` checks the type name and
+every field's type against the annotations (codec.py): a message off the wire
 is either fully typed or a ProtocolError (answered with an Error reply).
 
 Request flow (router-driven; ids are "<request_id>@<attempt>" on workers):
@@ -17,25 +19,20 @@ Request flow (router-driven; ids are "<request_id>@<attempt>" on workers):
 """
 from __future__ import annotations
 
-import dataclasses
-import json
-import types
-import typing
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from inference.disagg.codec import MESSAGES, ProtocolError, decode_message, encode_message, message
+from inference.transfer.blockids import BlockIds
+
+__all__ = ["MESSAGES", "ProtocolError", "decode_message", "encode_message", "message"]  # and the messages
 
 
-class ProtocolError(ValueError):
-    """A malformed or unknown message."""
-
-
-MESSAGES: dict[str, type] = {}
-
-
-def message(cls):
-    """Register a dataclass as a wire message."""
-    cls = dataclass(cls)
-    MESSAGES[cls.__name__] = cls
-    return cls
+def _as_block_ids(msg, name: str) -> None:
+    """Callers may build a message with a list (or range) of ids: it becomes
+    BlockIds once, here (malformed ids: BlockIdsError, a ValueError)."""
+    value = getattr(msg, name)
+    if type(value) is not BlockIds:
+        setattr(msg, name, BlockIds.from_list(value, f"{type(msg).__name__}.{name}"))
 
 
 # ---- handshake and errors ---------------------------------------------------------
@@ -132,7 +129,10 @@ class PrefillFailed:
 class TransferRequest:
     request_id: str  # "<id>@<attempt>", its KV is held on the prefill worker
     dst_address: str  # decode worker's KV receiver "host:port"
-    dst_block_ids: list[int]  # pre-allocated blocks in the decode pool, in sequence order
+    dst_block_ids: BlockIds  # pre-allocated blocks in the decode pool, in sequence order (a list is converted)
+
+    def __post_init__(self):
+        _as_block_ids(self, "dst_block_ids")
 
 
 @message
@@ -165,9 +165,12 @@ class DecodeRequest:
 class Allocated:
     request_id: str  # "<id>@<attempt>"
     ok: bool  # False: no room now (router retries later) or never fits
-    block_ids: list[int] = field(default_factory=list)  # destination blocks, in sequence order
+    block_ids: BlockIds = field(default_factory=BlockIds)  # destination blocks, in sequence order (a list is converted)
     num_free_blocks: int = 0  # free blocks after this allocation
     error: str = ""  # why not, when not ok
+
+    def __post_init__(self):
+        _as_block_ids(self, "block_ids")
 
 
 @message
@@ -191,100 +194,3 @@ class Load:
 @message
 class Shutdown:
     reason: str = ""  # why the peer asks this process to stop
-
-
-# ---- codec ---------------------------------------------------------------------------
-_INT = {int}
-_PLAIN = {int, float, str, bool, type(None)}  # list elements that hold no blob and no nested list
-
-
-def _check(value, hint, where: str):
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arm in typing.get_args(hint):
-            try:
-                return _check(value, arm, where)
-            except ProtocolError:
-                pass
-        raise ProtocolError(f"{where}: {value!r:.60} is not {hint}")
-    if hint is type(None):
-        if value is not None:
-            raise ProtocolError(f"{where}: expected null")
-        return None
-    if origin is list:
-        if not isinstance(value, list):
-            raise ProtocolError(f"{where}: expected a list")
-        (arm,) = typing.get_args(hint)
-        if arm is int and set(map(type, value)) <= _INT:
-            # block ids, token ids: thousands per message; one C-level pass instead of a call per element
-            return list(value)
-        return [_check(v, arm, f"{where}[{i}]") for i, v in enumerate(value)]
-    if hint is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok:
-            raise ProtocolError(f"{where}: expected a number")
-        return float(value)
-    if hint is int and (type(value) is not int):
-        raise ProtocolError(f"{where}: expected an int")
-    if hint in (str, bool, dict, bytes) and type(value) is not hint:
-        raise ProtocolError(f"{where}: expected {hint.__name__}")
-    return value
-
-
-def encode_message(msg) -> tuple[bytes, list[bytes]]:
-    """-> (JSON bytes, blobs). `bytes` values become {"$blob": i}."""
-    blobs: list[bytes] = []
-
-    def put(v):
-        if isinstance(v, (bytes, bytearray, memoryview)):
-            blobs.append(bytes(v))
-            return {"$blob": len(blobs) - 1}
-        if isinstance(v, list):
-            if set(map(type, v)) <= _PLAIN:  # ids and tokens: nothing to replace, no call per element
-                return list(v)
-            return [put(x) for x in v]
-        return v
-
-    name = type(msg).__name__
-    if MESSAGES.get(name) is not type(msg):
-        raise TypeError(f"{name} is not a registered message")
-    fields = {f.name: put(getattr(msg, f.name)) for f in dataclasses.fields(msg)}
-    return json.dumps({"type": name, "fields": fields}, separators=(",", ":")).encode(), blobs
-
-
-def decode_message(body: bytes, blobs: list[bytes]):
-    try:
-        obj = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ProtocolError(f"message is not JSON: {e}") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get("fields"), dict):
-        raise ProtocolError("message must be {type, fields}")
-    cls = MESSAGES.get(obj.get("type"))  # type: ignore[arg-type]
-    if cls is None:
-        raise ProtocolError(f"unknown message type {obj.get('type')!r:.60}")
-
-    def take(v):
-        if isinstance(v, dict) and set(v) == {"$blob"}:
-            i = v["$blob"]
-            if type(i) is not int or not 0 <= i < len(blobs):
-                raise ProtocolError(f"bad blob reference {i!r}")
-            return blobs[i]
-        if isinstance(v, list):
-            if set(map(type, v)) <= _PLAIN:  # no blob reference inside
-                return v
-            return [take(x) for x in v]
-        return v
-
-    hints = typing.get_type_hints(cls)
-    given = obj["fields"]
-    unknown = set(given) - set(hints)
-    if unknown:
-        raise ProtocolError(f"{cls.__name__}: unknown fields {sorted(unknown)[:5]}")
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in given:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ProtocolError(f"{cls.__name__}: missing field {f.name!r}")
-            continue
-        values[f.name] = _check(take(given[f.name]), hints[f.name], f"{cls.__name__}.{f.name}")
-    return cls(**values)
