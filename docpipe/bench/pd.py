@@ -56,8 +56,7 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tup
     if warmup:  # untimed: kernel compilation, graph capture, attention plans
         _drive_engine(engine, warmup)
     result = _drive_engine(engine, pages)
-    # the disaggregated workers start next on the same device: give back this engine's KV pool
-    # (the caching allocator would keep it, leaving the second worker almost no room)
+    # give back this engine's KV pool (the caching allocator would keep it) for whatever runs next
     del engine
     import gc
     gc.collect()

@@ -69,7 +69,7 @@ class DecodeGraphs:
             self._forward(size, width)  # warm-up: lazy inits and autotuning stay out of the graph
         torch.cuda.current_stream(self.runner.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
             self._forward(size, width)
         self.pool = graph.pool()
         return graph

@@ -160,6 +160,9 @@ class ModelRunner:
         for request_id in sched.freed_request_ids:
             self.encoder_cache.pop(request_id, None)
         self.sampler.release(sched.freed_request_ids)
+        # an empty step still reports frees (a request that preempted itself): the carried block
+        # table must drop their rows now, or a re-admission on recycled blocks could reuse one
+        self.batch_builder.block_table.forget(sched.freed_request_ids)
         if not sched.scheduled:
             return None
         batch = self.batch_builder.build(sched)

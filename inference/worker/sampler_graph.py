@@ -138,7 +138,7 @@ class SamplerGraphs:
                 self._step(buf, key[1])  # warm-up: lazy inits stay out of the graph
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
                 self._step(buf, key[1])
             self.pool = graph.pool()
         except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
