@@ -45,15 +45,14 @@ class BlockTable:
         self.forget(freed_ids)
         num = len(request_ids)
         width = max(int(lengths.max()) if num else 0, 1)
-        capacity = self.table.shape[1]
-        if width > capacity:
-            capacity = max(width, 2 * capacity, 16)
+        capacity = max(16, 1 << (width - 1).bit_length())  # follows the batch: one long request ends, it shrinks
         table = np.zeros((num, capacity), dtype=np.int32)
         prev = np.fromiter((self.row_of.get(rid, -1) for rid in request_ids), np.int64, num)
         known = np.nonzero(prev >= 0)[0]
         cached = np.zeros(num, dtype=np.int64)
         if known.size:
-            table[known, :self.table.shape[1]] = self.table[prev[known]]
+            keep = min(self.table.shape[1], capacity)  # a row longer than that was cut: _drop_changed rewrites it
+            table[known, :keep] = self.table[prev[known], :keep]
             cached[known] = self.lengths[prev[known]]
             self._drop_changed(table, cached, known, block_lists, lengths)
         for i in np.nonzero(lengths > cached)[0].tolist():

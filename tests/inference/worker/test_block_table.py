@@ -83,6 +83,20 @@ def test_grows_width_and_handles_an_empty_batch():
     _step(bt, ["a"], lists)
 
 
+def test_width_shrinks_when_the_long_request_leaves():
+    bt = BlockTable()
+    lists = {"long": list(range(1, 70)), "b": [200, 201], "c": list(range(300, 340))}
+    _step(bt, ["long", "b", "c"], lists)
+    assert bt.table.shape[1] == 128
+    lists["b"].append(202)
+    _step(bt, ["b", "c"], lists)  # the long one left: 40 blocks fit 64 columns
+    assert bt.table.shape[1] == 64
+    del lists["c"][5:]  # cut without a report: shorter than its cached row, rewritten
+    lists["c"].extend([900, 901])
+    _step(bt, ["c", "b"], lists)
+    assert bt.table.shape[1] == 16
+
+
 def test_forget_drops_a_carried_row_whatever_its_ends():
     bt = BlockTable()
     lists = {"a": [1, 2, 3]}
