@@ -24,6 +24,7 @@ def _wire(msg) -> object:
 @pytest.mark.parametrize("ids, wire", [
     (list(range(7, 7 + 4096)), [[7, 4096]]),  # one fresh allocation: one pair, whatever its length
     (list(range(100)) + list(range(500, 600)) + [3], [[0, 100], [500, 100], [3, 1]]),
+    ([0, 1, 2, 3, 9, 10, 11, 20], [0, 1, 2, 3, 9, 10, 11, 20]),  # 3 runs for 8 ids: shorter than 4 ids a run
     (list(range(4095, -1, -1)), list(range(4095, -1, -1))),  # no two ids in a run: the plain list
     ([], []),
 ])
