@@ -45,9 +45,10 @@ class BlockManager:
 
     def free(self, block_ids: list[int]) -> None:
         """Drop one reference to each block (in place: block_ids is emptied)."""
-        # Reversed so a request's tail blocks are reused last (its head is
-        # likelier shared).
-        for block in reversed(block_ids):
+        # In list order: blocks go back (and are handed out again) in the order they
+        # were held, so later requests get runs of consecutive ids, which the KV
+        # transfer and the control messages carry as (first, count) runs.
+        for block in block_ids:
             assert self.ref_counts[block] > 0, f"double free of block {block}"
             self.ref_counts[block] -= 1
             if self.ref_counts[block] == 0:
