@@ -29,7 +29,7 @@ from inference.transfer.wire import PeerClosed, recv_exact
 log = logging.getLogger("inference.disagg.channel")
 
 MAGIC = b"DPCM"
-VERSION = 1
+VERSION = 2  # 2: block-id fields may travel as [first, count] runs
 HEADER = struct.Struct("!4sB3xIIQ")
 MAX_JSON_BYTES = 64 << 20  # prompt id lists of long documents stay far below
 MAX_BLOBS = 64  # images per message
