@@ -9,12 +9,19 @@ checks. Their cost grows with the number of runs, not of ids.
 
 Lifecycle: built once per transfer, either from the engine's id list
 (from_list: a few C-level passes, type checks included) or off the wire
-(from_runs: every run validated); then only read. A plain list of ids is
+(from_runs: every run validated); then only read. Many runs (a churned
+pool's ids) are found and checked in numpy passes and kept as two int64
+arrays; the (first, count) tuples of .runs are built on first read, while
+to_wire(), tolist(), len() and max_id come from the arrays. Whatever the
+numpy path doubts (a bad run, ids past int64) goes through the loop, which
+raises the exact error. A plain list of ids is
 built on demand, once (tolist() caches it), for the APIs that need one.
 Malformed input raises BlockIdsError, both a TransferError and a ValueError
 (callers that catch either keep working).
 """
 from __future__ import annotations
+
+from itertools import chain
 
 import numpy as np
 
@@ -22,6 +29,7 @@ from inference.transfer.errors import TransferError
 
 MAX_IDS = 1 << 22  # more block ids than any pool holds: a bad frame, refused before anything is built
 _LOOP_MAX_IDS = 256  # below this a Python loop beats numpy's per-call overhead
+_LOOP_MAX_RUNS = 32  # the same for wire runs
 _INT = {int}
 
 
@@ -32,21 +40,38 @@ class BlockIdsError(TransferError, ValueError):
 class BlockIds:
     """An immutable sequence of non-negative block ids, stored as runs."""
 
-    __slots__ = ("runs", "_len", "_max", "_list")
+    __slots__ = ("_runs", "_firsts", "_counts", "_len", "_max", "_list")
 
     def __init__(self, runs: tuple[tuple[int, int], ...] = ()):
         """runs: maximal, validated (first >= 0, count >= 1) runs; use the from_* constructors."""
-        self.runs = runs
+        self._runs, self._firsts, self._counts, self._list = runs, None, None, None
         self._len = sum(c for _, c in runs)
         self._max = max(f + c for f, c in runs) - 1 if runs else -1
-        self._list: list[int] | None = None
 
     @classmethod
     def _one_run(cls, first: int, count: int) -> "BlockIds":
         """One validated run (count >= 1), without __init__'s generator passes: the per-transfer case."""
         self = cls.__new__(cls)
-        self.runs, self._len, self._max, self._list = ((first, count),), count, first + count - 1, None
+        self._runs, self._firsts, self._counts, self._list = ((first, count),), None, None, None
+        self._len, self._max = count, first + count - 1
         return self
+
+    @classmethod
+    def _arrays(cls, firsts: np.ndarray, counts: np.ndarray, length: int, max_id: int) -> "BlockIds":
+        """Maximal validated runs as two int64 arrays (many runs): the tuple
+        pairs are built only if someone reads .runs; the wire form and the id
+        list come from the arrays directly."""
+        self = cls.__new__(cls)
+        self._runs, self._firsts, self._counts, self._list = None, firsts, counts, None
+        self._len, self._max = length, max_id
+        return self
+
+    @property
+    def runs(self) -> tuple[tuple[int, int], ...]:
+        """The (first, count) pairs, in sequence order."""
+        if self._runs is None:  # one assignment: a racing reader builds an equal tuple
+            self._runs = tuple(zip(self._firsts.tolist(), self._counts.tolist()))
+        return self._runs
 
     # constructors ---------------------------------------------------------
     @classmethod
@@ -74,7 +99,10 @@ class BlockIds:
             return cls._one_run(first, n)
         if not set(map(type, ids)) <= _INT:  # bool and float compare equal to ints: types first
             _bad_list(name)
-        out = cls(_runs_loop(ids) if n <= _LOOP_MAX_IDS else _runs_numpy(ids))
+        if n > _LOOP_MAX_IDS and (got := _from_ids_numpy(ids)) is not None:
+            out, lowest = got
+            return out if lowest >= 0 else _bad_list(name)
+        out = cls(_runs_loop(ids))
         if min(f for f, _ in out.runs) < 0:
             _bad_list(name)
         return out  # the caller's list is not kept: the caller may still change it
@@ -86,6 +114,9 @@ class BlockIds:
             raise BlockIdsError(f"{name} must be a list of [first, count] runs")
         if len(runs) > MAX_IDS:
             raise BlockIdsError(f"{name}: {len(runs)} runs name more than {MAX_IDS} blocks")
+        if len(runs) > _LOOP_MAX_RUNS and (out := _from_runs_numpy(runs)) is not None:
+            return out
+        # few runs, or something is wrong: the loop names the first bad run
         out: list[tuple[int, int]] = []
         total = 0
         for r in runs:
@@ -114,13 +145,22 @@ class BlockIds:
         """The largest id (-1 when empty)."""
         return self._max
 
+    @property
+    def num_runs(self) -> int:
+        return len(self._runs) if self._runs is not None else len(self._firsts)
+
     def to_wire(self) -> list[list[int]]:
-        return [[f, c] for f, c in self.runs]
+        if self._runs is None:
+            return np.stack((self._firsts, self._counts), axis=1).tolist()
+        return [[f, c] for f, c in self._runs]
 
     def tolist(self) -> list[int]:
         """The ids as a list, built once; callers must not mutate it."""
         if self._list is None:
-            if len(self.runs) == 1:
+            if self._runs is None:  # id i of run r is firsts[r] + (i - start of r)
+                starts = np.cumsum(self._counts) - self._counts
+                self._list = (np.arange(self._len, dtype=np.int64) + np.repeat(self._firsts - starts, self._counts)).tolist()
+            elif len(self.runs) == 1:
                 f, c = self.runs[0]
                 self._list = list(range(f, f + c))
             else:
@@ -201,12 +241,42 @@ def _runs_loop(ids: list[int]) -> tuple[tuple[int, int], ...]:
     return tuple(runs)
 
 
-def _runs_numpy(ids: list[int]) -> tuple[tuple[int, int], ...]:
+def _from_ids_numpy(ids: list[int]) -> tuple[BlockIds, int] | None:
+    """(BlockIds, smallest id) of a long list of ints, in a few numpy passes;
+    None when an id does not fit int64 (the loop keeps such ids exact)."""
     try:
-        a = np.asarray(ids, dtype=np.int64)
-    except OverflowError:  # ids beyond int64 are refused later (outside every pool); keep them exact here
-        return _runs_loop(ids)
-    starts = np.flatnonzero(np.diff(a) != 1) + 1
-    starts = np.concatenate(([0], starts))
-    counts = np.diff(np.concatenate((starts, [len(a)])))
-    return tuple(zip(a[starts].tolist(), counts.tolist()))
+        a = np.array(ids, dtype=np.int64)
+    except OverflowError:
+        return None
+    starts = np.flatnonzero(a[1:] - a[:-1] != 1) + 1  # a wrapped difference can only join ids that include a negative one
+    starts = np.concatenate((np.zeros(1, np.int64), starts))
+    counts = np.diff(np.append(starts, len(a)))
+    return BlockIds._arrays(a[starts], counts, len(a), int(a.max())), int(a.min())
+
+
+_LIST = {list}
+_FIRST_MAX = 1 << 62  # first + count cannot overflow int64 below this; larger ids take the loop
+
+
+def _from_runs_numpy(runs: list) -> BlockIds | None:
+    """Wire runs checked and joined in numpy passes; None when any run is
+    malformed or out of bounds, so that the loop raises its exact error."""
+    if not set(map(type, runs)) <= _LIST or set(map(len, runs)) != {2}:
+        return None
+    flat = list(chain.from_iterable(runs))
+    if not set(map(type, flat)) <= _INT:
+        return None
+    try:
+        a = np.array(flat, dtype=np.int64).reshape(-1, 2)
+    except OverflowError:
+        return None
+    f, c = a[:, 0], a[:, 1]
+    if f.min() < 0 or f.max() > _FIRST_MAX or c.min() < 1 or c.max() > MAX_IDS:
+        return None
+    total = int(c.sum())  # at most MAX_IDS runs of at most MAX_IDS each: no overflow
+    if total > MAX_IDS:
+        return None
+    ends = f + c
+    keep = np.flatnonzero(np.concatenate(([True], f[1:] != ends[:-1])))  # canonical: a run that continues the last one joins it
+    firsts, counts = f[keep], np.add.reduceat(c, keep)
+    return BlockIds._arrays(firsts, counts, total, int((firsts + counts).max()) - 1)
