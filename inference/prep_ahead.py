@@ -10,10 +10,10 @@ arrays, placeholder expansion, positions; no CUDA call); `get(i)` finishes
 the request on the caller's thread (`Processor.finish`: upload, patches on
 the device), so device work stays on the engine's thread and stream.
 
-Lifecycle: `PrepAhead(processor, requests, threaded)` starts the thread at
-once (when threaded); `get(i)` returns request i's ProcessedPrompt (waiting
+Lifecycle: `PrepAhead(processor, requests, threaded)` queues every request on
+a one-thread PrepStage (prep_stage.py) at once (when threaded); `get(i)` returns request i's ProcessedPrompt (waiting
 for it, re-raising the processor's error); `ready(i)` says whether it is
-done; `close()` cancels what has not started and joins the thread, so
+done; `close()` drops what has not started and joins the thread, so
 nothing touches the processor after generate() returns. Not threaded, get(i)
 prepares inline (the CPU path, where there is no device to overlap with).
 
@@ -24,32 +24,46 @@ inline, on the caller's thread.
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
+from inference.prep_stage import PrepStage
 
 
 class PrepAhead:
     def __init__(self, processor, requests: list[dict], threaded: bool):
         self._processor = processor
         self._requests = requests
-        self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future] | None = None
+        self._stage: PrepStage | None = None
+        self._done: dict[int, object] = {}  # index -> Prepared, taken from the stage in order
         if threaded and requests and all("prompt_token_ids" in r for r in requests):
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep")
-            self._futures = [self._pool.submit(processor.host, r) for r in requests]
+            self._stage = PrepStage(processor.host, threads=1, name="prep")
+            for i, r in enumerate(requests):
+                self._stage.submit(i, r)
 
     @property
     def threaded(self) -> bool:
-        return self._futures is not None
+        return self._stage is not None
+
+    def _collect(self, wait: bool) -> None:
+        for item in self._stage.take(wait):
+            self._done[item.key] = item
 
     def ready(self, i: int) -> bool:
-        return self._futures is None or self._futures[i].done()
+        if self._stage is None:
+            return True
+        if i not in self._done:
+            self._collect(wait=False)
+        return i in self._done
 
     def get(self, i: int):
-        if self._futures is None:
+        if self._stage is None:
             return self._processor(self._requests[i])
-        return self._processor.finish(self._futures[i].result())
+        while i not in self._done:
+            self._collect(wait=True)
+        item = self._done.pop(i)
+        if item.error is not None:
+            raise item.error
+        return self._processor.finish(item.value)
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+        if self._stage is not None:
+            self._stage.close()
+            self._stage = None

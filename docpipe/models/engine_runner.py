@@ -26,7 +26,8 @@ from pathlib import Path
 
 from docpipe.models.base import VLMRequest
 from docpipe.models.loops import MIN_SPAN, find_loop
-from docpipe.models.prep import PrepStage, prep_threads as prep_threads_for
+from docpipe.models.prep import prep_threads as prep_threads_for
+from inference.prep_stage import PrepStage
 
 LOOP_CHECK_TOKENS = 32  # check a running request for a loop every this many tokens
 LOOP_WALK_POLLS = 8  # walk the live requests for loop checks every this many polls (not every engine step)

@@ -54,7 +54,7 @@ from PIL import Image
 
 from docpipe.models.base import LayoutBlock, ModelFamily, VLMClient, VLMRequest
 from docpipe.models.engine_client import Finished
-from docpipe.models.prep import PrepStage
+from inference.prep_stage import PrepStage
 from docpipe.models.vlm_page import BlockRequest, TextForBBox, answers_for, finish_page, make_block_requests
 from docpipe.schema import PageResult
 

@@ -18,7 +18,8 @@ from docpipe.models.base import VLMRequest
 from docpipe.models.engine_client import EngineClient, EngineRunner
 from docpipe.models.mineru25.prompts import prompt_for
 from docpipe.models.mineru25.sampling import sampling_for
-from docpipe.models.prep import PREP_THREADS_ENV, PrepStage, prep_threads
+from docpipe.models.prep import PREP_THREADS_ENV, prep_threads
+from inference.prep_stage import PrepStage
 import vlm_tiny_checkpoint as tiny
 
 torch.set_num_threads(1)  # 2 shared cores: intra-op threads only contend
