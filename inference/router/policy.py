@@ -64,6 +64,20 @@ def decode_admits(w: WorkerState, tpot_s: float, num_pending: int = 0) -> bool:
     return w.step_s * (n + 1) / n <= tpot_s
 
 
+def pending_allocs(jobs) -> dict[str, int]:
+    """Decode worker name -> its allocations asked and not yet decoding (jobs in alloc or transfer)."""
+    out: dict[str, int] = {}
+    for job in jobs:
+        if job.stage in ("alloc", "transfer"):
+            out[job.decode] = out.get(job.decode, 0) + 1
+    return out
+
+
+def decode_has_room(workers, tpot_s: float, pending: dict[str, int]) -> bool:
+    """Would some decode worker take one more sequence within the TPOT target?"""
+    return any(w.role == "decode" and decode_admits(w, tpot_s, pending.get(w.name, 0)) for w in workers)
+
+
 def pick_prefill(workers: list[WorkerState]) -> WorkerState | None:
     alive = [w for w in workers if w.alive and w.role == "prefill" and len(w.inflight) < w.max_num_seqs]
     return min(alive, key=lambda w: (w.queued_tokens, len(w.inflight), w.name), default=None)

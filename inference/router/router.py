@@ -22,7 +22,8 @@ from typing import Callable
 from inference.disagg import protocol as P
 from inference.router.job import Job
 from inference.router.metrics import RouterMetrics
-from inference.router.policy import SloState, WorkerState, decode_admits, pick_decode, pick_prefill
+from inference.router.policy import (SloState, WorkerState, decode_has_room, pending_allocs, pick_decode,
+                                     pick_prefill)
 
 DONE_MEMORY = 100_000  # finished request ids remembered for duplicate detection
 
@@ -121,25 +122,14 @@ class Router:
         self.send_fn(job.client, msg)
 
     # dispatch ------------------------------------------------------------------------------
-    def _decode_has_room(self) -> bool:
-        pending = self._pending_allocs()
-        return any(w.role == "decode" and decode_admits(w, self.slo.tpot_s, pending.get(w.name, 0))
-                   for w in self.workers.values())
-
-    def _pending_allocs(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for job in self.jobs.values():
-            if job.stage in ("alloc", "transfer"):
-                out[job.decode] = out.get(job.decode, 0) + 1
-        return out
-
     def pump(self) -> None:
         """Move work forward: decode allocations first (they free prefill KV),
         then new prefills while decode can take their output within TPOT."""
         for rid in list(self.await_decode):
             self._try_decode(self.jobs[rid])
         decodes = [w for w in self.workers.values() if w.role == "decode" and w.alive]
-        while self.queue and decodes and len(self.await_decode) <= 2 * len(decodes) and self._decode_has_room():
+        while (self.queue and decodes and len(self.await_decode) <= 2 * len(decodes)
+               and decode_has_room(self.workers.values(), self.slo.tpot_s, pending_allocs(self.jobs.values()))):
             w = pick_prefill(list(self.workers.values()))
             if w is None:
                 return
@@ -153,7 +143,7 @@ class Router:
 
     def _try_decode(self, job: Job) -> None:
         w = pick_decode(list(self.workers.values()), job.prefilled.num_prompt_tokens, self.slo.tpot_s,
-                        self._pending_allocs())
+                        pending_allocs(self.jobs.values()))
         if w is None:
             return
         self.await_decode.remove(job.submit.request_id)
