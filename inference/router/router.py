@@ -298,4 +298,3 @@ class Router:
                                          "running": w.num_running, "alive": int(w.alive)}
                                 for w in self.workers.values()}
         return self.metrics.to_prometheus() if fmt == "prometheus" else self.metrics.to_json()
-
