@@ -20,8 +20,8 @@ core starts at once; measured here 4 MiB in 0.36-0.44 ms against 0.54-0.59
 ms on one thread) and "caller" (copy() above). The team splits statically,
 so while another process holds a core its copy waits a scheduler slice
 (measured 8 ms for 4 MiB); then its rate drops and the caller wins. The way
-not chosen is retried now and then (_Chooser), so a core freed again is
-noticed.
+not chosen is retried now and then (_Chooser, one per size class), so a
+core freed again is noticed within a fraction of a second.
 """
 from __future__ import annotations
 
@@ -127,9 +127,15 @@ def copy(copies: list[tuple[int, int, int]]) -> None:
 
 TEAM_MIN_BYTES = 1 << 20  # below, the team's start-up is not paid back
 TEAM_RUN_MIN_BYTES = 256 << 10  # smaller runs of a team transfer are memmoved by the caller
-RETRY_S, MAX_RETRY_S = 1.0, 16.0  # the way not chosen is measured again after this long, doubling while it loses
-WINDOW = 3  # a way's rate is the median of its last WINDOW copies
-GIVE_UP_RATIO = 2.0  # a retry copy this many times slower than the chosen way ends the retry at once
+# The way not chosen is measured again after this long, doubling while it loses. The team is
+# retried soon: on a quiet machine it copies 4 MiB in ~0.33 ms against ~0.5 ms for the caller,
+# and another process's load comes and goes within seconds; a retry of a stalled team costs one
+# stalled copy (the retry ends there). A retry of the caller costs ~0.2 ms a copy: rarely.
+RETRY_S = {"team": 0.25, "caller": 1.0}
+MAX_RETRY_S = {"team": 2.0, "caller": 16.0}
+WINDOW = 5  # a way's rate is the median of its last WINDOW copies: two stalls in five do not move it
+PROBE = 3  # a retry is this many copies in a row, judged on their median alone
+GIVE_UP_RATIO = 4.0  # a retry copy this many times slower than the chosen way ends the retry (a stall: ~8 ms for 4 MiB)
 
 
 def _median(samples: list[float]) -> float:
@@ -137,33 +143,35 @@ def _median(samples: list[float]) -> float:
 
 
 class _Chooser:
-    """Nanoseconds per byte of the last WINDOW copies of each way; the lower
-    median wins. State is shared by every sender of this process (they share
-    the cores); races between threads only mix samples.
+    """Nanoseconds per byte of the last WINDOW copies of each way, for one
+    size class (copy_runs keeps one per power of two: the team's start-up
+    weighs on 1 MiB, not on 64); the lower median wins. Races between sender
+    threads only mix samples.
 
-    A retry is WINDOW copies in a row (the first copy of a team that slept
-    pays its wake-up: one sample must not decide), cut short when a copy is
-    far slower (a stalled team costs one scheduler slice, not three). While a
-    way keeps losing its retries come at doubling intervals up to
-    MAX_RETRY_S; a change of the winner resets them."""
+    A retry is PROBE copies in a row of the way not chosen, its old samples
+    dropped first, so its median says how it copies now; it is decided when
+    the retry ends, not on one copy (the first copy of a team that slept pays
+    its wake-up). A retry copy GIVE_UP_RATIO times slower than the chosen
+    way ends it at once. While a way keeps losing, its retries come at
+    doubling intervals up to MAX_RETRY_S; a change of winner resets them."""
 
     def __init__(self) -> None:
         self.samples: dict[str, list[float]] = {"team": [], "caller": []}
         self.best = "team"
         self.due_ns = {"team": 0, "caller": 0}  # the way is retried from then on
-        self.interval_ns = dict.fromkeys(self.due_ns, int(RETRY_S * 1e9))
+        self.interval_ns = {w: int(RETRY_S[w] * 1e9) for w in self.due_ns}
         self.probe_way, self.probe_left = "caller", 0
 
     def pick(self) -> str:
         if self.probe_left:
-            self.probe_left -= 1
             return self.probe_way
         other = "caller" if self.best == "team" else "team"
         now = time.monotonic_ns()
         if now >= self.due_ns[other]:
             self.due_ns[other] = now + self.interval_ns[other]
-            self.interval_ns[other] = min(2 * self.interval_ns[other], int(MAX_RETRY_S * 1e9))
-            self.probe_way, self.probe_left = other, WINDOW - 1
+            self.interval_ns[other] = min(2 * self.interval_ns[other], int(MAX_RETRY_S[other] * 1e9))
+            self.probe_way, self.probe_left = other, PROBE
+            self.samples[other] = []
             return other
         return self.best
 
@@ -173,19 +181,32 @@ class _Chooser:
         s.append(rate)
         if len(s) > WINDOW:
             del s[0]
-        chosen = self.samples[self.best]
-        if way != self.best and self.probe_left and chosen and rate > GIVE_UP_RATIO * _median(chosen):
-            self.probe_left = 0
+        if self.probe_left and way == self.probe_way:
+            self.probe_left -= 1
+            chosen = self.samples[self.best]
+            if chosen and rate > GIVE_UP_RATIO * _median(chosen):
+                self.probe_left = 0
+            if self.probe_left:
+                return  # decided when the retry ends
         team, caller = self.samples["team"], self.samples["caller"]
         if team and caller:
             best = "team" if _median(team) <= _median(caller) else "caller"
             if best != self.best:  # the way that lost is retried after the first interval again
-                self.interval_ns = dict.fromkeys(self.interval_ns, int(RETRY_S * 1e9))
+                self.interval_ns = {w: int(RETRY_S[w] * 1e9) for w in self.interval_ns}
                 self.due_ns[self.best] = time.monotonic_ns() + self.interval_ns[self.best]
                 self.best = best
 
 
-_chooser = _Chooser()
+_choosers: dict[int, _Chooser] = {}
+
+
+def chooser_for(num_bytes: int) -> _Chooser:
+    """The chooser of num_bytes' size class (powers of two)."""
+    key = num_bytes.bit_length()
+    c = _choosers.get(key)
+    if c is None:
+        c = _choosers.setdefault(key, _Chooser())
+    return c
 
 
 def copy_runs(dst: torch.Tensor, src: torch.Tensor, runs: list[tuple[int, int, int]]) -> None:
@@ -196,7 +217,8 @@ def copy_runs(dst: torch.Tensor, src: torch.Tensor, runs: list[tuple[int, int, i
     if total < TEAM_MIN_BYTES or torch.get_num_threads() < 2:
         copy([(dp + d, sp + s, n) for s, d, n in runs])
         return
-    way = _chooser.pick()
+    chooser = chooser_for(total)
+    way = chooser.pick()
     t0 = time.perf_counter_ns()
     if way == "team":
         for s, d, n in runs:
@@ -206,4 +228,4 @@ def copy_runs(dst: torch.Tensor, src: torch.Tensor, runs: list[tuple[int, int, i
                 _memmove(dp + d, sp + s, n)
     else:
         copy([(dp + d, sp + s, n) for s, d, n in runs])
-    _chooser.record(way, total, time.perf_counter_ns() - t0)
+    chooser.record(way, total, time.perf_counter_ns() - t0)

@@ -24,7 +24,7 @@ def two_threads():
 def test_copy_runs_moves_every_byte_once(monkeypatch, two_threads, way):
     chooser = memcopy._Chooser()
     monkeypatch.setattr(chooser, "pick", lambda: way)
-    monkeypatch.setattr(memcopy, "_chooser", chooser)
+    monkeypatch.setattr(memcopy, "chooser_for", lambda n: chooser)
     src = torch.randint(0, 255, (8 << 20,), dtype=torch.uint8)
     dst = torch.zeros_like(src)
     runs = _runs()
@@ -40,28 +40,57 @@ def test_copy_runs_moves_every_byte_once(monkeypatch, two_threads, way):
 def test_small_copy_runs_on_the_caller_untimed():
     src = torch.arange(4096, dtype=torch.int32).view(torch.uint8)
     dst = torch.zeros_like(src)
-    before = {k: list(v) for k, v in memcopy._chooser.samples.items()}
+    before = {k: {w: list(v) for w, v in c.samples.items()} for k, c in memcopy._choosers.items()}
     memcopy.copy_runs(dst, src, [(0, 8192, 8192), (8192, 0, 100)])
     assert torch.equal(dst[8192:], src[:8192]) and torch.equal(dst[:100], src[8192:8292])
-    assert memcopy._chooser.samples == before
+    assert {k: c.samples for k, c in memcopy._choosers.items()} == before
+
+
+def _retry(c, way, ns_per_mib):
+    """Feed one whole retry of `way` (PROBE copies of 1 MiB) unless it ends early."""
+    for _ in range(memcopy.PROBE):
+        assert c.pick() == way
+        c.record(way, 1 << 20, ns_per_mib)
+        if not c.probe_left:
+            return
 
 
 def test_chooser_follows_the_faster_way_and_retries_the_other(monkeypatch):
     clock = [0]
     monkeypatch.setattr(memcopy.time, "monotonic_ns", lambda: clock[0])
     c = memcopy._Chooser()
-    picks = [c.pick() for _ in range(memcopy.WINDOW + 1)]
-    assert picks == ["caller"] * memcopy.WINDOW + ["team"]  # both ways measured before either is trusted
-    for _ in range(memcopy.WINDOW):
-        c.record("team", 1 << 20, 8_000_000)  # a stalled team: 8 ms a MiB
-        c.record("caller", 1 << 20, 100_000)
+    _retry(c, "caller", 100_000)  # the caller is measured first, then the team is tried
+    assert c.pick() == "team"
+    c.record("team", 1 << 20, 8_000_000)  # a stalled team: 8 ms a MiB
     assert c.best == "caller" and c.pick() == "caller"
-    clock[0] += int(memcopy.RETRY_S * 1e9) + 1
-    picks = [c.pick() for _ in range(memcopy.WINDOW + 1)]
-    assert picks == ["team"] * memcopy.WINDOW + ["caller"]  # retried for one window once the interval passed
-    for _ in range(memcopy.WINDOW // 2 + 1):  # the core came back: a majority of fast team copies
-        c.record("team", 1 << 20, 50_000)
+    clock[0] += int(memcopy.RETRY_S["team"] * 1e9) + 1
+    _retry(c, "team", 50_000)  # the core came back: the retry alone decides
+    assert c.best == "team" and c.pick() == "team"
+
+
+def test_a_retry_is_decided_on_its_median_not_its_first_copy(monkeypatch):
+    clock = [0]
+    monkeypatch.setattr(memcopy.time, "monotonic_ns", lambda: clock[0])
+    c = memcopy._Chooser()
+    c.best, c.samples["caller"], c.due_ns["caller"] = "caller", [0.1] * memcopy.WINDOW, 1 << 60  # 10 GB/s
+    assert c.pick() == "team"
+    c.record("team", 1 << 20, 200_000)  # a team that slept: its first copy is slower than the caller...
+    assert c.best == "caller" and c.pick() == "team"  # ...but the retry goes on
+    c.record("team", 1 << 20, 60_000)
+    c.record("team", 1 << 20, 60_000)
     assert c.best == "team"
+    for _ in range(2):  # the chosen team's own copies push the slow first one out of the window
+        assert c.pick() == "team"
+        c.record("team", 1 << 20, 60_000)
+    for _ in range(2):  # two stalls in the window do not move the median
+        c.record("team", 1 << 20, 8_000_000)
+    assert c.best == "team"
+    c.record("team", 1 << 20, 8_000_000)  # a third does
+    assert c.best == "caller"
+
+
+def test_sizes_are_chosen_apart():
+    assert memcopy.chooser_for(4 << 20) is memcopy.chooser_for((4 << 20) + 5) is not memcopy.chooser_for(16 << 20)
 
 
 def test_a_stalled_retry_ends_early_and_backs_off(monkeypatch):
@@ -70,7 +99,7 @@ def test_a_stalled_retry_ends_early_and_backs_off(monkeypatch):
     c = memcopy._Chooser()
     c.best, c.samples["caller"] = "caller", [0.1] * memcopy.WINDOW  # 10 GB/s
     waits = []
-    for _ in range(4):
+    for _ in range(6):
         start = clock[0]
         while c.pick() != "team":  # until the team is due again
             clock[0] += 10_000_000
@@ -79,4 +108,4 @@ def test_a_stalled_retry_ends_early_and_backs_off(monkeypatch):
         assert c.pick() == "caller"  # ...so its other copies are not made
     assert c.best == "caller"
     assert waits[1] < waits[2] < waits[3]  # retries of a losing way come less and less often
-    assert waits[-1] <= memcopy.MAX_RETRY_S * 1e9 + 10_000_000
+    assert waits[-1] <= memcopy.MAX_RETRY_S["team"] * 1e9 + 10_000_000
