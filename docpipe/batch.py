@@ -113,7 +113,7 @@ def _vlm_documents(sources: list[str], opts: ConvertOptions, on_pages) -> Iterat
         from docpipe.runner import failure
 
         for source in sources:
-            yield failure(source, f"{pipeline._label(source)}: {e}")
+            yield failure(source, f"{pipeline._label(source)}: {e}", opts.effective_backend)
         return
     yield from stream_documents(sources, opts, on_pages)
 

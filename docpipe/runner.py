@@ -54,9 +54,13 @@ def report_pages(num_pages: int) -> None:
         _progress_sink(num_pages)
 
 
-def failure(source: str, error: str) -> DocumentResult:
-    """A failure result for `source` (used here and by callers for errors found before running)."""
-    return DocumentResult(source_path=source, name=Path(source).stem, status=Status.FAILURE, error=error)
+def failure(source: str, error: str, backend: str | None = None) -> DocumentResult:
+    """A failure result for `source` (used here and by callers for errors found before running);
+    `backend` names the backend that could not convert it, when one was chosen."""
+    result = DocumentResult(source_path=source, name=Path(source).stem, status=Status.FAILURE, error=error)
+    if backend is not None:
+        result.backend = backend
+    return result
 
 
 def run_documents(sources: list[str], fn: DocumentFn, opts: ConvertOptions,

@@ -149,13 +149,10 @@ class _Stream:
 
 
 def _failure(source: str, opts: ConvertOptions, why: str) -> DocumentResult:
-    from pathlib import Path
-
+    from docpipe.pipeline import _label
     from docpipe.runner import failure
 
-    result = failure(source, f"{Path(source).name}: {why}")
-    result.backend = opts.effective_backend
-    return result
+    return failure(source, f"{_label(source)}: {why}", opts.effective_backend)
 
 
 def stream_documents(sources: Iterable[str], opts: ConvertOptions, on_pages: Callable[[int], None] | None = None,
