@@ -152,7 +152,8 @@ class _Chooser:
     dropped first, so its median says how it copies now; it is decided when
     the retry ends, not on one copy (the first copy of a team that slept pays
     its wake-up). A retry copy GIVE_UP_RATIO times slower than the chosen
-    way ends it at once. While a way keeps losing, its retries come at
+    way ends it at once. A team retry is skipped (not counted as lost) while
+    other running tasks fill the cores it needs (team_has_cores). While a way keeps losing, its retries come at
     doubling intervals up to MAX_RETRY_S; a change of winner resets them."""
 
     def __init__(self) -> None:
@@ -169,6 +170,9 @@ class _Chooser:
         now = time.monotonic_ns()
         if now >= self.due_ns[other]:
             self.due_ns[other] = now + self.interval_ns[other]
+            if other == "team" and not team_has_cores():
+                return self.best  # a retry now would only stall; looked at again after the same interval
+
             self.interval_ns[other] = min(2 * self.interval_ns[other], int(MAX_RETRY_S[other] * 1e9))
             self.probe_way, self.probe_left = other, PROBE
             self.samples[other] = []
@@ -197,6 +201,21 @@ class _Chooser:
                 self.best = best
 
 
+def team_has_cores() -> bool:
+    """Whether the cores the team needs besides the caller look free now:
+    /proc/loadavg's count of running tasks (this thread included) against
+    the cores this process may use. One read (~10 us), made only when a team
+    retry is due: a retry while another process holds the core costs a
+    stalled copy (~8 ms for 4 MiB), which the count predicts. Unknown: True."""
+    try:
+        with open("/proc/loadavg", "rb") as f:
+            running = int(f.read().split()[3].split(b"/")[0])
+    except (OSError, ValueError, IndexError):
+        return True
+    return _CORES - running >= torch.get_num_threads() - 1
+
+
+_CORES = len(os.sched_getaffinity(0))
 _choosers: dict[int, _Chooser] = {}
 
 

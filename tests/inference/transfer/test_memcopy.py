@@ -5,6 +5,8 @@ import torch
 
 from inference.transfer import memcopy
 
+_TEAM_HAS_CORES = memcopy.team_has_cores  # the real one: the fixture below stands in for it elsewhere
+
 
 def _runs():
     # a large run (team copy_), a small one (memmoved even by the team way), an odd-sized one
@@ -44,6 +46,38 @@ def test_small_copy_runs_on_the_caller_untimed():
     memcopy.copy_runs(dst, src, [(0, 8192, 8192), (8192, 0, 100)])
     assert torch.equal(dst[8192:], src[:8192]) and torch.equal(dst[:100], src[8192:8292])
     assert {k: c.samples for k, c in memcopy._choosers.items()} == before
+
+
+@pytest.fixture(autouse=True)
+def free_cores(monkeypatch):
+    """Team retries as if the other core were free (the test machine's load must not decide)."""
+    monkeypatch.setattr(memcopy, "team_has_cores", lambda: True)
+
+
+def test_a_team_retry_waits_while_other_tasks_hold_the_cores(monkeypatch):
+    clock = [0]
+    monkeypatch.setattr(memcopy.time, "monotonic_ns", lambda: clock[0])
+    c = memcopy._Chooser()
+    c.best, c.samples["caller"] = "caller", [0.1] * memcopy.WINDOW
+    busy = [True]
+    monkeypatch.setattr(memcopy, "team_has_cores", lambda: not busy[0])
+    assert c.pick() == "caller" and c.samples["team"] == [] and not c.probe_left  # due, but no core: no stalled copy
+    assert c.pick() == "caller"  # not looked at again before the interval
+    busy[0] = False
+    clock[0] += int(memcopy.RETRY_S["team"] * 1e9)
+    assert c.pick() == "team" and c.probe_left == memcopy.PROBE  # the same interval, not doubled
+
+
+@pytest.mark.parametrize("running, cores, threads, expect", [(1, 2, 2, True), (2, 2, 2, False), (3, 8, 4, True), (6, 8, 4, False)])
+def test_team_has_cores_reads_the_running_count(monkeypatch, tmp_path, running, cores, threads, expect):
+    import builtins
+    real_open = builtins.open
+    fake = tmp_path / "loadavg"
+    fake.write_text(f"1.00 1.00 1.00 {running}/90 123\n")
+    monkeypatch.setattr(builtins, "open", lambda p, *a: real_open(fake if p == "/proc/loadavg" else p, *a))
+    monkeypatch.setattr(memcopy, "_CORES", cores)
+    monkeypatch.setattr(memcopy.torch, "get_num_threads", lambda: threads)
+    assert _TEAM_HAS_CORES() is expect
 
 
 def _retry(c, way, ns_per_mib):
