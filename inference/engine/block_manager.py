@@ -15,6 +15,11 @@ class BlockManager:
         self.block_size = block_size
         self.ref_counts = [0] * num_blocks
         self.free_blocks: deque[int] = deque(range(num_blocks))
+        # The engine bumps `epoch` before each step it launches; a block freed while
+        # that step may still run gets its epoch, so a writer from outside the engine's
+        # stream (a KV transfer) knows whether it must wait for that step (freed_since).
+        self.epoch = 0
+        self.freed_epoch = [-1] * num_blocks
 
     @property
     def num_free_blocks(self) -> int:
@@ -53,7 +58,13 @@ class BlockManager:
             self.ref_counts[block] -= 1
             if self.ref_counts[block] == 0:
                 self.free_blocks.append(block)
+                self.freed_epoch[block] = self.epoch
         block_ids.clear()
+
+    def freed_since(self, block_ids: list[int], epoch: int) -> bool:
+        """Was any of these blocks freed at or after `epoch`?"""
+        freed = self.freed_epoch
+        return any(freed[b] >= epoch for b in block_ids)
 
     def check_invariants(self) -> None:
         free = set(self.free_blocks)

@@ -57,6 +57,7 @@ class LLMEngine:
                                    hold_tokens=config.prefill_hold_tokens, hold_s=config.prefill_hold_s)
         self.awaiting_kv: dict[str, Request] = {}
         self._inflight = None  # (SchedulerOutput, LaunchedStep) of the launched, not yet resolved step
+        self._inflight_epoch = 0  # block_manager.epoch when that step was launched
 
     @property
     def kv_pool(self):
@@ -86,9 +87,6 @@ class LLMEngine:
         import torch
 
         ids = list(prompt_token_ids) if prompt_token_ids is not None else [0] * num_prompt_tokens
-        # The KV is written from outside the engine's stream (another process, a transfer thread), into
-        # blocks that a launched step may still write: rows of requests it has since finished.
-        self.wait_inflight()
         assert len(ids) == num_prompt_tokens, "prompt_token_ids must have num_prompt_tokens entries"
         self._check_fits(request_id, num_prompt_tokens + sampling.max_tokens)
         # Only decode positions are needed (cache position + rope_delta); prompt positions are never read.
@@ -96,6 +94,12 @@ class LLMEngine:
         req = Request(request_id, prompt, sampling, recomputable=False)
         if not self.block_manager.allocate(req.block_ids, num_prompt_tokens):
             raise RuntimeError(f"request {request_id}: no free KV blocks for {num_prompt_tokens} prompt tokens")
+        # The KV is written from outside the engine's stream (another process, a transfer thread). The
+        # launched step may still write blocks of rows whose requests finished after its launch: wait
+        # for it only when one of those blocks was handed out here (blocks free at its launch are not
+        # in it, and the step before it was collected before step() returned).
+        if self._inflight is not None and self.block_manager.freed_since(req.block_ids, self._inflight_epoch):
+            self.wait_inflight()
         req.status = RequestStatus.WAITING_FOR_KV
         req.num_computed_tokens = num_prompt_tokens
         req.append_token(first_token)
@@ -140,6 +144,8 @@ class LLMEngine:
         sched = self.scheduler.schedule()
         if not self.config.async_scheduling:
             return [self._output(req) for req in self.scheduler.update(sched, self.runner.execute(sched).sampled)]
+        self.block_manager.epoch += 1  # blocks freed from here on may be in the step launched now
+        epoch = self.block_manager.epoch
         launched = self.runner.launch(sched)
         self.scheduler.advance(sched)
         finished = []
@@ -147,6 +153,7 @@ class LLMEngine:
             prev_sched, prev_launched = self._inflight
             finished = self.scheduler.resolve(prev_sched, self.runner.collect(prev_launched).sampled)
         self._inflight = (sched, launched) if sched.scheduled else None
+        self._inflight_epoch = epoch
         return [self._output(req) for req in finished]
 
     def _output(self, req: Request) -> RequestOutput:
