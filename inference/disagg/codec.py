@@ -90,7 +90,7 @@ def encode_message(msg) -> tuple[bytes, list[bytes]]:
         if type(v) is BlockIds:
             # runs, unless they are short (a pool after much churn): a run costs about four
             # ids' time to write and parse (measured), so below 4 ids a run the plain list wins
-            return v.to_wire() if 4 * len(v.runs) <= len(v) else v.tolist()
+            return v.to_wire() if 4 * v.num_runs <= len(v) else v.tolist()
         if isinstance(v, (bytes, bytearray, memoryview)):
             blobs.append(bytes(v))
             return {"$blob": len(blobs) - 1}
