@@ -38,7 +38,7 @@ import torch
 
 from inference.models.image_patches import PatchRule, rgb_pixels
 from inference.models.model_config import ModelConfig
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 from inference.worker.mrope import prompt_positions
 
 

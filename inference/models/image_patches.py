@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 
 def rgb_pixels(image) -> np.ndarray:

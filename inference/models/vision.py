@@ -16,7 +16,7 @@ from torch import nn
 from inference.layers.rotary import vision_rotary
 from inference.models.model_config import VisionConfig
 from inference.ops.base import Ops
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 
 def _act(name: str, x: torch.Tensor, ops: Ops) -> torch.Tensor:

@@ -15,7 +15,7 @@ import math
 import torch
 
 from inference.transfer.base import PoolSpec
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 
 def gather_tokens(pool: torch.Tensor, block_ids: list[int], num_tokens: int) -> torch.Tensor:

@@ -39,7 +39,7 @@ from inference.transfer.base import TransferConfig, TransferError, Transport, Tr
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 log = logging.getLogger("inference.transfer.cuda_ipc")
 

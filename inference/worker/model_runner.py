@@ -21,7 +21,7 @@ from inference.config import EngineConfig, resolve_dtype
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
 from inference.ops import get_ops
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 from inference.worker.input_batch import InputBatch, InputBatchBuilder
 from inference.worker.sampler import Sampler
 

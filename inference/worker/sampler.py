@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.engine.request import Request
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 from inference.worker.token_history import TokenHistory
 
 

@@ -40,7 +40,7 @@ import torch
 
 from inference.engine.request import Request
 from inference.worker.cuda_graph import bucket_sizes
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params
 
 log = logging.getLogger(__name__)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from inference.engine.request import PENDING, Request
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 
 def suffix_match(tokens: np.ndarray, cap: int) -> np.ndarray:

@@ -9,7 +9,7 @@ set -u
 out=${1:?output folder}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.used,clocks.sm --format=csv,noheader
-timeout 150 python3 -m pytest -q -m gpu tests/inference/ops tests/inference/worker 2>&1 | tail -4
+timeout 150 python3 -m pytest -q -m gpu tests/inference/ops tests/inference/worker tests/inference/test_h2d.py 2>&1 | tail -4
 pipe="python3 -m docpipe.cli bench pipeline --pages 128 --window 128 --baseline none --max-num-seqs 512 --no-time-split --warmup-pages 24"
 timeout 100 $pipe --out "$out/pipeline_128p_a1.json" 2>&1 | tail -3
 DOCPIPE_SAMPLER_GRAPHS=1 timeout 100 $pipe --out "$out/pipeline_128p_sampler_graphs.json" 2>&1 | tail -3

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from inference.ops.shape_groups import pow2_parts
 from inference.ops.timing import event_ms
-from inference.worker.h2d import to_device
+from inference.h2d import to_device
 
 try:  # present in torch >= 2.9, its signature has moved between releases
     from torch.nn.attention.varlen import varlen_attn as _varlen_attn

@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from inference.worker.h2d import RingRegions, to_device
+from inference.h2d import RingRegions, to_device
 
 
 class FakeEvent:
