@@ -267,13 +267,10 @@ def send_stream(pool):
 
 
 def link_alive(sender) -> bool:
-    """False once a sender is closed or its ack reader has stopped (the
-    receiver went away). Senders without these attributes count as alive."""
-    closed = getattr(sender, "_closed", None)
-    if closed is not None and closed.is_set():
-        return False
-    reader = getattr(sender, "_reader", None)
-    return reader is None or reader.is_alive()
+    """False once a sender is closed or its ack readers have stopped (the
+    receiver went away). Senders without is_alive() (test doubles) count as alive."""
+    is_alive = getattr(sender, "is_alive", None)
+    return is_alive is None or is_alive()
 
 
 def close_quietly(sender) -> None:

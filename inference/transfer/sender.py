@@ -68,7 +68,6 @@ class ControlSender(KVSender):
         self._streams: list[Stream] = []
         self._next_stream = 0  # round-robin start among equally loaded streams
         self._closed = threading.Event()
-        self._reader: threading.Thread | None = None
         self.self_acks = False  # set by _attach when _move lands the KV in the receiver's pool itself
 
     # transport hooks ------------------------------------------------------
@@ -111,7 +110,6 @@ class ControlSender(KVSender):
         for st in self._streams:
             st.reader = threading.Thread(target=self._read_loop, args=(st,), name=f"kv-sender-acks-{st.index}", daemon=True)
             st.reader.start()
-        self._reader = first.reader
 
     def _open(self, address: str) -> tuple[socket.socket, dict]:
         """One connection: TCP connect -> token handshake -> HELLO exchange."""
@@ -131,11 +129,14 @@ class ControlSender(KVSender):
             raise
         return sock, reply
 
+    def is_alive(self) -> bool:
+        """Connected, not closed, and some stream's ack reader still running (the receiver is there)."""
+        return self._sock is not None and not self._closed.is_set() and any(st.alive and st.reader.is_alive() for st in self._streams)
+
     def send(self, meta: TransferMeta) -> TransferHandle:
-        if self._sock is None or self._closed.is_set():
-            raise TransferError(f"{self.name}: sender is not connected")
-        if not any(st.alive and st.reader.is_alive() for st in self._streams):  # a self-acked send would not notice otherwise
-            raise TransferError(f"{self.name}: the receiver went away")
+        if not self.is_alive():  # checked here: a self-acked send would not notice a receiver gone otherwise
+            connected = self._sock is not None and not self._closed.is_set()
+            raise TransferError(f"{self.name}: " + ("the receiver went away" if connected else "sender is not connected"))
         meta.with_lease(self.config.lease_s)
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
         if self.self_acks:

@@ -43,6 +43,9 @@ class RecordingSender:
         self.sent.append(meta.request_id)
         self.on_release(meta, "acked")
 
+    def is_alive(self):
+        return not self._closed.is_set() and self._reader.is_alive()
+
     def close(self):
         self.closed = True
         self._closed.set()

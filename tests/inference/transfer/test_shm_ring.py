@@ -125,7 +125,7 @@ def test_self_acked_send_fails_once_the_receiver_is_gone():
     rx, tx, released = _pair()
     assert tx.send(TransferMeta("ok", [0], [1], 16, 0, 0)).wait(0) == "acked"
     rx.close()
-    tx._reader.join(5)  # the ack reader sees the connection end
+    tx._streams[0].reader.join(5)  # the ack reader sees the connection end
     with pytest.raises(TransferError, match="went away"):
         tx.send(TransferMeta("lost", [0], [2], 16, 0, 0))
     assert released == [("ok", "acked")]
