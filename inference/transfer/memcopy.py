@@ -215,7 +215,7 @@ def team_has_cores() -> bool:
     return _CORES - running >= torch.get_num_threads() - 1
 
 
-_CORES = len(os.sched_getaffinity(0))
+_CORES = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)  # macOS has no affinity
 _choosers: dict[int, _Chooser] = {}
 
 
