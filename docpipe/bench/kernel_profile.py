@@ -10,13 +10,14 @@ not a figure to quote.
 from __future__ import annotations
 
 import contextlib
-import os
+
+from inference.env import env_flag
 
 ENV = "DOCPIPE_PROFILE_KERNELS"
 
 
 def requested() -> bool:
-    return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(ENV)
 
 
 class KernelTable:

@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import traceback
 import warnings
+
+from inference.env import env_flag
 
 ENV = "DOCPIPE_SYNC_DEBUG"
 _OURS = ("/docpipe/", "/inference/")
 
 
 def requested() -> bool:
-    return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(ENV)
 
 
 class SyncSites:

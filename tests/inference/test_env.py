@@ -1,0 +1,14 @@
+"""env_flag: which values of a switch variable turn it on."""
+import pytest
+
+from inference.env import env_flag
+
+
+@pytest.mark.parametrize("value,on", [(None, False), ("", False), ("0", False), (" false ", False), ("NO", False),
+                                      ("1", True), ("yes", True), ("True", True), ("anything", True)])
+def test_env_flag(monkeypatch, value, on):
+    if value is None:
+        monkeypatch.delenv("DOCPIPE_TEST_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("DOCPIPE_TEST_FLAG", value)
+    assert env_flag("DOCPIPE_TEST_FLAG") is on
