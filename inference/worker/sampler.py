@@ -61,6 +61,16 @@ def apply_penalties(work: torch.Tensor, rows: torch.Tensor, params: torch.Tensor
     work[row_index, tokens] = torch.where(tokens < vocab, new, old)
 
 
+def scratch_work(logits: torch.Tensor) -> torch.Tensor:
+    """[S, V+1] fp32 copy of logits [S, V] whose last column is a zeroed
+    scratch column (where apply_penalties and n-gram bans send padding)."""
+    num_rows, vocab = logits.shape
+    work = torch.empty(num_rows, vocab + 1, dtype=torch.float32, device=logits.device)
+    work[:, :vocab] = logits
+    work[:, vocab] = 0.0
+    return work
+
+
 def apply_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Mask (to -inf) tokens outside each row's top-k, then outside its top-p
     nucleus of the renormalised top-k distribution. top_k 0 = off."""
@@ -116,19 +126,16 @@ class Sampler:
         """fp32 logits after penalties and n-gram bans. The fp32 copy has one
         scratch column (a view without it is returned): sparse updates send
         the padding entries of their index tensors there."""
-        num_rows, vocab = logits.shape
         ctx = ctx or self._history_rows(reqs)
         if ctx is None:
             return logits.float()
-        work = torch.empty(num_rows, vocab + 1, dtype=torch.float32, device=logits.device)
-        work[:, :vocab] = logits
-        work[:, vocab] = 0.0
+        work = scratch_work(logits)
         if any(r.sampling.has_penalties for r in ctx.reqs):
             params = to_device(penalty_params(ctx.reqs), self.device, torch.float32)
             apply_penalties(work, ctx.index, params, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
         if any(r.sampling.no_repeat_ngram_size for r in ctx.reqs):
             self.ban_ngrams(work, ctx.index, ctx.slots, ctx.lengths, ctx.ngram, ctx.width)
-        return work[:, :vocab]
+        return work[:, :-1]
 
     def ban_ngrams(self, work: torch.Tensor, index: torch.Tensor, slots: torch.Tensor, lengths: torch.Tensor,
                    ngram: torch.Tensor, width: int) -> None:

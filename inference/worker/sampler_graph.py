@@ -41,7 +41,7 @@ import torch
 from inference.engine.request import Request
 from inference.worker.cuda_graph import bucket_sizes
 from inference.h2d import to_device
-from inference.worker.sampler import apply_penalties, penalty_params
+from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_SAMPLER_GRAPHS"
@@ -117,9 +117,7 @@ class SamplerGraphs:
         size, vocab = buf.logits.shape
         index = torch.arange(size, device=self.device)
         slots, lengths, ngram = buf.ints[0], buf.ints[1], buf.ints[2]
-        work = torch.empty(size, vocab + 1, dtype=torch.float32, device=self.device)
-        work[:, :vocab] = buf.logits
-        work[:, vocab] = 0.0
+        work = scratch_work(buf.logits)
         apply_penalties(work, index, buf.params, self.history.rows(slots, width), lengths)
         self.sampler.ban_ngrams(work, index, slots, lengths, ngram, width)
         tokens = work[:, :vocab].argmax(dim=-1)
