@@ -16,11 +16,16 @@ def seeded_noise(width: int, height: int, key: tuple):
     import numpy as np
     from PIL import Image
 
-    seed = zlib.crc32(repr(key).encode())  # not hash(): salted per process
+    seed = key_seed(key)
     if not _raw_noise_ok():
         from inference.bench.synthetic import noise_image
         return noise_image(width, height, np.random.default_rng(seed))
     return Image.frombuffer("RGB", (width, height), _raw_bytes(seed, width * height * 3), "raw", "RGB", 0, 1)
+
+
+def key_seed(key: tuple) -> int:
+    """A 32-bit seed of a workload key, the same in every process (hash() is salted per process)."""
+    return zlib.crc32(repr(key).encode())
 
 
 def _raw_bytes(seed: int, num_bytes: int):

@@ -40,7 +40,7 @@ from pathlib import Path
 import typer
 
 from docpipe.bench.device_busy import DeviceBusy
-from docpipe.bench.noise import seeded_noise as _noise
+from docpipe.bench.noise import key_seed, seeded_noise as _noise
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
 from docpipe.bench.timing import Clock, step_kind
 from inference.bench.machine import ceilings, device_name, versions
@@ -120,10 +120,9 @@ def _synthetic_crop(render, width_px: int, height_px: int, key: tuple):
     noise image per block cost ~1 ms of host time a block that the real path
     does not pay). Parts of a crop beyond the render (jittered sizes can exceed
     it) come out black; the size, which sets the compute, is the planned one."""
-    import zlib
     if render is None:
         return _noise(width_px, height_px, key)
-    seed = zlib.crc32(repr(key).encode())
+    seed = key_seed(key)
     x = seed % max(render.width - width_px + 1, 1)
     y = (seed >> 16) % max(render.height - height_px + 1, 1)
     return render.crop((x, y, x + width_px, y + height_px))
