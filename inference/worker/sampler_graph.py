@@ -105,12 +105,19 @@ class SamplerGraphs:
                 self.buffers = {k: b for k, b in self.buffers.items() if k[4] == key[4]}
                 self.graphs = {k: g for k, g in self.graphs.items() if k[4] == key[4]}
             size, _, vocab, dtype, _ = key
-            ints = torch.zeros(3, size, dtype=torch.long, device=self.device)
-            ints[0] = scratch
-            params = torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand(size, 4).contiguous()
-            self.buffers[key] = _Buffers(torch.zeros(size, vocab, dtype=dtype, device=self.device), ints, params,
-                                         torch.zeros(size, dtype=torch.long, device=self.device))
+            buf = _Buffers(torch.zeros(size, vocab, dtype=dtype, device=self.device),
+                           torch.empty(3, size, dtype=torch.long, device=self.device),
+                           torch.empty(size, 4, dtype=torch.float32, device=self.device),
+                           torch.zeros(size, dtype=torch.long, device=self.device))
+            self._neutral(buf, scratch)
+            self.buffers[key] = buf
         return self.buffers[key]
+
+    def _neutral(self, buf: _Buffers, scratch: int) -> None:
+        """Every row on the scratch slot, length 0, no n-gram ban, neutral penalties."""
+        buf.ints.zero_()
+        buf.ints[0] = scratch
+        buf.params.copy_(torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand_as(buf.params))
 
     def _step(self, buf: _Buffers, width: int) -> None:
         """The captured work: reads only device buffers (no host data), so a replay is the same step."""
@@ -126,9 +133,7 @@ class SamplerGraphs:
 
     def _capture(self, key: tuple, buf: _Buffers, scratch: int) -> bool:
         """Capture the step of `key` (rows on the scratch slot while warming up). False: stay eager."""
-        buf.ints.zero_()
-        buf.ints[0] = scratch
-        buf.params.copy_(torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand_as(buf.params))
+        self._neutral(buf, scratch)
         try:
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
