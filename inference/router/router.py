@@ -125,11 +125,13 @@ class Router:
     def pump(self) -> None:
         """Move work forward: decode allocations first (they free prefill KV),
         then new prefills while decode can take their output within TPOT."""
+        # one pass over the jobs per pump, not one per decision: only _try_decode changes it (kept up to date there)
+        pending = pending_allocs(self.jobs.values())
         for rid in list(self.await_decode):
-            self._try_decode(self.jobs[rid])
+            self._try_decode(self.jobs[rid], pending)
         decodes = [w for w in self.workers.values() if w.role == "decode" and w.alive]
         while (self.queue and decodes and len(self.await_decode) <= 2 * len(decodes)
-               and decode_has_room(self.workers.values(), self.slo.tpot_s, pending_allocs(self.jobs.values()))):
+               and decode_has_room(self.workers.values(), self.slo.tpot_s, pending)):
             w = pick_prefill(list(self.workers.values()))
             if w is None:
                 return
@@ -141,13 +143,14 @@ class Router:
             self._send(w.name, P.PrefillRequest(request_id=job.wid, prompt_token_ids=s.prompt_token_ids,
                                                 sampling=s.sampling, images=s.images, image_sizes=s.image_sizes))
 
-    def _try_decode(self, job: Job) -> None:
-        w = pick_decode(list(self.workers.values()), job.prefilled.num_prompt_tokens, self.slo.tpot_s,
-                        pending_allocs(self.jobs.values()))
+    def _try_decode(self, job: Job, pending: dict[str, int]) -> None:
+        """pending: pending_allocs() of the jobs; counts the allocation asked here."""
+        w = pick_decode(list(self.workers.values()), job.prefilled.num_prompt_tokens, self.slo.tpot_s, pending)
         if w is None:
             return
         self.await_decode.remove(job.submit.request_id)
         job.stage, job.decode = "alloc", w.name
+        pending[w.name] = pending.get(w.name, 0) + 1
         w.inflight.add(job.submit.request_id)
         p = job.prefilled
         self._send(w.name, P.DecodeRequest(request_id=job.wid, num_prompt_tokens=p.num_prompt_tokens,
