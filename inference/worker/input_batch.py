@@ -75,6 +75,12 @@ class InputBatchBuilder:
         self._copied: torch.cuda.Event | None = None  # last H2D out of the staging buffer
         self.block_table = BlockTable()  # carried across steps (block_table.py)
 
+    def release(self, request_ids) -> None:
+        """The engine let these requests go (finished, preempted, aborted), in
+        this step or an earlier one: called every step, before build() and also
+        when the step builds no batch, so their carried block-table rows are dropped."""
+        self.block_table.forget(request_ids)
+
     def _staging(self, words: int) -> np.ndarray:
         if self._copied is not None:
             self._copied.synchronize()  # the previous step's copy may still read the buffer
@@ -114,8 +120,7 @@ class InputBatchBuilder:
 
         seq_of_token = np.repeat(np.arange(num_seqs), num_new)
         token_index = np.arange(num_tokens) + np.repeat(starts - cu_q[:-1], num_new)  # index in its request
-        tables[:] = self.block_table.build([r.request_id for r in reqs], block_lists, block_lens,
-                                           sched.freed_request_ids)[:, :width]
+        tables[:] = self.block_table.build([r.request_id for r in reqs], block_lists, block_lens)[:, :width]
         slots[:] = tables[seq_of_token, token_index // self.block_size].astype(np.int64) * self.block_size \
             + token_index % self.block_size
         seq_lens_32[:] = ends

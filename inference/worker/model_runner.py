@@ -162,7 +162,7 @@ class ModelRunner:
         self.sampler.release(sched.freed_request_ids)
         # an empty step still reports frees (a request that preempted itself): the carried block
         # table must drop their rows now, or a re-admission on recycled blocks could reuse one
-        self.batch_builder.block_table.forget(sched.freed_request_ids)
+        self.batch_builder.release(sched.freed_request_ids)
         if not sched.scheduled:
             return None
         batch = self.batch_builder.build(sched)
