@@ -1,7 +1,8 @@
 """On/off switches read from the environment (debugging and A/B runs).
 
 A switch is on when its variable is set to anything but "", "0", "false" or
-"no" (any case, surrounding spaces ignored).
+"no" (any case, surrounding spaces ignored). A number is an int, or `default`
+when the variable is unset or blank; anything else is an error naming it.
 """
 from __future__ import annotations
 
@@ -10,3 +11,11 @@ import os
 
 def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def env_int(name: str, default: int) -> int:
+    text = os.environ.get(name, "").strip()
+    try:
+        return int(text) if text else default
+    except ValueError:
+        raise ValueError(f"{name} must be an integer, got {text!r}") from None

@@ -25,19 +25,12 @@ from typing import Callable
 
 import torch
 
+from inference.env import env_int
 from inference.transfer.errors import TransferError, TransportUnavailable  # noqa: F401 (re-exported)
 from inference.transfer.meta import TransferMeta
 
 TCP_STREAMS_DEFAULT = 1  # connections per tcp sender: 2 and 4 gave no gain in `docpipe bench transfer` on 2 cores
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def _env_int(name: str, default: int) -> int:
-    text = os.environ.get(name, "").strip()
-    try:
-        return int(text) if text else default
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {text!r}") from None
 
 
 @dataclass(frozen=True)
@@ -125,7 +118,7 @@ class TransferConfig:
     rdma_gid_index: int = 0  # GID table index (RoCE v2 is often 3)
     extra: dict = field(default_factory=dict)  # transport-specific settings
     # tcp connections per sender, transfers spread over them (env DOCPIPE_TCP_STREAMS overrides the default)
-    tcp_streams: int = field(default_factory=lambda: _env_int("DOCPIPE_TCP_STREAMS", TCP_STREAMS_DEFAULT))
+    tcp_streams: int = field(default_factory=lambda: env_int("DOCPIPE_TCP_STREAMS", TCP_STREAMS_DEFAULT))
 
     def __post_init__(self) -> None:
         if self.min_unit_bytes < 1 or self.max_unit_bytes < self.min_unit_bytes:

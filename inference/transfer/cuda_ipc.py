@@ -30,11 +30,11 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import threading
 
 import torch
 
+from inference.env import env_flag
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -52,7 +52,7 @@ _B64_FIELDS = ("handle", "ref_counter_handle", "event_handle")
 
 def sync_requested() -> bool:
     """True when SYNC_ENV asks for fully synchronised copies (debugging)."""
-    on = os.environ.get(SYNC_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    on = env_flag(SYNC_ENV)
     if on:
         log.warning("cuda-ipc: %s is set: every copy is fully synchronised on both sides (debugging, slow)", SYNC_ENV)
     return on

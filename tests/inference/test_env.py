@@ -1,7 +1,7 @@
 """env_flag: which values of a switch variable turn it on."""
 import pytest
 
-from inference.env import env_flag
+from inference.env import env_flag, env_int
 
 
 @pytest.mark.parametrize("value,on", [(None, False), ("", False), ("0", False), (" false ", False), ("NO", False),
@@ -12,3 +12,13 @@ def test_env_flag(monkeypatch, value, on):
     else:
         monkeypatch.setenv("DOCPIPE_TEST_FLAG", value)
     assert env_flag("DOCPIPE_TEST_FLAG") is on
+
+
+def test_env_int(monkeypatch):
+    monkeypatch.delenv("DOCPIPE_TEST_INT", raising=False)
+    assert env_int("DOCPIPE_TEST_INT", 3) == 3
+    monkeypatch.setenv("DOCPIPE_TEST_INT", " 7 ")
+    assert env_int("DOCPIPE_TEST_INT", 3) == 7
+    monkeypatch.setenv("DOCPIPE_TEST_INT", "seven")
+    with pytest.raises(ValueError, match="DOCPIPE_TEST_INT must be an integer"):
+        env_int("DOCPIPE_TEST_INT", 3)
