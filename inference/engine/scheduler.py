@@ -128,12 +128,9 @@ class Scheduler:
                 i += 1
                 continue
             num_new = min(req.num_tokens - req.num_computed_tokens, budget)
-            if req.num_computed_tokens + num_new <= len(req.block_ids) * block_size:  # no new block (most decodes)
-                out.scheduled.append(ScheduledRequest(req, num_new))
-                budget -= num_new
-                i += 1
-                continue
-            while not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
+            # no new block needed (most decodes): straight to the else branch, no allocate() call
+            fits = req.num_computed_tokens + num_new <= len(req.block_ids) * block_size
+            while not fits and not self.blocks.allocate(req.block_ids, req.num_computed_tokens + num_new):
                 victim = self._pick_victim(i)
                 if victim is req and req.num_pending and not req.recomputable:
                     break  # its pending token may be its last: wait for it rather than fail the request
