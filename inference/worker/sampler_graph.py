@@ -33,12 +33,12 @@ captured vs eager on random batches).
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
 
 from inference.engine.request import Request
+from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
@@ -49,7 +49,7 @@ NEUTRAL = [1.0, 0.0, 0.0, 0.0]  # repetition, frequency, presence penalty, promp
 
 
 def requested() -> bool:
-    return os.environ.get(ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(ENV)
 
 
 @dataclass
