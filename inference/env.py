@@ -9,8 +9,10 @@ from __future__ import annotations
 import os
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+def env_flag(name: str, default: bool = False) -> bool:
+    """On unless the variable says 0/false/no/off; unset or empty: `default`."""
+    text = os.environ.get(name, "").strip().lower()
+    return default if not text else text not in ("0", "false", "no", "off")
 
 
 def env_int(name: str, default: int) -> int:

@@ -61,7 +61,7 @@ class ModelRunner:
         self.sampler = Sampler(self.device, config.seed, config.max_model_len)
         if config.use_cuda_graph and self.device.type == "cuda":
             from inference.worker import sampler_graph
-            if sampler_graph.requested():  # off by default until measured on the GPU (sampler_graph.py)
+            if sampler_graph.requested():  # on unless DOCPIPE_SAMPLER_GRAPHS=0 (sampler_graph.py)
                 self.sampler.graphs = sampler_graph.SamplerGraphs(self.sampler, config.max_num_seqs)
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]

@@ -14,6 +14,16 @@ def test_env_flag(monkeypatch, value, on):
     assert env_flag("DOCPIPE_TEST_FLAG") is on
 
 
+@pytest.mark.parametrize("value,on", [(None, True), ("", True), ("0", False), ("off", False), ("no", False),
+                                      ("1", True), ("on", True)])
+def test_env_flag_default_on(monkeypatch, value, on):
+    if value is None:
+        monkeypatch.delenv("DOCPIPE_TEST_FLAG", raising=False)
+    else:
+        monkeypatch.setenv("DOCPIPE_TEST_FLAG", value)
+    assert env_flag("DOCPIPE_TEST_FLAG", default=True) is on
+
+
 def test_env_int(monkeypatch):
     monkeypatch.delenv("DOCPIPE_TEST_INT", raising=False)
     assert env_int("DOCPIPE_TEST_INT", 3) == 3
