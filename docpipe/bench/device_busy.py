@@ -10,8 +10,14 @@ the host had the next step queued in time). Work queued outside steps (image
 uploads, patches of requests being prepared) lands inside whichever interval
 it was queued in, which is where it occupies the device.
 
-Lifecycle: `DeviceBusy.attach(runner)` wraps the model runner's `launch`
-(instance attribute: this process only); `reset()` before the timed pass;
+The host side: `host_launch_s` is the step thread's time inside `launch`
+per step kind, `host_collect_wait_s` its time inside `collect` (waiting for
+the step before to finish: the only place the loop waits for the device), so
+wall - launch - collect wait is the host's own work between steps
+(scheduling, request intake, the docpipe side).
+
+Lifecycle: `DeviceBusy.attach(runner)` wraps the model runner's `launch` and
+`collect` (instance attributes: this process only); `reset()` before the timed pass;
 `report(wall_s)` after it (synchronises once, reads every event).
 """
 from __future__ import annotations
@@ -24,6 +30,7 @@ from docpipe.bench.timing import step_kind
 class DeviceBusy:
     def __init__(self):
         self.steps: list[tuple[str, object, object, float]] = []  # (kind, start event, end event, host launch s)
+        self.collect_wait_s = 0.0  # host time inside collect (waiting for the previous step)
 
     @classmethod
     def attach(cls, runner) -> "DeviceBusy | None":
@@ -45,10 +52,20 @@ class DeviceBusy:
             return out
 
         runner.launch = timed
+        collect = runner.collect
+
+        def waited(step):
+            t0 = time.perf_counter()
+            out = collect(step)
+            busy.collect_wait_s += time.perf_counter() - t0
+            return out
+
+        runner.collect = waited
         return busy
 
     def reset(self) -> None:
         self.steps.clear()
+        self.collect_wait_s = 0.0
 
     def report(self, wall_s: float) -> dict:
         import torch
@@ -68,5 +85,7 @@ class DeviceBusy:
         return {"device_busy_fraction": busy / wall_s if wall_s else 0.0,
                 "device_idle_between_steps_s": idle_s,
                 "steps": count, "device_s": device_s, "host_launch_s": host_s,
+                "host_collect_wait_s": self.collect_wait_s,
+                "host_other_s": max(wall_s - host_s["prefill"] - host_s["decode"] - self.collect_wait_s, 0.0),
                 "decode_step_device_ms": 1000 * device_s["decode"] / max(count["decode"], 1),
                 "decode_step_host_launch_ms": 1000 * host_s["decode"] / max(count["decode"], 1)}

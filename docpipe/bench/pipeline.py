@@ -170,13 +170,15 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
     from docpipe.bench import kernel_profile, sync_debug
+    from docpipe.bench.jit_watch import jit_watch
 
     flow.num_requests = flow.num_output_tokens = 0
     if device_busy is not None:
         device_busy.reset()
     alloc_before = _allocator_counts()
     with (sync_debug.sync_sites(sync_debug.requested()) as syncs,  # DOCPIPE_SYNC_DEBUG=1: host waits
-          kernel_profile.kernel_profile(kernel_profile.requested()) as kernels):  # DOCPIPE_PROFILE_KERNELS=1
+          kernel_profile.kernel_profile(kernel_profile.requested()) as kernels,  # DOCPIPE_PROFILE_KERNELS=1
+          jit_watch() as jit):  # Triton kernels built or loaded inside the timed run
         t0 = time.perf_counter()
         if docs:
             pages, num_docs = stream_pages(docs, runner, flow, window)
@@ -196,6 +198,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {}),
             **({"sync_sites": syncs.report()} if syncs is not None else {}),
             **({"device_allocator": alloc} if alloc else {}),
+            **({"triton_jit_misses": jit.report()} if jit is not None else {}),
             **({"kernels": kernels.report(wall)} if kernels is not None else {})}
 
 
@@ -288,6 +291,11 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "documents": num_docs, "time_split": time_split, "prefill_hold_tokens": prefill_hold_tokens,
            "prefill_hold_s": prefill_hold_s,
            "ceilings": ceilings(device), "sides": sides}
+    try:  # which vision attention each length bucket chose (timed once per process)
+        from inference.ops.cuda.vision_attention import _CHOICE
+        out["vision_attention_choices"] = {repr(k): v for k, v in _CHOICE.items()}
+    except ImportError:
+        pass
     if len(sides) == 2:
         out["pages_per_s_ratio"] = sides[0]["pages_per_s"] / sides[1]["pages_per_s"]
     return out
@@ -307,8 +315,15 @@ def print_table(result: dict) -> None:
                   f"{d['device_idle_between_steps_s']:.2f} s; steps {d['steps']}; device s {d['device_s']}; "
                   f"decode step {d['decode_step_device_ms']:.2f} ms device / {d['decode_step_host_launch_ms']:.2f} ms "
                   f"host launch")
+            if "host_collect_wait_s" in d:
+                print(f"  host: launch {d['host_launch_s']}, waiting in collect {d['host_collect_wait_s']:.2f} s, "
+                      f"other work {d['host_other_s']:.2f} s")
         if "device_allocator" in s:
             print(f"  device allocator during the run: {s['device_allocator']}")
+        if s.get("triton_jit_misses", {}).get("misses"):
+            j = s["triton_jit_misses"]
+            print(f"  Triton kernels built/loaded during the run: {j['misses']} ({j['seconds']:.2f} s): "
+                  + ", ".join(f"{k['kernel']} x{k['misses']} {k['seconds']:.2f} s" for k in j["kernels"][:8]))
         if "kernels" in s:
             k = s["kernels"]
             print(f"  kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of wall); top:")
@@ -318,6 +333,8 @@ def print_table(result: dict) -> None:
             print(f"  host sync x{site['count']}: {site['site']}")
         for err in s["errors"]:
             print(f"  failed page: {err}")
+    if result.get("vision_attention_choices"):
+        print(f"vision attention choices: {result['vision_attention_choices']}")
     if "pages_per_s_ratio" in result:
         print(f"pages/s ratio engine / transformers: {result['pages_per_s_ratio']:.2f}x")
 
