@@ -7,7 +7,9 @@ issued when its layout request finishes. Monolithic = one LLMEngine with the
 layout's prefill worker settings, driven step by step in this process.
 Disaggregated = cluster.Cluster (router + workers as processes) through a
 RouterClient. Reports throughput (output tokens/s, pages/s), TTFT and TPOT
-p50/p99, transfer GB/s, and whether the outputs are token-identical; writes
+p50/p99, the disaggregated side's per-stage latency (router metrics
+"stages_s": queue, prefill, handoff, transfer, decode ...), transfer GB/s,
+and whether the outputs are token-identical; writes
 JSON to --out (default inference/bench/results/pd_<host>.json).
 """
 from __future__ import annotations
@@ -117,6 +119,18 @@ def _drive_client(client, pages) -> tuple[dict, float]:
     return results, time.perf_counter() - t0
 
 
+def stage_table(stages: dict) -> str:
+    """The router's per-stage latency (metrics.STAGES order, then the workers' own spans) as one line each."""
+    from inference.router.metrics import STAGES, WORKER_STAGES
+
+    lines = ["disaggregated stages (ms):      p50      p99      n"]
+    for name in (*STAGES, *WORKER_STAGES):
+        if name in stages:
+            v = stages[name]
+            lines.append(f"  {name:<24} {v['p50'] * 1e3:8.1f} {v['p99'] * 1e3:8.1f} {v['n']:6d}")
+    return "\n".join(lines)
+
+
 def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
              model: str = typer.Option("dummy:tiny", "--model", help="dummy:tiny | dummy:mineru2.5 | checkpoint dir"),
              layout: str = typer.Option("local-cpu-1p1d", "--layout", help="disaggregated layout file or name"),
@@ -163,6 +177,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
                         "sm_percent": {w.role: w.sm_percent for w in spec.workers}},
         "monolithic": _summary(mono, mono_s, pages), "disaggregated": _summary(pd, pd_s, pages),
         "transfer_gb_per_s": router_metrics["transfer"]["gb_per_s"], "router": router_metrics,
+        "stages_s": router_metrics.get("stages_s", {}),
         "token_identical_requests": same,
     }
     report["throughput_ratio"] = report["disaggregated"]["output_tokens_per_s"] / report["monolithic"]["output_tokens_per_s"]
@@ -174,6 +189,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         typer.echo(f"{name:>14}: {s['output_tokens_per_s']:8.1f} tok/s  {s['pages_per_s']:.3f} pages/s  "
                    f"TTFT p50 {s['ttft_s']['p50'] * 1e3:.0f} ms p99 {s['ttft_s']['p99'] * 1e3:.0f} ms  "
                    f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
+    typer.echo(stage_table(router_metrics.get("stages_s", {})))
     typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; "
                f"gpu sharing {spec.gpu_sharing.mode} (active: {sharing['active']}); wrote {path}")
 

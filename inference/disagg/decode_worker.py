@@ -8,6 +8,10 @@ Request lifecycle (queues):
   TransferMeta lands and is checked against the request (first token, rope
   delta, token count) -> running (engine.kv_ready: continuous batching with
   every other request) -> DecodeDone to the router, blocks freed.
+Landing: a thread of its own blocks on the KV receiver and puts each landed
+TransferMeta on the inbox, so an idle loop wakes at once (and a receiver that
+acks from recv(), like shm's, acks while a step runs); the loop thread checks
+it and starts decoding before its next step.
 Release(request_id) aborts a running request, frees at once the blocks of
 one whose transfer was never requested, or, while its KV may be on
 the way, quarantines its blocks until the lease has run out, so a late write
@@ -16,6 +20,7 @@ can never land in blocks already given to another request.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 from inference.disagg import protocol as P
@@ -55,6 +60,10 @@ class DecodeWorker(Worker):
         self.transfer_address = self.receiver.start()
         self.expected: dict[str, P.DecodeRequest] = {}  # awaiting KV: what the meta must say
         self.quarantine: dict[str, float] = {}  # released while KV in flight -> unix time to free at
+        # request id -> perf_counter at Allocated sent, then at KV landed (stage spans in DecodeDone)
+        self.allocated_at: dict[str, float] = {}
+        self.landed_at: dict[str, float] = {}
+        threading.Thread(target=self._land_loop, name="kv-land", daemon=True).start()
 
     def hello(self) -> P.Hello:
         msg = super().hello()
@@ -87,6 +96,7 @@ class DecodeWorker(Worker):
             reply = P.Allocated(request_id=rid, ok=False, error=f"no_room: {e}")
         else:
             self.expected[rid] = msg
+            self.allocated_at[rid] = time.perf_counter()
             reply = P.Allocated(request_id=rid, ok=True, block_ids=ids)
         reply.num_free_blocks = self.engine.block_manager.num_free_blocks
         channel.send(reply)
@@ -94,6 +104,7 @@ class DecodeWorker(Worker):
     def _drop_awaiting(self, rid: str) -> None:
         req = self.engine.awaiting_kv.pop(rid, None)
         self.expected.pop(rid, None)
+        self.allocated_at.pop(rid, None)
         if req is not None:
             self.engine.block_manager.free(req.block_ids)
 
@@ -118,11 +129,30 @@ class DecodeWorker(Worker):
             self._drop_awaiting(rid)
             self.reply(rid, P.Error(error="transfer metadata does not match the decode request", request_id=rid))
             return
+        self.landed_at[rid] = time.perf_counter()
         self.on_outputs(self.engine.kv_ready(rid))
 
+    def _land_loop(self) -> None:
+        """Landing thread: the receiver's metas onto the inbox, in arrival order."""
+        while not self._stop.is_set():
+            try:
+                meta = self.receiver.recv(timeout_s=0.1)  # bounded: stop() is seen within 0.1 s
+            except Exception as e:  # a closed receiver at shutdown; anything else is logged and retried
+                if self._stop.is_set():
+                    return
+                log.warning("decode %d: KV receiver failed: %s", self.index, e)
+                self._stop.wait(0.1)
+                continue
+            if meta is not None:
+                self.inbox.put((None, meta))
+
+    def _dispatch(self, channel, msg) -> None:
+        if channel is None and isinstance(msg, TransferMeta):
+            self._landed(msg)
+        else:
+            super()._dispatch(channel, msg)
+
     def poll(self) -> None:
-        while (meta := self.receiver.recv(timeout_s=0)) is not None:
-            self._landed(meta)
         now = time.time()
         for rid, until in list(self.quarantine.items()):
             if now > until:
@@ -130,17 +160,22 @@ class DecodeWorker(Worker):
                 self._drop_awaiting(rid)
 
     def on_outputs(self, outputs: list) -> None:
+        now = time.perf_counter()
         for out in outputs:
+            allocated, landed = self.allocated_at.pop(out.request_id, None), self.landed_at.pop(out.request_id, None)
             if out.finish_reason == "abort":
                 continue  # released by the router: nobody waits for it
             self.reply(out.request_id, P.DecodeDone(
                 request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason, text=out.text,
-                num_free_blocks=self.engine.block_manager.num_free_blocks, step_s=self._step_s))
+                num_free_blocks=self.engine.block_manager.num_free_blocks, step_s=self._step_s,
+                kv_wait_s=landed - allocated if landed is not None and allocated is not None else -1.0,
+                decode_s=now - landed if landed is not None else -1.0))
 
     def load(self) -> P.Load:
         return P.Load(num_free_blocks=self.engine.block_manager.num_free_blocks,
                       num_running=len(self.engine.scheduler.running), step_s=self._step_s)
 
     def close(self) -> None:
+        self._stop.set()  # ends the landing thread too
         super().close()
         self.receiver.close()

@@ -22,6 +22,14 @@ recorded after all of that step's work), so the copy needs no device-side
 wait on the engine's stream; on the engine's stream it would queue behind
 every prefill step launched since, adding that time to TTFT and, as the
 router counts it, to the first decode token's TPOT.
+Threads: a TransferRequest is handled on its connection's thread (it only
+marks the held request and queues the send), so it never waits behind a
+prefill step of the loop thread; TransferDone is sent from the transport's
+thread as soon as the send ends, and only the freeing of the blocks goes
+through the loop. A PrefillRequest's host-side preparation (pixels,
+placeholder expansion, positions: Processor.host) also runs on the
+connection's thread, overlapping the engine's steps. `held` is shared by
+these threads: read and changed under `_lock`.
 """
 from __future__ import annotations
 
@@ -53,12 +61,21 @@ def to_images(raw: list[bytes], sizes: list[list[int]]) -> list:
 
 
 @dataclass
+class Prepared:
+    """A PrefillRequest with its host-side prompt, made on the connection's thread."""
+    msg: P.PrefillRequest
+    prompt: object = None  # Processor.host() result (a HostPrompt)
+    error: str = ""  # why it could not be prepared (answered with PrefillFailed)
+
+
+@dataclass
 class Held:
     output: object  # the engine's RequestOutput (block_ids, first token, rope delta)
     sampling: dict  # the request's SamplingParams fields (travel in the TransferMeta)
     lease_expiry_unix_s: float  # blocks are freed after this unless acked earlier
     in_transfer: bool = False  # a send is in flight; the sender owns the lease then
     address: str = ""  # decode receiver it is sent to
+    reported: bool = False  # TransferDone sent (a transport may report one send twice)
 
 
 class PrefillWorker(Worker):
@@ -72,6 +89,8 @@ class PrefillWorker(Worker):
                                               **({} if t.tcp_streams is None else {"tcp_streams": t.tcp_streams}))
         self.transport = select_transport(config=self.transfer_config)
         self.held: dict[str, Held] = {}
+        self._lock = threading.Lock()  # guards `held` (loop, connection and transport threads)
+        self._prepare_lock = threading.Lock()  # Processor.host memo: one connection thread at a time
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
         self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
         self._sends: queue.Queue = queue.Queue()
@@ -80,8 +99,26 @@ class PrefillWorker(Worker):
         threading.Thread(target=self._send_loop, name="kv-send", daemon=True).start()
 
     # messages ---------------------------------------------------------------------
+    def receive(self, channel: Channel, msg) -> None:
+        if isinstance(msg, P.TransferRequest):
+            self._transfer(channel, msg)
+        elif isinstance(msg, P.PrefillRequest):
+            self.inbox.put((channel, self._prepare(msg)))
+        else:
+            super().receive(channel, msg)
+
+    def _prepare(self, msg: P.PrefillRequest) -> Prepared:
+        try:
+            request = {"prompt_token_ids": msg.prompt_token_ids, "images": to_images(msg.images, msg.image_sizes)}
+            with self._prepare_lock:
+                return Prepared(msg, self.engine.processor.host(request))
+        except (TypeError, ValueError) as e:
+            return Prepared(msg, error=f"{type(e).__name__}: {e}")
+
     def handle(self, channel: Channel, msg) -> None:
         if isinstance(msg, P.PrefillRequest):
+            self._prefill(channel, self._prepare(msg))
+        elif isinstance(msg, Prepared):
             self._prefill(channel, msg)
         elif isinstance(msg, P.TransferRequest):
             self._transfer(channel, msg)
@@ -90,17 +127,19 @@ class PrefillWorker(Worker):
         else:
             channel.reply_error(f"prefill worker does not take {type(msg).__name__}")
 
-    def _prefill(self, channel: Channel, msg: P.PrefillRequest) -> None:
+    def _prefill(self, channel: Channel, prepared: Prepared) -> None:
+        msg = prepared.msg
         rid = msg.request_id
         self.owner[rid] = channel
         if rid in self.held or rid in self.sampling:
             return  # duplicate delivery: the first one is being served
         try:
+            if prepared.error:
+                raise ValueError(prepared.error)
             params = SamplingParams(**msg.sampling)
             first_only = dataclasses.replace(params, max_tokens=1, return_logits=False)
-            request = {"prompt_token_ids": msg.prompt_token_ids,
-                       "images": to_images(msg.images, msg.image_sizes)}
-            self.engine.add_request(rid, request, first_only, keep_kv=True)
+            prompt = self.engine.processor.finish(prepared.prompt)  # device upload: the loop thread's part
+            self.engine.add_request(rid, prompt, first_only, keep_kv=True)
         except (TypeError, ValueError) as e:
             self.reply(rid, P.PrefillFailed(request_id=rid, error=f"{type(e).__name__}: {e}"))
             return
@@ -115,7 +154,8 @@ class PrefillWorker(Worker):
                 self._free(rid)
                 continue
             held = Held(out, sampling, time.time() + self.transfer_config.lease_s)
-            self.held[rid] = held
+            with self._lock:
+                self.held[rid] = held
             req = self.engine.scheduler.held[rid]
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
@@ -124,10 +164,15 @@ class PrefillWorker(Worker):
 
     # transfers ------------------------------------------------------------------
     def _transfer(self, channel: Channel, msg: P.TransferRequest) -> None:
+        """On the connection's thread (see the module doc): claim the held KV, queue its send."""
         rid = msg.request_id
         self.owner[rid] = channel
-        held = self.held.get(rid)
-        if held is None or held.in_transfer:
+        with self._lock:
+            held = self.held.get(rid)
+            claimed = held is not None and not held.in_transfer
+            if claimed:
+                held.in_transfer, held.address = True, msg.dst_address
+        if not claimed:
             why = "already in transfer" if held else "no KV held (lease expired or released)"
             self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=f"{rid}: {why}"))
             return
@@ -136,7 +181,6 @@ class PrefillWorker(Worker):
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
                             lease_expiry_unix_s=held.lease_expiry_unix_s)
-        held.in_transfer, held.address = True, msg.dst_address
         self._sends.put((msg.dst_address, meta))
 
     def _send_loop(self) -> None:
@@ -197,50 +241,58 @@ class PrefillWorker(Worker):
         close_quietly(sender)  # its pending transfers fail through on_release
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
-        start = self._send_start_s.pop(meta.request_id, None)
+        """On a transport thread: the send ended (acked or failed). The router
+        hears it now; the blocks are freed by the loop thread."""
+        rid = meta.request_id
+        start = self._send_start_s.pop(rid, None)
         took = time.perf_counter() - start if start is not None else 0.0  # send -> ack, on the transfer's own threads
-        self.inbox.put((None, ("released", meta, status, took)))
+        with self._lock:
+            held = self.held.get(rid)
+            first = held is not None and not held.reported
+            if first:
+                held.reported = True
+        if first:
+            ok = status == "acked"
+            sender = self.senders.get(held.address)
+            peer = getattr(sender, "peer_spec", None) or getattr(getattr(sender, "_peer", None), "spec", None)
+            num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
+            self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
+                                           transfer_s=took))
+        self.inbox.put((None, ("released", meta, status, took)))  # the loop frees the blocks
 
     def _dispatch(self, channel, msg) -> None:
         if channel is None and isinstance(msg, tuple):
-            _, meta, status, took = msg
-            self._transfer_finished(meta, status, took)
+            self._free(msg[1].request_id)  # its send ended: the blocks may be reused
         else:
             super()._dispatch(channel, msg)
 
-    def _transfer_finished(self, meta: TransferMeta, status: str, transfer_s: float) -> None:
-        rid = meta.request_id
-        held = self.held.get(rid)
-        if held is None:
-            return
-        ok = status == "acked"
-        peer = getattr(self.senders.get(held.address), "peer_spec", None) or getattr(
-            getattr(self.senders.get(held.address), "_peer", None), "spec", None)
-        num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
-        self._free(rid)
-        self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
-                                       transfer_s=transfer_s))
-
-    # blocks ------------------------------------------------------------------------
+    # blocks (loop thread) ---------------------------------------------------------
     def _free(self, rid: str) -> None:
-        self.held.pop(rid, None)
+        with self._lock:
+            self.held.pop(rid, None)
         if rid in self.engine.scheduler.held:
             self.engine.release(rid)
 
     def _release(self, rid: str) -> None:
-        held = self.held.get(rid)
-        if held is not None and held.in_transfer:
-            return  # the sender finishes or fails it; freeing now would let it read reused blocks
+        with self._lock:
+            held = self.held.get(rid)
+            if held is not None and held.in_transfer:
+                return  # the sender finishes or fails it; freeing now would let it read reused blocks
+            self.held.pop(rid, None)  # a TransferRequest arriving from here on finds nothing to send
         self.sampling.pop(rid, None)
         self.engine.abort(rid)
         self._free(rid)
 
     def poll(self) -> None:
         now = time.time()
-        for rid, held in list(self.held.items()):
-            if not held.in_transfer and now > held.lease_expiry_unix_s:
-                log.info("prefill %d: lease of %s expired, freeing its blocks", self.index, rid)
-                self._free(rid)
+        with self._lock:
+            expired = [rid for rid, held in self.held.items()
+                       if not held.in_transfer and now > held.lease_expiry_unix_s]
+            for rid in expired:
+                del self.held[rid]  # gone before a TransferRequest could claim it
+        for rid in expired:
+            log.info("prefill %d: lease of %s expired, freeing its blocks", self.index, rid)
+            self._free(rid)
 
     def load(self) -> P.Load:
         s = self.engine.scheduler

@@ -181,6 +181,8 @@ class DecodeDone:
     text: str | None = None  # detokenized output
     num_free_blocks: int = 0  # free blocks after this request's blocks were freed
     step_s: float = 0.0  # recent mean decode step time of this worker (load signal)
+    kv_wait_s: float = -1.0  # Allocated sent -> KV landed, on the decode worker (-1: not measured)
+    decode_s: float = -1.0  # KV landed -> finished, on the decode worker (-1: not measured)
 
 
 @message

@@ -8,6 +8,10 @@ index, or any free port) -> `serve()` loops until stop(): drain the inbox
 engine) -> `poll()` (role-specific: transfers, leases) -> one engine step when
 there is work -> role-specific handling of finished outputs. A message that
 fails to apply gets an Error (or a typed failure) reply; the loop goes on.
+Connection threads hand each message to `receive()` first: a role may
+handle there what touches no engine state (or prepare the host-side part of a
+request), so it does not wait behind a long engine step; everything else
+goes to the inbox in arrival order.
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ class Worker:
         self._last_load_s = 0.0
         self._step_s = 0.0  # EWMA of engine step time
         host, port = bind_address(self.spec, index)
-        self.server = Server(host, port, self.token, lambda ch, m: self.inbox.put((ch, m)),
+        self.server = Server(host, port, self.token, self._receive_safely,
                              on_close=lambda ch: self.inbox.put((ch, None)))
 
     @property
@@ -76,6 +80,18 @@ class Worker:
                        num_free_blocks=self.engine.block_manager.num_free_blocks)
 
     # role hooks ---------------------------------------------------------------
+    def receive(self, channel: Channel, msg) -> None:
+        """On the connection's thread: handle `msg` here when it needs no engine
+        state, else queue it for the loop thread (the default)."""
+        self.inbox.put((channel, msg))
+
+    def _receive_safely(self, channel: Channel, msg) -> None:
+        try:
+            self.receive(channel, msg)
+        except Exception as e:  # as on the loop thread: one bad message never ends the connection
+            log.exception("%s %d: %s failed", self.role, self.index, type(msg).__name__)
+            channel.reply_error(f"{type(msg).__name__} failed: {type(e).__name__}: {e}", getattr(msg, "request_id", ""))
+
     def handle(self, channel: Channel, msg) -> None:
         raise NotImplementedError
 

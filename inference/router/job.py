@@ -2,7 +2,7 @@
 the stages). Workers know an attempt as "<request_id>@<attempt>"."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from inference.disagg import protocol as P
 
@@ -22,6 +22,9 @@ class Job:
     first_token_s: float = 0.0  # router clock when the first token was known (first attempt that got one)
     deadline_s: float = 0.0  # transfer must be done by then
     num_retries: int = 0  # faults survived
+    # router clock (s) per stage mark of the latest attempt (metrics.STAGES names them): submitted,
+    # prefill_sent, prefill_done, decode_sent, allocated, transfer_sent, transfer_done, decode_done
+    marks: dict = field(default_factory=dict)
 
     @property
     def wid(self) -> str:

@@ -1,5 +1,14 @@
 """Router metrics: counters, queue gauges, TTFT/TPOT percentiles, transfer
-throughput; exported as JSON and as Prometheus text.
+throughput, per-stage latency of completed requests; exported as JSON and as
+Prometheus text.
+
+Stage latency: the router stamps each request at its stage marks (router
+clock: submitted, prefill_sent, prefill_done, decode_sent, allocated,
+transfer_sent, transfer_done, decode_done); at completion every STAGES span
+whose two marks are set is one sample. Workers add spans measured on their own
+clocks (WORKER_STAGES: prefill engine time, decode KV wait, decode engine
+time). TTFT = queue + prefill; the router's TPOT window (prefill_done ->
+decode_done) = handoff + decode.
 
 Latency samples are kept in bounded windows (the last WINDOW requests), so
 p50/p99 describe recent traffic and memory stays flat on long runs.
@@ -11,6 +20,21 @@ import math
 from collections import Counter, deque
 
 WINDOW = 10_000  # latency samples kept per series
+
+# stage name -> (from mark, to mark), router clock
+STAGES = {
+    "queue": ("submitted", "prefill_sent"),  # at the router until a prefill worker gets it
+    "prefill": ("prefill_sent", "prefill_done"),  # wire + prefill worker (queue, vision, LM prefill)
+    "await_decode": ("prefill_done", "decode_sent"),  # prefilled, waiting for decode room
+    "alloc": ("decode_sent", "allocated"),  # DecodeRequest -> Allocated round trip
+    "transfer_request": ("allocated", "transfer_sent"),  # router turnaround
+    "handoff": ("prefill_done", "transfer_sent"),  # everything between prefill and the KV send order
+    "transfer": ("transfer_sent", "transfer_done"),  # TransferRequest -> TransferDone (KV moved and acked)
+    "decode": ("transfer_sent", "decode_done"),  # KV send order -> all tokens decoded, as the router sees it
+    "tpot_window": ("prefill_done", "decode_done"),  # what the router's TPOT divides by n - 1
+}
+# measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
+WORKER_STAGES = ("prefill_engine", "decode_kv_wait", "decode_engine")
 
 
 def percentile(values, q: float) -> float:
@@ -31,6 +55,7 @@ class RouterMetrics:
         self.transfer_s = 0.0  # seconds spent in transfers (sum over transfers)
         self.gauges: dict[str, float] = {}  # set by the router before export
         self.workers: dict[str, dict[str, float]] = {}  # worker name -> its gauges (free_blocks, queued_tokens, alive)
+        self.stages: dict[str, deque] = {name: deque(maxlen=WINDOW) for name in (*STAGES, *WORKER_STAGES)}
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -38,6 +63,16 @@ class RouterMetrics:
     def observe_transfer(self, num_bytes: int, seconds: float) -> None:
         self.transfer_bytes += num_bytes
         self.transfer_s += max(seconds, 0.0)
+
+    def observe_stages(self, marks: dict, worker_spans: dict | None = None) -> None:
+        """One completed request: its STAGES spans (marks: mark name -> router
+        clock s) and the workers' own spans (name -> s; absent when not measured)."""
+        for name, (start, end) in STAGES.items():
+            if start in marks and end in marks:
+                self.stages[name].append(marks[end] - marks[start])
+        for name, seconds in (worker_spans or {}).items():
+            if seconds is not None and name in self.stages:
+                self.stages[name].append(seconds)
 
     @property
     def transfer_gb_per_s(self) -> float:
@@ -51,6 +86,8 @@ class RouterMetrics:
             "ttft_s": {"p50": percentile(self.ttft_s, 50), "p99": percentile(self.ttft_s, 99), "n": len(self.ttft_s)},
             "tpot_s": {"p50": percentile(self.tpot_s, 50), "p99": percentile(self.tpot_s, 99), "n": len(self.tpot_s)},
             "transfer": {"bytes": self.transfer_bytes, "seconds": self.transfer_s, "gb_per_s": self.transfer_gb_per_s},
+            "stages_s": {name: {"p50": percentile(v, 50), "p99": percentile(v, 99), "n": len(v)}
+                         for name, v in self.stages.items() if v},
         }
 
     def to_json(self) -> str:
@@ -78,6 +115,9 @@ class RouterMetrics:
             name = f"docpipe_router_{series.removesuffix('_s')}_seconds"
             for q in ("p50", "p99"):
                 emit(name, "gauge", snap[series][q], f'{{quantile="{q[1:]}"}}')
+        for stage, values in sorted(snap["stages_s"].items()):
+            for q in ("p50", "p99"):
+                emit("docpipe_router_stage_seconds", "gauge", values[q], f'{{stage="{stage}",quantile="{q[1:]}"}}')
         emit("docpipe_router_transfer_bytes_total", "counter", self.transfer_bytes)
         emit("docpipe_router_transfer_gb_per_s", "gauge", self.transfer_gb_per_s)
         return "\n".join(lines) + "\n"

@@ -73,6 +73,7 @@ class Router:
         if len(self.queue) >= self.max_queue:
             return self._reject_new(client, rid, "queue_full")
         job = Job(msg, client, self.clock())
+        job.marks["submitted"] = job.submit_s
         prefills = [w for w in self.workers.values() if w.role == "prefill" and w.alive]
         ahead = sum(self.jobs[r].est_tokens for r in self.queue) + sum(w.queued_tokens for w in prefills)
         if self.slo.predicted_ttft_s(ahead + job.est_tokens, len(prefills)) > self.slo.ttft_s:
@@ -140,6 +141,7 @@ class Router:
             w.inflight.add(job.submit.request_id)
             w.queued_tokens += job.est_tokens
             s = job.submit
+            job.marks["prefill_sent"] = self.clock()
             self._send(w.name, P.PrefillRequest(request_id=job.wid, prompt_token_ids=s.prompt_token_ids,
                                                 sampling=s.sampling, images=s.images, image_sizes=s.image_sizes))
 
@@ -153,6 +155,7 @@ class Router:
         pending[w.name] = pending.get(w.name, 0) + 1
         w.inflight.add(job.submit.request_id)
         p = job.prefilled
+        job.marks["decode_sent"] = self.clock()
         self._send(w.name, P.DecodeRequest(request_id=job.wid, num_prompt_tokens=p.num_prompt_tokens,
                                            first_token=p.first_token, rope_delta=p.rope_delta,
                                            prompt_token_ids=p.prompt_token_ids, sampling=job.submit.sampling))
@@ -196,8 +199,9 @@ class Router:
             return self._send(w.name, P.Release(request_id=msg.request_id))
         w.queued_tokens = max(0, w.queued_tokens - job.est_tokens)
         job.prefilled = msg
+        job.marks["prefill_done"] = now = self.clock()
         if not job.first_token_s:
-            job.first_token_s = self.clock()
+            job.first_token_s = now
             self.metrics.ttft_s.append(job.first_token_s - job.submit_s)
         self.slo.observe_prefill(msg.num_prompt_tokens, msg.prefill_s)
         if job.submit.sampling.get("max_tokens", 16) <= 1:  # prefill's token is the whole answer
@@ -213,6 +217,7 @@ class Router:
             if msg.ok:  # no TransferRequest was ever sent for this attempt
                 self._send(w.name, P.Release(request_id=msg.request_id, transfer_started=False))
             return
+        job.marks["allocated"] = self.clock()
         if not msg.ok:
             w.inflight.discard(job.submit.request_id)
             if msg.error.startswith("no_room"):
@@ -220,7 +225,9 @@ class Router:
                 return self.await_decode.append(job.submit.request_id)
             self._release_all(job)
             return self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"too_long: {msg.error}"))
-        job.stage, job.deadline_s = "transfer", self.clock() + self.transfer_timeout_s
+        now = self.clock()
+        job.stage, job.deadline_s = "transfer", now + self.transfer_timeout_s
+        job.marks["transfer_sent"] = now
         self._send(job.prefill, P.TransferRequest(request_id=job.wid, dst_address=w.transfer_address,
                                                   dst_block_ids=msg.block_ids))
 
@@ -231,6 +238,7 @@ class Router:
         w.inflight.discard(job.submit.request_id)
         if not msg.ok:
             return self._retry(job, f"transfer failed: {msg.error}")
+        job.marks["transfer_done"] = self.clock()
         self.metrics.observe_transfer(msg.num_bytes, msg.transfer_s)
         job.stage = "decode"
         if job.decode in self.workers:
@@ -240,13 +248,20 @@ class Router:
         w.num_free_blocks, w.step_s = msg.num_free_blocks, msg.step_s or w.step_s
         job = self._job_for(msg.request_id, ("transfer", "decode"))
         if job is not None:
-            self._complete(job, msg.token_ids, msg.finish_reason, msg.text)
+            job.marks["decode_done"] = self.clock()
+            self._complete(job, msg.token_ids, msg.finish_reason, msg.text, msg)
 
-    def _complete(self, job: Job, token_ids: list[int], reason: str, text: str | None) -> None:
+    def _complete(self, job: Job, token_ids: list[int], reason: str, text: str | None,
+                  decoded: P.DecodeDone | None = None) -> None:
         now = self.clock()
         tpot = (now - job.first_token_s) / max(len(token_ids) - 1, 1)
         if len(token_ids) > 1:
             self.metrics.tpot_s.append(tpot)
+        spans = {"prefill_engine": job.prefilled.prefill_s}
+        if decoded is not None:  # negative: the worker did not measure it
+            spans["decode_kv_wait"] = decoded.kv_wait_s if decoded.kv_wait_s >= 0 else None
+            spans["decode_engine"] = decoded.decode_s if decoded.decode_s >= 0 else None
+        self.metrics.observe_stages(job.marks, spans)
         self._finish(job, P.Result(request_id=job.submit.request_id, token_ids=token_ids, finish_reason=reason,
                                    num_prompt_tokens=job.prefilled.num_prompt_tokens, ttft_s=job.first_token_s - job.submit_s,
                                    tpot_s=tpot, text=text, num_retries=job.num_retries))

@@ -1,0 +1,58 @@
+"""Per-request stage timeline: the router stamps each stage mark on its clock
+and exports p50/p99 of every span (and the workers' own spans)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from inference.disagg import protocol as P
+from tests.inference.router.test_router import add, make, prefilled, submit
+
+
+def test_stage_spans_follow_the_router_clock():
+    router, net = make()
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode")
+    net.now = 1.0
+    submit(router, "a")  # dispatched at once: queue span 0
+    net.now = 1.5
+    router.on_worker_message("p0", prefilled("a@0"))  # prefill 0.5; DecodeRequest sent in the same pump
+    net.now = 1.6
+    router.on_worker_message("d0", P.Allocated(request_id="a@0", ok=True, block_ids=[3], num_free_blocks=9))
+    net.now = 1.9
+    router.on_worker_message("d0", P.DecodeDone(request_id="a@0", token_ids=[7, 8, 9], finish_reason="length",
+                                                 kv_wait_s=0.25, decode_s=0.05))
+    stages = json.loads(router.export_metrics())["stages_s"]
+    assert stages["queue"]["p50"] == pytest.approx(0.0)
+    assert stages["prefill"]["p50"] == pytest.approx(0.5)
+    assert stages["await_decode"]["p50"] == pytest.approx(0.0)
+    assert stages["alloc"]["p50"] == pytest.approx(0.1)
+    assert stages["handoff"]["p50"] == pytest.approx(0.1)
+    assert stages["decode"]["p50"] == pytest.approx(0.3)
+    assert stages["tpot_window"]["p50"] == pytest.approx(0.4)
+    assert stages["prefill_engine"]["p50"] == pytest.approx(0.01)  # PrefillDone.prefill_s
+    assert stages["decode_kv_wait"]["p50"] == pytest.approx(0.25)
+    assert stages["decode_engine"]["p50"] == pytest.approx(0.05)
+    assert "transfer" not in stages  # DecodeDone came before TransferDone: no sample
+    assert all(v["n"] == 1 for v in stages.values())
+    text = router.export_metrics("prometheus")
+    assert 'docpipe_router_stage_seconds{stage="prefill",quantile="50"} 0.5' in text
+
+
+def test_queue_span_and_unmeasured_worker_spans():
+    router, net = make()
+    add(router, "p0", "prefill")
+    submit(router, "a")  # no decode worker yet: held at the router
+    net.now = 2.0
+    add(router, "d0", "decode")
+    router.on_worker_message("p0", prefilled("a@0"))
+    router.on_worker_message("d0", P.Allocated(request_id="a@0", ok=True, block_ids=[3], num_free_blocks=9))
+    router.on_worker_message("p0", P.TransferDone(request_id="a@0", ok=True, num_bytes=10, transfer_s=0.001))
+    net.now = 3.0
+    router.on_worker_message("d0", P.DecodeDone(request_id="a@0", token_ids=[7, 8], finish_reason="length"))
+    stages = json.loads(router.export_metrics())["stages_s"]
+    assert stages["queue"]["p50"] == pytest.approx(2.0)
+    assert stages["transfer"]["p50"] == pytest.approx(0.0)
+    assert stages["decode"]["p50"] == pytest.approx(1.0)
+    assert "decode_kv_wait" not in stages and "decode_engine" not in stages  # -1: not measured by the worker
