@@ -158,3 +158,21 @@ def _uploader(device: torch.device) -> PinnedUploader | None:
             dev = torch.device("cuda", index)
             _UPLOADERS[index] = PinnedUploader(dev, megabytes << 20) if megabytes > 0 else None
         return _UPLOADERS[index]
+
+
+_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
+
+
+def upload_stream(device: torch.device) -> torch.cuda.Stream:
+    """The stream uploads of `device` are queued on: the ring's, or (ring off) one side stream per device.
+    For device work done off the engine's thread (Processor.finish(off_thread=True))."""
+    device = torch.device(device)
+    up = _uploader(device)
+    if up is not None:
+        return up.stream
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    with _UPLOADERS_LOCK:
+        if index not in _SIDE_STREAMS:
+            _SIDE_STREAMS[index] = torch.cuda.Stream(device=torch.device("cuda", index))
+        return _SIDE_STREAMS[index]
+

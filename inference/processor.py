@@ -23,8 +23,12 @@ ids, the image as a uint8 array or the processor's pixels, expansion,
 positions); `finish(host_prompt)` -> ProcessedPrompt uploads and patchifies
 (the fast path) on `device`. `processor(request)` is `finish(host(request))`.
 `host` makes no CUDA call, so it is safe on a thread other than the one
-that runs (and graph-captures) the engine's steps; `finish` belongs on that
-thread. Neither half shares mutable state across calls, except the
+that runs (and graph-captures) the engine's steps. `finish` runs on that
+thread, or with `off_thread=True` on another one: its device work is then
+queued on the upload stream (never the engine's, so a graph being captured
+there is not touched; captures use capture_error_mode="thread_local") and
+the result carries a `ready` event; `LLMEngine.add_request` makes the
+engine's stream wait for it (`adopt`) before any step reads the pixels. Neither half shares mutable state across calls, except the
 tokenizer, which a caller preparing on several threads must not use
 concurrently (pass `prompt_token_ids` instead).
 """
@@ -38,7 +42,7 @@ import torch
 
 from inference.models.image_patches import PatchRule, rgb_pixels
 from inference.models.model_config import ModelConfig
-from inference.h2d import to_device
+from inference.h2d import to_device, upload_stream
 from inference.worker.mrope import prompt_positions
 
 
@@ -50,6 +54,7 @@ class ProcessedPrompt:
     pixel_values: torch.Tensor | None = None   # [num_patches, C*tp*p*p] all images, float32 (on the processor's device)
     image_grid_thw: list[tuple[int, int, int]] | None = None  # per image, in patches
     image_token_index: torch.Tensor | None = None  # [num_image_tokens] int64 prompt indices of image tokens
+    ready: object = None  # CUDA event ending the pixels' device work when finished off the engine's thread
 
 
 @dataclass
@@ -139,8 +144,19 @@ class Processor:
         expanded, positions, rope_delta, index = layout  # tensors shared by equal prompts: read-only downstream
         return HostPrompt(list(expanded), positions, rope_delta, host_images, grids or None, index)
 
-    def finish(self, prompt: HostPrompt) -> ProcessedPrompt:
-        """Upload (and on the fast path patchify) the images on `device`: the engine's thread."""
+    def finish(self, prompt: HostPrompt, off_thread: bool = False) -> ProcessedPrompt:
+        """Upload (and on the fast path patchify) the images on `device`. On the engine's
+        thread the pixels are ready for its stream; `off_thread`: see the module doc."""
+        if off_thread and prompt.images and self.device.type == "cuda":
+            stream = upload_stream(self.device)
+            with torch.cuda.stream(stream):
+                out = self._finish(prompt)
+                out.ready = torch.cuda.Event()
+                out.ready.record(stream)
+            return out
+        return self._finish(prompt)
+
+    def _finish(self, prompt: HostPrompt) -> ProcessedPrompt:
         pixel_values = None
         if prompt.images:
             parts = [self.patch_rule.patchify(x, self.device)[0] if isinstance(x, np.ndarray)
@@ -166,3 +182,15 @@ class Processor:
 
     def decode(self, token_ids: list[int]) -> str | None:
         return None if self.tokenizer is None else self.tokenizer.decode(token_ids, skip_special_tokens=True)
+
+
+def adopt(prompt: ProcessedPrompt) -> None:
+    """Make the pixels of an off-thread `finish` safe for this thread's current stream: it
+    waits for their device work, and the caching allocator keeps their memory until it is done."""
+    if prompt.ready is None:
+        return
+    stream = torch.cuda.current_stream(prompt.pixel_values.device)
+    stream.wait_event(prompt.ready)
+    prompt.pixel_values.record_stream(stream)
+    prompt.ready = None
+

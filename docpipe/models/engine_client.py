@@ -233,7 +233,9 @@ class EngineClient:
         return [answers[i] for i in range(len(requests))]
 
     def runner(self, record_dir: str | None = None, stop_loops: bool = True,
-               prep_threads: int | None = None) -> "EngineRunner":
-        """A step-level runner; `prep_threads` None: $DOCPIPE_PREP_THREADS or the device's default (prep.py)."""
+               prep_threads: int | None = None, upload_thread: bool | None = None) -> "EngineRunner":
+        """A step-level runner; `prep_threads` None: $DOCPIPE_PREP_THREADS or the device's default (prep.py);
+        `upload_thread` None: on a GPU unless $DOCPIPE_UPLOAD_THREAD=0 (engine_runner.py)."""
         assert self.is_step_level, "a disaggregated engine has no step-level API: wrap the client in a WaveRunner"
-        return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops, prep_threads=prep_threads)
+        return EngineRunner(self, record_dir=record_dir, stop_loops=stop_loops, prep_threads=prep_threads,
+                            upload_thread=upload_thread)

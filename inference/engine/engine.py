@@ -38,7 +38,7 @@ from inference.config import EngineConfig
 from inference.engine.block_manager import BlockManager
 from inference.engine.request import Request, RequestOutput, RequestStatus
 from inference.engine.scheduler import Scheduler
-from inference.processor import ProcessedPrompt, Processor
+from inference.processor import ProcessedPrompt, Processor, adopt
 from inference.sampling import SamplingParams
 from inference.worker.model_runner import ModelRunner
 
@@ -73,6 +73,7 @@ class LLMEngine:
     def add_request(self, request_id: str, request: dict | ProcessedPrompt, sampling: SamplingParams,
                     keep_kv: bool = False) -> Request:
         prompt = request if isinstance(request, ProcessedPrompt) else self.processor(request)
+        adopt(prompt)  # pixels finished on another thread: this stream waits for them
         if not prompt.token_ids:
             raise ValueError(f"request {request_id}: empty prompt")
         self._check_fits(request_id, len(prompt.token_ids) + sampling.max_tokens)

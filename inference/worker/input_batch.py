@@ -108,14 +108,18 @@ class InputBatchBuilder:
         # then int32 fields packed two per word: seq_lens, cu_seqlens_q, block_tables.
         samples = ends == num_known
         num_samples = int(samples.sum())
-        sizes = [num_tokens, 3 * num_tokens, num_tokens, num_samples,
-                 _int32_words(num_seqs), _int32_words(num_seqs + 1), _int32_words(num_seqs * width)]
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        # Each field starts on a 16-byte boundary (an even word): Triton specialises a kernel on
+        # whether each pointer argument is 16-byte aligned, so fields at odd words would build
+        # (and on a fresh machine compile, ~0.8 s each) more variants as batch sizes change.
+        lengths = [num_tokens, 3 * num_tokens, num_tokens, num_samples,
+                   _int32_words(num_seqs), _int32_words(num_seqs + 1), _int32_words(num_seqs * width)]
+        offsets = np.concatenate([[0], np.cumsum([n + (n & 1) for n in lengths])]).tolist()
+        field = lambda buf, i: buf[offsets[i]:offsets[i] + lengths[i]]  # noqa: E731
         stage = self._staging(offsets[-1])
-        ids, positions, slots, logits_rows = (stage[offsets[i]:offsets[i + 1]] for i in range(4))
-        seq_lens_32 = stage[offsets[4]:offsets[5]].view(np.int32)[:num_seqs]
-        cu_q_32 = stage[offsets[5]:offsets[6]].view(np.int32)[:num_seqs + 1]
-        tables = stage[offsets[6]:offsets[7]].view(np.int32)[:num_seqs * width].reshape(num_seqs, width)
+        ids, positions, slots, logits_rows = (field(stage, i) for i in range(4))
+        seq_lens_32 = field(stage, 4).view(np.int32)[:num_seqs]
+        cu_q_32 = field(stage, 5).view(np.int32)[:num_seqs + 1]
+        tables = field(stage, 6).view(np.int32)[:num_seqs * width].reshape(num_seqs, width)
         positions = positions.reshape(3, num_tokens)
 
         seq_of_token = np.repeat(np.arange(num_seqs), num_new)
@@ -145,17 +149,17 @@ class InputBatchBuilder:
 
         dev = self._to_device(self._stage[:offsets[-1]])
         return InputBatch(
-            input_ids=dev[offsets[0]:offsets[1]],
-            positions=dev[offsets[1]:offsets[2]].view(3, num_tokens),
+            input_ids=field(dev, 0),
+            positions=field(dev, 1).view(3, num_tokens),
             meta=AttentionMetadata(
                 is_decode=num_tokens == num_seqs,
-                slot_mapping=dev[offsets[2]:offsets[3]],
-                block_tables=dev[offsets[6]:offsets[7]].view(torch.int32)[:num_seqs * width].view(num_seqs, width),
-                seq_lens_k=dev[offsets[4]:offsets[5]].view(torch.int32)[:num_seqs],
-                cu_seqlens_q=dev[offsets[5]:offsets[6]].view(torch.int32)[:num_seqs + 1],
+                slot_mapping=field(dev, 2),
+                block_tables=field(dev, 6).view(torch.int32)[:num_seqs * width].view(num_seqs, width),
+                seq_lens_k=field(dev, 4).view(torch.int32)[:num_seqs],
+                cu_seqlens_q=field(dev, 5).view(torch.int32)[:num_seqs + 1],
                 max_seqlen_q=int(num_new.max()), max_seqlen_k=int(ends.max()),
             ),
-            logits_indices=dev[offsets[3]:offsets[4]],
+            logits_indices=field(dev, 3),
             sample_requests=[reqs[i] for i in np.nonzero(samples)[0].tolist()],
             image_chunks=image_chunks,
             all_rows_sample=num_samples == num_tokens,

@@ -2,6 +2,7 @@
 the halves give what processor(request) gives, and the memoised layout of a
 recurring prompt (same ids, same image sizes) equals a fresh computation and
 hands out its own token list."""
+import pytest
 import torch
 
 from inference.models.loader import load_config
@@ -31,3 +32,24 @@ def test_host_then_finish_is_the_processor_and_recurring_prompts_are_laid_out_on
     slow = Processor(load_config(tiny_ckpt), tiny_ckpt, fast_patches=False)(_request(112, 84, 1))
     assert torch.allclose(slow.pixel_values, split.pixel_values, atol=1e-5)  # the checkpoint's processor
     assert slow.token_ids == split.token_ids and torch.equal(slow.positions, split.positions)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="off-thread finish queues its work on a CUDA upload stream")
+def test_finish_on_another_thread_gives_the_same_pixels_once_adopted(tiny_ckpt):
+    import threading
+
+    from inference.processor import adopt
+
+    proc = Processor(load_config(tiny_ckpt), tiny_ckpt, device="cuda", fast_patches=True)
+    hosts = [proc.host(_request(112, 84, seed)) for seed in range(4)] + [proc.host(_request(56, 28, 9))]
+    want = [proc.finish(h).pixel_values.clone() for h in hosts]
+    got = []
+    worker = threading.Thread(target=lambda: got.extend(proc.finish(h, off_thread=True) for h in hosts))
+    torch.cuda._sleep(100_000_000)  # queued work on this stream: the upload stream must not wait for it
+    worker.start()
+    worker.join()
+    assert all(p.ready is not None for p in got)
+    for p, w in zip(got, want):
+        adopt(p)  # this stream waits for the upload stream's work
+        assert p.ready is None and torch.equal(p.pixel_values * 1, w)

@@ -128,6 +128,31 @@ def test_runner_aborts_a_looping_request_early_and_keeps_the_rest():
     assert lb.is_loop and len(lb.content) < len(finished["a"].answer)
 
 
+def test_upload_thread_keeps_submit_order_and_fails_one_request_alone():
+    engine = _FakeLoopEngine()
+
+    def finish(host, off_thread=False):
+        assert off_thread  # the upload stage runs it on its thread
+        if host == "bad":
+            raise ValueError("image cannot be uploaded")
+        return host
+
+    client = SimpleNamespace(engine=engine, codec=SimpleNamespace(decode=lambda ids: " ".join(map(str, ids))),
+                             prepare_host=lambda r: (r.prompt, r.sampling["max_tokens"]),
+                             processor=SimpleNamespace(finish=finish))
+    runner = EngineRunner(client, upload_thread=True)
+    for tag, prompt, n in [("p1", "prose", 5), ("x", "bad", 5), ("p2", "prose", 7)]:
+        runner.submit(tag, VLMRequest(Image.new("RGB", (28, 28)), prompt, {"max_tokens": n}, "text"))
+    finished = {}
+    while runner.has_pending():
+        for f in runner.poll():
+            finished[f.tag] = f
+    runner.close()
+    assert finished["x"].error == "ValueError: image cannot be uploaded"
+    assert (finished["p1"].num_output_tokens, finished["p2"].num_output_tokens) == (5, 7)
+    assert list(engine.live) == [] and sorted(finished) == ["p1", "p2", "x"]
+
+
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     ckpt = tiny.build_checkpoint(tmp_path_factory.mktemp("tiny_vlm"))
@@ -154,6 +179,24 @@ def test_generate_answers_in_request_order_and_batching_does_not_change_them(cli
     alone = [client.generate([r])[0] for r in reqs]
     assert together == alone
     assert all(isinstance(a, str) for a in together) and together[0] != together[1]
+
+
+def test_runner_answers_are_the_same_with_an_upload_thread(client):
+    reqs = [_request(color=(255, 255, 255), max_tokens=10), _request("table", color=(0, 0, 0), max_tokens=10),
+            _request(color=(90, 20, 200), size=(56, 280), max_tokens=10)]
+
+    def run(upload_thread):
+        runner = client.runner(upload_thread=upload_thread)
+        for i, r in enumerate(reqs):
+            runner.submit(i, r)
+        out = {}
+        while runner.has_pending():
+            out.update((f.tag, f.answer) for f in runner.poll())
+        runner.close()
+        return out
+
+    inline = run(False)
+    assert run(True) == inline and len(inline) == 3
 
 
 def test_close_aborts_what_is_in_flight_and_the_engine_serves_the_next_runner(client):
