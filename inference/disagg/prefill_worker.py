@@ -8,32 +8,20 @@ Request lifecycle (queues):
   receiver, on a sender thread) -> released: blocks freed on the receiver's
   ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
   expires first. Release(request_id) from the router ends any stage early.
-Connections: one sender per decode receiver address, kept and reused while
-its link is up. A send that fails on the request alone (bad block ids) keeps
-the connection; a broken link, an error mid-frame or a second failure in a
-row closes it (its pending transfers fail) and the next send reconnects; a
-sender whose connect fails is closed at once.
-The KV is sent in the decode worker's layout: the transfer engine converts
-dtype and block size when the two pools differ.
-Streams (CUDA): the sender thread runs on its own stream (send_stream). A
-held request's KV is complete before the engine hands out its output (the
-step's sampled token is read on the host only after a synchronize on an event
-recorded after all of that step's work), so the copy needs no device-side
-wait on the engine's stream; on the engine's stream it would queue behind
-every prefill step launched since, adding that time to TTFT and, as the
-router counts it, to the first decode token's TPOT.
+Connections and the sender thread: kv_senders.py.
 Threads: a TransferRequest is handled on its connection's thread (it only
 marks the held request and queues the send), so it never waits behind a
 prefill step of the loop thread; TransferDone is sent from the transport's
 thread as soon as the send ends, and only the freeing of the blocks goes
 through the loop. A PrefillRequest's host-side preparation (pixels,
-placeholder expansion, positions: Processor.host) also runs on the
-connection's thread, overlapping the engine's steps. `held` is shared by
-these threads: read and changed under `_lock`.
+placeholder expansion, positions: Processor.host) runs on a prep thread,
+overlapping the engine's steps; every other message passes through that
+thread's queue too, so the loop sees them in arrival order, and a
+TransferRequest never waits behind the preparation of a large page.
+`held` is shared by these threads: read and changed under `_lock`.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import queue
@@ -43,13 +31,12 @@ from dataclasses import dataclass
 
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
+from inference.disagg.kv_senders import KvSenders, close_quietly
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
-from inference.transfer import TransferConfig, TransferError, TransferMeta, select_transport
+from inference.transfer import TransferConfig, TransferMeta, select_transport
 
 log = logging.getLogger("inference.disagg.prefill")
-
-MAX_SEND_FAILURES = 2  # consecutive failed sends on one connection before it is replaced
 
 
 def to_images(raw: list[bytes], sizes: list[list[int]]) -> list:
@@ -65,7 +52,12 @@ class Prepared:
     """A PrefillRequest with its host-side prompt, made on the connection's thread."""
     msg: P.PrefillRequest
     prompt: object = None  # Processor.host() result (a HostPrompt)
-    error: str = ""  # why it could not be prepared (answered with PrefillFailed)
+    error: str = ""  # why it could not be prepared: a bad request (answered with PrefillFailed)
+    exception: Exception | None = None  # any other failure, raised again on the loop thread (an Error reply)
+
+    @property
+    def request_id(self) -> str:  # an Error reply for it names the request
+        return self.msg.request_id
 
 
 @dataclass
@@ -78,7 +70,7 @@ class Held:
     reported: bool = False  # TransferDone sent (a transport may report one send twice)
 
 
-class PrefillWorker(Worker):
+class PrefillWorker(KvSenders, Worker):
     role = "prefill"
 
     def __init__(self, model: str, layout, index: int = 0, **engine_kw):
@@ -90,7 +82,8 @@ class PrefillWorker(Worker):
         self.transport = select_transport(config=self.transfer_config)
         self.held: dict[str, Held] = {}
         self._lock = threading.Lock()  # guards `held` (loop, connection and transport threads)
-        self._prepare_lock = threading.Lock()  # Processor.host memo: one connection thread at a time
+        self._preps: queue.Queue = queue.Queue()  # (channel, message) for the prep thread, in arrival order
+        threading.Thread(target=self._prep_loop, name="prefill-prep", daemon=True).start()
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
         self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
         self._sends: queue.Queue = queue.Queue()
@@ -102,18 +95,23 @@ class PrefillWorker(Worker):
     def receive(self, channel: Channel, msg) -> None:
         if isinstance(msg, P.TransferRequest):
             self._transfer(channel, msg)
-        elif isinstance(msg, P.PrefillRequest):
-            self.inbox.put((channel, self._prepare(msg)))
         else:
-            super().receive(channel, msg)
+            self._preps.put((channel, msg))
+
+    def _prep_loop(self) -> None:
+        """Prep thread: PrefillRequests prepared, everything in arrival order onto the inbox."""
+        while True:
+            channel, msg = self._preps.get()
+            self.inbox.put((channel, self._prepare(msg) if isinstance(msg, P.PrefillRequest) else msg))
 
     def _prepare(self, msg: P.PrefillRequest) -> Prepared:
         try:
             request = {"prompt_token_ids": msg.prompt_token_ids, "images": to_images(msg.images, msg.image_sizes)}
-            with self._prepare_lock:
-                return Prepared(msg, self.engine.processor.host(request))
-        except (TypeError, ValueError) as e:
+            return Prepared(msg, self.engine.processor.host(request))
+        except (TypeError, ValueError) as e:  # a bad image or prompt: PrefillFailed
             return Prepared(msg, error=f"{type(e).__name__}: {e}")
+        except Exception as e:  # the prep thread goes on; the loop answers as for its own failures
+            return Prepared(msg, exception=e)
 
     def handle(self, channel: Channel, msg) -> None:
         if isinstance(msg, P.PrefillRequest):
@@ -133,6 +131,8 @@ class PrefillWorker(Worker):
         self.owner[rid] = channel
         if rid in self.held or rid in self.sampling:
             return  # duplicate delivery: the first one is being served
+        if prepared.exception is not None:
+            raise prepared.exception
         try:
             if prepared.error:
                 raise ValueError(prepared.error)
@@ -182,63 +182,6 @@ class PrefillWorker(Worker):
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
                             lease_expiry_unix_s=held.lease_expiry_unix_s)
         self._sends.put((msg.dst_address, meta))
-
-    def _send_loop(self) -> None:
-        """Sender thread: moves KV so the engine loop never waits on a copy."""
-        with send_stream(self.engine.kv_pool):
-            self._send_forever()
-
-    def _send_forever(self) -> None:
-        while True:
-            address, meta = self._sends.get()
-            sender = None
-            try:
-                sender = self._sender_for(address)
-                self._send_start_s[meta.request_id] = time.perf_counter()
-                sender.send(meta)
-                self._send_failures.pop(address, None)
-            except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on
-                if sender is not None and self._keep_after_failure(address, sender, e):
-                    log.info("prefill %d: send of %s failed, connection kept: %s", self.index, meta.request_id, e)
-                else:
-                    self._drop_sender(address, sender)
-                self._on_release(meta, f"failed: {type(e).__name__}: {e}")
-
-    def _sender_for(self, address: str):
-        """The connected sender to `address`: reused while its link is up,
-        else a new one (a half-connected one is closed, never kept)."""
-        sender = self.senders.get(address)
-        if sender is not None and not link_alive(sender):
-            log.info("prefill %d: connection to %s is down, reconnecting", self.index, address)
-            self._drop_sender(address, sender)
-            sender = None
-        if sender is None:
-            sender = self.transport.sender_cls(self.engine.kv_pool, self.transfer_config, self._on_release)
-            try:
-                sender.connect(address)
-            except BaseException:
-                close_quietly(sender)
-                raise
-            self.senders[address] = sender
-        return sender
-
-    def _keep_after_failure(self, address: str, sender, error: Exception) -> bool:
-        """A TransferError or ValueError on a live link is about the request
-        (bad block ids, conversion): nothing was written and the connection
-        stays usable. Anything else (OSError mid-frame, a broken link), or a
-        second failure in a row, means the byte stream can no longer be
-        trusted: the sender is closed."""
-        failures = self._send_failures[address] = self._send_failures.get(address, 0) + 1
-        return (isinstance(error, (TransferError, ValueError)) and failures < MAX_SEND_FAILURES
-                and link_alive(sender))
-
-    def _drop_sender(self, address: str, sender) -> None:
-        self._send_failures.pop(address, None)
-        if sender is None:
-            return
-        if self.senders.get(address) is sender:
-            del self.senders[address]
-        close_quietly(sender)  # its pending transfers fail through on_release
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         """On a transport thread: the send ended (acked or failed). The router
@@ -304,29 +247,3 @@ class PrefillWorker(Worker):
         super().close()
         for sender in list(self.senders.values()):
             close_quietly(sender)
-
-
-def send_stream(pool):
-    """Context that makes a CUDA stream of the pool's device, used by nothing
-    else, current for the calling (sender) thread; nothing off CUDA. Work the
-    transfer queues there (conversion, copies) then never waits for the
-    engine's launched steps: see the module docstring for why that is safe."""
-    if pool.device.type != "cuda":
-        return contextlib.nullcontext()
-    import torch
-
-    return torch.cuda.stream(torch.cuda.Stream(device=pool.device))
-
-
-def link_alive(sender) -> bool:
-    """False once a sender is closed or its ack readers have stopped (the
-    receiver went away). Senders without is_alive() (test doubles) count as alive."""
-    is_alive = getattr(sender, "is_alive", None)
-    return is_alive is None or is_alive()
-
-
-def close_quietly(sender) -> None:
-    try:
-        sender.close()
-    except Exception as e:  # closing a broken link may fail again; it is gone either way
-        log.info("closing a transfer sender failed: %s", e)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import torch
 
-from inference.disagg import prefill_worker
+from inference.disagg import kv_senders
 
 
 class FakeStream:
@@ -26,14 +26,14 @@ def test_cuda_pool_gets_a_fresh_stream_of_its_device(monkeypatch):
 
     monkeypatch.setattr(torch.cuda, "stream", fake_stream_ctx)
     pool = SimpleNamespace(device=torch.device("cuda:1"))
-    with prefill_worker.send_stream(pool):
+    with kv_senders.send_stream(pool):
         assert entered == made and made[0].device == torch.device("cuda:1")
-    with prefill_worker.send_stream(pool):
+    with kv_senders.send_stream(pool):
         pass
     assert len(made) == 2 and made[0] is not made[1]  # one stream per sender thread, never shared
 
 
 def test_cpu_pool_changes_nothing(monkeypatch):
     monkeypatch.setattr(torch.cuda, "Stream", lambda *a, **k: (_ for _ in ()).throw(AssertionError("no CUDA stream on CPU")))
-    with prefill_worker.send_stream(torch.zeros(2)):
+    with kv_senders.send_stream(torch.zeros(2)):
         pass

@@ -1,0 +1,112 @@
+"""The prefill worker's handoff off its loop thread: a TransferRequest is
+claimed and sent, and TransferDone answered, with no loop running (it never
+waits behind a prefill step); PrefillRequests are prepared on the prep thread
+and reach the loop in arrival order with the other messages. The worker is
+real (dummy:tiny engine, no serve loop); the transport is an acking fake."""
+from __future__ import annotations
+
+import queue
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from inference.disagg import protocol as P
+from inference.disagg.prefill_worker import Held, Prepared, PrefillWorker
+from inference.layouts import load_layout
+from inference.transfer import Transport
+
+
+class AckingSender:
+    def __init__(self, pool, config, on_release):
+        self.on_release = on_release
+
+    def connect(self, address):
+        pass
+
+    def send(self, meta):
+        self.on_release(meta, "acked")
+
+    def close(self):
+        pass
+
+
+class Recorder:
+    """A control channel double: what the worker sent, as a queue."""
+
+    closed = False
+
+    def __init__(self):
+        self.sent: queue.Queue = queue.Queue()
+
+    def send(self, msg):
+        self.sent.put(msg)
+
+    def reply_error(self, error, request_id=""):
+        self.sent.put(P.Error(error=error, request_id=request_id))
+
+
+@pytest.fixture(scope="module")
+def worker():
+    layout = load_layout("local-cpu-1p1d")
+    layout.token = "test-token-threads"
+    w = PrefillWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
+    w.transport = Transport("acking", AckingSender, object, lambda config: None)
+    yield w
+    w.close()
+
+
+def hold(worker, rid: str, lease_s: float = 30.0) -> None:
+    out = SimpleNamespace(block_ids=[1, 2], num_computed_tokens=20, first_token=5, rope_delta=0)
+    with worker._lock:
+        worker.held[rid] = Held(out, {"max_tokens": 4}, time.time() + lease_s)
+
+
+def transfer(rid: str) -> P.TransferRequest:
+    return P.TransferRequest(request_id=rid, dst_address="127.0.0.1:9", dst_block_ids=[7, 8])
+
+
+def test_transfer_is_answered_without_the_loop(worker):
+    ch = Recorder()
+    hold(worker, "a@0")
+    worker.receive(ch, transfer("a@0"))  # on this (connection) thread; no loop iteration follows
+    done = ch.sent.get(timeout=10)
+    assert isinstance(done, P.TransferDone) and done.ok and done.request_id == "a@0"
+    assert ch.sent.empty()  # one TransferDone per send
+    # the blocks are freed by the loop thread, through its inbox
+    channel, item = worker.inbox.get(timeout=10)
+    assert channel is None and item[1].request_id == "a@0" and "a@0" in worker.held
+    worker._dispatch(channel, item)
+    assert "a@0" not in worker.held
+    worker.receive(ch, transfer("a@0"))  # sent and freed: nothing left to send
+    again = ch.sent.get(timeout=10)
+    assert isinstance(again, P.TransferDone) and not again.ok and "no KV held" in again.error
+
+
+def test_expired_lease_cannot_be_claimed(worker):
+    ch = Recorder()
+    hold(worker, "b@0", lease_s=-1.0)
+    worker.poll()
+    worker.receive(ch, transfer("b@0"))
+    done = ch.sent.get(timeout=10)
+    assert not done.ok and "no KV held" in done.error
+
+
+def test_prefill_requests_prepared_in_arrival_order(worker):
+    ch = Recorder()
+    cfg = worker.engine.model_config
+    ids = [1, cfg.vision_start_token_id, cfg.image_token_id, cfg.vision_end_token_id, 2]
+    good = P.PrefillRequest(request_id="c@0", prompt_token_ids=ids, sampling={"max_tokens": 4},
+                            images=[bytes(56 * 56 * 3)], image_sizes=[[56, 56]])
+    bad = P.PrefillRequest(request_id="d@0", prompt_token_ids=ids, sampling={"max_tokens": 4},
+                           images=[bytes(10)], image_sizes=[[56, 56]])  # too few pixel bytes
+    for msg in (good, P.Release(request_id="x@0"), bad):
+        worker.receive(ch, msg)
+    got = [worker.inbox.get(timeout=10)[1] for _ in range(3)]
+    assert isinstance(got[0], Prepared) and got[0].request_id == "c@0" and not got[0].error
+    assert got[0].prompt.token_ids.count(cfg.image_token_id) == 4  # 56x56 px: 2x2 merged patches
+    assert isinstance(got[1], P.Release)
+    assert isinstance(got[2], Prepared) and got[2].error.startswith("ValueError")
+    worker._dispatch(ch, got[2])  # a bad request is answered with PrefillFailed, on the loop thread
+    failed = ch.sent.get(timeout=10)
+    assert isinstance(failed, P.PrefillFailed) and failed.request_id == "d@0"
