@@ -11,13 +11,19 @@
   a free seat. When none admits, prefill dispatch is held back (requests
   queue at the router instead of piling KV on the prefill side).
 - TTFT: the predicted wait is the queued prefill tokens ahead divided by the
-  measured prefill rate; above the target a request is rejected
+  measured prefill rate: prompt tokens a worker finished per second while it
+  had work (a busy window from the dispatch that found it idle, sampled at
+  least RATE_WINDOW_S apart), not one request's arrival-to-first-token time,
+  which holds its wait behind the others and would make the rate look lower
+  the longer the queue is; above the target a request is rejected
   (slo_policy="reject") or admitted anyway and counted as a miss ("defer").
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+
+RATE_WINDOW_S = 0.05  # shortest busy window sampled for the prefill rate (PrefillDones of one step arrive together)
 
 
 @dataclass
@@ -32,6 +38,8 @@ class WorkerState:
     num_running: int = 0  # decode: sequences decoding; prefill: requests in the engine
     step_s: float = 0.0  # EWMA of engine step seconds (decode: the TPOT signal)
     queued_tokens: int = 0  # prefill: prompt tokens sent and not yet done
+    rate_since_s: float = 0.0  # prefill: router clock when its current rate window began
+    rate_tokens: int = 0  # prefill: prompt tokens finished in that window
     inflight: set = field(default_factory=set)  # request ids currently assigned to it
     max_num_seqs: int = 256  # seats
 
@@ -47,6 +55,13 @@ class SloState:
             return
         rate = num_tokens / seconds
         self.prefill_tokens_per_s = rate if not self.prefill_tokens_per_s else 0.8 * self.prefill_tokens_per_s + 0.2 * rate
+
+    def observe_done(self, w: "WorkerState", num_tokens: int, now_s: float) -> None:
+        """A prefill of num_tokens finished on w at now_s: count it in w's busy window."""
+        w.rate_tokens += num_tokens
+        if now_s - w.rate_since_s >= RATE_WINDOW_S:
+            self.observe_prefill(w.rate_tokens, now_s - w.rate_since_s)
+            w.rate_since_s, w.rate_tokens = now_s, 0
 
     def predicted_ttft_s(self, tokens_ahead: int, num_prefill_workers: int) -> float:
         if not self.prefill_tokens_per_s or num_prefill_workers == 0:

@@ -138,10 +138,12 @@ class Router:
                 return
             job = self.jobs[self.queue.popleft()]
             job.stage, job.prefill, job.decode = "prefill", w.name, ""
+            job.marks["prefill_sent"] = now = self.clock()
+            if not w.queued_tokens:  # it was idle: its busy window (prefill rate) starts now
+                w.rate_since_s, w.rate_tokens = now, 0
             w.inflight.add(job.submit.request_id)
             w.queued_tokens += job.est_tokens
             s = job.submit
-            job.marks["prefill_sent"] = self.clock()
             self._send(w.name, P.PrefillRequest(request_id=job.wid, prompt_token_ids=s.prompt_token_ids,
                                                 sampling=s.sampling, images=s.images, image_sizes=s.image_sizes))
 
@@ -203,7 +205,7 @@ class Router:
         if not job.first_token_s:
             job.first_token_s = now
             self.metrics.ttft_s.append(job.first_token_s - job.submit_s)
-        self.slo.observe_prefill(msg.num_prompt_tokens, msg.prefill_s)
+        self.slo.observe_done(w, msg.num_prompt_tokens, now)
         if job.submit.sampling.get("max_tokens", 16) <= 1:  # prefill's token is the whole answer
             self._send(w.name, P.Release(request_id=msg.request_id))
             return self._complete(job, [msg.first_token], "length", msg.text)

@@ -56,3 +56,20 @@ def test_queue_span_and_unmeasured_worker_spans():
     assert stages["transfer"]["p50"] == pytest.approx(0.0)
     assert stages["decode"]["p50"] == pytest.approx(1.0)
     assert "decode_kv_wait" not in stages and "decode_engine" not in stages  # -1: not measured by the worker
+
+
+def test_prefill_rate_is_throughput_not_queued_latency():
+    """Three 10-token prefills queued at once finish 0.1 s apart: the worker
+    does 100 tokens/s, though the last one's own arrival-to-token time is 0.3 s."""
+    router, net = make()
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode")
+    for rid in "abc":
+        submit(router, rid)
+    for i, rid in enumerate("abc", start=1):
+        net.now = 0.1 * i
+        msg = prefilled(f"{rid}@0")
+        msg.prefill_s = net.now  # each waited behind the ones before it
+        router.on_worker_message("p0", msg)
+    assert router.slo.prefill_tokens_per_s == pytest.approx(100.0)
+    assert router.slo.predicted_ttft_s(50, 1) == pytest.approx(0.5)
