@@ -1,0 +1,14 @@
+"""`docpipe bench pd` prints the router's stage latencies: one line per
+stage present, in pipeline order, then the workers' own spans, in ms."""
+from __future__ import annotations
+
+from docpipe.bench.pd import stage_table
+
+
+def test_stage_table_orders_and_converts():
+    stages = {"decode_engine": {"p50": 0.5, "p99": 1.0, "n": 3}, "queue": {"p50": 0.001, "p99": 0.0025, "n": 3},
+              "alloc": {"p50": 0.010, "p99": 0.030, "n": 3}}
+    lines = stage_table(stages).splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["queue", "alloc", "decode_engine"]
+    assert lines[2].split()[1:] == ["10.0", "30.0", "3"]
+    assert len(stage_table({}).splitlines()) == 1  # header only: no stage measured
