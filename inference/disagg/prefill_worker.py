@@ -54,6 +54,7 @@ class Prepared:
     prompt: object = None  # Processor.host() result (a HostPrompt)
     error: str = ""  # why it could not be prepared: a bad request (answered with PrefillFailed)
     exception: Exception | None = None  # any other failure, raised again on the loop thread (an Error reply)
+    received_s: float = 0.0  # perf_counter when its connection read it (admission wait, in PrefillDone)
 
     @property
     def request_id(self) -> str:  # an Error reply for it names the request
@@ -86,6 +87,7 @@ class PrefillWorker(KvSenders, Worker):
         threading.Thread(target=self._prep_loop, name="prefill-prep", daemon=True).start()
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
         self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
+        self.admit_wait_s: dict[str, float] = {}  # request id -> receipt to engine admission (s), until held
         self._sends: queue.Queue = queue.Queue()
         self._send_start_s: dict[str, float] = {}  # request id -> perf_counter when its send began
         self._send_failures: dict[str, int] = {}  # decode receiver address -> consecutive failed sends
@@ -96,26 +98,26 @@ class PrefillWorker(KvSenders, Worker):
         if isinstance(msg, P.TransferRequest):
             self._transfer(channel, msg)
         else:
-            self._preps.put((channel, msg))
+            self._preps.put((channel, msg, time.perf_counter()))
 
     def _prep_loop(self) -> None:
         """Prep thread: PrefillRequests prepared, everything in arrival order onto the inbox."""
         while True:
-            channel, msg = self._preps.get()
-            self.inbox.put((channel, self._prepare(msg) if isinstance(msg, P.PrefillRequest) else msg))
+            channel, msg, received_s = self._preps.get()
+            self.inbox.put((channel, self._prepare(msg, received_s) if isinstance(msg, P.PrefillRequest) else msg))
 
-    def _prepare(self, msg: P.PrefillRequest) -> Prepared:
+    def _prepare(self, msg: P.PrefillRequest, received_s: float) -> Prepared:
         try:
             request = {"prompt_token_ids": msg.prompt_token_ids, "images": to_images(msg.images, msg.image_sizes)}
-            return Prepared(msg, self.engine.processor.host(request))
+            return Prepared(msg, self.engine.processor.host(request), received_s=received_s)
         except (TypeError, ValueError) as e:  # a bad image or prompt: PrefillFailed
-            return Prepared(msg, error=f"{type(e).__name__}: {e}")
+            return Prepared(msg, error=f"{type(e).__name__}: {e}", received_s=received_s)
         except Exception as e:  # the prep thread goes on; the loop answers as for its own failures
-            return Prepared(msg, exception=e)
+            return Prepared(msg, exception=e, received_s=received_s)
 
     def handle(self, channel: Channel, msg) -> None:
         if isinstance(msg, P.PrefillRequest):
-            self._prefill(channel, self._prepare(msg))
+            self._prefill(channel, self._prepare(msg, time.perf_counter()))
         elif isinstance(msg, Prepared):
             self._prefill(channel, msg)
         elif isinstance(msg, P.TransferRequest):
@@ -144,12 +146,14 @@ class PrefillWorker(KvSenders, Worker):
             self.reply(rid, P.PrefillFailed(request_id=rid, error=f"{type(e).__name__}: {e}"))
             return
         self.sampling[rid] = msg.sampling
+        self.admit_wait_s[rid] = time.perf_counter() - prepared.received_s
 
     def on_outputs(self, outputs: list) -> None:
         queued = self.load().queued_prefill_tokens
         for out in outputs:
             rid = out.request_id
             sampling = self.sampling.pop(rid, {})
+            admit_wait_s = self.admit_wait_s.pop(rid, -1.0)
             if out.finish_reason == "abort":
                 self._free(rid)
                 continue
@@ -160,7 +164,7 @@ class PrefillWorker(KvSenders, Worker):
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
                 rope_delta=out.rope_delta, prompt_token_ids=list(req.prompt.token_ids),
-                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text))
+                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=admit_wait_s))
 
     # transfers ------------------------------------------------------------------
     def _transfer(self, channel: Channel, msg: P.TransferRequest) -> None:
@@ -223,6 +227,7 @@ class PrefillWorker(KvSenders, Worker):
                 return  # the sender finishes or fails it; freeing now would let it read reused blocks
             self.held.pop(rid, None)  # a TransferRequest arriving from here on finds nothing to send
         self.sampling.pop(rid, None)
+        self.admit_wait_s.pop(rid, None)
         self.engine.abort(rid)
         self._free(rid)
 

@@ -115,6 +115,7 @@ class PrefillDone:
     prompt_token_ids: list[int]  # expanded prompt (decode needs it for penalties)
     prefill_s: float  # seconds from arrival at the worker to the first token
     queued_prefill_tokens: int = 0  # prompt tokens still queued on this worker
+    admit_wait_s: float = -1.0  # received by the worker -> in its engine (host prep, loop busy); -1: not measured
     text: str | None = None  # first token's text when the model has a tokenizer
 
 

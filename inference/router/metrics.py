@@ -6,8 +6,8 @@ Stage latency: the router stamps each request at its stage marks (router
 clock: submitted, prefill_sent, prefill_done, decode_sent, allocated,
 transfer_sent, transfer_done, decode_done); at completion every STAGES span
 whose two marks are set is one sample. Workers add spans measured on their own
-clocks (WORKER_STAGES: prefill engine time, decode KV wait, decode engine
-time). TTFT = queue + prefill; the router's TPOT window (prefill_done ->
+clocks (WORKER_STAGES: prefill worker receipt -> engine admission, engine
+arrival -> first token, decode KV wait, decode engine time). TTFT = queue + prefill; the router's TPOT window (prefill_done ->
 decode_done) = handoff + decode.
 
 Latency samples are kept in bounded windows (the last WINDOW requests), so
@@ -34,7 +34,7 @@ STAGES = {
     "tpot_window": ("prefill_done", "decode_done"),  # what the router's TPOT divides by n - 1
 }
 # measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
-WORKER_STAGES = ("prefill_engine", "decode_kv_wait", "decode_engine")
+WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine")
 
 
 def percentile(values, q: float) -> float:

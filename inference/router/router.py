@@ -259,7 +259,8 @@ class Router:
         tpot = (now - job.first_token_s) / max(len(token_ids) - 1, 1)
         if len(token_ids) > 1:
             self.metrics.tpot_s.append(tpot)
-        spans = {"prefill_engine": job.prefilled.prefill_s}
+        p = job.prefilled
+        spans = {"prefill_engine": p.prefill_s, "prefill_admit_wait": p.admit_wait_s if p.admit_wait_s >= 0 else None}
         if decoded is not None:  # negative: the worker did not measure it
             spans["decode_kv_wait"] = decoded.kv_wait_s if decoded.kv_wait_s >= 0 else None
             spans["decode_engine"] = decoded.decode_s if decoded.decode_s >= 0 else None

@@ -105,6 +105,7 @@ def test_prefill_requests_prepared_in_arrival_order(worker):
     got = [worker.inbox.get(timeout=10)[1] for _ in range(3)]
     assert isinstance(got[0], Prepared) and got[0].request_id == "c@0" and not got[0].error
     assert got[0].prompt.token_ids.count(cfg.image_token_id) == 4  # 56x56 px: 2x2 merged patches
+    assert 0 < got[0].received_s <= time.perf_counter()  # stamped on receipt: the admission wait starts there
     assert isinstance(got[1], P.Release)
     assert isinstance(got[2], Prepared) and got[2].error.startswith("ValueError")
     worker._dispatch(ch, got[2])  # a bad request is answered with PrefillFailed, on the loop thread

@@ -17,7 +17,9 @@ def test_stage_spans_follow_the_router_clock():
     net.now = 1.0
     submit(router, "a")  # dispatched at once: queue span 0
     net.now = 1.5
-    router.on_worker_message("p0", prefilled("a@0"))  # prefill 0.5; DecodeRequest sent in the same pump
+    done = prefilled("a@0")
+    done.admit_wait_s = 0.002
+    router.on_worker_message("p0", done)  # prefill 0.5; DecodeRequest sent in the same pump
     net.now = 1.6
     router.on_worker_message("d0", P.Allocated(request_id="a@0", ok=True, block_ids=[3], num_free_blocks=9))
     net.now = 1.9
@@ -32,6 +34,7 @@ def test_stage_spans_follow_the_router_clock():
     assert stages["decode"]["p50"] == pytest.approx(0.3)
     assert stages["tpot_window"]["p50"] == pytest.approx(0.4)
     assert stages["prefill_engine"]["p50"] == pytest.approx(0.01)  # PrefillDone.prefill_s
+    assert stages["prefill_admit_wait"]["p50"] == pytest.approx(0.002)
     assert stages["decode_kv_wait"]["p50"] == pytest.approx(0.25)
     assert stages["decode_engine"]["p50"] == pytest.approx(0.05)
     assert "transfer" not in stages  # DecodeDone came before TransferDone: no sample
@@ -55,7 +58,7 @@ def test_queue_span_and_unmeasured_worker_spans():
     assert stages["queue"]["p50"] == pytest.approx(2.0)
     assert stages["transfer"]["p50"] == pytest.approx(0.0)
     assert stages["decode"]["p50"] == pytest.approx(1.0)
-    assert "decode_kv_wait" not in stages and "decode_engine" not in stages  # -1: not measured by the worker
+    assert not {"prefill_admit_wait", "decode_kv_wait", "decode_engine"} & set(stages)  # -1: not measured
 
 
 def test_prefill_rate_is_throughput_not_queued_latency():
