@@ -46,6 +46,18 @@ def percentile(values, q: float) -> float:
     return float(data[k])
 
 
+def worker_spans(prefilled, decoded=None) -> dict:
+    """WORKER_STAGES of one request from its PrefillDone and DecodeDone
+    (None: not measured; a worker sends a negative value for that)."""
+    def measured(seconds: float):
+        return seconds if seconds >= 0 else None
+
+    spans = {"prefill_engine": prefilled.prefill_s, "prefill_admit_wait": measured(prefilled.admit_wait_s)}
+    if decoded is not None:
+        spans.update(decode_kv_wait=measured(decoded.kv_wait_s), decode_engine=measured(decoded.decode_s))
+    return spans
+
+
 class RouterMetrics:
     def __init__(self):
         self.counters: Counter = Counter()  # submitted, completed, retries, rejected_<reason>
@@ -73,6 +85,13 @@ class RouterMetrics:
         for name, seconds in (worker_spans or {}).items():
             if seconds is not None and name in self.stages:
                 self.stages[name].append(seconds)
+
+    def export(self, fmt: str, workers, queued: int, await_decode: int, inflight: int) -> str:
+        """JSON or Prometheus text, with the router's queue gauges and its workers' state as of now."""
+        self.gauges.update(queued_requests=queued, await_decode_requests=await_decode, inflight_requests=inflight)
+        self.workers = {w.name: {"free_blocks": w.num_free_blocks, "queued_tokens": w.queued_tokens,
+                                 "running": w.num_running, "alive": int(w.alive)} for w in workers}
+        return self.to_prometheus() if fmt == "prometheus" else self.to_json()
 
     @property
     def transfer_gb_per_s(self) -> float:

@@ -21,7 +21,7 @@ from typing import Callable
 
 from inference.disagg import protocol as P
 from inference.router.job import Job
-from inference.router.metrics import RouterMetrics
+from inference.router.metrics import RouterMetrics, worker_spans
 from inference.router.policy import (SloState, WorkerState, decode_has_room, pending_allocs, pick_decode,
                                      pick_prefill)
 
@@ -259,12 +259,7 @@ class Router:
         tpot = (now - job.first_token_s) / max(len(token_ids) - 1, 1)
         if len(token_ids) > 1:
             self.metrics.tpot_s.append(tpot)
-        p = job.prefilled
-        spans = {"prefill_engine": p.prefill_s, "prefill_admit_wait": p.admit_wait_s if p.admit_wait_s >= 0 else None}
-        if decoded is not None:  # negative: the worker did not measure it
-            spans["decode_kv_wait"] = decoded.kv_wait_s if decoded.kv_wait_s >= 0 else None
-            spans["decode_engine"] = decoded.decode_s if decoded.decode_s >= 0 else None
-        self.metrics.observe_stages(job.marks, spans)
+        self.metrics.observe_stages(job.marks, worker_spans(job.prefilled, decoded))
         self._finish(job, P.Result(request_id=job.submit.request_id, token_ids=token_ids, finish_reason=reason,
                                    num_prompt_tokens=job.prefilled.num_prompt_tokens, ttft_s=job.first_token_s - job.submit_s,
                                    tpot_s=tpot, text=text, num_retries=job.num_retries))
@@ -311,11 +306,5 @@ class Router:
         self.pump()
 
     def export_metrics(self, fmt: str = "json") -> str:
-        g = self.metrics.gauges
-        g["queued_requests"] = len(self.queue)
-        g["await_decode_requests"] = len(self.await_decode)
-        g["inflight_requests"] = len(self.jobs)
-        self.metrics.workers = {w.name: {"free_blocks": w.num_free_blocks, "queued_tokens": w.queued_tokens,
-                                         "running": w.num_running, "alive": int(w.alive)}
-                                for w in self.workers.values()}
-        return self.metrics.to_prometheus() if fmt == "prometheus" else self.metrics.to_json()
+        return self.metrics.export(fmt, self.workers.values(), queued=len(self.queue),
+                                   await_decode=len(self.await_decode), inflight=len(self.jobs))
