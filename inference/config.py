@@ -42,6 +42,11 @@ class EngineConfig:
     # or the oldest waited prefill_hold_s (scheduler.py); None: 4096 in graph mode, else 0 (off)
     prefill_hold_tokens: int | None = None
     prefill_hold_s: float = 0.02
+    # eager (prefill and mixed) steps run the LM on their token count rounded up to a multiple of this
+    # (padding rows write no KV and are dropped): cuBLAS picks a kernel per new matrix shape, ~0.5 ms
+    # of host time each on the H200's host (inference.bench.linear_host), and every prefill step had a
+    # new token count. None: 256 in graph mode, else 0 (off)
+    prefill_pad_tokens: int | None = None
     # schedule + launch step N+1 before step N's tokens reach the host; DOCPIPE_SYNC_STEPS=1 turns it
     # off in every engine of a run (workers included), for debugging
     async_scheduling: bool = field(default_factory=lambda: os.environ.get("DOCPIPE_SYNC_STEPS") != "1")
@@ -62,6 +67,10 @@ class EngineConfig:
             self.scheduling = "prefill_first" if self.use_cuda_graph else "mixed"
         if self.prefill_hold_tokens is None:
             self.prefill_hold_tokens = 4096 if self.use_cuda_graph else 0
+        if self.prefill_pad_tokens is None:
+            self.prefill_pad_tokens = 256 if self.use_cuda_graph else 0
+        if self.prefill_pad_tokens < 0:
+            raise ValueError("prefill_pad_tokens must be >= 0")
         if self.prefill_hold_tokens < 0 or self.prefill_hold_s < 0:
             raise ValueError("prefill_hold_tokens and prefill_hold_s must be >= 0")
         if self.scheduling not in ("mixed", "prefill_first"):

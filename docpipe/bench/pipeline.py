@@ -225,7 +225,8 @@ def _engine_clock(client, clock: Clock) -> None:
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
               device: str, dtype: str, seed: int, replay: str | None, warmup_pages: int = 2,
               output_scale: float = 1.0, baseline_pages: int = 0, max_num_seqs: int = 256, num_docs: int = 0,
-              time_split: bool = True, prefill_hold_tokens: int = -1, prefill_hold_s: float = -1.0) -> dict:
+              time_split: bool = True, prefill_hold_tokens: int = -1, prefill_hold_s: float = -1.0,
+              prefill_pad_tokens: int = -1) -> dict:
     import importlib.util
     import tempfile
 
@@ -250,7 +251,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
         client = EngineClient.open(engine_model, family=family, device=device, dtype=torch_dtype, mode=mode,
                                    gpu_memory_utilization=share, max_num_seqs=max_num_seqs,
                                    **({} if prefill_hold_tokens < 0 else {"prefill_hold_tokens": prefill_hold_tokens}),
-                                   **({} if prefill_hold_s < 0 else {"prefill_hold_s": prefill_hold_s}))
+                                   **({} if prefill_hold_s < 0 else {"prefill_hold_s": prefill_hold_s}),
+                                   **({} if prefill_pad_tokens < 0 else {"prefill_pad_tokens": prefill_pad_tokens}))
         docs, flow = [], BenchFlow(family, seed, replay, output_scale)
         if num_docs:  # the workload split over PDFs, streamed like `docpipe convert` streams them
             from docpipe.bench.pipeline_docs import DocsFlow, split_pages, write_pdfs
@@ -289,7 +291,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
            "documents": num_docs, "time_split": time_split, "prefill_hold_tokens": prefill_hold_tokens,
-           "prefill_hold_s": prefill_hold_s,
+           "prefill_hold_s": prefill_hold_s, "prefill_pad_tokens": prefill_pad_tokens,
            "ceilings": ceilings(device), "sides": sides}
     try:  # which vision attention each length bucket chose (timed once per process)
         from inference.ops.cuda.vision_attention import _CHOICE
@@ -359,6 +361,8 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         docs: int = typer.Option(0, min=0, help="split the --pages workload over N PDFs streamed like convert"),
         prefill_hold_tokens: int = typer.Option(-1, help="engine prefill hold in tokens (-1: engine default)"),
         prefill_hold_s: float = typer.Option(-1.0, help="engine prefill hold in seconds (-1: engine default)"),
+        prefill_pad_tokens: int = typer.Option(-1, help="engine: pad eager steps to a multiple of N tokens "
+                                                        "(0: off, -1: engine default)"),
         time_split: bool = typer.Option(True, help="engine time split (syncs the device around each step, "
                                                    "which costs throughput: use --no-time-split for pages/s)"),
         out: Path = typer.Option(None, help="JSON output (default inference/bench/results/pipeline_<host>.json)"),
@@ -376,7 +380,7 @@ def register(app: typer.Typer, bench_app: typer.Typer) -> None:
         started = time.time()
         result = run_bench(model, pdfs, pages, baseline, window, hf_batch, device, dtype, seed, replay,
                            warmup_pages, output_scale, baseline_pages, max_num_seqs, docs, time_split,
-                           prefill_hold_tokens, prefill_hold_s)
+                           prefill_hold_tokens, prefill_hold_s, prefill_pad_tokens)
         print_table(result)
         host = socket.gethostname()
         out = out or Path("inference/bench/results") / f"pipeline_{host}.json"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from inference.layers.attention import AttentionMetadata
+from inference.worker.graph_capture import capture
 from inference.worker.input_batch import InputBatch
 
 MAX_BUCKET = 512
@@ -69,9 +70,8 @@ class DecodeGraphs:
             self._forward(size, width)  # warm-up: lazy inits and autotuning stay out of the graph
         torch.cuda.current_stream(self.runner.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-            self._forward(size, width)
-        self.pool = graph.pool()
+        # not torch.cuda.graph(): its synchronize + empty_cache would stall the run (graph_capture.py)
+        self.pool = capture(graph, lambda: self._forward(size, width), self.runner.device, self.pool)
         return graph
 
     def run(self, batch: InputBatch) -> torch.Tensor:

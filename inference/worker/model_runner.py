@@ -13,9 +13,11 @@ strided views kv_pool[:, layer, 0/1]. Transfer engines register `kv_pool`.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from inference.config import EngineConfig, resolve_dtype
 from inference.engine.scheduler import SchedulerOutput
@@ -140,6 +142,17 @@ class ModelRunner:
             step.ready.synchronize()
         return ModelRunnerOutput(dict(zip(step.request_ids, step.tokens.tolist())))
 
+    def _eager_forward(self, embeds: torch.Tensor, batch: InputBatch) -> torch.Tensor:
+        """The LM over the step's rows, padded to a multiple of config.prefill_pad_tokens: padding
+        rows have slot -1 (no KV write), belong to no sequence (attention skips them) and are
+        dropped; every other op is row-wise, so the real rows are what they would be unpadded."""
+        num, step = embeds.shape[0], self.config.prefill_pad_tokens
+        pad = -num % step if step else 0
+        if not pad:
+            return self.model(embeds, batch.positions, batch.meta)
+        meta = dataclasses.replace(batch.meta, slot_mapping=F.pad(batch.meta.slot_mapping, (0, pad), value=-1))
+        return self.model(F.pad(embeds, (0, 0, 0, pad)), F.pad(batch.positions, (0, pad)), meta)[:num]
+
     def _fill_pending(self, batch: InputBatch) -> None:
         """Input tokens sampled by the previous step, still on the device."""
         if not batch.pending_rows:
@@ -172,7 +185,7 @@ class ModelRunner:
             hidden = self.graphs.run(batch)
         else:
             embeds = self.model.embed(batch.input_ids, image_embeds, image_rows)
-            hidden = self.model(embeds, batch.positions, batch.meta)
+            hidden = self._eager_forward(embeds, batch)
         if not batch.sample_requests:
             return LaunchedStep([], None, self._record())
         logits = self.model.compute_logits(hidden if batch.all_rows_sample else hidden[batch.logits_indices])

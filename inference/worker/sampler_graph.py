@@ -42,6 +42,7 @@ import torch
 from inference.engine.request import Request
 from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
+from inference.worker.graph_capture import capture
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
 
@@ -143,9 +144,8 @@ class SamplerGraphs:
                 self._step(buf, key[1])  # warm-up: lazy inits stay out of the graph
             torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool, capture_error_mode="thread_local"):
-                self._step(buf, key[1])
-            self.pool = graph.pool()
+            # not torch.cuda.graph(): its synchronize + empty_cache would stall the run (graph_capture.py)
+            self.pool = capture(graph, lambda: self._step(buf, key[1]), self.device, self.pool)
         except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
             log.warning("sampler graph capture failed for %s, sampling eagerly from now on: %s", key[:4], exc)
             self.enabled = False

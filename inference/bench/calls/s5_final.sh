@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# Session 5, call 5: host cost of F.linear with a new row count every call vs
-# repeated (the prefill steps' largest host leaf in py-spy), then PD on one
-# H200 after the handoff changes (stage timeline in the router metrics), under
-# the 60/40 MPS split and MPS priorities. Output in $1.
+# Session 5, call 6 (last): graph captures without torch.cuda.graph()'s
+# synchronize + empty_cache, and eager steps padded to 256-token multiples
+# (cuBLAS picks a kernel per new shape, ~0.5 ms host each: call 5), A/B on one
+# machine against the session's earlier behaviour (DOCPIPE_TORCH_GRAPH_CAPTURE=1
+# and --prefill-pad-tokens 0); GPU tests of the graph paths first; then PD
+# after the handoff changes (stage timeline). Output in $1.
 # Usage (repo root, GPU machine, wheels installed): bash inference/bench/calls/s5_final.sh OUT
 set -u
 out=${1:?output folder}
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.used,clocks.sm --format=csv,noheader
-timeout 60 python3 -m inference.bench.linear_host --out "$out/linear_host.json" 2>&1 | tail -9
-timeout 90 python3 -m pytest -q -m gpu tests/inference/transfer tests/inference/disagg 2>&1 | tail -2
-for layout in gpu-1p1d-mps gpu-1p1d-mps-priority; do
-  timeout 170 python3 -m docpipe.cli bench pd --model dummy:mineru2.5 --layout layouts/$layout.toml --pages 16 \
-    --out "$out/pd_h200_$layout.json" > "$out/pd_$layout.log" 2>&1; grep -v "Loading weights\|Writing model" "$out/pd_$layout.log" | tail -14
-done
+timeout 100 python3 -m pytest -q -m gpu tests/inference/worker tests/inference/test_processor_host.py tests/inference/transfer 2>&1 | tail -2
+pipe="python3 -m docpipe.cli bench pipeline --pages 128 --window 128 --baseline none --max-num-seqs 512 --no-time-split --warmup-pages 24"
+show() { grep "device busy\|host: launch\|allocator\|Triton kernels" | cut -c1-200; }
+pages() { python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['sides'][0]; print(sys.argv[2], 'pages/s', round(s['pages_per_s'],3))" "$out/pipeline_128p_$1.json" $1; }
+timeout 100 $pipe --out "$out/pipeline_128p_new_a.json" 2>&1 | show; pages new_a
+DOCPIPE_TORCH_GRAPH_CAPTURE=1 timeout 100 $pipe --prefill-pad-tokens 0 --out "$out/pipeline_128p_old_a.json" 2>&1 | show; pages old_a
+timeout 100 $pipe --out "$out/pipeline_128p_new_b.json" 2>&1 | show; pages new_b
+timeout 100 $pipe --prefill-pad-tokens 0 --out "$out/pipeline_128p_nopad.json" 2>&1 | show; pages nopad
+timeout 100 python3 -m docpipe.cli bench pd --model dummy:mineru2.5 --layout layouts/gpu-1p1d-mps.toml --pages 16 \
+  --out "$out/pd_h200_gpu-1p1d-mps.json" > "$out/pd_gpu-1p1d-mps.log" 2>&1; grep -v "Loading weights\|Writing model" "$out/pd_gpu-1p1d-mps.log" | tail -16

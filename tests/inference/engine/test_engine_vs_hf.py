@@ -3,6 +3,7 @@ sizes and prompts of different lengths, batched together, with chunked
 prefill (small token budget) and preemption (small KV pool) forced.
 Teacher-forced logits match within 1e-4 and greedy tokens are identical to
 HF generate() (run with mm_token_type_ids, see qwen2vl_tiny)."""
+import pytest
 import torch
 from transformers import GenerationConfig
 
@@ -23,11 +24,12 @@ def _requests():
     ]
 
 
-def test_batched_greedy_with_chunking_and_preemption_matches_transformers(hf_model, tiny_ckpt, monkeypatch):
+@pytest.mark.parametrize("pad", [0, 16])  # 16: eager steps padded to 16-row multiples (rows dropped)
+def test_batched_greedy_with_chunking_and_preemption_matches_transformers(hf_model, tiny_ckpt, monkeypatch, pad):
     # Small vision batches, so one step's images are encoded in several calls.
     monkeypatch.setattr("inference.worker.model_runner.ENCODER_PATCHES_PER_CALL", 100)
     llm = LLM(tiny_ckpt, dtype="float32", device="cpu", kv_block_size=4, num_kv_blocks=30,
-              max_num_seqs=4, max_num_batched_tokens=24, mode="eager")
+              max_num_seqs=4, max_num_batched_tokens=24, mode="eager", prefill_pad_tokens=pad)
     requests = _requests()
     params = SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True, return_logits=True)
     results = llm.generate(requests, params)

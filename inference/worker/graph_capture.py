@@ -1,0 +1,49 @@
+"""Capture a CUDA graph in the middle of a run without stalling it.
+
+`torch.cuda.graph(...)` (the context manager) starts every capture with
+torch.cuda.synchronize(), empty_cache() and the host allocator's
+empty_cache(): a device-wide wait, every cached device block handed back to
+the driver (one cudaFree each, and each cudaFree synchronises the device)
+and the cached pinned host blocks freed too. The engine captures lazily, a
+graph per new decode bucket or sampler shape while documents are being
+converted, so each of those captures stalled the step loop and made the next
+steps allocate their activations again with cudaMalloc (a 128-page pipeline
+run counted 17 such empties and ~300 cudaFree with the captured sampler on,
+session 5). Here the capture is begun and ended directly on a side stream
+that first waits for the caller's stream, which is all the capture needs.
+
+Memory: graphs share `pool` (a handle from an earlier graph's pool(), or
+None for a new private pool); the caller keeps the handle for the next one.
+DOCPIPE_TORCH_GRAPH_CAPTURE=1 captures through torch.cuda.graph() instead
+(A/B runs, debugging).
+Errors: capture_error_mode="thread_local", so other threads (image uploads,
+KV landing) may keep using CUDA while a capture runs; a failed capture
+raises and leaves the stream usable (capture_end is always called).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from inference.env import env_flag
+
+TORCH_CAPTURE_ENV = "DOCPIPE_TORCH_GRAPH_CAPTURE"
+
+
+def capture(graph: torch.cuda.CUDAGraph, fn: Callable[[], None], device: torch.device, pool=None):
+    """Record fn()'s device work into `graph`; returns the graph's memory pool handle."""
+    if env_flag(TORCH_CAPTURE_ENV):
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            fn()
+        return graph.pool()
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        graph.capture_begin(pool=pool, capture_error_mode="thread_local")
+        try:
+            fn()
+        finally:
+            graph.capture_end()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    return graph.pool()
