@@ -28,7 +28,9 @@ def _req(rid: str, prompt: list[int], params: dict) -> Request:
     return req
 
 
-def _pair(device: torch.device, capture: bool, vocab: int, steps: int, seed: int):
+def _pair(device: torch.device, capture: bool, vocab: int, steps: int, seed: int, long_prompt_id: int = -1):
+    """long_prompt_id: that request's prompt is longer than the history's first width (256), so the
+    history is reallocated mid-run (a new generation: graphs of the old one are dropped)."""
     gen = torch.Generator().manual_seed(seed)
     eager, graphed = Sampler(device), Sampler(device)
     graphed.graphs = SamplerGraphs(graphed, max_rows=16, capture=capture)
@@ -40,7 +42,8 @@ def _pair(device: torch.device, capture: bool, vocab: int, steps: int, seed: int
     used_graph = 0
     for step in range(steps):
         while len(live) < 3 + step % 9:  # batch sizes 3..11: padded to buckets 4, 8, 16
-            prompt = torch.randint(0, vocab, (3 + next_id % 5,), generator=gen).tolist()
+            length = 300 if next_id == long_prompt_id else 3 + next_id % 5
+            prompt = torch.randint(0, vocab, (length,), generator=gen).tolist()
             p = PARAMS[next_id % len(PARAMS)]
             live[str(next_id)] = (_req(str(next_id), prompt, p), _req(str(next_id), prompt, p))
             next_id += 1
@@ -66,8 +69,8 @@ def _pair(device: torch.device, capture: bool, vocab: int, steps: int, seed: int
 
 
 def test_static_step_matches_the_eager_sampler_on_the_cpu():
-    used, graphed = _pair(torch.device("cpu"), capture=False, vocab=7, steps=60, seed=0)
-    assert used == 60 and graphed.graphs.enabled
+    used, graphed = _pair(torch.device("cpu"), capture=False, vocab=7, steps=60, seed=0, long_prompt_id=20)
+    assert used == 60 and graphed.graphs.enabled and graphed.history.width > 256
 
 
 def test_random_sampling_stays_eager():
@@ -86,3 +89,14 @@ def test_captured_step_matches_the_eager_sampler_on_the_gpu():
     used, graphed = _pair(torch.device("cuda"), capture=True, vocab=300, steps=80, seed=1)
     assert graphed.graphs.enabled, "capture failed (see the warning): the sampler fell back to eager"
     assert used == 80 and len(graphed.graphs.graphs) >= 2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="graph capture needs a CUDA device")
+def test_captures_go_on_after_the_history_is_reallocated():
+    # the old generation's graphs are dropped with their memory pool; a capture into that pool's
+    # handle failed (allocator assert, seen on the H200) and turned the captured sampler off
+    used, graphed = _pair(torch.device("cuda"), capture=True, vocab=300, steps=60, seed=2, long_prompt_id=20)
+    assert graphed.history.width > 256 and graphed.history.generation >= 2
+    assert graphed.graphs.enabled, "capture failed after the reallocation: the sampler fell back to eager"
+    assert used == 60
