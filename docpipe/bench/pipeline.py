@@ -48,7 +48,7 @@ from docpipe.models.base import LayoutBlock, VLMRequest
 from docpipe.models.mineru25.prompts import prompt_for
 from docpipe.models.mineru25.sampling import sampling_for
 from docpipe.models.replay import record_path
-from docpipe.models.scheduler import PageFlow, PageJob, PageScheduler, WaveRunner
+from docpipe.models.scheduler import HOLD, PageFlow, PageJob, PageScheduler, WaveRunner
 from docpipe.models.vlm_page import BlockRequest
 
 _TYPE_TO_MIX = {"title": "title", "table": "table", "equation": "equation"}  # anything else: "text"
@@ -128,16 +128,24 @@ def _synthetic_crop(render, width_px: int, height_px: int, key: tuple):
     return render.crop((x, y, x + width_px, y + height_px))
 
 
-def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
-    """PageJobs for the whole run (generator: PDFs are rendered ahead by prefetch_pages)."""
+def _synthetic_jobs(num_pages: int, seed: int):
     from docpipe.bench.workload import mineru_synthetic
 
+    for reqs in mineru_synthetic(num_pages, seed):
+        page = reqs[0].page
+        blocks = [LayoutBlock(r.kind, (0.0, 0.0, 1.0, 1.0)) for r in reqs[1:]]
+        plan = {"doc": "synthetic", "blocks": blocks, "synthetic": reqs[1:], "layout_tokens": reqs[0].output_tokens}
+        yield PageJob(page, 612.0, 792.0, _noise(1036, 1036, (seed, page)), plan=plan)
+
+
+def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
+    """PageJobs for the whole run (generator: PDFs are rendered ahead by prefetch_pages)."""
+    from docpipe.bench.ahead import ahead
+
     if num_pages:
-        for reqs in mineru_synthetic(num_pages, seed):
-            page = reqs[0].page
-            blocks = [LayoutBlock(r.kind, (0.0, 0.0, 1.0, 1.0)) for r in reqs[1:]]
-            plan = {"doc": "synthetic", "blocks": blocks, "synthetic": reqs[1:], "layout_tokens": reqs[0].output_tokens}
-            yield PageJob(page, 612.0, 792.0, _noise(1036, 1036, (seed, page)), plan=plan)
+        # made ahead on a thread, as `docpipe convert` renders pages ahead (ahead.py)
+        # HOLD: the engine steps while the next page is made, as with renders in convert (doc_stream)
+        yield from ahead(_synthetic_jobs(num_pages, seed), window=4, name="docpipe-synthetic-pages", hold=HOLD)
         return
     import pymupdf
 

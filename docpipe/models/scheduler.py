@@ -15,8 +15,9 @@ scheduler does not care, so later documents' requests join the engine while
 earlier ones finish. A job source may yield `HOLD` ("nothing ready now":
 the next render is not done, or too many documents are open): admission
 stops for this round and the runner is polled, so the engine keeps working
-instead of waiting on the source. HOLD is only allowed while pages are in
-flight (otherwise nothing could ever change).
+instead of waiting on the source. With no page in flight the scheduler
+waits a millisecond and asks again (the source's next job is being made on
+another thread: a render, a synthetic page).
 
 Runners turn requests into answers. `EngineRunner` (engine_client.py)
 drives the engine one step per poll, so requests join the running batch
@@ -190,8 +191,9 @@ class PageScheduler:
                 if job is None:
                     exhausted = True
                 elif job is HOLD:
-                    assert window, "a job source may only hold while pages are in flight"
-                    break
+                    if window:
+                        break
+                    time.sleep(0.001)  # nothing in flight: the next job is being made on another thread
                 else:
                     window.append(self._admit(job))
             while window and window[0].result is not None:
