@@ -140,7 +140,7 @@ def _synthetic_jobs(num_pages: int, seed: int):
 
 def make_jobs(pdfs: list[Path], num_pages: int, seed: int, dpi: int = 200):
     """PageJobs for the whole run (generator: PDFs are rendered ahead by prefetch_pages)."""
-    from docpipe.bench.ahead import ahead
+    from docpipe.ingest.ahead import ahead
 
     if num_pages:
         # made ahead on a thread, as `docpipe convert` renders pages ahead (ahead.py)

@@ -21,8 +21,6 @@ rendered and one held by the consumer, whatever the document's length.
 """
 from __future__ import annotations
 
-import queue
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -30,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator
 import pymupdf
 from PIL import Image
 
+from docpipe.ingest.ahead import ahead
 from docpipe.ingest.errors import PdfError
 
 MAX_SIDE_PX = 3500  # long side of a rendered page
@@ -79,7 +78,7 @@ def prefetch_pages(doc: pymupdf.Document, page_indices: Iterable[int], dpi: int 
                    max_side_px: int | None = MAX_SIDE_PX, window: int = 2,
                    also: Callable[[pymupdf.Page], Any] | None = None,
                    wants_image: Callable[[Any], bool] | None = None) -> Iterator[RenderedPage]:
-    """Yields the pages in order, rendered ahead by one background thread.
+    """The pages in order, rendered ahead by one background thread (ahead.py).
 
     `also(page)` runs on the render thread for each page (e.g. text-layer
     extraction); `wants_image(extra)` decides from its result whether the page
@@ -88,38 +87,8 @@ def prefetch_pages(doc: pymupdf.Document, page_indices: Iterable[int], dpi: int 
     page is reported on that page.
     """
     assert window >= 1, "window must be at least 1 page"
-    pages: queue.Queue = queue.Queue(maxsize=window)
-    stop = threading.Event()
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                pages.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def produce() -> None:
-        try:
-            for page_idx in page_indices:
-                if not put(_render_one(doc, page_idx, dpi, max_side_px, also, wants_image)):
-                    return
-        except BaseException as e:  # MemoryError, or a bug: the consumer re-raises it
-            put(e)
-            return
-        put(None)
-
-    thread = threading.Thread(target=produce, name="docpipe-render", daemon=True)
-    thread.start()
-    try:
-        while (item := pages.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()  # the consumer may stop early: release the thread, then wait for it
-        thread.join()
+    return ahead((_render_one(doc, page_idx, dpi, max_side_px, also, wants_image) for page_idx in page_indices),
+                 window, name="docpipe-render")
 
 
 def _render_one(doc, page_idx, dpi, max_side_px, also, wants_image) -> RenderedPage:

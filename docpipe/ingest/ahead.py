@@ -1,9 +1,7 @@
-"""Items of an iterator made ahead on a background thread, as the product's
-render stage makes pages ahead of the page scheduler (docpipe/ingest/render.py
-prefetch_pages). The benchmark's synthetic pages (seeded noise images, ~5 ms
-each) are produced this way, so their making overlaps the engine's steps the
-way rendering does in `docpipe convert`, instead of running on the step
-thread inside the timed run.
+"""Items of an iterator made ahead on a background thread: page renders
+(render.prefetch_pages) and the benchmark's synthetic pages (seeded noise
+images, ~5 ms each), whose making overlaps the engine's steps as rendering
+does in `docpipe convert` instead of running on the step thread.
 
     for item in ahead(make_items(), window=4): ...
 

@@ -4,7 +4,7 @@ import threading
 
 import pytest
 
-from docpipe.bench.ahead import ahead
+from docpipe.ingest.ahead import ahead
 
 
 def test_items_in_order_made_on_another_thread_and_bounded():
