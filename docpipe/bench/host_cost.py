@@ -2,7 +2,7 @@
 of the VLM document path per page, on the CPU, without a model.
 
 The flow is `docpipe bench pipeline --pages N` exactly (same `BenchFlow`,
-`make_jobs`, `PageScheduler`, `EngineClient` and `EngineRunner`, the real
+synthetic pages (made inline here, ahead on a thread in the bench), `PageScheduler`, `EngineClient` and `EngineRunner`, the real
 `inference.processor.Processor` of a `dummy:mineru2.5` checkpoint whose image
 processor is saved like the bench saves it), but the engine is a stub: each
 step answers every request added since the last step at once, with its
@@ -180,7 +180,9 @@ def run(num_pages: int, seed: int = 0, window: int = 16, prep_threads: int | Non
     bench._noise = timer.wrap("noise", noise)  # page renders (job source) and block crops of the bench
     try:
         t0, cpu0 = time.perf_counter(), time.thread_time()
-        jobs = timer.iterate("jobs", bench.make_jobs([], num_pages, seed))
+        # the bench's page source, inline: the bench makes these pages ahead on a thread (make_jobs),
+        # which would put their cost beside the step thread's stages instead of among them
+        jobs = timer.iterate("jobs", bench._synthetic_jobs(num_pages, seed))
         pages = list(timer.iterate("scheduler", sched.run(jobs)))
         wall, step_cpu = time.perf_counter() - t0, time.thread_time() - cpu0
     finally:
