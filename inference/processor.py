@@ -28,9 +28,10 @@ thread, or with `off_thread=True` on another one: its device work is then
 queued on the upload stream (never the engine's, so a graph being captured
 there is not touched; captures use capture_error_mode="thread_local") and
 the result carries a `ready` event; `LLMEngine.add_request` makes the
-engine's stream wait for it (`adopt`) before any step reads the pixels. Neither half shares mutable state across calls, except the
-tokenizer, which a caller preparing on several threads must not use
-concurrently (pass `prompt_token_ids` instead).
+engine's stream wait for it (`adopt`) before any step reads the pixels.
+Neither half shares mutable state across calls, except the tokenizer,
+which a caller preparing on several threads must not use concurrently
+(pass `prompt_token_ids` instead).
 """
 from __future__ import annotations
 
