@@ -8,6 +8,10 @@ Request lifecycle (queues):
   TransferMeta lands and is checked against the request (first token, rope
   delta, token count) -> running (engine.kv_ready: continuous batching with
   every other request) -> DecodeDone to the router, blocks freed.
+A reservation (DecodeRequest.is_reservation, sent while the prefill runs)
+allocates for an upper bound with no token known yet; its meta is checked
+against the reservation (sampling, length, written blocks) and gives the
+first token and rope delta; blocks past its length are freed (reservation.py).
 Landing: a thread of its own blocks on the KV receiver and puts each landed
 TransferMeta on the inbox, so an idle loop wakes at once (and a receiver that
 acks from recv(), like shm's, acks while a step runs); the loop thread checks
@@ -24,6 +28,7 @@ import threading
 import time
 
 from inference.disagg import protocol as P
+from inference.disagg import reservation
 from inference.disagg.channel import Channel
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
@@ -88,15 +93,19 @@ class DecodeWorker(Worker):
             return
         try:
             params = SamplingParams(**msg.sampling)
-            ids = self.engine.add_prefilled_request(rid, msg.num_prompt_tokens, msg.first_token, msg.rope_delta,
-                                                    params, msg.prompt_token_ids)
+            if msg.is_reservation:
+                ids = reservation.reserve(self.engine, rid, msg.num_prompt_tokens, params)
+            else:
+                ids = self.engine.add_prefilled_request(rid, msg.num_prompt_tokens, msg.first_token, msg.rope_delta,
+                                                        params, msg.prompt_token_ids)
         except (TypeError, ValueError, AssertionError) as e:  # never fits this pool / bad fields
             reply = P.Allocated(request_id=rid, ok=False, error=f"too_long: {e}")
         except RuntimeError as e:  # no room now
             reply = P.Allocated(request_id=rid, ok=False, error=f"no_room: {e}")
         else:
             self.expected[rid] = msg
-            self.allocated_at[rid] = time.perf_counter()
+            if not msg.is_reservation:  # a reservation's wait holds the prefill: no KV-wait span for it
+                self.allocated_at[rid] = time.perf_counter()
             reply = P.Allocated(request_id=rid, ok=True, block_ids=ids)
         reply.num_free_blocks = self.engine.block_manager.num_free_blocks
         channel.send(reply)
@@ -123,12 +132,19 @@ class DecodeWorker(Worker):
             self._drop_awaiting(rid)  # stale or released: its blocks may go now
             return
         want = self.expected.pop(rid)
-        got = (meta.num_tokens, meta.first_token_id, meta.mrope_position_delta, meta.sampling_state)
-        if got != (want.num_prompt_tokens, want.first_token, want.rope_delta, want.sampling):
-            log.warning("decode %d: metadata of %s does not match its request: %s", self.index, rid, got[:3])
+        if want.is_reservation:
+            why = reservation.landing_error(self.engine.awaiting_kv[rid].block_ids, meta, want.sampling,
+                                            want.num_prompt_tokens, self.engine.block_manager.block_size)
+        else:
+            got = (meta.num_tokens, meta.first_token_id, meta.mrope_position_delta, meta.sampling_state)
+            why = "" if got == (want.num_prompt_tokens, want.first_token, want.rope_delta, want.sampling) else f"{got[:3]}"
+        if why:
+            log.warning("decode %d: metadata of %s does not match its request: %s", self.index, rid, why)
             self._drop_awaiting(rid)
             self.reply(rid, P.Error(error="transfer metadata does not match the decode request", request_id=rid))
             return
+        if want.is_reservation:
+            reservation.adopt(self.engine, rid, meta, SamplingParams(**want.sampling))
         self.landed_at[rid] = time.perf_counter()
         self.on_outputs(self.engine.kv_ready(rid))
 

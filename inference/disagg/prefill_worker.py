@@ -8,6 +8,11 @@ Request lifecycle (queues):
   receiver, on a sender thread) -> released: blocks freed on the receiver's
   ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
   expires first. Release(request_id) from the router ends any stage early.
+Pushed at once (pre-allocation): a TransferRequest for a request still in
+prefill is kept (`destinations`); when the prefill ends, PrefillDone(pushed)
+is sent, then the send queued (the router hears PrefillDone first). One too
+small for the prompt sends nothing: TransferDone(ok=False, "dst_too_small")
+after PrefillDone, and the KV stays held.
 Connections and the sender thread: kv_senders.py.
 Threads: a TransferRequest is handled on its connection's thread (it only
 marks the held request and queues the send), so it never waits behind a
@@ -18,7 +23,7 @@ placeholder expansion, positions: Processor.host) runs on a prep thread,
 overlapping the engine's steps; every other message passes through that
 thread's queue too, so the loop sees them in arrival order, and a
 TransferRequest never waits behind the preparation of a large page.
-`held` is shared by these threads: read and changed under `_lock`.
+`held`, `destinations`, `received` and `sampling` are shared by these threads: changed under `_lock`.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
 from inference.disagg.kv_senders import KvSenders, close_quietly
+from inference.disagg.reservation import fit_destination, too_small
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
 from inference.transfer import TransferConfig, TransferMeta, select_transport
@@ -86,7 +92,9 @@ class PrefillWorker(KvSenders, Worker):
         self._preps: queue.Queue = queue.Queue()  # (channel, message) for the prep thread, in arrival order
         threading.Thread(target=self._prep_loop, name="prefill-prep", daemon=True).start()
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
-        self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held
+        self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held (in the engine)
+        self.destinations: dict[str, P.TransferRequest] = {}  # request id -> early TransferRequest, until held
+        self.received: set[str] = set()  # PrefillRequests read and not yet held, failed or released
         self.admit_wait_s: dict[str, float] = {}  # request id -> receipt to engine admission (s), until held
         self._sends: queue.Queue = queue.Queue()
         self._send_start_s: dict[str, float] = {}  # request id -> perf_counter when its send began
@@ -98,6 +106,9 @@ class PrefillWorker(KvSenders, Worker):
         if isinstance(msg, P.TransferRequest):
             self._transfer(channel, msg)
         else:
+            if isinstance(msg, P.PrefillRequest):  # known from now on: an early TransferRequest is kept for it
+                with self._lock:
+                    self.received.add(msg.request_id)
             self._preps.put((channel, msg, time.perf_counter()))
 
     def _prep_loop(self) -> None:
@@ -143,49 +154,78 @@ class PrefillWorker(KvSenders, Worker):
             prompt = self.engine.processor.finish(prepared.prompt)  # device upload: the loop thread's part
             self.engine.add_request(rid, prompt, first_only, keep_kv=True)
         except (TypeError, ValueError) as e:
+            with self._lock:
+                self.received.discard(rid)
+                self.destinations.pop(rid, None)
             self.reply(rid, P.PrefillFailed(request_id=rid, error=f"{type(e).__name__}: {e}"))
             return
-        self.sampling[rid] = msg.sampling
+        with self._lock:
+            self.sampling[rid] = msg.sampling
         self.admit_wait_s[rid] = time.perf_counter() - prepared.received_s
 
     def on_outputs(self, outputs: list) -> None:
         queued = self.load().queued_prefill_tokens
         for out in outputs:
             rid = out.request_id
-            sampling = self.sampling.pop(rid, {})
             admit_wait_s = self.admit_wait_s.pop(rid, -1.0)
             if out.finish_reason == "abort":
+                with self._lock:
+                    self.sampling.pop(rid, None)
+                    self.destinations.pop(rid, None)
+                    self.received.discard(rid)
                 self._free(rid)
                 continue
-            held = Held(out, sampling, time.time() + self.transfer_config.lease_s)
+            dst_ids = None
             with self._lock:
-                self.held[rid] = held
+                self.received.discard(rid)
+                held = self.held[rid] = Held(out, self.sampling.pop(rid, {}), time.time() + self.transfer_config.lease_s)
+                dest = self.destinations.pop(rid, None)
+                if dest is not None:
+                    dst_ids = fit_destination(dest.dst_block_ids, dest.dst_block_size, out.num_computed_tokens)
+                    if dst_ids is not None:  # claimed now: no Release or lease expiry can free it mid-send
+                        held.in_transfer, held.address = True, dest.dst_address
             req = self.engine.scheduler.held[rid]
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
                 rope_delta=out.rope_delta, prompt_token_ids=list(req.prompt.token_ids),
-                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=admit_wait_s))
+                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=admit_wait_s,
+                pushed=dst_ids is not None))
+            if dst_ids is not None:
+                self._queue_send(rid, held, dest.dst_address, dst_ids)
+            elif dest is not None:
+                self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=too_small(rid, dest)))
 
     # transfers ------------------------------------------------------------------
     def _transfer(self, channel: Channel, msg: P.TransferRequest) -> None:
         """On the connection's thread (see the module doc): claim the held KV, queue its send."""
         rid = msg.request_id
         self.owner[rid] = channel
+        dst_ids, error = None, ""
         with self._lock:
             held = self.held.get(rid)
-            claimed = held is not None and not held.in_transfer
-            if claimed:
-                held.in_transfer, held.address = True, msg.dst_address
-        if not claimed:
-            why = "already in transfer" if held else "no KV held (lease expired or released)"
-            self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=f"{rid}: {why}"))
-            return
+            if held is None and rid in self.received and msg.dst_block_size > 0:
+                self.destinations[rid] = msg  # still prefilling: pushed when its KV is there (on_outputs)
+                return
+            if held is None or held.in_transfer:
+                error = f"{rid}: " + ("already in transfer" if held else "no KV held (lease expired or released)")
+            else:
+                dst_ids = fit_destination(msg.dst_block_ids, msg.dst_block_size, held.output.num_computed_tokens)
+                if dst_ids is None:
+                    error = too_small(rid, msg)
+                else:
+                    held.in_transfer, held.address = True, msg.dst_address
+        if error:
+            self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=error))
+        else:
+            self._queue_send(rid, held, msg.dst_address, dst_ids)
+
+    def _queue_send(self, rid: str, held: Held, address: str, dst_ids) -> None:
         out = held.output
-        meta = TransferMeta(request_id=rid, src_block_ids=out.block_ids, dst_block_ids=msg.dst_block_ids,
+        meta = TransferMeta(request_id=rid, src_block_ids=out.block_ids, dst_block_ids=dst_ids,
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
                             lease_expiry_unix_s=held.lease_expiry_unix_s)
-        self._sends.put((msg.dst_address, meta))
+        self._sends.put((address, meta))
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         """On a transport thread: the send ended (acked or failed). The router
@@ -226,7 +266,9 @@ class PrefillWorker(KvSenders, Worker):
             if held is not None and held.in_transfer:
                 return  # the sender finishes or fails it; freeing now would let it read reused blocks
             self.held.pop(rid, None)  # a TransferRequest arriving from here on finds nothing to send
-        self.sampling.pop(rid, None)
+            self.sampling.pop(rid, None)
+            self.destinations.pop(rid, None)
+            self.received.discard(rid)
         self.admit_wait_s.pop(rid, None)
         self.engine.abort(rid)
         self._free(rid)

@@ -14,6 +14,13 @@ Request flow (router-driven; ids are "<request_id>@<attempt>" on workers):
   router  --PrefillRequest-->  prefill  --PrefillDone-->  router
   router  --DecodeRequest-->   decode   --Allocated-->    router   (blocks pre-allocated)
   router  --TransferRequest--> prefill  --TransferDone--> router   (KV + TransferMeta to decode)
+Pre-allocation (the fast path): with the PrefillRequest the router sends a
+DecodeRequest(is_reservation) sized from the submitted prompt; once it is
+Allocated, a TransferRequest(dst_block_size) names the destination before the
+prefill ends, and the prefill worker pushes the KV as soon as it has it
+(PrefillDone(pushed=True), then TransferDone). The decode worker learns first
+token, rope delta and length from the landed TransferMeta. Any miss (no room,
+the answer late, the reservation too small) falls back to the flow above.
   decode  --DecodeDone-->  router  --Result-->  client
   router  --Release-->  prefill | decode  (free held / pre-allocated blocks on abort or retry)
 """
@@ -117,6 +124,7 @@ class PrefillDone:
     queued_prefill_tokens: int = 0  # prompt tokens still queued on this worker
     admit_wait_s: float = -1.0  # received by the worker -> in its engine (host prep, loop busy); -1: not measured
     text: str | None = None  # first token's text when the model has a tokenizer
+    pushed: bool = False  # its KV is already on the way to the destination of an early TransferRequest
 
 
 @message
@@ -131,6 +139,10 @@ class TransferRequest:
     request_id: str  # "<id>@<attempt>", its KV is held on the prefill worker
     dst_address: str  # decode worker's KV receiver "host:port"
     dst_block_ids: BlockIds  # pre-allocated blocks in the decode pool, in sequence order (a list is converted)
+    # tokens per decode block when dst_block_ids is a reservation (may be longer than the KV needs:
+    # only the first blocks that hold it are written); 0: the ids are exact. Sent before the prefill
+    # ended, it is kept and the KV pushed as soon as it is there (PrefillDone.pushed)
+    dst_block_size: int = 0
 
     def __post_init__(self):
         _as_block_ids(self, "dst_block_ids")
@@ -160,6 +172,10 @@ class DecodeRequest:
     rope_delta: int  # M-RoPE delta
     prompt_token_ids: list[int]  # expanded prompt (penalties read it)
     sampling: dict  # SamplingParams fields
+    # True: sent with the PrefillRequest, before any token exists: num_prompt_tokens is an upper bound
+    # of the expanded prompt, first_token / rope_delta / prompt_token_ids are unknown (0, 0, []); the
+    # landed TransferMeta says them, and the blocks past its length are freed at landing
+    is_reservation: bool = False
 
 
 @message

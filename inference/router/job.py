@@ -2,11 +2,14 @@
 the stages). Workers know an attempt as "<request_id>@<attempt>"."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from inference.disagg import protocol as P
 
 IMAGE_TOKEN_PX = 28 * 28  # one image token per 28x28 px (patch 14, merge 2): a token estimate before prefill
+TOKEN_SIDE_PX = 28  # side of one image token's square (patch 14, merge 2): for the reservation's upper bound
+MIN_IMAGE_TOKENS = 4  # the processors' min_pixels (56x56) give a small image at least this many tokens
 
 
 @dataclass
@@ -16,6 +19,9 @@ class Job:
     submit_s: float  # router clock at admission
     attempt: int = 0  # bumped on every retry
     stage: str = "queued"  # queued | prefill | await_decode | alloc | transfer | decode
+    # pre-allocation while in prefill: "" none | "alloc" reservation asked of `decode` | "dest" its blocks
+    # named to the prefill worker (an early TransferRequest: KV may be written from then on)
+    early: str = ""
     prefill: str = ""  # prefill worker name of this attempt
     decode: str = ""  # decode worker name of this attempt
     prefilled: P.PrefillDone | None = None  # prefill result of this attempt
@@ -23,7 +29,8 @@ class Job:
     deadline_s: float = 0.0  # transfer must be done by then
     num_retries: int = 0  # faults survived
     # router clock (s) per stage mark of the latest attempt (metrics.STAGES names them): submitted,
-    # prefill_sent, prefill_done, decode_sent, allocated, transfer_sent, transfer_done, decode_done
+    # prefill_sent, reserve_sent, reserved, prefill_done, decode_sent, allocated, transfer_sent,
+    # transfer_done, decode_done
     marks: dict = field(default_factory=dict)
 
     @property
@@ -33,3 +40,18 @@ class Job:
     @property
     def est_tokens(self) -> int:
         return len(self.submit.prompt_token_ids) + sum(w * h // IMAGE_TOKEN_PX for w, h in self.submit.image_sizes)
+
+    @property
+    def reserve_tokens(self) -> int:
+        """Upper bound of the expanded prompt for a reservation: image sides rounded up to whole
+        tokens (the processors round to the nearest); a miss only costs the fallback path."""
+        images = sum(max(math.ceil(w / TOKEN_SIDE_PX) * math.ceil(h / TOKEN_SIDE_PX), MIN_IMAGE_TOKENS)
+                     for w, h in self.submit.image_sizes)
+        return len(self.submit.prompt_token_ids) + images
+
+    @property
+    def can_reserve(self) -> bool:
+        """A reservation's decode starts from the TransferMeta, which has no prompt: only for
+        sampling that never reads the prompt tokens (repetition penalty and n-gram bans do)."""
+        s = self.submit.sampling
+        return s.get("repetition_penalty", 1.0) == 1.0 and not s.get("no_repeat_ngram_size", 0)

@@ -3,7 +3,7 @@ throughput, per-stage latency of completed requests; exported as JSON and as
 Prometheus text.
 
 Stage latency: the router stamps each request at its stage marks (router
-clock: submitted, prefill_sent, prefill_done, decode_sent, allocated,
+clock: submitted, prefill_sent, reserve_sent, reserved, prefill_done, decode_sent, allocated,
 transfer_sent, transfer_done, decode_done); at completion every STAGES span
 whose two marks are set is one sample. Workers add spans measured on their own
 clocks (WORKER_STAGES: prefill worker receipt -> engine admission, engine
@@ -25,6 +25,7 @@ WINDOW = 10_000  # latency samples kept per series
 STAGES = {
     "queue": ("submitted", "prefill_sent"),  # at the router until a prefill worker gets it
     "prefill": ("prefill_sent", "prefill_done"),  # wire + prefill worker (queue, vision, LM prefill)
+    "reserve": ("reserve_sent", "reserved"),  # pre-allocation round trip, overlapped with the prefill
     "await_decode": ("prefill_done", "decode_sent"),  # prefilled, waiting for decode room
     "alloc": ("decode_sent", "allocated"),  # DecodeRequest -> Allocated round trip
     "transfer_request": ("allocated", "transfer_sent"),  # router turnaround

@@ -80,10 +80,11 @@ def decode_admits(w: WorkerState, tpot_s: float, num_pending: int = 0) -> bool:
 
 
 def pending_allocs(jobs) -> dict[str, int]:
-    """Decode worker name -> its allocations asked and not yet decoding (jobs in alloc or transfer)."""
+    """Decode worker name -> its allocations asked and not yet decoding (jobs in alloc or transfer,
+    and reservations of jobs still in prefill)."""
     out: dict[str, int] = {}
     for job in jobs:
-        if job.stage in ("alloc", "transfer"):
+        if job.stage in ("alloc", "transfer") or (job.stage == "prefill" and job.decode):
             out[job.decode] = out.get(job.decode, 0) + 1
     return out
 

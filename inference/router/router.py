@@ -8,10 +8,10 @@ Request lifecycle (queues and stages):
   yet) -> alloc (DecodeRequest sent) -> transfer (TransferRequest sent,
   deadline running) -> decode -> done (Result sent once; the id is kept so a
   late or duplicate worker message is ignored).
-Faults: a lost worker, a failed or timed-out transfer, an engine error: the
-request's blocks are released on both sides and it goes back to the front of
-the queue with attempt+1 (workers see "<id>@<attempt>", so replies of an old
-attempt are recognised and dropped). After max_retries it is rejected.
+  Fast path (prealloc.py): decode blocks reserved at dispatch, the KV pushed
+  when the prefill ends: prefill -> transfer, no alloc round trip after it.
+Faults (faults.py): a lost worker, a failed or timed-out transfer, an engine
+error: the request is released on both sides and retried with attempt+1.
 """
 from __future__ import annotations
 
@@ -20,16 +20,19 @@ from collections import deque
 from typing import Callable
 
 from inference.disagg import protocol as P
+from inference.router.faults import Faults
 from inference.router.job import Job
 from inference.router.metrics import RouterMetrics, worker_spans
+from inference.router.prealloc import Prealloc
 from inference.router.policy import (SloState, WorkerState, decode_has_room, pending_allocs, pick_decode,
                                      pick_prefill)
 
 DONE_MEMORY = 100_000  # finished request ids remembered for duplicate detection
 
-class Router:
+class Router(Prealloc, Faults):
     def __init__(self, slo, send: Callable[[object, object], None], transfer_timeout_s: float = 30.0,
-                 max_retries: int = 3, slo_policy: str = "defer", clock: Callable[[], float] = time.monotonic):
+                 max_retries: int = 3, slo_policy: str = "defer", clock: Callable[[], float] = time.monotonic,
+                 preallocate: bool = True):
         self.slo = SloState(slo.ttft_ms / 1000, slo.tpot_ms / 1000)
         self.max_queue = slo.max_queue
         self.send_fn, self.clock = send, clock
@@ -42,6 +45,7 @@ class Router:
         # refused; bounded so that a long-running router does not grow without end
         self.done: dict[str, None] = {}
         self.metrics = RouterMetrics()
+        self.preallocate = preallocate  # reserve decode blocks at prefill dispatch (prealloc.py)
 
     # workers -------------------------------------------------------------------------
     def add_worker(self, state: WorkerState) -> None:
@@ -146,6 +150,7 @@ class Router:
             s = job.submit
             self._send(w.name, P.PrefillRequest(request_id=job.wid, prompt_token_ids=s.prompt_token_ids,
                                                 sampling=s.sampling, images=s.images, image_sizes=s.image_sizes))
+            self._reserve(job, pending)
 
     def _try_decode(self, job: Job, pending: dict[str, int]) -> None:
         """pending: pending_allocs() of the jobs; counts the allocation asked here."""
@@ -209,17 +214,23 @@ class Router:
         if job.submit.sampling.get("max_tokens", 16) <= 1:  # prefill's token is the whole answer
             self._send(w.name, P.Release(request_id=msg.request_id))
             return self._complete(job, [msg.first_token], "length", msg.text)
+        if self._prefilled_early(job, msg):
+            return
         job.stage = "await_decode"
         self.await_decode.append(job.submit.request_id)
 
     def _on_allocated(self, w: WorkerState, msg: P.Allocated) -> None:
         w.num_free_blocks = msg.num_free_blocks
-        job = self._job_for(msg.request_id, ("alloc",))
-        if job is None:
-            if msg.ok:  # no TransferRequest was ever sent for this attempt
+        job = self._job_for(msg.request_id, ("alloc", "prefill"))
+        if job is None or (job.stage == "prefill" and job.early != "alloc"):
+            if msg.ok and job is None:  # no TransferRequest was ever sent for this attempt
                 self._send(w.name, P.Release(request_id=msg.request_id, transfer_started=False))
             return
+        if job.stage == "prefill":
+            return self._on_reserved(w, job, msg)
         job.marks["allocated"] = self.clock()
+        if not self.reservation_fits(w, job, msg):
+            return
         if not msg.ok:
             w.inflight.discard(job.submit.request_id)
             if msg.error.startswith("no_room"):
@@ -231,12 +242,16 @@ class Router:
         job.stage, job.deadline_s = "transfer", now + self.transfer_timeout_s
         job.marks["transfer_sent"] = now
         self._send(job.prefill, P.TransferRequest(request_id=job.wid, dst_address=w.transfer_address,
-                                                  dst_block_ids=msg.block_ids))
+                                                  dst_block_ids=msg.block_ids,
+                                                  dst_block_size=w.block_size if job.early else 0))
 
     def _on_transferred(self, w: WorkerState, msg: P.TransferDone) -> None:
         job = self._job_for(msg.request_id, ("transfer",))
         if job is None:
             return
+        if not msg.ok and msg.error.startswith("dst_too_small") and job.early:
+            self._drop_reservation(job, release=True)  # refused before sending: the KV is still held
+            return self.await_decode.append(job.submit.request_id)
         w.inflight.discard(job.submit.request_id)
         if not msg.ok:
             return self._retry(job, f"transfer failed: {msg.error}")
@@ -263,36 +278,6 @@ class Router:
         self._finish(job, P.Result(request_id=job.submit.request_id, token_ids=token_ids, finish_reason=reason,
                                    num_prompt_tokens=job.prefilled.num_prompt_tokens, ttft_s=job.first_token_s - job.submit_s,
                                    tpot_s=tpot, text=text, num_retries=job.num_retries))
-
-    # faults ----------------------------------------------------------------------------
-    def _unassign(self, job: Job) -> None:
-        rid = job.submit.request_id
-        for name in (job.prefill, job.decode):
-            if name in self.workers:
-                self.workers[name].inflight.discard(rid)
-        if job.stage == "prefill" and job.prefill in self.workers:
-            w = self.workers[job.prefill]
-            w.queued_tokens = max(0, w.queued_tokens - job.est_tokens)
-        if rid in self.await_decode:
-            self.await_decode.remove(rid)
-
-    def _release_all(self, job: Job) -> None:
-        # before the TransferRequest no KV can be on its way: decode frees its blocks at once
-        started = job.stage in ("transfer", "decode")
-        for name in (job.prefill, job.decode):
-            if name in self.workers:
-                self._send(name, P.Release(request_id=job.wid, transfer_started=started))
-
-    def _retry(self, job: Job, why: str) -> None:
-        self._release_all(job)
-        self._unassign(job)
-        job.num_retries += 1
-        self.metrics.count("retries")
-        if job.num_retries > self.max_retries:
-            return self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"failed: {why}"))
-        job.attempt += 1
-        job.stage, job.prefill, job.decode, job.prefilled = "queued", "", "", None
-        self.queue.appendleft(job.submit.request_id)
 
     def tick(self) -> None:
         now = self.clock()

@@ -111,3 +111,59 @@ def test_prefill_requests_prepared_in_arrival_order(worker):
     worker._dispatch(ch, got[2])  # a bad request is answered with PrefillFailed, on the loop thread
     failed = ch.sent.get(timeout=10)
     assert isinstance(failed, P.PrefillFailed) and failed.request_id == "d@0"
+
+
+def early(rid: str, n_blocks: int, block_size: int) -> P.TransferRequest:
+    return P.TransferRequest(request_id=rid, dst_address="127.0.0.1:9", dst_block_ids=list(range(7, 7 + n_blocks)),
+                             dst_block_size=block_size)
+
+
+def test_early_destination_pushed_when_the_prefill_ends(worker):
+    ch = Recorder()
+    worker.receive(ch, P.PrefillRequest(request_id="e@0", prompt_token_ids=list(range(3, 23)),
+                                        sampling={"temperature": 0.0, "max_tokens": 4}))
+    worker.receive(ch, early("e@0", 4, 8))  # 20 tokens need 3 of these 4 blocks of 8
+    assert "e@0" in worker.destinations
+    worker._dispatch(*worker.inbox.get(timeout=10))
+    while worker.engine.has_unfinished_requests():
+        worker.on_outputs(worker.engine.step())
+    done = ch.sent.get(timeout=10)
+    assert isinstance(done, P.PrefillDone) and done.pushed and done.num_prompt_tokens == 20
+    sent = ch.sent.get(timeout=10)  # PrefillDone always first: the router moves to transfer on it
+    assert isinstance(sent, P.TransferDone) and sent.ok and sent.request_id == "e@0"
+    channel, item = worker.inbox.get(timeout=10)
+    assert item[1].dst_block_ids == [7, 8, 9]  # only the blocks the KV fills are written
+    worker._dispatch(channel, item)
+    assert "e@0" not in worker.held and not worker.destinations and "e@0" not in worker.received
+
+
+def test_early_destination_too_small_sends_nothing_and_keeps_the_kv(worker):
+    ch = Recorder()
+    worker.receive(ch, P.PrefillRequest(request_id="f@0", prompt_token_ids=list(range(3, 23)),
+                                        sampling={"temperature": 0.0, "max_tokens": 4}))
+    worker.receive(ch, early("f@0", 2, 8))
+    worker._dispatch(*worker.inbox.get(timeout=10))
+    while worker.engine.has_unfinished_requests():
+        worker.on_outputs(worker.engine.step())
+    done, refused = ch.sent.get(timeout=10), ch.sent.get(timeout=10)
+    assert isinstance(done, P.PrefillDone) and not done.pushed
+    assert isinstance(refused, P.TransferDone) and not refused.ok and refused.error.startswith("dst_too_small")
+    assert "f@0" in worker.held and not worker.held["f@0"].in_transfer  # the plain flow can still send it
+    worker.receive(ch, early("f@0", 3, 8))  # a late destination that fits: sent at once
+    assert ch.sent.get(timeout=10).ok
+    worker._dispatch(*worker.inbox.get(timeout=10))
+    assert "f@0" not in worker.held
+
+
+def test_release_drops_an_early_destination(worker):
+    ch = Recorder()
+    worker.receive(ch, P.PrefillRequest(request_id="g@0", prompt_token_ids=list(range(3, 23)),
+                                        sampling={"temperature": 0.0, "max_tokens": 4}))
+    worker.receive(ch, early("g@0", 4, 8))
+    worker.receive(ch, P.Release(request_id="g@0"))
+    for _ in range(2):
+        worker._dispatch(*worker.inbox.get(timeout=10))
+    while worker.engine.has_unfinished_requests():
+        worker.on_outputs(worker.engine.step())
+    assert not worker.destinations and "g@0" not in worker.received and "g@0" not in worker.held
+    assert ch.sent.empty()  # nothing sent for a released request

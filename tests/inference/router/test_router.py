@@ -75,7 +75,7 @@ def test_full_lifecycle_and_metrics():
 
 
 def test_prefill_choice_by_queued_tokens_and_decode_by_free_blocks():
-    router, net = make()
+    router, net = make(preallocate=False)  # the plain flow: decode chosen at PrefillDone
     add(router, "p0", "prefill")
     add(router, "p1", "prefill")
     add(router, "d0", "decode", free=20)
@@ -221,7 +221,7 @@ def test_finished_ids_are_remembered_within_a_bounded_window(monkeypatch):
 
 
 def test_gone_client_requests_are_aborted_on_both_sides_at_every_stage():
-    router, net = make()
+    router, net = make(preallocate=False)  # the plain flow's stages (test_router_prealloc: reservations)
     add(router, "p0", "prefill")
     add(router, "d0", "decode")
     for rid in ("in_prefill", "in_alloc", "in_transfer", "in_decode"):

@@ -1,0 +1,74 @@
+"""Pre-allocated decode blocks (the reservation fast path, see protocol.py).
+
+A reservation is made before the prefill has run, so its size is an upper
+bound (the router's estimate of the expanded prompt) and the first token and
+rope delta are not known yet. Contract:
+- decode side, at DecodeRequest(is_reservation): `reserve` allocates blocks
+  for the bound as an engine request waiting for KV (placeholder first token);
+- prefill side, when the KV is there: `fit_destination` keeps the first
+  blocks that hold num_tokens (None: the reservation is too small, nothing
+  is sent and the router falls back to a fresh allocation);
+- decode side, when the TransferMeta lands: `adopt` rebuilds the waiting
+  request from the meta (length, first token, rope delta) on the blocks that
+  were written and frees the rest, which no sender was ever told about.
+"""
+from __future__ import annotations
+
+import torch
+
+from inference.engine.request import Request, RequestStatus
+from inference.processor import ProcessedPrompt
+from inference.sampling import SamplingParams
+from inference.transfer.blockids import BlockIds
+
+
+def fit_destination(dst_block_ids: BlockIds, dst_block_size: int, num_tokens: int) -> BlockIds | None:
+    """The leading dst blocks that hold num_tokens tokens of KV (all when
+    dst_block_size is 0: the ids were sized exactly), None when too few."""
+    if dst_block_size <= 0:
+        return dst_block_ids
+    needed = -(-num_tokens // dst_block_size)
+    if needed > len(dst_block_ids):
+        return None
+    return dst_block_ids if needed == len(dst_block_ids) else BlockIds.from_list(dst_block_ids.tolist()[:needed])
+
+
+def too_small(request_id: str, dest) -> str:
+    """TransferDone error for a destination (TransferRequest) too small for the KV: the router falls back on it."""
+    return f"dst_too_small: {request_id}: {len(dest.dst_block_ids)} blocks of {dest.dst_block_size} tokens"
+
+
+def reserve(engine, request_id: str, max_prompt_tokens: int, sampling: SamplingParams) -> list[int]:
+    """Blocks for up to max_prompt_tokens of KV (ValueError: never fits; RuntimeError: no room now)."""
+    return engine.add_prefilled_request(request_id, max_prompt_tokens, 0, 0, sampling)
+
+
+def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: int, block_size: int) -> str:
+    """Why a landed meta does not fit its reservation ("" when it does)."""
+    if meta.sampling_state != sampling:
+        return "sampling differs from the reservation's"
+    if meta.num_tokens > max_prompt_tokens:
+        return f"{meta.num_tokens} tokens exceed the reservation's {max_prompt_tokens}"
+    needed = -(-meta.num_tokens // block_size)
+    if meta.dst_block_ids != reserved[:needed]:
+        return "written blocks are not the leading blocks of the reservation"
+    return ""
+
+
+def adopt(engine, request_id: str, meta, sampling: SamplingParams) -> None:
+    """Replace the reservation's placeholder by the request the meta describes
+    (as add_prefilled_request would have made it), on its leading blocks."""
+    held = engine.awaiting_kv.pop(request_id)
+    n = meta.num_tokens
+    keep = engine.block_manager.blocks_for(n)
+    block_ids, extra = list(held.block_ids[:keep]), list(held.block_ids[keep:])
+    if extra:
+        engine.block_manager.free(extra)  # never named to a sender: reusable at once
+    # only decode positions are read (cache position + rope delta), as in add_prefilled_request
+    prompt = ProcessedPrompt([0] * n, torch.zeros(3, n, dtype=torch.long), meta.mrope_position_delta)
+    req = Request(request_id, prompt, sampling, recomputable=False)
+    req.block_ids = block_ids
+    req.status = RequestStatus.WAITING_FOR_KV
+    req.num_computed_tokens = n
+    req.append_token(meta.first_token_id)
+    engine.awaiting_kv[request_id] = req
