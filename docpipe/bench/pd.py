@@ -131,6 +131,13 @@ def stage_table(stages: dict) -> str:
     return "\n".join(lines)
 
 
+def prealloc_line(counters: dict) -> str:
+    """How requests went through the handoff: decode blocks reserved at dispatch and the KV pushed when
+    the prefill ended (at once, or on a destination that came after it), or the plain flow (fallbacks)."""
+    names = ("reservations", "pushed_at_prefill", "pushed_late", "reservation_fallbacks")
+    return "pre-allocation: " + ", ".join(f"{n.replace('_', ' ')} {counters.get(n, 0)}" for n in names)
+
+
 def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
              model: str = typer.Option("dummy:tiny", "--model", help="dummy:tiny | dummy:mineru2.5 | checkpoint dir"),
              layout: str = typer.Option("local-cpu-1p1d", "--layout", help="disaggregated layout file or name"),
@@ -190,6 +197,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
                    f"TTFT p50 {s['ttft_s']['p50'] * 1e3:.0f} ms p99 {s['ttft_s']['p99'] * 1e3:.0f} ms  "
                    f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
     typer.echo(stage_table(router_metrics.get("stages_s", {})))
+    typer.echo(prealloc_line(router_metrics.get("counters", {})))
     typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; "
                f"gpu sharing {spec.gpu_sharing.mode} (active: {sharing['active']}); wrote {path}")
 

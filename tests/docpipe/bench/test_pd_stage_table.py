@@ -12,3 +12,10 @@ def test_stage_table_orders_and_converts():
     assert [line.split()[0] for line in lines[1:]] == ["queue", "alloc", "decode_engine"]
     assert lines[2].split()[1:] == ["10.0", "30.0", "3"]
     assert len(stage_table({}).splitlines()) == 1  # header only: no stage measured
+
+
+def test_prealloc_line_counts_each_path():
+    from docpipe.bench.pd import prealloc_line
+
+    line = prealloc_line({"reservations": 5, "pushed_at_prefill": 3, "pushed_late": 1})
+    assert line == "pre-allocation: reservations 5, pushed at prefill 3, pushed late 1, reservation fallbacks 0"
