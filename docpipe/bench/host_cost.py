@@ -157,7 +157,7 @@ def make_client(timer: StageTimer, seed: int):
 
 def run(num_pages: int, seed: int = 0, window: int = 16, prep_threads: int | None = None) -> tuple[dict, list]:
     """(stage figures, page results) of one timed pass of `num_pages` synthetic pages."""
-    import docpipe.bench.pipeline as bench
+    import docpipe.bench.pipeline_jobs as bench
     from docpipe.models.scheduler import PageScheduler
 
     timer = StageTimer()

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from docpipe.bench.pipeline import BenchFlow
+from docpipe.bench.pipeline_jobs import BenchFlow
 from docpipe.bench.workload import mineru_synthetic
 from docpipe.config import ConvertOptions
 from docpipe.models.base import LayoutBlock

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from docpipe.bench import host_cost
-from docpipe.bench.pipeline import _noise
+from docpipe.bench.pipeline_jobs import _noise
 from docpipe.bench.workload import mineru_synthetic, totals
 from inference.bench.synthetic import noise_image
 

@@ -10,7 +10,7 @@ import json
 import torch
 from typer.testing import CliRunner
 
-from docpipe.bench.pipeline import scaled
+from docpipe.bench.pipeline_jobs import scaled
 from docpipe.bench.workload import mineru_synthetic, totals
 from docpipe.cli import app
 

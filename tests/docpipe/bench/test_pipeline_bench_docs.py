@@ -8,7 +8,7 @@ import json
 import torch
 from typer.testing import CliRunner
 
-from docpipe.bench.pipeline import scaled
+from docpipe.bench.pipeline_jobs import scaled
 from docpipe.bench.pipeline_docs import split_pages
 from docpipe.bench.workload import mineru_synthetic, totals
 from docpipe.cli import app
