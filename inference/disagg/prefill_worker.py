@@ -12,8 +12,7 @@ Pushed at once (pre-allocation): a TransferRequest for a request still in
 prefill is kept (`destinations`); when the prefill ends, PrefillDone(pushed)
 is sent, then the send queued (the router hears PrefillDone first). One too
 small for the prompt sends nothing: TransferDone(ok=False, "dst_too_small")
-after PrefillDone, and the KV stays held.
-Connections and the sender thread: kv_senders.py.
+after PrefillDone, and the KV stays held. Connections, sender thread: kv_senders.py.
 Threads: a TransferRequest is handled on its connection's thread (it only
 marks the held request and queues the send), so it never waits behind a
 prefill step of the loop thread; TransferDone is sent from the transport's
@@ -37,7 +36,7 @@ from dataclasses import dataclass
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
 from inference.disagg.kv_senders import KvSenders, close_quietly
-from inference.disagg.reservation import fit_destination, too_small
+from inference.disagg.reservation import fit_destination, reads_prompt, too_small
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
 from inference.transfer import TransferConfig, TransferMeta, select_transport
@@ -75,6 +74,7 @@ class Held:
     in_transfer: bool = False  # a send is in flight; the sender owns the lease then
     address: str = ""  # decode receiver it is sent to
     reported: bool = False  # TransferDone sent (a transport may report one send twice)
+    prompt_token_ids: list | None = None  # expanded prompt if the sampling reads it (a reservation's meta carries it)
 
 
 class PrefillWorker(KvSenders, Worker):
@@ -175,23 +175,24 @@ class PrefillWorker(KvSenders, Worker):
                     self.received.discard(rid)
                 self._free(rid)
                 continue
-            dst_ids = None
+            dst_ids, prompt_ids = None, list(self.engine.scheduler.held[rid].prompt.token_ids)
             with self._lock:
                 self.received.discard(rid)
-                held = self.held[rid] = Held(out, self.sampling.pop(rid, {}), time.time() + self.transfer_config.lease_s)
+                sampling = self.sampling.pop(rid, {})
+                held = self.held[rid] = Held(out, sampling, time.time() + self.transfer_config.lease_s,
+                                             prompt_token_ids=prompt_ids if reads_prompt(sampling) else None)
                 dest = self.destinations.pop(rid, None)
                 if dest is not None:
                     dst_ids = fit_destination(dest.dst_block_ids, dest.dst_block_size, out.num_computed_tokens)
                     if dst_ids is not None:  # claimed now: no Release or lease expiry can free it mid-send
                         held.in_transfer, held.address = True, dest.dst_address
-            req = self.engine.scheduler.held[rid]
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
-                rope_delta=out.rope_delta, prompt_token_ids=list(req.prompt.token_ids),
+                rope_delta=out.rope_delta, prompt_token_ids=prompt_ids,
                 prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=admit_wait_s,
                 pushed=dst_ids is not None))
             if dst_ids is not None:
-                self._queue_send(rid, held, dest.dst_address, dst_ids)
+                self._queue_send(rid, held, dest.dst_address, dst_ids, to_reservation=True)
             elif dest is not None:
                 self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=too_small(rid, dest)))
 
@@ -217,14 +218,15 @@ class PrefillWorker(KvSenders, Worker):
         if error:
             self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=error))
         else:
-            self._queue_send(rid, held, msg.dst_address, dst_ids)
+            self._queue_send(rid, held, msg.dst_address, dst_ids, to_reservation=msg.dst_block_size > 0)
 
-    def _queue_send(self, rid: str, held: Held, address: str, dst_ids) -> None:
+    def _queue_send(self, rid: str, held: Held, address: str, dst_ids, to_reservation: bool) -> None:
         out = held.output
         meta = TransferMeta(request_id=rid, src_block_ids=out.block_ids, dst_block_ids=dst_ids,
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
                             mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
-                            lease_expiry_unix_s=held.lease_expiry_unix_s)
+                            lease_expiry_unix_s=held.lease_expiry_unix_s,
+                            prompt_token_ids=held.prompt_token_ids if to_reservation else None)
         self._sends.put((address, meta))
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:

@@ -9,8 +9,14 @@ rope delta are not known yet. Contract:
   blocks that hold num_tokens (None: the reservation is too small, nothing
   is sent and the router falls back to a fresh allocation);
 - decode side, when the TransferMeta lands: `adopt` rebuilds the waiting
-  request from the meta (length, first token, rope delta) on the blocks that
-  were written and frees the rest, which no sender was ever told about.
+  request from the meta (length, first token, rope delta, and the expanded
+  prompt when the sampling reads it) on the blocks that were written and
+  frees the rest, which no sender was ever told about.
+Sampling that reads the prompt tokens (repetition penalty, n-gram bans:
+`reads_prompt`) needs the prompt ids in the meta (the prefill worker puts
+them there when it pushes to a reservation); a meta without them is refused
+at landing, since decoding on a placeholder prompt would sample differently
+from the monolithic engine.
 """
 from __future__ import annotations
 
@@ -20,6 +26,12 @@ from inference.engine.request import Request, RequestStatus
 from inference.processor import ProcessedPrompt
 from inference.sampling import SamplingParams
 from inference.transfer.blockids import BlockIds
+
+
+def reads_prompt(sampling: dict) -> bool:
+    """Does sampling with these SamplingParams fields read the prompt's tokens? (presence and
+    frequency penalties count output tokens only; the prompt length is known from the meta)"""
+    return sampling.get("repetition_penalty", 1.0) != 1.0 or bool(sampling.get("no_repeat_ngram_size", 0))
 
 
 def fit_destination(dst_block_ids: BlockIds, dst_block_size: int, num_tokens: int) -> BlockIds | None:
@@ -47,6 +59,8 @@ def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: 
     """Why a landed meta does not fit its reservation ("" when it does)."""
     if meta.sampling_state != sampling:
         return "sampling differs from the reservation's"
+    if meta.prompt_token_ids is None and reads_prompt(sampling):
+        return "the sampling reads the prompt, and the meta has no prompt_token_ids"
     if meta.num_tokens > max_prompt_tokens:
         return f"{meta.num_tokens} tokens exceed the reservation's {max_prompt_tokens}"
     needed = -(-meta.num_tokens // block_size)
@@ -64,8 +78,10 @@ def adopt(engine, request_id: str, meta, sampling: SamplingParams) -> None:
     block_ids, extra = list(held.block_ids[:keep]), list(held.block_ids[keep:])
     if extra:
         engine.block_manager.free(extra)  # never named to a sender: reusable at once
-    # only decode positions are read (cache position + rope delta), as in add_prefilled_request
-    prompt = ProcessedPrompt([0] * n, torch.zeros(3, n, dtype=torch.long), meta.mrope_position_delta)
+    # only decode positions are read (cache position + rope delta), as in add_prefilled_request; the
+    # token ids only by sampling that reads the prompt (landing_error made sure they came then)
+    ids = meta.prompt_token_ids if meta.prompt_token_ids is not None else [0] * n
+    prompt = ProcessedPrompt(ids, torch.zeros(3, n, dtype=torch.long), meta.mrope_position_delta)
     req = Request(request_id, prompt, sampling, recomputable=False)
     req.block_ids = block_ids
     req.status = RequestStatus.WAITING_FOR_KV

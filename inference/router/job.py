@@ -22,6 +22,7 @@ class Job:
     # pre-allocation while in prefill: "" none | "alloc" reservation asked of `decode` | "dest" its blocks
     # named to the prefill worker (an early TransferRequest: KV may be written from then on)
     early: str = ""
+    plain_only: bool = False  # a decode worker refused the landing of a reservation: later attempts take none
     prefill: str = ""  # prefill worker name of this attempt
     decode: str = ""  # decode worker name of this attempt
     prefilled: P.PrefillDone | None = None  # prefill result of this attempt
@@ -48,10 +49,3 @@ class Job:
         images = sum(max(math.ceil(w / TOKEN_SIDE_PX) * math.ceil(h / TOKEN_SIDE_PX), MIN_IMAGE_TOKENS)
                      for w, h in self.submit.image_sizes)
         return len(self.submit.prompt_token_ids) + images
-
-    @property
-    def can_reserve(self) -> bool:
-        """A reservation's decode starts from the TransferMeta, which has no prompt: only for
-        sampling that never reads the prompt tokens (repetition penalty and n-gram bans do)."""
-        s = self.submit.sampling
-        return s.get("repetition_penalty", 1.0) == 1.0 and not s.get("no_repeat_ngram_size", 0)

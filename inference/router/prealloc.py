@@ -2,10 +2,10 @@
 of Router; protocol.py has the message flow, inference/disagg/reservation.py
 the workers' part).
 
-At prefill dispatch a job whose sampling never reads the prompt asks the
-decode worker pick_decode would choose (KV room for Job.reserve_tokens, TPOT
-admission counting the allocations already pending there) for a
-reservation; once Allocated, the prefill worker is given the destination
+At prefill dispatch a job asks the decode worker pick_decode would choose
+(KV room for Job.reserve_tokens, TPOT admission counting the allocations
+already pending there) for a reservation (sampling that reads the prompt
+too: the prefill worker sends the expanded prompt in the TransferMeta); once Allocated, the prefill worker is given the destination
 (early TransferRequest) and pushes the KV the moment its prefill ends.
 States (Job.early, while Job.stage == "prefill"): "" -> "alloc"
 (DecodeRequest sent) -> "dest" (TransferRequest sent: from here the blocks
@@ -16,7 +16,10 @@ may be written, so a Release says transfer_started). At PrefillDone:
   plain flow (reservation_fits checks its size against the real prompt);
 - none: "await_decode", the plain flow.
 Falling back (no room, too small): the reservation is released at once
-(nothing was sent into it) and the job waits in await_decode.
+(nothing was sent into it) and the job waits in await_decode. A landed meta
+the decode worker refuses (an Error: e.g. no prompt ids from a prefill
+worker that predates them, for sampling that reads the prompt) retries the
+request in the plain flow (Job.plain_only).
 """
 from __future__ import annotations
 
@@ -28,7 +31,7 @@ from inference.router.policy import WorkerState, blocks_needed, pick_decode
 class Prealloc:
     def _reserve(self, job: Job, pending: dict[str, int]) -> None:
         """At dispatch: ask a decode worker for blocks while the prefill runs."""
-        if not self.preallocate or not job.can_reserve or job.submit.sampling.get("max_tokens", 16) <= 1:
+        if not self.preallocate or job.plain_only or job.submit.sampling.get("max_tokens", 16) <= 1:
             return
         tokens = job.reserve_tokens
         w = pick_decode(list(self.workers.values()), tokens, self.slo.tpot_s, pending)
@@ -79,6 +82,12 @@ class Prealloc:
         self._drop_reservation(job, release=msg.ok)
         self.await_decode.append(job.submit.request_id)
         return False
+
+    def _note_refused_landing(self, name: str, job: Job, msg) -> None:
+        """An Error from a reservation's decode worker (before the retry it causes)."""
+        if job.early and name == job.decode and isinstance(msg, P.Error):
+            job.plain_only = True
+            self.metrics.count("reservation_fallbacks")
 
     def _drop_reservation(self, job: Job, release: bool) -> None:
         """Back to the plain flow; release: free its blocks (no sender was ever told them)."""

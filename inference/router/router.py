@@ -197,6 +197,7 @@ class Router(Prealloc, Faults):
                     self._release_all(job)
                     self._finish(job, P.Rejected(request_id=job.submit.request_id, reason=f"bad_request: {msg.error}"))
                 else:
+                    self._note_refused_landing(name, job, msg)
                     self._retry(job, msg.error)
         self.pump()
 

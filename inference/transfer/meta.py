@@ -11,10 +11,15 @@ checks every field's type and every run, since it comes off the wire.
 from __future__ import annotations
 
 import time
+from array import array
 from dataclasses import dataclass, field
 
 from inference.transfer.blockids import MAX_IDS as MAX_WIRE_IDS  # noqa: F401 (re-exported)
 from inference.transfer.blockids import BlockIds
+from inference.transfer.token_pack import pack, unpack
+
+MAX_PROMPT_TOKENS = 1 << 21  # bound of a prompt off the wire (the largest KV pools hold ~1M tokens)
+OPTIONAL = ("prompt_token_ids",)  # fields an older peer does not send
 
 
 @dataclass
@@ -27,6 +32,7 @@ class TransferMeta:
     mrope_position_delta: int  # M-RoPE: decode positions = cache_position + delta
     sampling_state: dict = field(default_factory=dict)  # sampler params / RNG state (JSON-able)
     lease_expiry_unix_s: float = 0.0  # after this wall-clock time the sender frees the source blocks
+    prompt_token_ids: list[int] | None = None  # expanded prompt (num_tokens ids) when sent; None: not sent
 
     def __post_init__(self) -> None:
         # runs on every send and every receive: ids off the wire are BlockIds already (checked
@@ -46,6 +52,8 @@ class TransferMeta:
             raise ValueError("sampling_state must be a dict")
         if not isinstance(self.lease_expiry_unix_s, (int, float)):
             raise ValueError("lease_expiry_unix_s must be a number")
+        if self.prompt_token_ids is not None:
+            self.prompt_token_ids = _token_list(self.prompt_token_ids, self.num_tokens)
 
     def with_lease(self, lease_s: float) -> "TransferMeta":
         """Stamp the lease expiry if the caller left it unset."""
@@ -67,13 +75,21 @@ class TransferMeta:
         return {"request_id": self.request_id, "src_block_ids": self.src_block_ids.to_wire(),
                 "dst_block_ids": self.dst_block_ids.to_wire(), "num_tokens": self.num_tokens,
                 "first_token_id": self.first_token_id, "mrope_position_delta": self.mrope_position_delta,
-                "sampling_state": self.sampling_state, "lease_expiry_unix_s": self.lease_expiry_unix_s}
+                "sampling_state": self.sampling_state, "lease_expiry_unix_s": self.lease_expiry_unix_s,
+                **({} if self.prompt_token_ids is None else {"prompt_token_ids": pack(self.prompt_token_ids)})}
 
     @classmethod
     def from_wire(cls, d: object) -> "TransferMeta":
         """to_wire()'s form (runs) or to_dict()'s (id lists); anything else raises ValueError."""
         if isinstance(d, dict):
             d = {**d, **{k: _ids_from_wire(d[k], k) for k in ("src_block_ids", "dst_block_ids") if k in d}}
+            if isinstance(d.get("prompt_token_ids"), dict):  # packed (to_wire); a plain list is checked as such
+                prompt = unpack(d.pop("prompt_token_ids"), MAX_PROMPT_TOKENS)
+                meta = cls.from_dict(d)
+                if len(prompt) != meta.num_tokens:
+                    raise ValueError(f"prompt_token_ids has {len(prompt)} ids for num_tokens={meta.num_tokens}")
+                meta.prompt_token_ids = prompt  # ints of int32/int64 bytes: no per-id check needed
+                return meta
         return cls.from_dict(d)
 
     @classmethod
@@ -81,7 +97,7 @@ class TransferMeta:
         if not isinstance(d, dict):
             raise ValueError("transfer meta must be a JSON object")
         try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in OPTIONAL})
         except KeyError as e:
             raise ValueError(f"transfer meta lacks field {e}") from None
 
@@ -91,4 +107,21 @@ def _ids_from_wire(v: object, name: str) -> object:
     anything malformed) is left for __post_init__ to convert or refuse."""
     if type(v) is list and v and type(v[0]) is list:
         return BlockIds.from_runs(v, name)
+    return v
+
+
+def _token_list(v: object, num_tokens: int) -> list[int]:
+    """A prompt of num_tokens int64-range ints, as a list. One C-level pass checks type and range
+    (array('q'), ~30 ns an id; it lets a bool pass as 0/1, harmless as a token id): a block
+    request's prompt is thousands of ids, checked on the prefill worker's loop thread."""
+    if isinstance(v, tuple):
+        v = list(v)
+    if type(v) is not list:
+        raise ValueError("prompt_token_ids must be a list of ints")
+    try:
+        array("q", v)
+    except (TypeError, OverflowError) as e:
+        raise ValueError(f"prompt_token_ids must be a list of int64 ints: {e}") from None
+    if len(v) != num_tokens:
+        raise ValueError(f"prompt_token_ids has {len(v)} ids for num_tokens={num_tokens}")
     return v

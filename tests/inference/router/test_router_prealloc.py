@@ -96,11 +96,43 @@ def test_retry_after_the_destination_was_given_quarantines_decode_blocks():
     assert [m.request_id for m in net.take(kind=P.PrefillRequest)] == ["r@1"]
 
 
-def test_penalties_that_read_the_prompt_get_no_reservation():
+PENALTY = {"max_tokens": 8, "no_repeat_ngram_size": 100, "repetition_penalty": 1.2}
+
+
+def test_penalties_that_read_the_prompt_get_a_reservation():
     router, net = setup()
-    router.submit("client", P.Submit(request_id="r", prompt_token_ids=list(range(10)),
-                                     sampling={"max_tokens": 8, "no_repeat_ngram_size": 100}))
-    assert net.take(kind=P.PrefillRequest) and not net.take(kind=P.DecodeRequest)
+    router.submit("client", P.Submit(request_id="r", prompt_token_ids=list(range(10)), sampling=PENALTY))
+    (pre,) = net.take(kind=P.PrefillRequest)
+    (res,) = net.take("d0", P.DecodeRequest)
+    assert res.is_reservation and res.sampling == PENALTY and res.request_id == pre.request_id
+
+
+def test_landing_refused_by_decode_retries_in_the_plain_flow():
+    """A meta the decode worker refuses (no prompt ids from an older prefill worker): the request is
+    retried without a reservation, completes once, and both sides get a Release for the refused attempt."""
+    router, net = setup()
+    router.submit("client", P.Submit(request_id="r", prompt_token_ids=list(range(10)), sampling=PENALTY))
+    router.on_worker_message("d0", P.Allocated(request_id="r@0", ok=True, block_ids=[5, 6, 7], num_free_blocks=97))
+    router.on_worker_message("p0", P.PrefillDone(**{**vars(prefilled("r@0")), "pushed": True}))
+    router.on_worker_message("p0", P.TransferDone(request_id="r@0", ok=True, num_bytes=10, transfer_s=0.001))
+    net.take()
+    router.on_worker_message("d0", P.Error(error="transfer metadata does not match the decode request",
+                                           request_id="r@0"))
+    rels = net.take(kind=P.Release)
+    assert sorted(r.request_id for r in rels) == ["r@0", "r@0"] and all(r.transfer_started for r in rels)
+    (pre,) = net.take("p0", P.PrefillRequest)
+    assert pre.request_id == "r@1" and not net.take(kind=P.DecodeRequest)  # no reservation this time
+    assert router.metrics.counters["reservation_fallbacks"] == 1
+    router.on_worker_message("p0", prefilled("r@1"))
+    (dec,) = net.take("d0", P.DecodeRequest)
+    assert not dec.is_reservation and dec.prompt_token_ids == list(range(10))
+    router.on_worker_message("d0", P.Allocated(request_id="r@1", ok=True, block_ids=[1, 2, 3], num_free_blocks=97))
+    (tr,) = net.take("p0", P.TransferRequest)
+    assert tr.dst_block_size == 0
+    router.on_worker_message("p0", P.TransferDone(request_id="r@1", ok=True, num_bytes=10, transfer_s=0.001))
+    router.on_worker_message("d0", P.DecodeDone(request_id="r@1", token_ids=[7, 8], finish_reason="length"))
+    (result,) = net.take("client", P.Result)
+    assert result.token_ids == [7, 8] and result.num_retries == 1 and not router.jobs
 
 
 def test_reservation_counts_against_decode_room_and_blocks():
