@@ -10,8 +10,9 @@ Request lifecycle (queues):
   every other request) -> DecodeDone to the router, blocks freed.
 A reservation (DecodeRequest.is_reservation, sent while the prefill runs)
 allocates for an upper bound with no token known yet; its meta is checked
-against the reservation (sampling, length, written blocks) and gives the
-first token and rope delta; blocks past its length are freed (reservation.py).
+against the reservation (sampling, length, written blocks, the prompt ids
+when the sampling reads the prompt) and gives the first token, rope delta
+and prompt; blocks past its length are freed (reservation.py).
 Landing: a thread of its own blocks on the KV receiver and puts each landed
 TransferMeta on the inbox, so an idle loop wakes at once (and a receiver that
 acks from recv(), like shm's, acks while a step runs); the loop thread checks

@@ -1,6 +1,7 @@
 """The local-cpu-1p1d layout as real processes (prefill, decode, router) is
 token-identical to the monolithic engine with greedy sampling, over shm and
-tcp; a worker killed mid-run loses and duplicates nothing; a worker answers
+tcp, also with sampling that reads the prompt (repetition penalty, n-gram
+bans) through the reservation fast path; a worker killed mid-run loses and duplicates nothing; a worker answers
 a malformed message with an Error and refuses a wrong token, then goes on;
 a client that hangs up mid-run leaves no KV blocks held on either side."""
 from __future__ import annotations
@@ -22,6 +23,8 @@ from inference.transfer.auth import AuthError
 ENGINE_KW = dict(num_kv_blocks=96, max_model_len=768, max_num_batched_tokens=512)
 SHORT = SamplingParams(temperature=0.0, max_tokens=12, ignore_eos=True)
 LONG = SamplingParams(temperature=0.0, max_tokens=64, ignore_eos=True)  # long enough to kill a worker mid-run
+# as the product's block requests (no_repeat_ngram_size=100 there): decode needs the expanded prompt
+PENALTY = SamplingParams(temperature=0.0, max_tokens=24, ignore_eos=True, repetition_penalty=1.3, no_repeat_ngram_size=3)
 
 
 def requests(n: int = 5, seed: int = 0) -> list[dict]:
@@ -40,7 +43,7 @@ def requests(n: int = 5, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="module")
 def monolithic():
     llm = LLM("dummy:tiny", dtype="float32", device="cpu", **ENGINE_KW)
-    return {name: [o.token_ids for o in llm.generate(requests(), sp)] for name, sp in (("short", SHORT), ("long", LONG))}
+    return {name: [o.token_ids for o in llm.generate(requests(), sp)] for name, sp in (("short", SHORT), ("long", LONG), ("penalty", PENALTY))}
 
 
 def layout_over(transport: str):
@@ -129,6 +132,12 @@ def test_pd_matches_monolithic_and_survives_a_killed_worker(transport, victim, m
         client = cluster.client()
         got = run(client, "short", SHORT)
         assert [got[f"short-{i}"].token_ids for i in range(5)] == monolithic["short"]
+        got = run(client, "penalty", PENALTY)
+        assert [got[f"penalty-{i}"].token_ids for i in range(5)] == monolithic["penalty"]
+        counters = _metrics(client)["counters"]  # every request so far reserved its decode blocks, none fell back
+        assert counters["reservations"] == 10 and counters.get("reservation_fallbacks", 0) == 0
+        assert counters.get("pushed_at_prefill", 0) + counters.get("pushed_late", 0) >= 1
+        assert sum(r.num_retries for r in got.values()) == 0
 
         _malformed_and_wrong_token(cluster)
         _gone_client_leaks_nothing(cluster, client)
