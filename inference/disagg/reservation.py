@@ -20,10 +20,6 @@ from the monolithic engine.
 """
 from __future__ import annotations
 
-import torch
-
-from inference.engine.request import Request, RequestStatus
-from inference.processor import ProcessedPrompt
 from inference.sampling import SamplingParams
 from inference.transfer.blockids import BlockIds
 
@@ -70,21 +66,7 @@ def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: 
 
 
 def adopt(engine, request_id: str, meta, sampling: SamplingParams) -> None:
-    """Replace the reservation's placeholder by the request the meta describes
-    (as add_prefilled_request would have made it), on its leading blocks."""
-    held = engine.awaiting_kv.pop(request_id)
-    n = meta.num_tokens
-    keep = engine.block_manager.blocks_for(n)
-    block_ids, extra = list(held.block_ids[:keep]), list(held.block_ids[keep:])
-    if extra:
-        engine.block_manager.free(extra)  # never named to a sender: reusable at once
-    # only decode positions are read (cache position + rope delta), as in add_prefilled_request; the
-    # token ids only by sampling that reads the prompt (landing_error made sure they came then)
-    ids = meta.prompt_token_ids if meta.prompt_token_ids is not None else [0] * n
-    prompt = ProcessedPrompt(ids, torch.zeros(3, n, dtype=torch.long), meta.mrope_position_delta)
-    req = Request(request_id, prompt, sampling, recomputable=False)
-    req.block_ids = block_ids
-    req.status = RequestStatus.WAITING_FOR_KV
-    req.num_computed_tokens = n
-    req.append_token(meta.first_token_id)
-    engine.awaiting_kv[request_id] = req
+    """Replace the reservation's placeholder by the request the meta describes, on its leading
+    blocks (the token ids are there when the sampling reads the prompt: landing_error checked)."""
+    engine.adopt_reservation(request_id, meta.num_tokens, meta.first_token_id, meta.mrope_position_delta,
+                             sampling, meta.prompt_token_ids)

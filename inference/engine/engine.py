@@ -85,14 +85,8 @@ class LLMEngine:
                               sampling: SamplingParams, prompt_token_ids: list[int] | None = None) -> list[int]:
         """Decode role: allocate blocks for a prompt whose KV will be written
         from outside; returns the block ids to write into."""
-        import torch
-
-        ids = list(prompt_token_ids) if prompt_token_ids is not None else [0] * num_prompt_tokens
-        assert len(ids) == num_prompt_tokens, "prompt_token_ids must have num_prompt_tokens entries"
         self._check_fits(request_id, num_prompt_tokens + sampling.max_tokens)
-        # Only decode positions are needed (cache position + rope_delta); prompt positions are never read.
-        prompt = ProcessedPrompt(ids, torch.zeros(3, num_prompt_tokens, dtype=torch.long), rope_delta)
-        req = Request(request_id, prompt, sampling, recomputable=False)
+        req = self._awaiting(request_id, num_prompt_tokens, first_token, rope_delta, sampling, prompt_token_ids)
         if not self.block_manager.allocate(req.block_ids, num_prompt_tokens):
             raise RuntimeError(f"request {request_id}: no free KV blocks for {num_prompt_tokens} prompt tokens")
         # The KV is written from outside the engine's stream (another process, a transfer thread). The
@@ -101,11 +95,40 @@ class LLMEngine:
         # in it, and the step before it was collected before step() returned).
         if self._inflight is not None and self.block_manager.freed_since(req.block_ids, self._inflight_epoch):
             self.wait_inflight()
+        self.awaiting_kv[request_id] = req
+        return list(req.block_ids)
+
+    def adopt_reservation(self, request_id: str, num_prompt_tokens: int, first_token: int, rope_delta: int,
+                          sampling: SamplingParams, prompt_token_ids: list[int] | None = None) -> None:
+        """Decode role: a request reserved with add_prefilled_request for an upper bound of its
+        prompt (placeholder first token) becomes the one its landed KV describes, on the leading
+        blocks that hold num_prompt_tokens; the rest (never named to a sender) are freed."""
+        held = self.awaiting_kv[request_id]
+        keep = self.block_manager.blocks_for(num_prompt_tokens)
+        if keep > len(held.block_ids):
+            raise ValueError(f"request {request_id}: {num_prompt_tokens} tokens exceed its reservation")
+        req = self._awaiting(request_id, num_prompt_tokens, first_token, rope_delta, sampling, prompt_token_ids)
+        req.block_ids, extra = list(held.block_ids[:keep]), list(held.block_ids[keep:])
+        if extra:
+            self.block_manager.free(extra)
+        self.awaiting_kv[request_id] = req
+
+    @staticmethod
+    def _awaiting(request_id: str, num_prompt_tokens: int, first_token: int, rope_delta: int,
+                  sampling: SamplingParams, prompt_token_ids: list[int] | None) -> Request:
+        """A request whose prompt KV is written from outside, waiting for it (no blocks yet)."""
+        import torch
+
+        ids = list(prompt_token_ids) if prompt_token_ids is not None else [0] * num_prompt_tokens
+        assert len(ids) == num_prompt_tokens, "prompt_token_ids must have num_prompt_tokens entries"
+        # Only decode positions are needed (cache position + rope_delta); prompt positions are never read;
+        # the ids only by sampling that reads the prompt (penalties, n-gram bans).
+        prompt = ProcessedPrompt(ids, torch.zeros(3, num_prompt_tokens, dtype=torch.long), rope_delta)
+        req = Request(request_id, prompt, sampling, recomputable=False)
         req.status = RequestStatus.WAITING_FOR_KV
         req.num_computed_tokens = num_prompt_tokens
         req.append_token(first_token)
-        self.awaiting_kv[request_id] = req
-        return list(req.block_ids)
+        return req
 
     def wait_inflight(self) -> None:
         """Block until the launched step's device work is done."""
