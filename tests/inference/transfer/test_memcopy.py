@@ -123,6 +123,22 @@ def test_a_retry_is_decided_on_its_median_not_its_first_copy(monkeypatch):
     assert c.best == "caller"
 
 
+def test_a_cold_first_team_copy_does_not_hand_the_size_to_the_caller(monkeypatch):
+    clock = [0]
+    monkeypatch.setattr(memcopy.time, "monotonic_ns", lambda: clock[0])
+    c = memcopy._Chooser()
+    _retry(c, "caller", 140_000)  # the caller is measured first
+    assert c.pick() == "team"
+    c.record("team", 1 << 20, 200_000)  # its team wakes up: 1.4x the caller, not a stall
+    assert c.best == "team" and c.pick() == "team"
+    c.record("team", 1 << 20, 80_000)
+    c.record("team", 1 << 20, 80_000)  # warm: judged on three copies, the team stays
+    assert c.best == "team" and c.pick() == "team"
+    for _ in range(3):
+        c.record("team", 1 << 20, 400_000)  # slower than the caller over a full judgement: it goes
+    assert c.best == "caller"
+
+
 def test_sizes_are_chosen_apart():
     assert memcopy.chooser_for(4 << 20) is memcopy.chooser_for((4 << 20) + 5) is not memcopy.chooser_for(16 << 20)
 
