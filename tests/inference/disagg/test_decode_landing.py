@@ -4,39 +4,22 @@ DecodeDone carries the worker's own stage spans (KV wait, decode time).
 Real worker (dummy:tiny engine, no serve loop), in-process fake transport."""
 from __future__ import annotations
 
-import queue
 import time
 
 import pytest
 
 from inference.disagg import protocol as P
 from inference.disagg.decode_worker import DecodeWorker
-from inference.layouts import load_layout
 from inference.transfer import TransferMeta
 from inference.transfer.fake import FakeSender
+from tests.inference.disagg.doubles import Recorder, decode_until_done, make_worker
 
 SAMPLING = {"temperature": 0.0, "max_tokens": 3, "ignore_eos": True}
 
 
-class Recorder:
-    closed = False
-
-    def __init__(self):
-        self.sent: queue.Queue = queue.Queue()
-
-    def send(self, msg):
-        self.sent.put(msg)
-
-    def reply_error(self, error, request_id=""):
-        self.sent.put(P.Error(error=error, request_id=request_id))
-
-
 @pytest.fixture(scope="module")
 def worker():
-    layout = load_layout("local-cpu-1p1d")
-    layout.token = "test-token-landing"
-    layout.transfer.transport, layout.transfer.fallback = "fake", None
-    w = DecodeWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
+    w = make_worker(DecodeWorker, "test-token-landing", fake_transfer=True)
     yield w
     w.close()
 
@@ -56,11 +39,7 @@ def test_landed_kv_reaches_the_inbox_and_decodes(worker):
     assert channel is None and isinstance(meta, TransferMeta) and meta.request_id == "a@0"
     worker._dispatch(channel, meta)
     assert [r.request_id for r in worker.engine.scheduler.running] == ["a@0"]
-    for _ in range(20):
-        if not worker.engine.has_unfinished_requests():
-            break
-        worker.on_outputs(worker.engine.step())
-    done = ch.sent.get(timeout=10)
+    done = decode_until_done(worker, ch)
     assert isinstance(done, P.DecodeDone) and done.token_ids[0] == 5 and len(done.token_ids) == 3
     assert 0 <= done.kv_wait_s < 5 and done.decode_s > 0
     assert not worker.allocated_at and not worker.landed_at  # nothing kept per finished request

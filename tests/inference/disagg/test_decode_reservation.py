@@ -13,18 +13,15 @@ import pytest
 
 from inference.disagg import protocol as P
 from inference.disagg.decode_worker import DecodeWorker
-from inference.layouts import load_layout
 from inference.transfer import TransferMeta
 from inference.transfer.fake import FakeSender
-from tests.inference.disagg.test_decode_landing import SAMPLING, Recorder
+from tests.inference.disagg.doubles import Recorder, decode_until_done, make_worker
+from tests.inference.disagg.test_decode_landing import SAMPLING
 
 
 @pytest.fixture(scope="module")
 def worker():
-    layout = load_layout("local-cpu-1p1d")
-    layout.token = "test-token-reservation"
-    layout.transfer.transport, layout.transfer.fallback = "fake", None
-    w = DecodeWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
+    w = make_worker(DecodeWorker, "test-token-reservation", fake_transfer=True)
     yield w
     w.close()
 
@@ -58,11 +55,7 @@ def test_reservation_takes_token_and_length_from_the_meta(worker):
     assert req.request_id == "a@0" and req.num_computed_tokens == bs - 2 and req.rope_delta == -4
     assert req.block_ids == alloc.block_ids.tolist()[:1]  # the two unwritten blocks are free again
     assert worker.engine.block_manager.num_free_blocks == free0 - 1
-    for _ in range(20):
-        if not worker.engine.has_unfinished_requests():
-            break
-        worker.on_outputs(worker.engine.step())
-    done = ch.sent.get(timeout=10)
+    done = decode_until_done(worker, ch)
     assert isinstance(done, P.DecodeDone) and done.token_ids[0] == 5 and len(done.token_ids) == 3
     assert worker.engine.block_manager.num_free_blocks == free0
     worker.engine.block_manager.check_invariants()

@@ -11,8 +11,8 @@ import time
 import pytest
 
 from inference.disagg.prefill_worker import PrefillWorker
-from inference.layouts import load_layout
 from inference.transfer import Transport, TransferError, TransferMeta
+from tests.inference.disagg.doubles import make_worker
 
 
 class RecordingSender:
@@ -59,10 +59,7 @@ class RecordingSender:
 
 @pytest.fixture(scope="module")
 def worker():
-    layout = load_layout("local-cpu-1p1d")
-    layout.token = "test-token-senders"
-    w = PrefillWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
-    w.transport = Transport("recording", RecordingSender, object, lambda config: None)
+    w = make_worker(PrefillWorker, "test-token-senders", Transport("recording", RecordingSender, object, lambda config: None))
     yield w
     w.close()
 

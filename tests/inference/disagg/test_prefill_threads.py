@@ -5,7 +5,6 @@ and reach the loop in arrival order with the other messages. The worker is
 real (dummy:tiny engine, no serve loop); the transport is an acking fake."""
 from __future__ import annotations
 
-import queue
 import time
 from types import SimpleNamespace
 
@@ -13,8 +12,8 @@ import pytest
 
 from inference.disagg import protocol as P
 from inference.disagg.prefill_worker import Held, Prepared, PrefillWorker
-from inference.layouts import load_layout
 from inference.transfer import Transport
+from tests.inference.disagg.doubles import Recorder, make_worker
 
 
 class AckingSender:
@@ -31,27 +30,9 @@ class AckingSender:
         pass
 
 
-class Recorder:
-    """A control channel double: what the worker sent, as a queue."""
-
-    closed = False
-
-    def __init__(self):
-        self.sent: queue.Queue = queue.Queue()
-
-    def send(self, msg):
-        self.sent.put(msg)
-
-    def reply_error(self, error, request_id=""):
-        self.sent.put(P.Error(error=error, request_id=request_id))
-
-
 @pytest.fixture(scope="module")
 def worker():
-    layout = load_layout("local-cpu-1p1d")
-    layout.token = "test-token-threads"
-    w = PrefillWorker("dummy:tiny", layout, 0, num_kv_blocks=16, max_model_len=128)
-    w.transport = Transport("acking", AckingSender, object, lambda config: None)
+    w = make_worker(PrefillWorker, "test-token-threads", Transport("acking", AckingSender, object, lambda config: None))
     yield w
     w.close()
 
