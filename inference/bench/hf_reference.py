@@ -103,6 +103,34 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+class _StepClock:
+    """A logits processor that only records when each generation step reached it: generate()
+    syncs with the device every step (its stopping check reads a device value), so the
+    intervals are the steps' wall times."""
+
+    def __init__(self):
+        self.times: list[float] = []
+
+    def __call__(self, input_ids, scores):
+        self.times.append(time.perf_counter())
+        return scores
+
+
+@torch.inference_mode()
+def decode_step_s(model, kw: dict, new_tokens: int, device: str) -> float:
+    """Mean seconds per generated token after the first, within one generate() call (no
+    difference of two separate runs, which noise can make negative on a small model)."""
+    from transformers import LogitsProcessorList
+
+    assert new_tokens >= 2, "a decode step needs at least two generated tokens"
+    clock = _StepClock()
+    _sync(device)
+    model.generate(**kw, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                   eos_token_id=None, pad_token_id=0, logits_processor=LogitsProcessorList([clock]))
+    _sync(device)
+    return (clock.times[-1] - clock.times[0]) / (len(clock.times) - 1)
+
+
 @torch.inference_mode()
 def generate_timed(model, kw: dict, new_tokens: int, device: str) -> tuple[float, torch.Tensor]:
     _sync(device)
