@@ -134,15 +134,20 @@ class Cluster:
         self._stop.set()
         if self._supervisor is not None and self._supervisor is not threading.current_thread():
             self._supervisor.join(timeout=10)
-        procs = list(self.procs.values()) + ([self.router_proc] if self.router_proc else [])
-        for p in procs:
-            if p.is_alive():
-                p.terminate()
-        for p in procs:
-            p.join(timeout=10)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        # router first (it would log every worker it sees go as lost), then senders before their
+        # receivers (a prefill worker logs a decode worker that closed under it)
+        groups = [[self.router_proc] if self.router_proc else []]
+        groups += [[p for (r, _), p in self.procs.items() if r == role] for role in ("prefill", "decode")]
+        groups.append([p for (r, _), p in self.procs.items() if r not in ("prefill", "decode")])
+        for group in groups:
+            for p in group:
+                if p.is_alive():
+                    p.terminate()
+            for p in group:
+                p.join(timeout=10)
+                if p.is_alive():
+                    p.kill()
+                    p.join(timeout=5)
         self.gpu_sharing.stop()  # after its clients are gone
 
     def __enter__(self) -> "Cluster":
