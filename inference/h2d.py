@@ -43,6 +43,8 @@ import threading
 
 import torch
 
+from inference.streams import side_stream
+
 RING_ENV = "DOCPIPE_PINNED_RING_MB"
 _ALIGN = 512  # region start alignment, bytes: any dtype's view of a region is aligned
 
@@ -115,7 +117,7 @@ class PinnedUploader:
         self.device = device
         self.regions = RingRegions(capacity_bytes)
         self.buffer = torch.empty(capacity_bytes, dtype=torch.uint8, pin_memory=True)
-        self.stream = torch.cuda.Stream(device=device)
+        self.stream = side_stream(device, "upload")  # one per purpose: never another thread's (streams.py)
         self.lock = threading.Lock()
 
     def upload(self, t: torch.Tensor) -> torch.Tensor:
@@ -160,9 +162,6 @@ def _uploader(device: torch.device) -> PinnedUploader | None:
         return _UPLOADERS[index]
 
 
-_SIDE_STREAMS: dict[int, torch.cuda.Stream] = {}
-
-
 def upload_stream(device: torch.device) -> torch.cuda.Stream:
     """The stream uploads of `device` are queued on: the ring's, or (ring off) one side stream per device.
     For device work done off the engine's thread (Processor.finish(off_thread=True))."""
@@ -170,9 +169,5 @@ def upload_stream(device: torch.device) -> torch.cuda.Stream:
     up = _uploader(device)
     if up is not None:
         return up.stream
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    with _UPLOADERS_LOCK:
-        if index not in _SIDE_STREAMS:
-            _SIDE_STREAMS[index] = torch.cuda.Stream(device=torch.device("cuda", index))
-        return _SIDE_STREAMS[index]
+    return side_stream(device, "upload")
 

@@ -135,7 +135,8 @@ class DecodeWorker(Worker):
         want = self.expected.pop(rid)
         if want.is_reservation:
             why = reservation.landing_error(self.engine.awaiting_kv[rid].block_ids, meta, want.sampling,
-                                            want.num_prompt_tokens, self.engine.block_manager.block_size)
+                                            want.num_prompt_tokens, self.engine.block_manager.block_size,
+                                            self.engine.model_config.vocab_size)
         else:
             got = (meta.num_tokens, meta.first_token_id, meta.mrope_position_delta, meta.sampling_state)
             why = "" if got == (want.num_prompt_tokens, want.first_token, want.rope_delta, want.sampling) else f"{got[:3]}"

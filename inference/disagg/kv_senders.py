@@ -102,7 +102,10 @@ def send_stream(pool):
         return contextlib.nullcontext()
     import torch
 
-    return torch.cuda.stream(torch.cuda.Stream(device=pool.device))
+    from inference.streams import side_stream
+
+    return torch.cuda.stream(side_stream(pool.device, "kv-send"))  # one per device: a pool stream made per
+    # connection would come back as another purpose's (inference/streams.py)
 
 
 def link_alive(sender) -> bool:

@@ -1,5 +1,4 @@
-"""Prefill worker: vision encoder + LM prefill; holds each request's KV until
-the decode side has it.
+"""Prefill worker: vision encoder + LM prefill; holds each request's KV until the decode side has it.
 
 Request lifecycle (queues):
   PrefillRequest -> engine waiting -> in prefill (max_tokens=1, keep_kv) ->
@@ -142,8 +141,11 @@ class PrefillWorker(KvSenders, Worker):
         msg = prepared.msg
         rid = msg.request_id
         self.owner[rid] = channel
-        if rid in self.held or rid in self.sampling:
-            return  # duplicate delivery: the first one is being served
+        if rid in self.held or rid in self.sampling:  # duplicate delivery: the first one is being served
+            with self._lock:  # once held, the first left `received`: this copy's receive() re-added it
+                if rid in self.held:
+                    self.received.discard(rid)
+            return
         if prepared.exception is not None:
             raise prepared.exception
         try:

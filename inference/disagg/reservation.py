@@ -51,10 +51,18 @@ def reserve(engine, request_id: str, max_prompt_tokens: int, sampling: SamplingP
     return engine.add_prefilled_request(request_id, max_prompt_tokens, 0, 0, sampling)
 
 
-def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: int, block_size: int) -> str:
-    """Why a landed meta does not fit its reservation ("" when it does)."""
+def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: int, block_size: int,
+                  vocab_size: int) -> str:
+    """Why a landed meta does not fit its reservation ("" when it does). Token ids off the wire are
+    range-checked here: the first token feeds the embedding and prompt ids index the logits in the
+    penalties, where an id out of the vocabulary is a device-side assert that ends the worker."""
     if meta.sampling_state != sampling:
         return "sampling differs from the reservation's"
+    if not 0 <= meta.first_token_id < vocab_size:
+        return f"first token {meta.first_token_id} is outside the vocabulary of {vocab_size}"
+    ids = meta.prompt_token_ids
+    if ids and not (0 <= min(ids) and max(ids) < vocab_size):
+        return f"prompt token ids outside the vocabulary of {vocab_size}"
     if meta.prompt_token_ids is None and reads_prompt(sampling):
         return "the sampling reads the prompt, and the meta has no prompt_token_ids"
     if meta.num_tokens > max_prompt_tokens:

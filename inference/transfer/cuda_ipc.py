@@ -34,6 +34,8 @@ import threading
 
 import torch
 
+from inference.streams import side_stream
+
 from inference.env import env_flag
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
@@ -137,7 +139,7 @@ class CudaIpcSender(ControlSender):
         self._dst = import_handle(reply.get("ipc") or {})
         if self._dst.numel() != self.peer_spec.pool_bytes:
             raise TransferError("cuda-ipc: mapped pool size does not match the receiver's spec")
-        self._stream = torch.cuda.Stream(device=self.pool.device)
+        self._stream = side_stream(self.pool.device, "kv-ipc")  # one per device, not per connection (streams.py)
         # made once: Stream.wait_stream would create (cudaEventCreate) a fresh event per transfer
         self._written = torch.cuda.Event()
         self._written_lock = threading.Lock()  # sends from two threads must not swap their records

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from inference.layers.attention import AttentionMetadata
+from inference.streams import side_stream
 from inference.worker.graph_capture import capture
 from inference.worker.input_batch import InputBatch
 
@@ -64,7 +65,7 @@ class DecodeGraphs:
         self.hidden[:size] = model(embeds, self.positions[:, :size], meta)
 
     def _capture(self, size: int, width: int) -> torch.cuda.CUDAGraph:
-        stream = torch.cuda.Stream(self.runner.device)
+        stream = side_stream(self.runner.device, "graph-warmup")
         stream.wait_stream(torch.cuda.current_stream(self.runner.device))
         with torch.cuda.stream(stream):
             self._forward(size, width)  # warm-up: lazy inits and autotuning stay out of the graph

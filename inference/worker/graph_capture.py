@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 
 from inference.env import env_flag
+from inference.streams import side_stream
 
 TORCH_CAPTURE_ENV = "DOCPIPE_TORCH_GRAPH_CAPTURE"
 
@@ -37,7 +38,7 @@ def capture(graph: torch.cuda.CUDAGraph, fn: Callable[[], None], device: torch.d
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
             fn()
         return graph.pool()
-    stream = torch.cuda.Stream(device)
+    stream = side_stream(device, "graph-capture")  # one stream for every capture (streams.py)
     stream.wait_stream(torch.cuda.current_stream(device))
     with torch.cuda.stream(stream):
         graph.capture_begin(pool=pool, capture_error_mode="thread_local")

@@ -147,7 +147,9 @@ class ModelRunner:
         rows have slot -1 (no KV write), belong to no sequence (attention skips them) and are
         dropped; every other op is row-wise, so the real rows are what they would be unpadded."""
         num, step = embeds.shape[0], self.config.prefill_pad_tokens
-        pad = -num % step if step else 0
+        # decode-shaped batches (one token a sequence) go to decode attention, which sizes its grid
+        # from the query rows: padded rows would read past the batch's lengths and block tables
+        pad = -num % step if step and not batch.meta.is_decode else 0
         if not pad:
             return self.model(embeds, batch.positions, batch.meta)
         meta = dataclasses.replace(batch.meta, slot_mapping=F.pad(batch.meta.slot_mapping, (0, pad), value=-1))

@@ -61,19 +61,24 @@ def test_reservation_takes_token_and_length_from_the_meta(worker):
     worker.engine.block_manager.check_invariants()
 
 
-@pytest.mark.parametrize("case", ["not_leading", "too_long", "sampling"])
+@pytest.mark.parametrize("case", ["not_leading", "too_long", "sampling", "first_token_id", "prompt_ids"])
 def test_meta_that_does_not_fit_its_reservation_is_refused(worker, case):
     ch, free0 = Recorder(), worker.engine.block_manager.num_free_blocks
     bs = worker.engine.block_manager.block_size
     ids = reserve(worker, ch, f"{case}@0", 2 * bs).block_ids.tolist()
-    dst, n, sampling = ids[:1], bs, SAMPLING
+    dst, n, sampling, first, prompt = ids[:1], bs, SAMPLING, 5, None
+    vocab = worker.engine.model_config.vocab_size
     if case == "not_leading":
         dst = ids[1:]
     elif case == "too_long":
         dst, n = ids + [max(ids) + 1], 2 * bs + 1
+    elif case == "first_token_id":  # off the wire: outside the vocabulary it would index the embedding
+        first = vocab
+    elif case == "prompt_ids":  # ...and the logits, in penalties
+        prompt = [1] * (n - 1) + [vocab + 7]
     else:
         sampling = {**SAMPLING, "max_tokens": 9}
-    land(worker, f"{case}@0", dst, num_tokens=n, first=5, delta=0, sampling=sampling)
+    land(worker, f"{case}@0", dst, num_tokens=n, first=first, delta=0, sampling=sampling, prompt=prompt)
     err = ch.sent.get(timeout=10)
     assert isinstance(err, P.Error) and err.request_id == f"{case}@0"
     assert not worker.engine.scheduler.running and f"{case}@0" not in worker.engine.awaiting_kv

@@ -148,3 +148,17 @@ def test_release_drops_an_early_destination(worker):
         worker.on_outputs(worker.engine.step())
     assert not worker.destinations and "g@0" not in worker.received and "g@0" not in worker.held
     assert ch.sent.empty()  # nothing sent for a released request
+
+
+def test_duplicate_prefill_request_of_a_held_request_is_not_left_received(worker):
+    # a duplicate arriving after the first copy was held: its receive() re-added the id to `received`,
+    # which would park a later TransferRequest for it (dst_block_size > 0) forever once the KV is gone
+    hold(worker, "dup@0")
+    msg = P.PrefillRequest(request_id="dup@0", prompt_token_ids=[1, 2, 3], sampling={"max_tokens": 4})
+    worker.receive(Recorder(), msg)
+    channel, item = worker.inbox.get(timeout=10)
+    assert "dup@0" in worker.received  # receive() marked it, as for any PrefillRequest
+    worker._dispatch(channel, item)  # the loop sees a duplicate of a held request
+    assert "dup@0" not in worker.received and "dup@0" in worker.held
+    with worker._lock:
+        worker.held.pop("dup@0")
