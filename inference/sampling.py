@@ -48,5 +48,11 @@ class SamplingParams:
         return self.temperature == 0.0 or self.top_k == 1
 
     @property
+    def reads_prompt(self) -> bool:
+        """Whether sampling reads the prompt's tokens: the repetition penalty and n-gram bans do;
+        presence and frequency penalties count output tokens only."""
+        return self.repetition_penalty != 1.0 or self.no_repeat_ngram_size > 0
+
+    @property
     def has_penalties(self) -> bool:
         return self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0

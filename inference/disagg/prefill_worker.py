@@ -7,20 +7,16 @@ Request lifecycle (queues):
   receiver, on a sender thread) -> released: blocks freed on the receiver's
   ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
   expires first. Release(request_id) from the router ends any stage early.
-Pushed at once (pre-allocation): a TransferRequest for a request still in
-prefill is kept (`destinations`); when the prefill ends, PrefillDone(pushed)
-is sent, then the send queued (the router hears PrefillDone first). One too
-small for the prompt sends nothing: TransferDone(ok=False, "dst_too_small")
-after PrefillDone, and the KV stays held. Connections, sender thread: kv_senders.py.
-Threads: a TransferRequest is handled on its connection's thread (it only
-marks the held request and queues the send), so it never waits behind a
-prefill step of the loop thread; TransferDone is sent from the transport's
-thread as soon as the send ends, and only the freeing of the blocks goes
-through the loop. A PrefillRequest's host-side preparation (pixels,
-placeholder expansion, positions: Processor.host) runs on a prep thread,
-overlapping the engine's steps; every other message passes through that
-thread's queue too, so the loop sees them in arrival order, and a
-TransferRequest never waits behind the preparation of a large page.
+Pushed at once (pre-allocation): a TransferRequest for a request still in prefill is kept (`destinations`);
+when the prefill ends, PrefillDone(pushed) is sent, then the send queued (the router hears PrefillDone
+first). One too small for the prompt sends nothing: TransferDone(ok=False, "dst_too_small") after
+PrefillDone, and the KV stays held. Connections, sender thread: kv_senders.py. Threads: a TransferRequest is
+handled on its connection's thread (it only marks the held request and queues the send), so it never waits
+behind a prefill step of the loop thread; TransferDone is sent from the transport's thread as soon as the
+send ends, and only the freeing of the blocks goes through the loop. A PrefillRequest's host-side
+preparation (pixels, placeholder expansion, positions: Processor.host) runs on a prep thread, overlapping
+the engine's steps; every other message passes through that thread's queue too, so the loop sees them in
+arrival order, and a TransferRequest never waits behind the preparation of a large page.
 `held`, `destinations`, `received` and `sampling` are shared by these threads: changed under `_lock`.
 """
 from __future__ import annotations
@@ -35,7 +31,7 @@ from dataclasses import dataclass
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
 from inference.disagg.kv_senders import KvSenders, close_quietly
-from inference.disagg.reservation import fit_destination, reads_prompt, too_small
+from inference.disagg.reservation import fit_destination, too_small
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
 from inference.transfer import TransferConfig, TransferMeta, select_transport
@@ -177,12 +173,13 @@ class PrefillWorker(KvSenders, Worker):
                     self.received.discard(rid)
                 self._free(rid)
                 continue
-            dst_ids, prompt_ids = None, list(self.engine.scheduler.held[rid].prompt.token_ids)
+            req, dst_ids = self.engine.scheduler.held[rid], None
+            prompt_ids = list(req.prompt.token_ids)  # in PrefillDone; in the meta only when sampling reads it
             with self._lock:
                 self.received.discard(rid)
                 sampling = self.sampling.pop(rid, {})
                 held = self.held[rid] = Held(out, sampling, time.time() + self.transfer_config.lease_s,
-                                             prompt_token_ids=prompt_ids if reads_prompt(sampling) else None)
+                                             prompt_token_ids=prompt_ids if req.sampling.reads_prompt else None)
                 dest = self.destinations.pop(rid, None)
                 if dest is not None:
                     dst_ids = fit_destination(dest.dst_block_ids, dest.dst_block_size, out.num_computed_tokens)

@@ -13,7 +13,7 @@ rope delta are not known yet. Contract:
   prompt when the sampling reads it) on the blocks that were written and
   frees the rest, which no sender was ever told about.
 Sampling that reads the prompt tokens (repetition penalty, n-gram bans:
-`reads_prompt`) needs the prompt ids in the meta (the prefill worker puts
+`SamplingParams.reads_prompt`) needs the prompt ids in the meta (the prefill worker puts
 them there when it pushes to a reservation); a meta without them is refused
 at landing, since decoding on a placeholder prompt would sample differently
 from the monolithic engine.
@@ -22,12 +22,6 @@ from __future__ import annotations
 
 from inference.sampling import SamplingParams
 from inference.transfer.blockids import BlockIds
-
-
-def reads_prompt(sampling: dict) -> bool:
-    """Does sampling with these SamplingParams fields read the prompt's tokens? (presence and
-    frequency penalties count output tokens only; the prompt length is known from the meta)"""
-    return sampling.get("repetition_penalty", 1.0) != 1.0 or bool(sampling.get("no_repeat_ngram_size", 0))
 
 
 def fit_destination(dst_block_ids: BlockIds, dst_block_size: int, num_tokens: int) -> BlockIds | None:
@@ -63,7 +57,7 @@ def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: 
     ids = meta.prompt_token_ids
     if ids and not (0 <= min(ids) and max(ids) < vocab_size):
         return f"prompt token ids outside the vocabulary of {vocab_size}"
-    if meta.prompt_token_ids is None and reads_prompt(sampling):
+    if meta.prompt_token_ids is None and SamplingParams(**sampling).reads_prompt:
         return "the sampling reads the prompt, and the meta has no prompt_token_ids"
     if meta.num_tokens > max_prompt_tokens:
         return f"{meta.num_tokens} tokens exceed the reservation's {max_prompt_tokens}"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import torch
 
 from inference.layers.attention import AttentionMetadata
-from inference.streams import side_stream
 from inference.worker.graph_capture import capture
 from inference.worker.input_batch import InputBatch
 
@@ -65,11 +64,6 @@ class DecodeGraphs:
         self.hidden[:size] = model(embeds, self.positions[:, :size], meta)
 
     def _capture(self, size: int, width: int) -> torch.cuda.CUDAGraph:
-        stream = side_stream(self.runner.device, "graph-warmup")
-        stream.wait_stream(torch.cuda.current_stream(self.runner.device))
-        with torch.cuda.stream(stream):
-            self._forward(size, width)  # warm-up: lazy inits and autotuning stay out of the graph
-        torch.cuda.current_stream(self.runner.device).wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
         # not torch.cuda.graph(): its synchronize + empty_cache would stall the run (graph_capture.py)
         self.pool = capture(graph, lambda: self._forward(size, width), self.runner.device, self.pool)

@@ -33,7 +33,13 @@ TORCH_CAPTURE_ENV = "DOCPIPE_TORCH_GRAPH_CAPTURE"
 
 
 def capture(graph: torch.cuda.CUDAGraph, fn: Callable[[], None], device: torch.device, pool=None):
-    """Record fn()'s device work into `graph`; returns the graph's memory pool handle."""
+    """Run fn() once on the warm-up stream (lazy inits, autotuning and kernel builds stay out of the
+    graph), then record its device work into `graph`; returns the graph's memory pool handle."""
+    warm = side_stream(device, "graph-warmup")
+    warm.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(warm):
+        fn()
+    torch.cuda.current_stream(device).wait_stream(warm)
     if env_flag(TORCH_CAPTURE_ENV):
         with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
             fn()

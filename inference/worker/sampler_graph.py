@@ -43,7 +43,6 @@ from inference.engine.request import Request
 from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
 from inference.worker.graph_capture import capture
-from inference.streams import side_stream
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
 
@@ -141,11 +140,6 @@ class SamplerGraphs:
         """Capture the step of `key` (rows on the scratch slot while warming up). False: stay eager."""
         self._neutral(buf, scratch)
         try:
-            stream = side_stream(self.device, "graph-warmup")
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                self._step(buf, key[1])  # warm-up: lazy inits stay out of the graph
-            torch.cuda.current_stream(self.device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             # not torch.cuda.graph(): its synchronize + empty_cache would stall the run (graph_capture.py)
             self.pool = capture(graph, lambda: self._step(buf, key[1]), self.device, self.pool)
