@@ -50,6 +50,32 @@ def _summary(results: dict, wall_s: float, pages: int) -> dict:
             "tpot_s": {"p50": percentile(tpot, 50), "p99": percentile(tpot, 99)}}
 
 
+def per_kind(results: dict) -> dict:
+    """TPOT and TTFT p50/p99 per request kind (the last part of a workload request id: layout, text,
+    title, table, equation): short outputs carry a handoff or a prefill stall over few tokens."""
+    from inference.router.metrics import percentile
+
+    kinds: dict = {}
+    for rid, r in results.items():
+        kinds.setdefault(rid.rsplit("-", 1)[-1], []).append(r)
+    return {kind: {"n": len(rs), "tokens_mean": sum(len(r["token_ids"]) for r in rs) / len(rs),
+                   "tpot_s": {"p50": percentile([r["tpot_s"] for r in rs], 50),
+                              "p99": percentile([r["tpot_s"] for r in rs], 99)},
+                   "ttft_s": {"p50": percentile([r["ttft_s"] for r in rs], 50),
+                              "p99": percentile([r["ttft_s"] for r in rs], 99)}}
+            for kind, rs in sorted(kinds.items())}
+
+
+def kind_table(report: dict) -> str:
+    lines = ["TPOT p50/p99 ms by kind      monolithic      disaggregated   tokens"]
+    mono, pd = report["per_kind"]["monolithic"], report["per_kind"]["disaggregated"]
+    for kind in mono:
+        m, d = mono[kind]["tpot_s"], pd.get(kind, {}).get("tpot_s", {"p50": 0.0, "p99": 0.0})
+        lines.append(f"  {kind:<24} {m['p50'] * 1e3:6.1f} {m['p99'] * 1e3:6.1f}   {d['p50'] * 1e3:6.1f} "
+                     f"{d['p99'] * 1e3:6.1f}   {mono[kind]['tokens_mean']:6.0f}")
+    return "\n".join(lines)
+
+
 def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:
     from inference.disagg.worker import engine_config
     from inference.engine.engine import LLMEngine
@@ -186,6 +212,9 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         "transfer_gb_per_s": router_metrics["transfer"]["gb_per_s"], "router": router_metrics,
         "stages_s": router_metrics.get("stages_s", {}),
         "token_identical_requests": same,
+        "per_kind": {"monolithic": per_kind(mono), "disaggregated": per_kind(pd)},
+        "per_request": {side: {rid: {"tokens": len(r["token_ids"]), "ttft_s": r["ttft_s"], "tpot_s": r["tpot_s"]}
+                               for rid, r in res.items()} for side, res in (("monolithic", mono), ("disaggregated", pd))},
     }
     report["throughput_ratio"] = report["disaggregated"]["output_tokens_per_s"] / report["monolithic"]["output_tokens_per_s"]
     path = out or RESULTS / f"pd_{socket.gethostname()}.json"
@@ -196,6 +225,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
         typer.echo(f"{name:>14}: {s['output_tokens_per_s']:8.1f} tok/s  {s['pages_per_s']:.3f} pages/s  "
                    f"TTFT p50 {s['ttft_s']['p50'] * 1e3:.0f} ms p99 {s['ttft_s']['p99'] * 1e3:.0f} ms  "
                    f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
+    typer.echo(kind_table(report))
     typer.echo(stage_table(router_metrics.get("stages_s", {})))
     typer.echo(prealloc_line(router_metrics.get("counters", {})))
     typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; "

@@ -38,6 +38,8 @@ from pathlib import Path
 import typer
 
 from docpipe.bench.device_busy import DeviceBusy
+from docpipe.bench.step_trace import StepTrace, format_summary
+from docpipe.bench.step_trace import requested as step_trace_path
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
 from docpipe.bench.pipeline_jobs import BenchFlow, make_jobs
 from docpipe.bench.timing import Clock, step_kind
@@ -45,7 +47,7 @@ from inference.bench.machine import ceilings, device_name, versions
 from docpipe.models.scheduler import PageScheduler, WaveRunner
 
 def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock, docs: list | None = None,
-             device_busy=None) -> dict:
+             device_busy=None, trace=None) -> dict:
     """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
@@ -55,6 +57,8 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
     flow.num_requests = flow.num_output_tokens = 0
     if device_busy is not None:
         device_busy.reset()
+    if trace is not None:  # DOCPIPE_TRACE: its step window counts from this pass's first step
+        trace.reset()
     alloc_before = _allocator_counts()
     with (sync_debug.sync_sites(sync_debug.requested()) as syncs,  # DOCPIPE_SYNC_DEBUG=1: host waits
           kernel_profile.kernel_profile(kernel_profile.requested()) as kernels,  # DOCPIPE_PROFILE_KERNELS=1
@@ -79,7 +83,8 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             **({"sync_sites": syncs.report()} if syncs is not None else {}),
             **({"device_allocator": alloc} if alloc else {}),
             **({"triton_jit_misses": jit.report()} if jit is not None else {}),
-            **({"kernels": kernels.report(wall)} if kernels is not None else {})}
+            **({"kernels": kernels.report(wall)} if kernels is not None else {}),
+            **({"step_trace": trace.report()} if trace is not None else {})}
 
 
 def _allocator_counts() -> dict:
@@ -146,6 +151,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             _engine_clock(client, engine_clock)
         # device busy/idle from step events (no syncs); with the time split the syncs make it moot
         engine_busy = None if time_split else DeviceBusy.attach(client.engine.runner)
+        trace = StepTrace.attach(client.engine.runner, step_trace_path())  # DOCPIPE_TRACE=PATH: a step timeline
         runners = [("docpipe engine", client.runner(stop_loops=False), engine_clock)]
         if hf is not None:
             hf_clock = Clock()
@@ -160,7 +166,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             k = next(i + 1 for i in range(len(docs)) if sum(per_doc[:i + 1]) >= n) if docs else 0
             sides.append(run_side(name, runner, flow, make_jobs(pdfs, 0 if docs else n, seed), window, clock,
                                   docs[:k],  # with --docs: the first documents covering n pages
-                                  engine_busy if clock is engine_clock else None))
+                                  engine_busy if clock is engine_clock else None,
+                                  trace if clock is engine_clock else None))
     finally:
         for t in (tmp, docs_dir):
             if t is not None:
@@ -211,6 +218,8 @@ def print_table(result: dict) -> None:
             print(f"  kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of wall); top:")
             for row in k["top"][:25]:
                 print(f"    {row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}")
+        if "step_trace" in s:
+            print(format_summary(s["step_trace"]) if "per_step_kind" in s["step_trace"] else s["step_trace"])
         for site in s.get("sync_sites", [])[:12]:
             print(f"  host sync x{site['count']}: {site['site']}")
         for err in s["errors"]:

@@ -23,9 +23,16 @@ import time
 log = logging.getLogger("inference.disagg.process")
 
 ANNOUNCE_TIMEOUT_S = 60.0  # a worker retries joining its router this long (the router may start later)
+# How long a thread may hold the GIL while another waits for it (Python's default is 5 ms). A role's
+# message threads (control connections, KV landing and sending) wake for a few microseconds of work
+# while its loop thread launches steps in Python for tens of milliseconds: at 5 ms each hand-over of
+# a request between threads can wait that long. DOCPIPE_GIL_SWITCH_MS overrides.
+GIL_SWITCH_MS = 0.5
 
 
 def _prepare(num_threads: int | None) -> None:
+    import sys
+    sys.setswitchinterval(float(os.environ.get("DOCPIPE_GIL_SWITCH_MS", GIL_SWITCH_MS)) / 1000)
     if num_threads:
         import torch
         torch.set_num_threads(num_threads)  # roles share the host's cores

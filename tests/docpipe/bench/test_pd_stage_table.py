@@ -19,3 +19,20 @@ def test_prealloc_line_counts_each_path():
 
     line = prealloc_line({"reservations": 5, "pushed_at_prefill": 3, "pushed_late": 1})
     assert line == "pre-allocation: reservations 5, pushed at prefill 3, pushed late 1, reservation fallbacks 0"
+
+
+def test_per_kind_splits_by_the_request_id_suffix():
+    from docpipe.bench.pd import kind_table, per_kind
+
+    results = {"p0-0-layout": {"token_ids": [1] * 300, "ttft_s": 0.1, "tpot_s": 0.004},
+               "p0-1-title": {"token_ids": [1] * 10, "ttft_s": 0.2, "tpot_s": 0.010},
+               "p1-1-title": {"token_ids": [1] * 14, "ttft_s": 0.3, "tpot_s": 0.002}}
+    kinds = per_kind(results)
+    assert list(kinds) == ["layout", "title"]
+    assert kinds["title"]["n"] == 2 and kinds["title"]["tokens_mean"] == 12
+    assert kinds["title"]["tpot_s"]["p99"] > kinds["title"]["tpot_s"]["p50"] >= 0.002
+    table = kind_table({"per_kind": {"monolithic": kinds, "disaggregated": {"title": kinds["title"]}}})
+    t = kinds["title"]["tpot_s"]
+    assert table.splitlines()[2].split() == ["title", f"{t['p50'] * 1e3:.1f}", f"{t['p99'] * 1e3:.1f}",
+                                             f"{t['p50'] * 1e3:.1f}", f"{t['p99'] * 1e3:.1f}", "12"]
+    assert table.splitlines()[1].split()[3:5] == ["0.0", "0.0"]  # no disaggregated layout requests
