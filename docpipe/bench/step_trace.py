@@ -29,6 +29,7 @@ from pathlib import Path
 
 ENV = "DOCPIPE_TRACE"
 STEPS_ENV = "DOCPIPE_TRACE_STEPS"
+WARMUP = 3  # profiled steps before the window, events dropped
 _PHASES = {"prepare": ("batch_builder", "build"), "vision": ("model", "encode_images"),
            "lm": ("model", "forward")}  # and the sampler (called as an object): "sample"
 
@@ -73,20 +74,22 @@ class StepTrace:
         import torch
         from docpipe.bench.timing import step_kind
 
-        if self.step == self.first and self.prof is None and self.summary is None:
-            self._start()
+        # the profiler starts WARMUP steps early: its first steps carry its own start-up (CUPTI)
+        if self.step == max(self.first - WARMUP, 0) and self.prof is None and self.summary is None:
+            self._start(min(WARMUP, self.first))
         self.step += 1
         if self.prof is None:
             return self._launch(sched)
         with torch.profiler.record_function(f"step:{step_kind(sched)}"):
             out = self._launch(sched)
+        self.prof.step()
         if self.step == self.first + self.count:
             self._stop()
         return out
 
-    def _start(self) -> None:
+    def _start(self, warmup: int) -> None:
         import torch
-        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler import ProfilerActivity, profile, schedule
 
         self._wrapped = []  # (object, attribute, its instance value before or None)
         for phase, (owner, name) in _PHASES.items():
@@ -99,7 +102,8 @@ class StepTrace:
             self._wrapped.append((self.runner, "sampler", self.runner.sampler))
             self.runner.sampler = _Labelled(self.runner.sampler, "phase:sample")
         torch.cuda.synchronize()
-        self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+        self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                            schedule=schedule(wait=0, warmup=warmup, active=self.count, repeat=1))
         self.prof.__enter__()
 
     def _stop(self) -> None:
