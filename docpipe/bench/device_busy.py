@@ -29,7 +29,8 @@ from docpipe.bench.timing import step_kind
 
 class DeviceBusy:
     def __init__(self):
-        self.steps: list[tuple[str, object, object, float]] = []  # (kind, start event, end event, host launch s)
+        # (kind, start event, end event, host launch s, host clock at launch)
+        self.steps: list[tuple[str, object, object, float, float]] = []
         self.collect_wait_s = 0.0  # host time inside collect (waiting for the previous step)
 
     @classmethod
@@ -48,7 +49,7 @@ class DeviceBusy:
             out = launch(sched)
             end.record()
             if sched.scheduled:
-                busy.steps.append((kind, start, end, time.perf_counter() - t0))
+                busy.steps.append((kind, start, end, time.perf_counter() - t0, t0))
             return out
 
         runner.launch = timed
@@ -74,13 +75,17 @@ class DeviceBusy:
         host_s = {"prefill": 0.0, "decode": 0.0}
         count = {"prefill": 0, "decode": 0}
         idle_s, prev_end = 0.0, None
-        for kind, start, end, host in self.steps:
-            device_s[kind] += start.elapsed_time(end) / 1000
+        log = []  # per step: kind, host launch start (ms from the first), host launch ms, device ms, idle before ms
+        for kind, start, end, host, t in self.steps:
+            device_ms = start.elapsed_time(end)
+            device_s[kind] += device_ms / 1000
             host_s[kind] += host
             count[kind] += 1
-            if prev_end is not None:
-                idle_s += max(prev_end.elapsed_time(start), 0.0) / 1000
+            idle_ms = max(prev_end.elapsed_time(start), 0.0) if prev_end is not None else 0.0
+            idle_s += idle_ms / 1000
             prev_end = end
+            log.append([kind[0], round((t - self.steps[0][4]) * 1e3, 2), round(host * 1e3, 2), round(device_ms, 2),
+                        round(idle_ms, 2)])
         busy = device_s["prefill"] + device_s["decode"]
         return {"device_busy_fraction": busy / wall_s if wall_s else 0.0,
                 "device_idle_between_steps_s": idle_s,
@@ -88,4 +93,5 @@ class DeviceBusy:
                 "host_collect_wait_s": self.collect_wait_s,
                 "host_other_s": max(wall_s - host_s["prefill"] - host_s["decode"] - self.collect_wait_s, 0.0),
                 "decode_step_device_ms": 1000 * device_s["decode"] / max(count["decode"], 1),
-                "decode_step_host_launch_ms": 1000 * host_s["decode"] / max(count["decode"], 1)}
+                "decode_step_host_launch_ms": 1000 * host_s["decode"] / max(count["decode"], 1),
+                "step_log": log}

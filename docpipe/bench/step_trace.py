@@ -38,13 +38,15 @@ def requested() -> str | None:
     return os.environ.get(ENV) or None
 
 
-def _window() -> tuple[int, int]:
+def _window() -> tuple[int, int, bool]:
+    """(first, count, first counts prefill steps only): FIRST:COUNT, or pFIRST:COUNT to start at
+    the FIRST-th prefill step (prefill steps come in clusters: a step number may miss them all)."""
     text = os.environ.get(STEPS_ENV, "80:24")
     first, _, count = text.partition(":")
     try:
-        return int(first), int(count or 24)
+        return int(first.lstrip("p")), int(count or 24), first.startswith("p")
     except ValueError:
-        raise ValueError(f"{STEPS_ENV}={text!r}: expected FIRST:COUNT (step numbers of the timed pass)") from None
+        raise ValueError(f"{STEPS_ENV}={text!r}: expected FIRST:COUNT or pFIRST:COUNT") from None
 
 
 class StepTrace:
@@ -52,8 +54,9 @@ class StepTrace:
 
     def __init__(self, runner, path: str):
         self.runner, self.path = runner, Path(path)
-        self.first, self.count = _window()
-        self.step = 0
+        self.first, self.count, self.by_prefill = _window()
+        self.step = 0  # steps (or prefill steps) launched in this pass, until the window opens
+        self.in_window = 0
         self.prof = None
         self.summary: dict | None = None
         self._launch = runner.launch
@@ -68,27 +71,33 @@ class StepTrace:
         return trace
 
     def reset(self) -> None:
-        self.step = 0
+        self.step = self.in_window = 0
 
     def _traced_launch(self, sched):
         import torch
         from docpipe.bench.timing import step_kind
 
-        # the profiler starts WARMUP steps early: its first steps carry its own start-up (CUPTI)
-        if self.step == max(self.first - WARMUP, 0) and self.prof is None and self.summary is None:
-            self._start(min(WARMUP, self.first))
-        self.step += 1
+        kind = step_kind(sched)
+        if self.prof is None and self.summary is None:
+            # the profiler starts WARMUP steps early: its first steps carry its own start-up (CUPTI)
+            counts = kind == "prefill" or not self.by_prefill
+            if counts and self.step >= max(self.first - WARMUP, 0):
+                self._start(min(WARMUP, self.first))
+            self.step += counts
         if self.prof is None:
             return self._launch(sched)
-        with torch.profiler.record_function(f"step:{step_kind(sched)}"):
+        with torch.profiler.record_function(f"step:{kind}"):
             out = self._launch(sched)
         self.prof.step()
-        if self.step == self.first + self.count:
+        self.in_window += 1
+        if self.in_window == self.warmup + self.count:
             self._stop()
         return out
 
     def _start(self, warmup: int) -> None:
         import torch
+
+        self.warmup = warmup
         from torch.profiler import ProfilerActivity, profile, schedule
 
         self._wrapped = []  # (object, attribute, its instance value before or None)

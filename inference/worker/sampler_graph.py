@@ -72,6 +72,9 @@ class SamplerGraphs:
         self.buffers: dict[tuple, _Buffers] = {}
         self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self.pool = None
+        # made once: torch.tensor(..., device=cuda) from a list is a pageable copy, which waits for
+        # every kernel queued before it (new buffers are made mid-run, when the history widens)
+        self.neutral_row = to_device([NEUTRAL], self.device, torch.float32)
 
     def can_run(self, reqs: list[Request]) -> bool:
         return (self.enabled and 0 < len(reqs) <= self.buckets[-1]
@@ -122,7 +125,7 @@ class SamplerGraphs:
         """Every row on the scratch slot, length 0, no n-gram ban, neutral penalties."""
         buf.ints.zero_()
         buf.ints[0] = scratch
-        buf.params.copy_(torch.tensor([NEUTRAL], dtype=torch.float32, device=self.device).expand_as(buf.params))
+        buf.params.copy_(self.neutral_row.expand_as(buf.params))
 
     def _step(self, buf: _Buffers, width: int) -> None:
         """The captured work: reads only device buffers (no host data), so a replay is the same step."""
