@@ -104,7 +104,8 @@ def _engine_clock(client, clock: Clock) -> None:
     # launch() when the runner splits a step into launch/collect (execute calls it too), else execute()
     step = "launch" if hasattr(runner, "launch") else "execute"
     setattr(runner, step, clock.wrap(getattr(runner, step), step_kind))
-    runner.model.encode_images = clock.wrap(runner.model.encode_images, lambda *a, **k: "vision")
+    # the encoder call (eager or a graph replay) and its input staging
+    runner._encode = clock.wrap(runner._encode, lambda *a, **k: "vision")
 
 
 def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, window: int, hf_batch: int,
@@ -168,6 +169,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
                                   docs[:k],  # with --docs: the first documents covering n pages
                                   engine_busy if clock is engine_clock else None,
                                   trace if clock is engine_clock else None))
+        vision_graphs = getattr(client.engine.runner, "vision_graphs", None)
+        vision_buckets = sorted(vision_graphs.graphs) if vision_graphs is not None else None
     finally:
         for t in (tmp, docs_dir):
             if t is not None:
@@ -179,7 +182,8 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
            "documents": num_docs, "time_split": time_split, "prefill_hold_tokens": prefill_hold_tokens,
            "prefill_hold_s": prefill_hold_s, "prefill_pad_tokens": prefill_pad_tokens,
-           "ceilings": ceilings(device), "sides": sides}
+           "ceilings": ceilings(device), "sides": sides,
+           "vision_graph_buckets": vision_buckets}  # encoder graphs captured (patch buckets), None: eager
     try:  # which vision attention each length bucket chose (timed once per process)
         from inference.ops.cuda.vision_attention import _CHOICE
         out["vision_attention_choices"] = {repr(k): v for k, v in _CHOICE.items()}
@@ -224,6 +228,8 @@ def print_table(result: dict) -> None:
             print(f"  host sync x{site['count']}: {site['site']}")
         for err in s["errors"]:
             print(f"  failed page: {err}")
+    if result.get("vision_graph_buckets") is not None:
+        print(f"vision encoder graphs captured: {len(result['vision_graph_buckets'])} buckets")
     if result.get("vision_attention_choices"):
         print(f"vision attention choices: {result['vision_attention_choices']}")
     if "pages_per_s_ratio" in result:

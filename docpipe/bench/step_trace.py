@@ -30,7 +30,7 @@ from pathlib import Path
 ENV = "DOCPIPE_TRACE"
 STEPS_ENV = "DOCPIPE_TRACE_STEPS"
 WARMUP = 3  # profiled steps before the window, events dropped
-_PHASES = {"prepare": ("batch_builder", "build"), "vision": ("model", "encode_images"),
+_PHASES = {"prepare": ("batch_builder", "build"), "vision": ("", "_encode"),  # "": the runner itself
            "lm": ("model", "forward")}  # and the sampler (called as an object): "sample"
 
 
@@ -102,7 +102,7 @@ class StepTrace:
 
         self._wrapped = []  # (object, attribute, its instance value before or None)
         for phase, (owner, name) in _PHASES.items():
-            obj = getattr(self.runner, owner, None)
+            obj = getattr(self.runner, owner, None) if owner else self.runner
             if obj is None or not hasattr(obj, name):
                 continue
             self._wrapped.append((obj, name, obj.__dict__.get(name)))

@@ -56,14 +56,16 @@ class VisionBlock(nn.Module):
         self.mlp.fc1 = nn.Linear(dim, hidden)
         self.mlp.fc2 = nn.Linear(hidden, dim)
 
-    def forward(self, x, normed, cu_seqlens, max_seqlen, cos, sin, next_norm: nn.LayerNorm):
+    def forward(self, x, normed, cu_seqlens, max_seqlen, cos, sin, next_norm: nn.LayerNorm, tiles=None):
         """x: the residual stream; normed: norm1(x), computed by whoever last added to x.
-        Returns (new x, next_norm(new x)): each residual add is fused with the LayerNorm after it."""
+        Returns (new x, next_norm(new x)): each residual add is fused with the LayerNorm after it.
+        tiles: the attention's tile list (graph-shaped calls, Ops.vision_attention)."""
         num_tokens, heads, head_dim = x.shape[0], self.cfg.num_heads, self.cfg.head_dim
         qkv = self.attn.qkv(normed).view(num_tokens, 3, heads, head_dim)
         q, k, v = qkv.unbind(1)
         q, k = self.ops.rotary(q, k, cos, sin)
-        attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5)
+        attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5,
+                                         **({} if tiles is None else {"tiles": tiles}))
         x, normed = self.ops.add_layer_norm(x, self.attn.proj(attn.reshape(num_tokens, -1)),
                                             self.norm2.weight, self.norm2.bias, self.norm2.eps)
         mlp = self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(normed), self.ops))
@@ -95,10 +97,20 @@ class VisionTransformer(nn.Module):
         device = pixel_values.device
         sizes = [t * h * w for t, h, w in grid_thw]
         cu_seqlens = to_device(torch.tensor([0] + sizes).cumsum(0), device, torch.int32)
-        cos, sin = vision_rotary(grid_thw, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.spatial_merge_size, device)
+        cos, sin = self.rotary(grid_thw, device)
+        return self.run(pixel_values, cu_seqlens, max(sizes), cos, sin)
+
+    def rotary(self, grid_thw: list[tuple[int, int, int]], device) -> tuple[torch.Tensor, torch.Tensor]:
+        return vision_rotary(grid_thw, self.cfg.head_dim, self.cfg.rope_theta, self.cfg.spatial_merge_size, device)
+
+    def run(self, pixel_values: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, cos: torch.Tensor,
+            sin: torch.Tensor, tiles: torch.Tensor | None = None) -> torch.Tensor:
+        """The encoder on device inputs alone (no host data read, so it can be captured): patches
+        [N, C*T*P*P], int32 image bounds, the longest image, rotary tables [N, head_dim]; with
+        `tiles`, rows past cu_seqlens[-1] are padding (their outputs are garbage, and row-wise)."""
         x = self.patch_embed(pixel_values)
         normed = self.blocks[0].norm1(x) if len(self.blocks) else self.merger.ln_q(x)
         for i, block in enumerate(self.blocks):
             next_norm = self.blocks[i + 1].norm1 if i + 1 < len(self.blocks) else self.merger.ln_q
-            x, normed = block(x, normed, cu_seqlens, max(sizes), cos, sin, next_norm)
+            x, normed = block(x, normed, cu_seqlens, max_seqlen, cos, sin, next_norm, tiles)
         return self.merger(normed)

@@ -94,7 +94,15 @@ class Ops:
         (the current token's K/V already stored). Returns [B, H, D]."""
         raise NotImplementedError
 
-    def vision_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int, scale: float) -> torch.Tensor:
+    def vision_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
+                         max_seqlen: int, scale: float, tiles: torch.Tensor | None = None) -> torch.Tensor:
         """Bidirectional attention within each image: q, k, v [T, H, D],
-        images delimited by cu_seqlens. Returns [T, H, D]."""
+        images delimited by cu_seqlens. Returns [T, H, D]. tiles (int32, see
+        vision_flash.flash_tiles, with vision_tiles_block rows a tile): the
+        launch is sized by it alone (graph capture); rows of T past the
+        images are left unset."""
         raise NotImplementedError
+
+    def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
+        """Query rows per `tiles` entry of vision_attention, or None: this backend has no tiled launch."""
+        return None

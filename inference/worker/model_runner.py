@@ -69,9 +69,15 @@ class ModelRunner:
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
         self._previous: tuple[dict[str, int], torch.Tensor] = ({}, torch.empty(0, dtype=torch.long))
         self.graphs = None
+        self.vision_graphs = None
         if config.use_cuda_graph:
             from inference.worker.cuda_graph import DecodeGraphs
             self.graphs = DecodeGraphs(self)
+            from inference.worker import vision_graph
+            visual = getattr(self.model, "visual", None)
+            if visual is not None and self.device.type == "cuda" and vision_graph.requested():
+                self.vision_graphs = vision_graph.VisionGraphs(visual, self.ops, self.dtype, self.device,
+                                                               ENCODER_PATCHES_PER_CALL)
 
     @property
     def bytes_per_block(self) -> int:
@@ -120,7 +126,9 @@ class ModelRunner:
         """One vision encoder call for all images of `reqs`; results cached per request."""
         pixels = to_device(torch.cat([r.prompt.pixel_values for r in reqs]), self.device).to(self.dtype)
         grids = [g for r in reqs for g in r.prompt.image_grid_thw]
-        embeds = self.model.encode_images(pixels, grids)
+        embeds = self.vision_graphs.run(pixels, grids) if self.vision_graphs is not None else None
+        if embeds is None:  # no graphs, or a call no bucket takes
+            embeds = self.model.encode_images(pixels, grids)
         sizes = [int(r.prompt.image_token_index.numel()) for r in reqs]
         for req, emb in zip(reqs, embeds.split(sizes)):
             self.encoder_cache[req.request_id] = emb

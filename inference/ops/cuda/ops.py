@@ -18,7 +18,10 @@ from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
 from inference.ops.cuda.prefill_attention import prefill_attention
 from inference.ops.cuda.rotary import rotary
-from inference.ops.cuda.vision_attention import vision_attention
+from inference.ops.cuda.vision_attention import _triton_head_dim, graph_config, vision_attention
+from inference.ops.cuda.vision_flash import vision_flash_attention
+
+_TRITON_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 class Ops(base.Ops):
@@ -56,5 +59,11 @@ class Ops(base.Ops):
     def decode_attention(self, q, k_cache, v_cache, block_tables, seq_lens, scale):
         return decode_attention(q, k_cache, v_cache, block_tables, seq_lens, scale)
 
-    def vision_attention(self, q, k, v, cu_seqlens, max_seqlen, scale):
+    def vision_attention(self, q, k, v, cu_seqlens, max_seqlen, scale, tiles=None):
+        if tiles is not None:  # a graph-captured encoder call: the Triton kernel over a tile list
+            return vision_flash_attention(q, k, v, cu_seqlens, max_seqlen, scale, graph_config(), tiles)
         return vision_attention(q, k, v, cu_seqlens, max_seqlen, scale)
+
+    def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
+        """Query rows per entry of vision_attention's `tiles`, or None: no tiled kernel here."""
+        return graph_config().block_m if dtype in _TRITON_DTYPES and _triton_head_dim(head_dim) else None

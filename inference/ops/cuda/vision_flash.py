@@ -14,7 +14,11 @@ accumulators, so no FLOP is spent on padding (padding 80 to 128 wastes 37%).
 
 Grid: (query tiles of max_seqlen, B * H), the tile index fastest so that the
 CTAs running together share one (image, head) and its K/V stay in L2. Tiles
-past an image's length exit at once. Softmax runs in base 2 with the scale
+past an image's length exit at once. Or, given `tiles` (an int32 list of
+image << 16 | query tile, -1 = none; see flash_tiles), grid (len(tiles), H):
+the grid then depends on the list's length alone, not on the images, which
+is what a CUDA graph replayed for many batches of images needs; tokens no
+tile covers (a graph's padding rows) are left unwritten. Softmax runs in base 2 with the scale
 folded into one multiply-add; only the last, partial KV tile is masked.
 """
 from __future__ import annotations
@@ -104,16 +108,25 @@ def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_
 
 @triton.jit
 def _vision_flash_kernel(
-        q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, scale_log2,
+        q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, tiles_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr, TMA: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr):
     """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
-    descriptor per tensor and part (a descriptor has one block shape)."""
-    tile_m = tl.program_id(0)
-    bh = tl.program_id(1)
-    b = bh // num_heads
-    h = bh % num_heads
+    descriptor per tensor and part (a descriptor has one block shape). TILED: the
+    (image, query tile) of this program comes from tiles_ptr."""
+    if TILED:
+        entry = tl.load(tiles_ptr + tl.program_id(0))
+        if entry < 0:
+            return
+        b = entry >> 16
+        tile_m = entry & 0xFFFF
+        h = tl.program_id(1)
+    else:
+        tile_m = tl.program_id(0)
+        bh = tl.program_id(1)
+        b = bh // num_heads
+        h = bh % num_heads
     start = tl.load(cu_ptr + b)
     seq_len = tl.load(cu_ptr + b + 1) - start
     if tile_m * BLOCK_M >= seq_len:
@@ -168,26 +181,38 @@ def _sources(x: torch.Tensor, rows: int, d0: int, d1: int, tma: bool) -> tuple:
     return (TensorDescriptor(x, shape, strides, [rows, d0]), TensorDescriptor(x, shape, strides, [rows, d1 or d0]))
 
 
+def flash_tiles(lengths: list[int], block_m: int, slots: int) -> list[int]:
+    """The `tiles` list for images of `lengths` tokens: image << 16 | query tile for every
+    tile of every image, then -1 up to `slots` entries. Raises when they do not fit."""
+    tiles = [b << 16 | m for b, n in enumerate(lengths) for m in range(-(-n // block_m))]
+    if len(tiles) > slots or len(lengths) > 1 << 15 or max(lengths, default=0) > block_m << 16:
+        raise ValueError(f"vision_flash: {len(lengths)} images ({len(tiles)} query tiles) do not fit {slots} tile slots")
+    return tiles + [-1] * (slots - len(tiles))
+
+
 def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,
-                scale: float, config: FlashConfig, tma: bool) -> tuple:
+                scale: float, config: FlashConfig, tma: bool, tiles: torch.Tensor | None = None) -> tuple:
     """The kernel's runtime arguments in order."""
     d0, d1 = split_head_dim(q.shape[2])
     return (*_sources(q, config.block_m, d0, d1, tma), *_sources(k, config.block_n, d0, d1, tma),
-            *_sources(v, config.block_n, d0, d1, tma), out, cu_seqlens, scale * _LOG2E,
+            *_sources(v, config.block_n, d0, d1, tma), out, cu_seqlens,
+            cu_seqlens if tiles is None else tiles, scale * _LOG2E,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), q.shape[1])
 
 
-def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tma: bool) -> dict:
+def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tma: bool, tiled: bool = False) -> dict:
     d0, d1 = split_head_dim(head_dim)
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma)
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
-                           max_seqlen: int, scale: float, config: FlashConfig | None = None) -> torch.Tensor:
-    """Bidirectional attention within each image of a packed batch (see module doc)."""
+                           max_seqlen: int, scale: float, config: FlashConfig | None = None,
+                           tiles: torch.Tensor | None = None) -> torch.Tensor:
+    """Bidirectional attention within each image of a packed batch (see module doc).
+    tiles: int32 flash_tiles(...) of config.block_m on q's device; max_seqlen is then unused."""
     config = config or DEFAULT_CONFIG
     if not (q.shape == k.shape == v.shape and q.dim() == 3):
         raise ValueError(f"vision_flash: q, k, v must share one [T, H, D] shape, got "
@@ -201,11 +226,18 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     num_tokens, num_heads, head_dim = q.shape
     out = torch.empty((num_tokens, num_heads, head_dim), dtype=q.dtype, device=q.device)
     num_images = cu_seqlens.numel() - 1
-    if num_tokens == 0 or num_images <= 0 or max_seqlen <= 0:
+    if tiles is not None:
+        if tiles.dtype != torch.int32 or tiles.dim() != 1:
+            raise ValueError(f"vision_flash: tiles must be a 1-D int32 tensor, got {tiles.dtype} {tuple(tiles.shape)}")
+        if num_tokens == 0 or tiles.numel() == 0:
+            return out
+        grid = (tiles.numel(), num_heads)
+    elif num_tokens == 0 or num_images <= 0 or max_seqlen <= 0:
         return out
+    else:
+        grid = (triton.cdiv(max_seqlen, config.block_m), num_images * num_heads)
     tma = config.tma and all(tma_eligible(x) for x in (q, k, v))  # else plain loads, same result
-    grid = (triton.cdiv(max_seqlen, config.block_m), num_images * num_heads)
-    _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale, config, tma),
-                               **kernel_constexprs(head_dim, q.dtype, config, tma),
+    _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale, config, tma, tiles),
+                               **kernel_constexprs(head_dim, q.dtype, config, tma, tiles is not None),
                                num_warps=config.num_warps, num_stages=config.num_stages)
     return out

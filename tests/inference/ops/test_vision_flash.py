@@ -35,7 +35,11 @@ INTERPRETER_CASES = [
     ("d80_fp32_packed_tma", 80, "float32", (32, 16), True, True),
     ("d80_bf16_packed_tma", 80, "bfloat16", (32, 16), True, True),
     ("d64_bf16_contiguous_tma", 64, "bfloat16", (16, 32), False, True),
+    # tiles mode (the grid from a list of (image, query tile), as a CUDA graph replays it)
+    ("d80_bf16_packed_tiled", 80, "bfloat16", (32, 16), True, False),
+    ("d80_fp32_packed_tma_tiled", 80, "float32", (32, 16), True, True),
 ]
+PAD_ROWS = 20  # tiled cases: rows past the images, covered by no tile (a graph's padding)
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -87,17 +91,25 @@ def _interpreter_main() -> None:
         return cast_impl(self, src, dst_type)
 
     InterpreterBuilder.cast_impl = round_nearest
-    from inference.ops.cuda.vision_flash import FlashConfig, tma_eligible, vision_flash_attention
+    from inference.ops.cuda.vision_flash import FlashConfig, flash_tiles, tma_eligible, vision_flash_attention
 
     torch.manual_seed(0)
     for name, head_dim, dtype, (block_m, block_n), packed, tma in INTERPRETER_CASES:
-        q, k, v, cu = make_inputs(LENGTHS, 2, head_dim, getattr(torch, dtype), packed)
+        tiled = name.endswith("_tiled")
+        q, k, v, cu = make_inputs(LENGTHS + [PAD_ROWS] * tiled, 2, head_dim, getattr(torch, dtype), packed)
         assert not tma or all(tma_eligible(x) for x in (q, k, v)), f"{name}: inputs not TMA-eligible"
         scale = head_dim ** -0.5
-        out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, FlashConfig(block_m, block_n, 4, 2, tma))
+        config = FlashConfig(block_m, block_n, 4, 2, tma)
+        if tiled:  # the padding rows are no image: cu_seqlens and the tiles end before them
+            cu = cu[:-1]
+            tiles = torch.tensor(flash_tiles(LENGTHS, block_m, slots=16), dtype=torch.int32)
+            out = vision_flash_attention(q, k, v, cu, 0, scale, config, tiles=tiles)
+        else:
+            out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, config)
         result = dict(name=name, shape_ok=out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous())
+        real = int(cu[-1])
         try:
-            result["rel_err"] = rel_err(out, reference(q, k, v, cu, scale))
+            result["rel_err"] = rel_err(out[:real], reference(q, k, v, cu, scale)[:real])
         except AssertionError as exc:
             result["error"] = str(exc)
         print(json.dumps(result), flush=True)
@@ -149,10 +161,20 @@ def test_rejects_mismatched_shapes_and_strides():
         vision_flash_attention(strided, strided, strided, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
 
 
-def test_default_config_compiles_for_sm90_without_spills_using_wgmma():
+def test_flash_tiles_lists_every_query_tile_then_pads():
+    from inference.ops.cuda.vision_flash import flash_tiles
+
+    assert flash_tiles([37, 0, 130], 64, slots=6) == [0, 2 << 16, 2 << 16 | 1, 2 << 16 | 2, -1, -1]
+    assert flash_tiles([], 64, slots=2) == [-1, -1]
+    with pytest.raises(ValueError, match="do not fit 3 tile slots"):
+        flash_tiles([37, 0, 130], 64, slots=3)
+
+
+@pytest.mark.parametrize("tiled", [False, True], ids=["grid", "tiled"])
+def test_default_config_compiles_for_sm90_without_spills_using_wgmma(tiled):
     from inference.bench.attn_vision_compile import compile_stats
 
-    stats = compile_stats(DEFAULT_CONFIG, head_dim=80, dtype="bf16", arch=90)
+    stats = compile_stats(DEFAULT_CONFIG, head_dim=80, dtype="bf16", arch=90, tiled=tiled)
     assert stats["stack_bytes"] == 0 and stats["local_bytes"] == 0, f"register spills: {stats}"
     assert stats["wgmma"] > 0 and stats["mma_sync"] == 0, f"dots not on Hopper's wgmma: {stats}"
 

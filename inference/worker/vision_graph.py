@@ -1,0 +1,133 @@
+"""Graph-captured vision encoder calls (mode="graph" on CUDA).
+
+An eager encoder call launches ~13 kernels a layer from Python (32 layers in
+MinerU2.5): on the H200 a prefill step's encoder call took 20-47 ms of host
+time against far less device time, so the device waited for the host (session
+6 step timeline). Here a call replays a CUDA graph instead.
+
+A graph is captured per patch bucket (the call's patches rounded up: steps of
+1024 up to 16k, 2048 up to 32k, 4096 beyond), over static buffers: patches,
+rotary tables, image bounds (cu_seqlens) and the attention's tile list. The
+attention is launched over the tile list (Ops.vision_attention with `tiles`),
+so its grid depends on the bucket alone, whatever the images are. Padding
+rows (bucket - patches) belong to no image and no tile: attention leaves them
+unwritten and every other op is row-wise, so they never touch a real row;
+their merged outputs are dropped. A call with more images than the bucket's
+tile slots allow (more than bucket / 32: images averaging < 32 patches) moves
+up a bucket, or runs eagerly past the largest.
+
+Graphs are captured lazily, one per bucket, in one memory pool; a capture
+that fails turns the graphs off for the process (eager from then on).
+DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B runs). With
+capture=False the same static-buffer path runs eagerly, which is how CPU
+tests check the padding.
+"""
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from inference.env import env_flag
+from inference.h2d import to_device
+from inference.worker.graph_capture import capture
+
+log = logging.getLogger(__name__)
+ENV = "DOCPIPE_VISION_GRAPHS"
+MIN_AVG_PATCHES = 32  # tile slots a bucket reserves for images: bucket // MIN_AVG_PATCHES
+
+
+def requested() -> bool:
+    return env_flag(ENV, default=True)
+
+
+def patch_buckets(max_patches: int) -> list[int]:
+    sizes, size = [], 0
+    while size < max_patches:
+        size += 1024 if size < 16384 else 2048 if size < 32768 else 4096
+        sizes.append(min(size, max_patches))
+    return sizes
+
+
+class VisionGraphs:
+    def __init__(self, visual, ops, dtype: torch.dtype, device: torch.device, max_patches: int,
+                 capture: bool = True):
+        self.visual, self.device = visual, device
+        cfg = visual.cfg
+        self.merge = cfg.spatial_merge_size ** 2
+        self.block_m = ops.vision_tiles_block(cfg.head_dim, dtype)
+        self.enabled = self.block_m is not None
+        self.capture = capture and device.type == "cuda" and getattr(ops, "graph_capturable", False)
+        self.buckets = [b for b in patch_buckets(max_patches) if b % self.merge == 0]
+        top = self.buckets[-1]
+        in_dim = visual.patch_embed.proj.weight[0].numel()
+        self.pixels = torch.zeros(top, in_dim, dtype=dtype, device=device)
+        self.cos = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=device)
+        self.sin = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=device)
+        self.max_images = top // MIN_AVG_PATCHES
+        self.cu = torch.zeros(self.max_images + 1, dtype=torch.int32, device=device)
+        self.tiles = torch.full((self._slots(top),), -1, dtype=torch.int32, device=device)
+        self.out = torch.zeros(top // self.merge, cfg.hidden_size, dtype=dtype, device=device)
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+
+    def _slots(self, bucket: int) -> int:
+        """Tile slots of a bucket: every query tile of `bucket` patches, plus one partial tile
+        per image for up to bucket // MIN_AVG_PATCHES images."""
+        return -(-bucket // self.block_m) + bucket // MIN_AVG_PATCHES if self.block_m else 0
+
+    def bucket(self, sizes: list[int]) -> int | None:
+        """The bucket a call of images of `sizes` patches replays, or None (eager)."""
+        if not self.enabled or not sizes:
+            return None
+        total, tiles = sum(sizes), sum(-(-n // self.block_m) for n in sizes)
+        return next((b for b in self.buckets if b >= total and tiles <= self._slots(b)
+                     and len(sizes) <= b // MIN_AVG_PATCHES), None)
+
+    def run(self, pixels: torch.Tensor, grid_thw: list[tuple[int, int, int]]) -> torch.Tensor | None:
+        """Merged embeddings [patches / merge^2, hidden] (a new tensor), or None: run eagerly."""
+        from inference.ops.cuda.vision_flash import flash_tiles
+
+        sizes = [t * h * w for t, h, w in grid_thw]
+        bucket = self.bucket(sizes)
+        if bucket is None:
+            return None
+        num = sum(sizes)
+        cos, sin = self.visual.rotary(grid_thw, self.device)
+        self.pixels[:num].copy_(pixels)
+        self.cos[:num].copy_(cos)
+        self.sin[:num].copy_(sin)
+        bounds = [0]
+        for n in sizes:
+            bounds.append(bounds[-1] + n)
+        slots = self._slots(bucket)
+        ints = to_device(bounds + flash_tiles(sizes, self.block_m, slots), self.device, torch.int32)
+        self.cu[:len(bounds)].copy_(ints[:len(bounds)])
+        self.tiles[:slots].copy_(ints[len(bounds):])
+        if not self.capture:
+            self._forward(bucket, len(sizes))
+        else:
+            if bucket not in self.graphs and not self._capture(bucket):
+                return None
+            self.graphs[bucket].replay()
+        return self.out[:num // self.merge].clone()
+
+    def _forward(self, bucket: int, num_images: int | None = None) -> None:
+        # captured: the kernels read cu_seqlens only at the images the tiles name, so the view's
+        # length (all slots) does not matter; eager (CPU reference): the real images' bounds
+        cu = self.cu if num_images is None else self.cu[:num_images + 1]
+        out = self.visual.run(self.pixels[:bucket], cu, bucket, self.cos[:bucket], self.sin[:bucket],
+                              tiles=self.tiles[:self._slots(bucket)])
+        self.out[:bucket // self.merge].copy_(out)
+
+    def _capture(self, bucket: int) -> bool:
+        graph = torch.cuda.CUDAGraph()
+        try:
+            self.pool = capture(graph, lambda: self._forward(bucket), self.device, self.pool)
+        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+            log.warning("vision encoder graph capture failed for %d patches, encoding eagerly from now on: %s",
+                        bucket, exc)
+            self.enabled = False
+            return False
+        self.graphs[bucket] = graph
+        return True
