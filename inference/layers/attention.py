@@ -24,6 +24,7 @@ class AttentionMetadata:
     cu_seqlens_q: torch.Tensor | None = None  # [B + 1] int32 (prefill only)
     max_seqlen_q: int = 1           # longest new-token run in the batch
     max_seqlen_k: int = 0           # longest context in the batch
+    tiles: torch.Tensor | None = None  # prefill: int32 (sequence, query tile) list (graph-shaped calls)
 
 
 class PagedAttention(nn.Module):
@@ -43,4 +44,5 @@ class PagedAttention(nn.Module):
         return self.ops.prefill_attention(
             q, self.k_cache, self.v_cache, meta.cu_seqlens_q, meta.seq_lens_k, meta.block_tables,
             self.scale, meta.max_seqlen_q, meta.max_seqlen_k,
+            **({} if meta.tiles is None else {"tiles": meta.tiles}),
         )

@@ -74,11 +74,16 @@ class Ops:
         scale: float,
         max_seqlen_q: int,
         max_seqlen_k: int,
+        tiles: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Causal attention of new tokens q [T, H, D] over each sequence's
         whole context in the cache (cached prefix + the new tokens, already
         stored). Query i of sequence s sits at position seq_lens_k[s] -
-        len_q(s) + i. Returns [T, H, D]."""
+        len_q(s) + i. Returns [T, H, D].
+        tiles (int32, see vision_flash.flash_tiles, prefill_tiles_block
+        query rows a tile): the launch is sized by it alone (graph capture);
+        rows of T past cu_seqlens_q[-1] are left unset.
+        """
         raise NotImplementedError
 
     def decode_attention(
@@ -102,6 +107,10 @@ class Ops:
         launch is sized by it alone (graph capture); rows of T past the
         images are left unset."""
         raise NotImplementedError
+
+    def prefill_tiles_block(self, dtype: torch.dtype) -> int | None:
+        """Query rows per `tiles` entry of prefill_attention, or None: this backend has no tiled launch."""
+        return None
 
     def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
         """Query rows per `tiles` entry of vision_attention, or None: this backend has no tiled launch."""

@@ -48,6 +48,7 @@ class InputBatch:
     # rows whose input token is still on the device (async steps) and the request of each
     pending_rows: list[int] = field(default_factory=list)
     pending_requests: list[Request] = field(default_factory=list)
+    q_lens: list[int] = field(default_factory=list)  # new tokens per sequence (host copy of cu_seqlens_q's steps)
 
     @property
     def num_tokens(self) -> int:
@@ -165,6 +166,7 @@ class InputBatchBuilder:
             all_rows_sample=num_samples == num_tokens,
             pending_rows=pending_rows,
             pending_requests=[reqs[i] for i in seq_of_token[pending_rows].tolist()] if pending_rows else [],
+            q_lens=num_new.tolist(),
         )
 
     def _to_device(self, host: torch.Tensor) -> torch.Tensor:

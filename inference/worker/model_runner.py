@@ -70,9 +70,13 @@ class ModelRunner:
         self._previous: tuple[dict[str, int], torch.Tensor] = ({}, torch.empty(0, dtype=torch.long))
         self.graphs = None
         self.vision_graphs = None
+        self.prefill_graphs = None
         if config.use_cuda_graph:
             from inference.worker.cuda_graph import DecodeGraphs
             self.graphs = DecodeGraphs(self)
+            from inference.worker import prefill_graph
+            if self.device.type == "cuda" and prefill_graph.requested():
+                self.prefill_graphs = prefill_graph.PrefillGraphs(self)
             from inference.worker import vision_graph
             visual = getattr(self.model, "visual", None)
             if visual is not None and self.device.type == "cuda" and vision_graph.requested():
@@ -154,6 +158,10 @@ class ModelRunner:
         """The LM over the step's rows, padded to a multiple of config.prefill_pad_tokens: padding
         rows have slot -1 (no KV write), belong to no sequence (attention skips them) and are
         dropped; every other op is row-wise, so the real rows are what they would be unpadded."""
+        if self.prefill_graphs is not None:
+            hidden = self.prefill_graphs.run(embeds, batch)
+            if hidden is not None:
+                return hidden
         num, step = embeds.shape[0], self.config.prefill_pad_tokens
         # decode-shaped batches (one token a sequence) go to decode attention, which sizes its grid
         # from the query rows: padded rows would read past the batch's lengths and block tables

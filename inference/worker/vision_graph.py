@@ -30,6 +30,7 @@ import torch
 
 from inference.env import env_flag
 from inference.h2d import to_device
+from inference.ops.tiles import flash_tiles
 from inference.worker.graph_capture import capture
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,6 @@ class VisionGraphs:
 
     def run(self, pixels: torch.Tensor, grid_thw: list[tuple[int, int, int]]) -> torch.Tensor | None:
         """Merged embeddings [patches / merge^2, hidden] (a new tensor), or None: run eagerly."""
-        from inference.ops.cuda.vision_flash import flash_tiles
-
         sizes = [t * h * w for t, h, w in grid_thw]
         bucket = self.bucket(sizes)
         if bucket is None:

@@ -16,7 +16,7 @@ from inference.ops.cuda.add_norm import add_layer_norm, add_rms_norm
 from inference.ops.cuda.decode_attention import decode_attention
 from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
-from inference.ops.cuda.prefill_attention import prefill_attention
+from inference.ops.cuda.prefill_attention import prefill_attention, tiles_block_m
 from inference.ops.cuda.rotary import rotary
 from inference.ops.cuda.vision_attention import _triton_head_dim, graph_config, vision_attention
 from inference.ops.cuda.vision_flash import vision_flash_attention
@@ -52,9 +52,12 @@ class Ops(base.Ops):
         store_kv(k, v, k_cache, v_cache, slot_mapping)
 
     def prefill_attention(self, q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale,
-                          max_seqlen_q, max_seqlen_k):
+                          max_seqlen_q, max_seqlen_k, tiles=None):
         return prefill_attention(q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale,
-                                 max_seqlen_q, max_seqlen_k)
+                                 max_seqlen_q, max_seqlen_k, tiles=tiles)
+
+    def prefill_tiles_block(self, dtype: torch.dtype) -> int:
+        return tiles_block_m(dtype)
 
     def decode_attention(self, q, k_cache, v_cache, block_tables, seq_lens, scale):
         return decode_attention(q, k_cache, v_cache, block_tables, seq_lens, scale)

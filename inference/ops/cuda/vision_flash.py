@@ -29,6 +29,8 @@ import torch
 import triton
 import triton.language as tl
 
+from inference.ops.tiles import flash_tiles  # noqa: F401 - the tile list this kernel reads
+
 _LOG2E = 1.4426950408889634
 
 
@@ -179,15 +181,6 @@ def _sources(x: torch.Tensor, rows: int, d0: int, d1: int, tma: bool) -> tuple:
 
     shape, strides = [x.shape[0], x.shape[1] * x.shape[2]], [x.stride(0), 1]
     return (TensorDescriptor(x, shape, strides, [rows, d0]), TensorDescriptor(x, shape, strides, [rows, d1 or d0]))
-
-
-def flash_tiles(lengths: list[int], block_m: int, slots: int) -> list[int]:
-    """The `tiles` list for images of `lengths` tokens: image << 16 | query tile for every
-    tile of every image, then -1 up to `slots` entries. Raises when they do not fit."""
-    tiles = [b << 16 | m for b, n in enumerate(lengths) for m in range(-(-n // block_m))]
-    if len(tiles) > slots or len(lengths) > 1 << 15 or max(lengths, default=0) > block_m << 16:
-        raise ValueError(f"vision_flash: {len(lengths)} images ({len(tiles)} query tiles) do not fit {slots} tile slots")
-    return tiles + [-1] * (slots - len(tiles))
 
 
 def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor, cu_seqlens: torch.Tensor,

@@ -70,7 +70,11 @@ class ReferenceOps(Ops):
         k_cache[blocks, offsets] = k[valid].to(k_cache.dtype)
         v_cache[blocks, offsets] = v[valid].to(v_cache.dtype)
 
-    def prefill_attention(self, q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale, max_seqlen_q, max_seqlen_k):
+    def prefill_tiles_block(self, dtype):
+        return 16  # tiles are accepted and not read: the sequences come from cu_seqlens_q
+
+    def prefill_attention(self, q, k_cache, v_cache, cu_seqlens_q, seq_lens_k, block_tables, scale, max_seqlen_q,
+                          max_seqlen_k, tiles=None):
         out = torch.empty_like(q)
         cu = cu_seqlens_q.tolist()
         for s, num_k in enumerate(seq_lens_k.tolist()):

@@ -168,6 +168,27 @@ def test_prefill_attention_fresh_and_chunked(ops, ref, dtype, block_size):
     assert rel_err(out, expected) <= TOL[dtype]
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_prefill_attention_tiled_with_padding_rows(ops, ref, dtype):
+    """The graph-shaped launch: grid from a tile list with spare slots, padding rows after the batch."""
+    from inference.ops.tiles import flash_tiles, tile_slots
+    lens_k, lens_q, pad = [1389, 37, 200, 16], [1389, 37, 64, 1], 83
+    pool, k_cache, v_cache, table = paged_pool(lens_k, 16, dtype)
+    cu = torch.tensor([0] + [sum(lens_q[:i + 1]) for i in range(len(lens_q))], dtype=torch.int32, device=DEV)
+    seq_lens = torch.tensor(lens_k, dtype=torch.int32, device=DEV)
+    q = torch.randn(sum(lens_q) + pad, HEADS, HEAD_DIM, dtype=dtype, device=DEV)
+    block_m = ops.prefill_tiles_block(dtype)
+    tiles = torch.tensor(flash_tiles(lens_q, block_m, tile_slots(q.shape[0], block_m, 8)), dtype=torch.int32,
+                         device=DEV)
+    scale = HEAD_DIM ** -0.5
+    poison()
+    out = ops.prefill_attention(q, k_cache, v_cache, cu, seq_lens, table, scale, 0, 0, tiles=tiles)
+    expected = ref.prefill_attention(q.double(), k_cache.double(), v_cache.double(), cu, seq_lens, table,
+                                     scale, max(lens_q), max(lens_k))
+    real = sum(lens_q)
+    assert rel_err(out[:real], expected[:real]) <= TOL[dtype]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16])
 def test_vision_attention_uniform_cudnn(dtype, ref):
     """The equal-length path (layout pages) that vision_attention may pick."""

@@ -161,15 +161,6 @@ def test_rejects_mismatched_shapes_and_strides():
         vision_flash_attention(strided, strided, strided, torch.tensor([0, 10], dtype=torch.int32), 10, 0.1)
 
 
-def test_flash_tiles_lists_every_query_tile_then_pads():
-    from inference.ops.cuda.vision_flash import flash_tiles
-
-    assert flash_tiles([37, 0, 130], 64, slots=6) == [0, 2 << 16, 2 << 16 | 1, 2 << 16 | 2, -1, -1]
-    assert flash_tiles([], 64, slots=2) == [-1, -1]
-    with pytest.raises(ValueError, match="do not fit 3 tile slots"):
-        flash_tiles([37, 0, 130], 64, slots=3)
-
-
 @pytest.mark.parametrize("tiled", [False, True], ids=["grid", "tiled"])
 def test_default_config_compiles_for_sm90_without_spills_using_wgmma(tiled):
     from inference.bench.attn_vision_compile import compile_stats
