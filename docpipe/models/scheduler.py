@@ -12,12 +12,12 @@ its block crops are cut, then only its crops and answers.
 
 Jobs may come from several documents (`PageJob.doc` says which): the
 scheduler does not care, so later documents' requests join the engine while
-earlier ones finish. A job source may yield `HOLD` ("nothing ready now":
-the next render is not done, or too many documents are open): admission
-stops for this round and the runner is polled, so the engine keeps working
-instead of waiting on the source. With no page in flight the scheduler
-waits a millisecond and asks again (the source's next job is being made on
-another thread: a render, a synthetic page).
+earlier ones finish. A job source may yield `HOLD` or a `Hold` bound to its
+readiness (ahead.py) for "nothing ready now" (a render not done, too many
+documents open): admission stops for this round and the runner is polled.
+With no page in flight it waits (ahead.HoldWait: woken when the next job is
+made, else short sleeps) and asks again; after `hold_timeout_s` (10 min) of
+that, HoldTimeout names what it waited for and the last page admitted.
 
 Runners turn requests into answers. `EngineRunner` (engine_client.py)
 drives the engine one step per poll, so requests join the running batch
@@ -53,6 +53,7 @@ from typing import Protocol
 
 from PIL import Image
 
+from docpipe.ingest.ahead import Hold, HoldTimeout, HoldWait  # noqa: F401 - HoldTimeout: callers catch it here
 from docpipe.models.base import LayoutBlock, ModelFamily, VLMClient, VLMRequest
 from docpipe.models.engine_client import Finished
 from inference.prep_stage import PrepStage
@@ -60,7 +61,8 @@ from docpipe.models.vlm_page import BlockRequest, TextForBBox, answers_for, fini
 from docpipe.schema import PageResult
 
 DEFAULT_WINDOW_PAGES = 16  # ~13 requests a page: ~200 sequences in flight, enough to fill a GPU step
-HOLD = object()  # a job source's "nothing ready yet" (see module doc)
+HOLD = Hold()  # a job source's "nothing ready yet" (see module doc)
+DEFAULT_HOLD_TIMEOUT_S = 600.0  # holding this long with nothing in flight: the source is stuck, not slow
 
 
 @dataclass(eq=False)
@@ -165,11 +167,9 @@ class _Tag:
 
 class PageScheduler:
     def __init__(self, runner: Runner, flow: PageFlow, window_pages: int = DEFAULT_WINDOW_PAGES,
-                 block_threads: int | None = None):
+                 block_threads: int | None = None, hold_timeout_s: float = DEFAULT_HOLD_TIMEOUT_S):
         assert window_pages >= 1, "window_pages must be at least 1"
-        self.runner = runner
-        self.flow = flow
-        self.window_pages = window_pages
+        self.runner, self.flow, self.window_pages, self.hold_timeout_s = runner, flow, window_pages, hold_timeout_s
         self._window: deque[_Page] = deque()  # admitted, not yet yielded (the running `run`'s)
         threads = getattr(runner, "prep_threads", 0) if block_threads is None else block_threads
         # through a lambda: a wrapped `_build_blocks` (instance attribute, host_cost) is the one run
@@ -184,18 +184,20 @@ class PageScheduler:
 
     def _run(self, jobs: Iterator[PageJob]) -> Iterator[PageResult]:
         self._window = window = deque()
-        exhausted = False
+        exhausted, holding = False, HoldWait(self.hold_timeout_s, "no page admitted yet")
         while True:
             while not exhausted and len(window) < self.window_pages:
                 job = next(jobs, None)
                 if job is None:
                     exhausted = True
-                elif job is HOLD:
+                elif isinstance(job, Hold):
                     if window:
                         break
-                    time.sleep(0.001)  # nothing in flight: the next job is being made on another thread
+                    holding.wait(job)  # nothing in flight: the next job is being made on another thread
                 else:
                     window.append(self._admit(job))
+                    doc = getattr(getattr(job.doc, "result", None), "source_path", "")  # several-document streams
+                    holding.reset(f"the last page admitted: page {job.page_idx + 1}{' of ' + doc if doc else ''}")
             while window and window[0].result is not None:
                 yield window.popleft().result
             if not window:
