@@ -75,11 +75,12 @@ class ModelRunner:
             from inference.worker.cuda_graph import DecodeGraphs
             self.graphs = DecodeGraphs(self)
             from inference.worker import prefill_graph
-            if self.device.type == "cuda" and prefill_graph.requested():
+            capturable = self.device.type == "cuda" and getattr(self.ops, "graph_capturable", False)
+            if capturable and prefill_graph.requested():
                 self.prefill_graphs = prefill_graph.PrefillGraphs(self)
             from inference.worker import vision_graph
             visual = getattr(self.model, "visual", None)
-            if visual is not None and self.device.type == "cuda" and vision_graph.requested():
+            if visual is not None and capturable and vision_graph.requested():
                 self.vision_graphs = vision_graph.VisionGraphs(visual, self.ops, self.dtype, self.device,
                                                                ENCODER_PATCHES_PER_CALL)
 

@@ -6,18 +6,22 @@ time against far less device time, so the device waited for the host (session
 6 step timeline). Here a call replays a CUDA graph instead.
 
 A graph is captured per patch bucket (the call's patches rounded up: steps of
-1024 up to 16k, 2048 up to 32k, 4096 beyond), over static buffers: patches,
+1024 up to 16k, 2048 up to MAX_PATCHES = 32k; larger calls, e.g. six layout
+pages, are device-bound and stay eager), over static buffers: patches,
 rotary tables, image bounds (cu_seqlens) and the attention's tile list. The
 attention is launched over the tile list (Ops.vision_attention with `tiles`),
 so its grid depends on the bucket alone, whatever the images are. Padding
 rows (bucket - patches) belong to no image and no tile: attention leaves them
-unwritten and every other op is row-wise, so they never touch a real row;
-their merged outputs are dropped. A call with more images than the bucket's
+unwritten (and the kernel zeroes K/V rows read past an image, so whatever
+they hold never reaches a real row); every other op is row-wise; their
+merged outputs are dropped. Image bounds past the call's images are set to
+its total (empty images), so no stale bound is ever in the buffer. A call with more images than the bucket's
 tile slots allow (more than bucket / 32: images averaging < 32 patches) moves
 up a bucket, or runs eagerly past the largest.
 
-Graphs are captured lazily, one per bucket, in one memory pool; a capture
-that fails turns the graphs off for the process (eager from then on).
+Buffers are allocated at the first call (a decode role never encodes) and
+graphs captured lazily, one per bucket, in one memory pool; a capture that
+fails turns the graphs off for the process (eager from then on).
 DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B runs). With
 capture=False the same static-buffer path runs eagerly, which is how CPU
 tests check the padding.
@@ -30,12 +34,13 @@ import torch
 
 from inference.env import env_flag
 from inference.h2d import to_device
-from inference.ops.tiles import flash_tiles
+from inference.ops.tiles import flash_tiles, tile_slots
 from inference.worker.graph_capture import capture
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_VISION_GRAPHS"
 MIN_AVG_PATCHES = 32  # tile slots a bucket reserves for images: bucket // MIN_AVG_PATCHES
+MAX_PATCHES = 32768  # largest bucket: the graph pool holds the activations of the largest one for good
 
 
 def requested() -> bool:
@@ -53,34 +58,36 @@ def patch_buckets(max_patches: int) -> list[int]:
 class VisionGraphs:
     def __init__(self, visual, ops, dtype: torch.dtype, device: torch.device, max_patches: int,
                  capture: bool = True):
-        self.visual, self.device = visual, device
-        cfg = visual.cfg
-        self.merge = cfg.spatial_merge_size ** 2
-        self.block_m = ops.vision_tiles_block(cfg.head_dim, dtype)
+        self.visual, self.dtype, self.device = visual, dtype, device
+        self.merge = visual.cfg.spatial_merge_size ** 2
+        self.block_m = ops.vision_tiles_block(visual.cfg.head_dim, dtype)
         self.enabled = self.block_m is not None
         self.capture = capture and device.type == "cuda" and getattr(ops, "graph_capturable", False)
-        self.buckets = [b for b in patch_buckets(max_patches) if b % self.merge == 0]
-        top = self.buckets[-1]
-        in_dim = visual.patch_embed.proj.weight[0].numel()
-        self.pixels = torch.zeros(top, in_dim, dtype=dtype, device=device)
-        self.cos = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=device)
-        self.sin = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=device)
-        self.max_images = top // MIN_AVG_PATCHES
-        self.cu = torch.zeros(self.max_images + 1, dtype=torch.int32, device=device)
-        self.tiles = torch.full((self._slots(top),), -1, dtype=torch.int32, device=device)
-        self.out = torch.zeros(top // self.merge, cfg.hidden_size, dtype=dtype, device=device)
+        self.buckets = [b for b in patch_buckets(min(max_patches, MAX_PATCHES)) if b % self.merge == 0]
+        self.max_images = self.buckets[-1] // MIN_AVG_PATCHES
+        self.pixels = None  # static buffers, made by the first call (_alloc)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
+
+    def _alloc(self) -> None:
+        cfg, top, dev = self.visual.cfg, self.buckets[-1], self.device
+        in_dim = self.visual.patch_embed.proj.weight[0].numel()
+        self.pixels = torch.zeros(top, in_dim, dtype=self.dtype, device=dev)
+        self.cos = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=dev)
+        self.sin = torch.zeros(top, cfg.head_dim, dtype=torch.float32, device=dev)
+        self.cu = torch.zeros(self.max_images + 1, dtype=torch.int32, device=dev)
+        self.tiles = torch.full((self._slots(top),), -1, dtype=torch.int32, device=dev)
+        self.out = torch.zeros(top // self.merge, cfg.hidden_size, dtype=self.dtype, device=dev)
 
     def _slots(self, bucket: int) -> int:
         """Tile slots of a bucket: every query tile of `bucket` patches, plus one partial tile
         per image for up to bucket // MIN_AVG_PATCHES images."""
-        return -(-bucket // self.block_m) + bucket // MIN_AVG_PATCHES if self.block_m else 0
+        return tile_slots(bucket, self.block_m, bucket // MIN_AVG_PATCHES) if self.block_m else 0
 
     def bucket(self, sizes: list[int]) -> int | None:
         """The bucket a call of images of `sizes` patches replays, or None (eager)."""
-        if not self.enabled or not sizes:
-            return None
+        if not self.enabled or not sizes or any(n % self.merge for n in sizes):
+            return None  # (a patch count the merger cannot group: the eager call raises)
         total, tiles = sum(sizes), sum(-(-n // self.block_m) for n in sizes)
         return next((b for b in self.buckets if b >= total and tiles <= self._slots(b)
                      and len(sizes) <= b // MIN_AVG_PATCHES), None)
@@ -92,6 +99,8 @@ class VisionGraphs:
         if bucket is None:
             return None
         num = sum(sizes)
+        if self.pixels is None:
+            self._alloc()
         cos, sin = self.visual.rotary(grid_thw, self.device)
         self.pixels[:num].copy_(pixels)
         self.cos[:num].copy_(cos)
@@ -99,9 +108,10 @@ class VisionGraphs:
         bounds = [0]
         for n in sizes:
             bounds.append(bounds[-1] + n)
+        bounds += [num] * (self.max_images + 1 - len(bounds))  # empty images: no stale bound stays
         slots = self._slots(bucket)
         ints = to_device(bounds + flash_tiles(sizes, self.block_m, slots), self.device, torch.int32)
-        self.cu[:len(bounds)].copy_(ints[:len(bounds)])
+        self.cu.copy_(ints[:len(bounds)])
         self.tiles[:slots].copy_(ints[len(bounds):])
         if not self.capture:
             self._forward(bucket, len(sizes))

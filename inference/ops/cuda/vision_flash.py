@@ -69,9 +69,14 @@ def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WI
                MASKED: tl.constexpr, TMA: tl.constexpr):
     """Rows row0..row0+BLOCK of an image starting at token `start`, elements col..col+WIDTH
     of each. TMA: `src` is a [T, H*D] descriptor; rows past the image read the next
-    image (or zeros past T), which the caller masks out of the scores and never stores."""
+    image (or zeros past T); MASKED zeroes them, as the loads without TMA do: a masked
+    score gives p = 0, but 0 * NaN is NaN, and rows after the last image may be a
+    graph's padding, which holds anything."""
     if TMA:
         tile = src.load([(start + row0).to(tl.int32), col])
+        if MASKED:
+            rows = row0 + tl.arange(0, BLOCK)
+            tile = tl.where((rows < seq_len)[:, None], tile, 0.0)
     else:
         rows = row0 + tl.arange(0, BLOCK)
         ptrs = src + start * stride_t + col + rows[:, None] * stride_t + tl.arange(0, WIDTH)[None, :]
