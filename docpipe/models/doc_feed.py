@@ -19,10 +19,13 @@ Errors: what `pipeline.open_document` reports (bad PDF, bad page range) is
 the OpenedDoc's failure; an exception while rendering a document turns its
 remaining pages into failed jobs ("not converted: rendering stopped at page
 N") and the next document goes on. `close()` stops the thread early (the
-consumer stopped, or failed) and waits for it.
+consumer stopped, or failed) and waits for it (a thread stuck in a render is
+left behind after a while). `ready` is set after every item and at the
+thread's end, so a consumer with nothing else to do waits on it.
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -34,6 +37,7 @@ from docpipe.models.scheduler import PageJob
 from docpipe.schema import DocumentResult
 
 FEED_END = object()  # no document follows
+log = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -59,6 +63,8 @@ class DocumentFeed:
         self.sources, self.opts, self.hybrid = list(sources), opts, hybrid
         self._queue: queue.Queue = queue.Queue(maxsize=window)
         self._stop = threading.Event()
+        # set after every item and when the thread ends: a consumer holding on an empty queue waits on it
+        self.ready = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="docpipe-doc-feed", daemon=True)
 
     def __enter__(self) -> "DocumentFeed":
@@ -69,24 +75,37 @@ class DocumentFeed:
         self.close()
 
     def get(self, block: bool):
-        """The next item; None when not blocking and nothing is ready. An
-        exception the thread could not attribute to a document is raised here."""
-        try:
-            item = self._queue.get(block=block)
-        except queue.Empty:
-            return None
+        """The next item; None when not blocking and nothing is ready (then `ready`
+        is set when that changes). An exception the thread could not attribute to a
+        document is raised here, as is the thread's end without its end marker."""
+        while True:
+            if not block:
+                self.ready.clear()  # before looking: an item put after this sets it again
+            try:
+                item = self._queue.get(timeout=0.1) if block else self._queue.get_nowait()
+                break
+            except queue.Empty:
+                if not self._thread.is_alive() and self._queue.empty():
+                    raise RuntimeError("the document feed's thread ended without its end marker") from None
+                if not block:
+                    return None
         if isinstance(item, BaseException):
             raise item
         return item
 
-    def close(self) -> None:
+    def close(self, join_s: float = 30.0) -> None:
+        """Stop and join the thread; one stuck in a render (a hold timeout's cause) is left
+        behind after join_s (a daemon: it does not keep the process alive)."""
         self._stop.set()
-        self._thread.join()
+        self._thread.join(join_s)
+        if self._thread.is_alive():
+            log.warning("the document feed's thread is still in a render after %.0f s; left behind", join_s)
 
     def _put(self, item) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
+                self.ready.set()
                 return True
             except queue.Full:
                 continue
@@ -100,6 +119,8 @@ class DocumentFeed:
         except BaseException as e:  # a bug here: the consumer re-raises it rather than waiting forever
             self._put(e)
             return
+        finally:
+            self.ready.set()
         self._put(FEED_END)
 
     def _feed_document(self, index: int, source: str) -> bool:

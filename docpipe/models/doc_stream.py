@@ -16,8 +16,10 @@ document is assembled and yielded).
 Bounds: pages in flight (`vlm_window_pages`), renders waiting
 (`vlm_prefetch_pages`), documents with pages in flight or waiting
 (`vlm_max_open_docs`): the job source answers HOLD rather than starting
-another document, and rather than blocking on a render that is not done
-while the engine has work.
+another document, and rather than blocking on a render that is not done;
+with nothing in flight the scheduler waits on the feed's `ready` event, for
+at most `vlm_hold_timeout_s` (default 600 s): a render stuck longer fails
+the documents left with a HoldTimeout naming the last document seen.
 
 Errors, per document as in `pipeline.process_document`: a document that
 cannot be opened is a FAILURE result naming the file; a page that fails
@@ -41,7 +43,9 @@ from docpipe.config import ConvertOptions
 from docpipe.models.backend import open_runner, prefetch_pages_of
 from docpipe.models.base import get_family
 from docpipe.models.doc_feed import FEED_END, DocumentFeed, OpenedDoc
-from docpipe.models.scheduler import DEFAULT_WINDOW_PAGES, HOLD, PageFlow, PageJob, PageScheduler
+from docpipe.ingest.ahead import HoldTimeout
+from docpipe.models.scheduler import (DEFAULT_HOLD_TIMEOUT_S, DEFAULT_WINDOW_PAGES, HOLD, PageFlow, PageJob,
+                                      PageScheduler)
 from docpipe.models.vlm_page import DEFAULT_FAMILY
 from docpipe.schema import DocumentResult, PageResult, Status
 
@@ -71,12 +75,13 @@ class _Jobs:
             item, self._held = self._held, None
             if item is None:
                 try:
-                    item = self.feed.get(block=not self.in_flight)
+                    item = self.feed.get(block=False)
                 except Exception as e:  # noqa: BLE001 - the stream reports it on the documents left
                     self.error, self._ended = e, True
                     raise
-            if item is None:
-                return HOLD  # the next render is not done; the engine has work meanwhile
+            if item is None:  # the next render is not done: the engine steps meanwhile, or (nothing in
+                # flight) the scheduler waits on the feed, for at most its hold timeout
+                return HOLD.until(self.feed.ready, self._waiting_for())
             if item is FEED_END:
                 self._ended = True
                 raise StopIteration
@@ -92,6 +97,10 @@ class _Jobs:
 
     def _num_open(self) -> int:
         return sum(1 for d in self.docs if not d.is_complete)
+
+    def _waiting_for(self) -> str:
+        last = self.docs[-1].result.source_path if self.docs else None
+        return f"the document feed (open and render; last document seen: {last})" if last else "the document feed"
 
 
 class _Stream:
@@ -175,13 +184,14 @@ def stream_documents(sources: Iterable[str], opts: ConvertOptions, on_pages: Cal
             return
     window = int(opts.extra.get("vlm_window_pages", DEFAULT_WINDOW_PAGES))
     max_open = int(opts.extra.get("vlm_max_open_docs", DEFAULT_MAX_OPEN_DOCS))
+    hold_timeout_s = float(opts.extra.get("vlm_hold_timeout_s", DEFAULT_HOLD_TIMEOUT_S))
     hybrid = opts.effective_backend == "hybrid"
     try:
         with DocumentFeed(sources, opts, hybrid, prefetch_pages_of(opts)) as feed:
             jobs = _Jobs(feed, max_open)
             stream = _Stream(jobs, opts, on_pages)
             while True:
-                scheduler = PageScheduler(runner, flow, window)
+                scheduler = PageScheduler(runner, flow, window, hold_timeout_s=hold_timeout_s)
                 try:
                     for page in scheduler.run(jobs):
                         yield from stream.on_page(page)
@@ -190,6 +200,8 @@ def stream_documents(sources: Iterable[str], opts: ConvertOptions, on_pages: Cal
                     _abort(runner)
                     reason = f"VLM {flow.family.name}: {type(e).__name__}: {e}"
                     yield from stream.fail_in_flight(scheduler.unfinished(), reason)
+                    if isinstance(e, HoldTimeout):  # the feed is stuck: nothing more will come
+                        jobs.error = e
                     if jobs.error is not None:
                         break
             yield from stream.pop_complete()
