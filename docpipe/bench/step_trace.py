@@ -27,6 +27,8 @@ import json
 import os
 from pathlib import Path
 
+from docpipe.bench.kernel_profile import _union_us
+
 ENV = "DOCPIPE_TRACE"
 STEPS_ENV = "DOCPIPE_TRACE_STEPS"
 WARMUP = 3  # profiled steps before the window, events dropped
@@ -237,7 +239,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
             span_lo = min(k["ts"] for k in ks)
             span_hi = max(k["ts"] + k["dur"] for k in ks)
             row["device_span_ms"] += (span_hi - span_lo) / 1e3
-            row["device_kernel_ms"] += _union([(k["ts"], k["ts"] + k["dur"]) for k in ks]) / 1e3
+            row["device_kernel_ms"] += _union_us([(k["ts"], k["ts"] + k["dur"]) for k in ks]) / 1e3
             row["kernels"] += len(ks)
     phase_host: collections.Counter = collections.Counter()
     for e in host:
@@ -249,7 +251,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
         rt[c["name"]] += c["dur"] / 1e3
         rt_n[c["name"]] += 1
     wall = (kernels[-1]["ts"] + kernels[-1]["dur"] - kernels[0]["ts"]) / 1e3 if kernels else 0.0
-    busy = _union([(k["ts"], k["ts"] + k["dur"]) for k in kernels]) / 1e3
+    busy = _union_us([(k["ts"], k["ts"] + k["dur"]) for k in kernels]) / 1e3
     return {
         "window_ms": wall, "device_kernel_union_ms": busy,
         "per_step_kind": per_kind,
@@ -259,15 +261,6 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
         "other_gap_ms": {k: v / 1e3 for k, v in device_wait.items()},
         "runtime_calls_ms": {k: {"ms": v, "n": rt_n[k]} for k, v in rt.most_common(top)},
     }
-
-
-def _union(spans) -> float:
-    total, reach = 0.0, float("-inf")
-    for lo, hi in sorted(spans):
-        if hi > reach:
-            total += hi - max(lo, reach)
-            reach = hi
-    return total
 
 
 def format_summary(s: dict) -> str:

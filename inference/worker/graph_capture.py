@@ -54,3 +54,25 @@ def capture(graph: torch.cuda.CUDAGraph, fn: Callable[[], None], device: torch.d
             graph.capture_end()
     torch.cuda.current_stream(device).wait_stream(stream)
     return graph.pool()
+
+
+def stepped_sizes(limit: int, steps: list[tuple[int, int]]) -> list[int]:
+    """Bucket sizes up to `limit` (the last one is `limit`): each (below, step) pair steps by
+    `step` while the size is below `below`; the last pair's step goes on to the limit."""
+    sizes, size = [], 0
+    while size < limit:
+        size += next((step for below, step in steps if size < below), steps[-1][1])
+        sizes.append(min(size, limit))
+    return sizes
+
+
+def capture_or_none(fn: Callable[[], None], device: torch.device, pool, what: str, log):
+    """capture() into a new graph: (graph, pool), or (None, pool) with a warning naming `what`
+    when the capture failed (the caller then runs that work eagerly from now on)."""
+    graph = torch.cuda.CUDAGraph()
+    try:
+        return graph, capture(graph, fn, device, pool)
+    except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
+        log.warning("%s: graph capture failed, running eagerly from now on: %s", what, exc)
+        return None, pool
+

@@ -28,7 +28,7 @@ from inference.env import env_flag
 from inference.h2d import to_device
 from inference.layers.attention import AttentionMetadata
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture
+from inference.worker.graph_capture import capture_or_none, stepped_sizes
 from inference.worker.input_batch import InputBatch
 
 log = logging.getLogger(__name__)
@@ -40,11 +40,7 @@ def requested() -> bool:
 
 
 def token_buckets(max_tokens: int) -> list[int]:
-    sizes, size = [], 0
-    while size < max_tokens:
-        size += 256 if size < 2048 else 512 if size < 8192 else 1024
-        sizes.append(min(size, max_tokens))
-    return sizes
+    return stepped_sizes(max_tokens, [(2048, 256), (8192, 512), (max_tokens, 1024)])
 
 
 class PrefillGraphs:
@@ -119,12 +115,9 @@ class PrefillGraphs:
         self.hidden[:bucket].copy_(self.runner.model(self.embeds[:bucket], self.positions[:, :bucket], meta))
 
     def _capture(self, bucket: int) -> bool:
-        graph = torch.cuda.CUDAGraph()
-        try:
-            self.pool = capture(graph, lambda: self._forward(bucket), self.runner.device, self.pool)
-        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
-            log.warning("prefill graph capture failed for %d tokens, running the LM eagerly from now on: %s",
-                        bucket, exc)
+        graph, self.pool = capture_or_none(lambda: self._forward(bucket), self.runner.device, self.pool,
+                                           f"LM prefill of {bucket} tokens", log)
+        if graph is None:
             self.enabled = False
             return False
         self.graphs[bucket] = graph

@@ -42,7 +42,7 @@ import torch
 from inference.engine.request import Request
 from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
-from inference.worker.graph_capture import capture
+from inference.worker.graph_capture import capture_or_none
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
 
@@ -142,12 +142,9 @@ class SamplerGraphs:
     def _capture(self, key: tuple, buf: _Buffers, scratch: int) -> bool:
         """Capture the step of `key` (rows on the scratch slot while warming up). False: stay eager."""
         self._neutral(buf, scratch)
-        try:
-            graph = torch.cuda.CUDAGraph()
-            # not torch.cuda.graph(): its synchronize + empty_cache would stall the run (graph_capture.py)
-            self.pool = capture(graph, lambda: self._step(buf, key[1]), self.device, self.pool)
-        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
-            log.warning("sampler graph capture failed for %s, sampling eagerly from now on: %s", key[:4], exc)
+        graph, self.pool = capture_or_none(lambda: self._step(buf, key[1]), self.device, self.pool,
+                                           f"sampler step {key[:4]}", log)
+        if graph is None:
             self.enabled = False
             return False
         self.graphs[key] = graph

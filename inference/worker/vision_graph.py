@@ -35,7 +35,7 @@ import torch
 from inference.env import env_flag
 from inference.h2d import to_device
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture
+from inference.worker.graph_capture import capture_or_none, stepped_sizes
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_VISION_GRAPHS"
@@ -48,11 +48,7 @@ def requested() -> bool:
 
 
 def patch_buckets(max_patches: int) -> list[int]:
-    sizes, size = [], 0
-    while size < max_patches:
-        size += 1024 if size < 16384 else 2048 if size < 32768 else 4096
-        sizes.append(min(size, max_patches))
-    return sizes
+    return stepped_sizes(max_patches, [(16384, 1024), (32768, 2048), (max_patches, 4096)])
 
 
 class VisionGraphs:
@@ -130,12 +126,9 @@ class VisionGraphs:
         self.out[:bucket // self.merge].copy_(out)
 
     def _capture(self, bucket: int) -> bool:
-        graph = torch.cuda.CUDAGraph()
-        try:
-            self.pool = capture(graph, lambda: self._forward(bucket), self.device, self.pool)
-        except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
-            log.warning("vision encoder graph capture failed for %d patches, encoding eagerly from now on: %s",
-                        bucket, exc)
+        graph, self.pool = capture_or_none(lambda: self._forward(bucket), self.device, self.pool,
+                                           f"vision encoder call of {bucket} patches", log)
+        if graph is None:
             self.enabled = False
             return False
         self.graphs[bucket] = graph

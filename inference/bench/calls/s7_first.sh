@@ -6,12 +6,8 @@
 # Usage (repo root, GPU machine, wheels installed): bash inference/bench/calls/s7_first.sh OUT
 set -u
 out=${1:?output folder}
-export PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,memory.used,clocks.sm --format=csv,noheader
+source "$(dirname "$0")/lib.sh"
 timeout 150 python3 -m pytest -q -m gpu tests/inference/worker tests/inference/ops/test_cuda_ops.py -k "prefill or vision or graph" 2>&1 | tail -4
-pipe="python3 -m docpipe.cli bench pipeline --pages 128 --window 128 --baseline none --max-num-seqs 512 --no-time-split --warmup-pages 24"
-pages() { python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['sides'][0]; print(sys.argv[2], 'pages/s', round(s['pages_per_s'],3))" "$out/pipeline_128p_$1.json" $1; }
-show() { grep "device busy\|host: launch\|vision encoder graphs\|Traceback\|Error\|capture failed" | cut -c1-220; }
 for arm in on_a off_a on_b off_b; do
   flag=$([ "${arm%_*}" = on ] && echo 1 || echo 0)
   DOCPIPE_PREFILL_GRAPHS=$flag timeout 100 $pipe --out "$out/pipeline_128p_$arm.json" 2>&1 | show; pages $arm
