@@ -139,3 +139,14 @@ def test_cuda_uploads_match_and_do_not_wait_for_queued_kernels():
     torch.cuda.synchronize()
     for i, h in enumerate(h for h in hosts for _ in range(100)):
         assert torch.equal(doubled[i].cpu(), h * 2)
+
+
+def test_lists_convert_through_numpy_with_the_asked_dtype():
+    from inference.h2d import to_device
+
+    for data, dtype in (([[1, 2], [3, 4]], torch.int64), ([0.5, 1.5], torch.float32), ([True, False], torch.bool),
+                        ([7, -1], torch.int32)):
+        out = to_device(data, torch.device("cpu"), dtype)
+        assert out.dtype == dtype and out.tolist() == data
+    with pytest.raises((ValueError, TypeError)):
+        to_device([[1, 2], [3]], torch.device("cpu"), torch.int64)  # ragged: torch's error
