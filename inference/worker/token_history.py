@@ -46,6 +46,16 @@ def suffix_match(tokens: np.ndarray, cap: int) -> np.ndarray:
     return match
 
 
+def _scatter_index(parts: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, columns, values) int64 that write each (slot, values) part at [slot, :len(values)]."""
+    if not parts:
+        return (np.zeros(0, np.int64),) * 3
+    lengths = [len(v) for _, v in parts]
+    rows = np.repeat(np.array([s for s, _ in parts], np.int64), lengths)
+    cols = np.concatenate([np.arange(n, dtype=np.int64) for n in lengths])
+    return rows, cols, np.concatenate([np.asarray(v, np.int64) for _, v in parts])
+
+
 class TokenHistory:
     def __init__(self, device: torch.device, max_len: int = 16384):
         self.device = device
@@ -92,7 +102,7 @@ class TokenHistory:
     def slots(self, reqs: list[Request]) -> list[int]:
         """Slot per request, allocated and loaded as needed."""
         self._ensure_width(max(r.num_tokens for r in reqs) + 1)
-        out = []
+        out, todo = [], []
         for req in reqs:
             slot = self.slot_of.get(req.request_id)
             if slot is None or self.owner[slot] is not req:
@@ -104,20 +114,32 @@ class TokenHistory:
                 self.owner[slot] = req
                 self.length[slot] = -1
             if self.length[slot] != req.num_tokens:
-                self._load(slot, req)
+                todo.append((slot, req))
             out.append(slot)
+        if todo:  # after the loop: a resize inside it reallocates hist and match
+            self._load(todo)
         return out
 
-    def _load(self, slot: int, req: Request) -> None:
-        tokens = req.token_ids
-        if (tokens == PENDING).any():
-            raise RuntimeError(f"request {req.request_id}: history loaded while a sampled token is still pending")
-        self.hist[slot, : len(tokens)] = to_device(torch.from_numpy(tokens), self.device)
-        cap = req.sampling.no_repeat_ngram_size - 1
-        if cap > 0:
-            match = torch.from_numpy(suffix_match(tokens, cap))
-            self.match[slot, : len(tokens) - 1] = to_device(match, self.device, torch.int32)
-        self.length[slot] = len(tokens)
+    def _load(self, todo: list[tuple[int, Request]]) -> None:
+        """Histories of (slot, request) pairs from the host, in one upload and two scattered writes
+        (a prefill step brings a dozen new requests: two uploads each cost ~2 ms of host a step)."""
+        hist_parts, match_parts = [], []
+        for slot, req in todo:
+            tokens = req.token_ids
+            if (tokens == PENDING).any():
+                raise RuntimeError(f"request {req.request_id}: history loaded while a sampled token is still pending")
+            hist_parts.append((slot, tokens))
+            cap = req.sampling.no_repeat_ngram_size - 1
+            if cap > 0:
+                match_parts.append((slot, suffix_match(tokens, cap)))
+            self.length[slot] = len(tokens)
+        hist_ix, match_ix = _scatter_index(hist_parts), _scatter_index(match_parts)
+        packed = to_device(np.concatenate([*hist_ix, *match_ix]), self.device)
+        n_hist, n_match = len(hist_ix[0]), len(match_ix[0])
+        rows, cols, vals, mrows, mcols, mvals = packed.split([n_hist] * 3 + [n_match] * 3)
+        self.hist[rows, cols] = vals
+        if n_match:
+            self.match[mrows, mcols] = mvals.to(torch.int32)
 
     def release(self, request_ids) -> None:
         for request_id in request_ids:

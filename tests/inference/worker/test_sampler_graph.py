@@ -36,7 +36,7 @@ def _pair(device: torch.device, capture: bool, vocab: int, steps: int, seed: int
     graphed.graphs = SamplerGraphs(graphed, max_rows=16, capture=capture)
     loads = []  # histories loaded from the host: once per request, never again while it runs
     load = graphed.history._load
-    graphed.history._load = lambda slot, req: (loads.append(req.request_id), load(slot, req))[1]
+    graphed.history._load = lambda todo: (loads.extend(req.request_id for _, req in todo), load(todo))[1]
     live: dict[str, tuple[Request, Request]] = {}
     next_id = 0
     used_graph = 0
