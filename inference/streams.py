@@ -14,6 +14,12 @@ Purposes in use: "upload" (image and batch uploads, h2d.py), "graph-capture"
 and "graph-warmup" (graph_capture.py, cuda_graph.py, sampler_graph.py),
 "kv-send" (the disaggregated prefill worker's transfers), "kv-ipc" (cuda-ipc
 copies into the peer's pool).
+
+Priority: the KV streams are made at high priority. A same-device copy and
+the gather/scatter of many block runs run on SMs; at normal priority their
+thread blocks queue behind every block of the prefill kernels already
+launched (a vision attention call is thousands), and the decode side waits
+for that KV to start the request. Other purposes keep normal priority.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ import torch
 
 _STREAMS: dict[tuple[int, str], torch.cuda.Stream] = {}
 _LOCK = threading.Lock()
+HIGH_PRIORITY = frozenset({"kv-send", "kv-ipc"})
 
 
 def side_stream(device: torch.device | str, purpose: str) -> torch.cuda.Stream:
@@ -34,5 +41,7 @@ def side_stream(device: torch.device | str, purpose: str) -> torch.cuda.Stream:
         return found
     with _LOCK:
         if key not in _STREAMS:
-            _STREAMS[key] = torch.cuda.Stream(device=torch.device("cuda", index))
+            # torch: 0 is normal, a negative number higher (clamped to the device's range)
+            priority = -1 if purpose in HIGH_PRIORITY else 0
+            _STREAMS[key] = torch.cuda.Stream(device=torch.device("cuda", index), priority=priority)
         return _STREAMS[key]

@@ -11,15 +11,16 @@ from inference.disagg import kv_senders
 
 
 class FakeStream:
-    def __init__(self, device=None):
-        self.device = device
+    def __init__(self, device=None, priority=0):
+        self.device, self.priority = device, priority
 
 
 def test_cuda_pool_sends_on_its_devices_one_send_stream(monkeypatch):
     from inference import streams
     made, entered = [], []
     monkeypatch.setattr(streams, "_STREAMS", {})
-    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: made.append(FakeStream(device)) or made[-1])
+    monkeypatch.setattr(torch.cuda, "Stream",
+                        lambda device=None, priority=0: made.append(FakeStream(device, priority)) or made[-1])
 
     @contextlib.contextmanager
     def fake_stream_ctx(stream):
@@ -36,6 +37,8 @@ def test_cuda_pool_sends_on_its_devices_one_send_stream(monkeypatch):
     # back as another purpose's stream (a graph capture's, the uploads') -- inference/streams.py
     assert len(made) == 1 and entered == [made[0], made[0]]
     assert streams.side_stream("cuda:1", "graph-capture") is not made[0] and len(made) == 2
+    # the KV streams run ahead of queued prefill kernels; other purposes at normal priority
+    assert made[0].priority < 0 and made[1].priority == 0
 
 
 def test_cpu_pool_changes_nothing(monkeypatch):
