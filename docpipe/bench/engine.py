@@ -69,3 +69,8 @@ def print_table(res: dict) -> None:
                f"fp32 greedy tokens identical: {ok.get('fp32_greedy_tokens_identical')}")
     typer.echo(f"peak memory {f(ours.get('peak_memory_GiB'))} GiB, KV pool {f(ours.get('kv_pool_GiB'))} GiB "
                f"({ours.get('num_kv_blocks')} blocks); ceilings {res.get('ceilings')}")
+    if "layout_prefill_kernels" in ours:  # DOCPIPE_PROFILE_KERNELS=1
+        k = ours["layout_prefill_kernels"]
+        typer.echo(f"layout prefill kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of the pass); top:")
+        for row in k["top"][:15]:
+            typer.echo(f"  {row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}")

@@ -51,7 +51,8 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
     """One timed pass: `jobs` through the page scheduler, or with `docs` (PDF
     paths) through the convert path's document stream (pipeline_docs.py)."""
     from docpipe.bench.pipeline_docs import stream_pages
-    from docpipe.bench import kernel_profile, sync_debug
+    from docpipe.bench import sync_debug
+    from inference.bench import kernel_profile
     from docpipe.bench.jit_watch import jit_watch
 
     flow.num_requests = flow.num_output_tokens = 0

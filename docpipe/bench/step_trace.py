@@ -27,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from docpipe.bench.kernel_profile import _union_us
+from inference.bench.kernel_profile import _union_us
 
 ENV = "DOCPIPE_TRACE"
 STEPS_ENV = "DOCPIPE_TRACE_STEPS"

@@ -2,7 +2,7 @@
 # Prepared in session 6: PD on one H200 after the vision graphs and the high-priority KV streams
 # (both landed after the last PD call): `gpu-1p1d-mps` 16 pages twice, with the per-kind TPOT
 # table and the stage table (transfer stage was p50 8.6 ms, p99 15-105 ms); then the engine
-# benchmark. Output in $1.
+# benchmark with the layout-prefill pass's kernel table (that pass's pages/s is then not a figure). Output in $1.
 # Usage (repo root, GPU machine, wheels installed): bash inference/bench/calls/s7_pd.sh OUT
 set -u
 out=${1:?output folder}
@@ -13,4 +13,6 @@ for run in a b; do
     --out "$out/pd_h200_mps_$run.json" > "$out/pd_mps_$run.log" 2>&1
   echo "== run $run"; grep -v "Loading weights\|Writing model\|CudaIPCTypes" "$out/pd_mps_$run.log" | tail -26
 done
-timeout 150 python3 -m docpipe.cli bench engine --out "$out/engine_h200_mineru2.5.json" 2>&1 | grep -v "Loading weights\|Writing model" | tail -9
+# the layout prefill pass with its kernel table (#3: 36.5 pages/s, GPU-bound, need 40)
+DOCPIPE_PROFILE_KERNELS=1 timeout 150 python3 -m docpipe.cli bench engine --out "$out/engine_h200_mineru2.5.json" 2>&1 \
+  | grep -v "Loading weights\|Writing model" | tail -26

@@ -1,6 +1,6 @@
 """Device kernels of a timed run: DOCPIPE_PROFILE_KERNELS=1 makes `docpipe
-bench pipeline` run its timed passes under torch.profiler (CUDA activity
-only) and report the total kernel time, the top kernels by device time, and
+bench pipeline` run its timed passes (and `docpipe bench engine` its second
+layout-prefill pass) under torch.profiler (CUDA activity only) and report the total kernel time, the top kernels by device time, and
 the share of the wall in which a kernel ran (how busy the device really was,
 as opposed to the step events' span, which also counts gaps inside a step;
 kernels of overlapping streams count once).
