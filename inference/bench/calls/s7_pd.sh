@@ -2,7 +2,7 @@
 # Prepared in session 6: PD on one H200 after the vision graphs and the high-priority KV streams
 # (both landed after the last PD call): `gpu-1p1d-mps` 16 pages twice, with the per-kind TPOT
 # table and the stage table (transfer stage was p50 8.6 ms, p99 15-105 ms); then the engine
-# benchmark with the layout-prefill pass's kernel table (that pass's pages/s is then not a figure). Output in $1.
+# benchmark with a third, profiled layout-prefill pass for its kernel table. Output in $1.
 # Usage (repo root, GPU machine, wheels installed): bash inference/bench/calls/s7_pd.sh OUT
 set -u
 out=${1:?output folder}
