@@ -123,16 +123,16 @@ class TokenHistory:
     def _load(self, todo: list[tuple[int, Request]]) -> None:
         """Histories of (slot, request) pairs from the host, in one upload and two scattered writes
         (a prefill step brings a dozen new requests: two uploads each cost ~2 ms of host a step)."""
+        for _, req in todo:  # all checked first: no slot is marked loaded unless all of them load
+            if (req.token_ids == PENDING).any():
+                raise RuntimeError(f"request {req.request_id}: history loaded while a sampled token is still pending")
         hist_parts, match_parts = [], []
         for slot, req in todo:
             tokens = req.token_ids
-            if (tokens == PENDING).any():
-                raise RuntimeError(f"request {req.request_id}: history loaded while a sampled token is still pending")
             hist_parts.append((slot, tokens))
             cap = req.sampling.no_repeat_ngram_size - 1
             if cap > 0:
                 match_parts.append((slot, suffix_match(tokens, cap)))
-            self.length[slot] = len(tokens)
         hist_ix, match_ix = _scatter_index(hist_parts), _scatter_index(match_parts)
         packed = to_device(np.concatenate([*hist_ix, *match_ix]), self.device)
         n_hist, n_match = len(hist_ix[0]), len(match_ix[0])
@@ -140,6 +140,8 @@ class TokenHistory:
         self.hist[rows, cols] = vals
         if n_match:
             self.match[mrows, mcols] = mvals.to(torch.int32)
+        for slot, tokens in hist_parts:
+            self.length[slot] = len(tokens)
 
     def release(self, request_ids) -> None:
         for request_id in request_ids:

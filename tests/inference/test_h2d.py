@@ -150,3 +150,7 @@ def test_lists_convert_through_numpy_with_the_asked_dtype():
         assert out.dtype == dtype and out.tolist() == data
     with pytest.raises((ValueError, TypeError)):
         to_device([[1, 2], [3]], torch.device("cpu"), torch.int64)  # ragged: torch's error
+    with pytest.raises(TypeError):
+        to_device([None], torch.device("cpu"), torch.float32)  # not a number: torch's error, not NaN
+    with pytest.raises(RuntimeError):
+        to_device([2 ** 40], torch.device("cpu"), torch.int32)  # overflows int32: torch's error, no wrap
