@@ -66,13 +66,16 @@ def stepped_sizes(limit: int, steps: list[tuple[int, int]]) -> list[int]:
     return sizes
 
 
-def capture_or_none(fn: Callable[[], None], device: torch.device, pool, what: str, log):
-    """capture() into a new graph: (graph, pool), or (None, pool) with a warning naming `what`
-    when the capture failed (the caller then runs that work eagerly from now on)."""
+def capture_into(owner, key, fn: Callable[[], None], device: torch.device, what: str, log) -> bool:
+    """capture() fn into a new graph stored as owner.graphs[key], in owner.pool (updated). A failed
+    capture is logged naming `what` and sets owner.enabled = False (that work runs eagerly from then
+    on); returns whether the graph is there. `owner`: a graph set (vision, prefill, sampler graphs)."""
     graph = torch.cuda.CUDAGraph()
     try:
-        return graph, capture(graph, fn, device, pool)
+        owner.pool = capture(graph, fn, device, owner.pool)
     except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly
         log.warning("%s: graph capture failed, running eagerly from now on: %s", what, exc)
-        return None, pool
-
+        owner.enabled = False
+        return False
+    owner.graphs[key] = graph
+    return True

@@ -28,7 +28,7 @@ from inference.env import env_flag
 from inference.h2d import to_device
 from inference.layers.attention import AttentionMetadata
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_or_none, stepped_sizes
+from inference.worker.graph_capture import capture_into, stepped_sizes
 from inference.worker.input_batch import InputBatch
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,5 @@ class PrefillGraphs:
         self.hidden[:bucket].copy_(self.runner.model(self.embeds[:bucket], self.positions[:, :bucket], meta))
 
     def _capture(self, bucket: int) -> bool:
-        graph, self.pool = capture_or_none(lambda: self._forward(bucket), self.runner.device, self.pool,
-                                           f"LM prefill of {bucket} tokens", log)
-        if graph is None:
-            self.enabled = False
-            return False
-        self.graphs[bucket] = graph
-        return True
+        return capture_into(self, bucket, lambda: self._forward(bucket), self.runner.device,
+                            f"LM prefill of {bucket} tokens", log)

@@ -42,7 +42,7 @@ import torch
 from inference.engine.request import Request
 from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
-from inference.worker.graph_capture import capture_or_none
+from inference.worker.graph_capture import capture_into
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
 
@@ -142,10 +142,4 @@ class SamplerGraphs:
     def _capture(self, key: tuple, buf: _Buffers, scratch: int) -> bool:
         """Capture the step of `key` (rows on the scratch slot while warming up). False: stay eager."""
         self._neutral(buf, scratch)
-        graph, self.pool = capture_or_none(lambda: self._step(buf, key[1]), self.device, self.pool,
-                                           f"sampler step {key[:4]}", log)
-        if graph is None:
-            self.enabled = False
-            return False
-        self.graphs[key] = graph
-        return True
+        return capture_into(self, key, lambda: self._step(buf, key[1]), self.device, f"sampler step {key[:4]}", log)

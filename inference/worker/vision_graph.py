@@ -35,7 +35,7 @@ import torch
 from inference.env import env_flag
 from inference.h2d import to_device
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_or_none, stepped_sizes
+from inference.worker.graph_capture import capture_into, stepped_sizes
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_VISION_GRAPHS"
@@ -126,10 +126,5 @@ class VisionGraphs:
         self.out[:bucket // self.merge].copy_(out)
 
     def _capture(self, bucket: int) -> bool:
-        graph, self.pool = capture_or_none(lambda: self._forward(bucket), self.device, self.pool,
-                                           f"vision encoder call of {bucket} patches", log)
-        if graph is None:
-            self.enabled = False
-            return False
-        self.graphs[bucket] = graph
-        return True
+        return capture_into(self, bucket, lambda: self._forward(bucket), self.device,
+                            f"vision encoder call of {bucket} patches", log)
