@@ -11,7 +11,6 @@ steps, as in the engine.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -21,6 +20,7 @@ from itertools import chain
 import numpy as np
 import torch
 
+from inference.bench.machine import finish
 from inference.engine.scheduler import ScheduledRequest, SchedulerOutput
 from inference.worker import input_batch
 from inference.worker.block_table import BlockTable
@@ -91,14 +91,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     result = run(args.rows, args.prompt, args.block_size, args.steps)
-    result["command"] = "python -m inference.bench.batch_build " + " ".join(
-        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None)
+    finish(result, "inference.bench.batch_build", args)
     print(f"build at {args.rows} decode rows: rebuilt {result['median_ms_rebuilt']} ms, "
           f"carried {result['median_ms_carried']} ms (medians of {args.steps} steps, two alternating rounds); "
           f"tables equal: {result['tables_equal']}")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -9,11 +9,13 @@ so the figure is the host's own cost per call (launch + library heuristics).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
 import torch
+
 import torch.nn.functional as F
+
+from inference.bench.machine import finish
 
 
 def _host_us(calls, x_of, weight, bias) -> float:
@@ -51,12 +53,9 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     result = run(args.calls)
-    result["command"] = f"python -m inference.bench.linear_host --calls {args.calls}"
+    finish(result, "inference.bench.linear_host", args)
     for name, us in result["host_us_per_call"].items():
         print(f"{name:28s} {us:8.1f} us host per F.linear")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """What every benchmark records about the machine it ran on: the device's
 name, library versions, and the device's ceilings measured in the same run
 (copy bandwidth counting bytes read + written, bf16 matmul rate; random data,
-warmed up, synchronized)."""
+warmed up, synchronized); and how a micro-benchmark's command line goes into
+its JSON (`finish`)."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import platform
 import time
@@ -58,3 +60,14 @@ def ceilings(device: str) -> dict:
     a, b = (torch.randn(8192, 8192, dtype=torch.bfloat16, device=device) for _ in range(2))
     mm_s = timed(lambda: a @ b)
     return {"copy_TBps_rw": 2 * (2 << 30) / copy_s / 1e12, "bf16_matmul_TFLOPs": 2 * 8192**3 / mm_s / 1e12}
+
+
+def finish(result: dict, module: str, args) -> None:
+    """Record the command (`python -m module` and every parsed option but --out) in result and
+    write it as JSON to args.out when given."""
+    options = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if k != "out" and v is not None)
+    result["command"] = f"python -m {module} {options}".rstrip()
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+

@@ -10,12 +10,13 @@ the prefill steps pay, and padding the token count to buckets would cut it.
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import statistics
 import time
 
 import torch
+
+from inference.bench.machine import finish
 
 
 def _batch(rng: random.Random, crops: int) -> list[tuple[int, int, int]]:
@@ -68,13 +69,10 @@ def main() -> None:
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     result = run(args.crops, args.calls)
-    result["command"] = f"python -m inference.bench.prefill_host --crops {args.crops} --calls {args.calls}"
+    finish(result, "inference.bench.prefill_host", args)
     for name, r in result["runs"].items():
         print(f"vision forward, {name:16s} host {r['host_ms_median']:7.2f} ms  device {r['device_ms_median']:7.2f} ms"
               f"  ({r['patches_median']:.0f} patches)")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
 
 
 if __name__ == "__main__":
