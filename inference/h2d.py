@@ -180,14 +180,3 @@ def _uploader(device: torch.device) -> PinnedUploader | None:
             dev = torch.device("cuda", index)
             _UPLOADERS[index] = PinnedUploader(dev, megabytes << 20) if megabytes > 0 else None
         return _UPLOADERS[index]
-
-
-def upload_stream(device: torch.device) -> torch.cuda.Stream:
-    """The stream uploads of `device` are queued on: the ring's, or (ring off) one side stream per device.
-    For device work done off the engine's thread (Processor.finish(off_thread=True))."""
-    device = torch.device(device)
-    up = _uploader(device)
-    if up is not None:
-        return up.stream
-    return side_stream(device, "upload")
-

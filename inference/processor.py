@@ -42,7 +42,8 @@ import torch
 
 from inference.models.image_patches import PatchRule, rgb_pixels
 from inference.models.model_config import ModelConfig
-from inference.h2d import to_device, upload_stream
+from inference.h2d import to_device
+from inference.streams import side_stream
 from inference.worker.mrope import prompt_positions
 
 
@@ -150,7 +151,7 @@ class Processor:
         """Upload (and on the fast path patchify) the images on `device`. On the engine's
         thread the pixels are ready for its stream; `off_thread`: see the module doc."""
         if off_thread and prompt.images and self.device.type == "cuda":
-            stream = upload_stream(self.device)
+            stream = side_stream(self.device, "upload")  # the uploads' stream (h2d.py), ring or not
             with torch.cuda.stream(stream):
                 out = self._finish(prompt)
                 out.ready = torch.cuda.Event()

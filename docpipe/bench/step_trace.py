@@ -27,7 +27,7 @@ import json
 import os
 from pathlib import Path
 
-from inference.bench.kernel_profile import _union_us
+from inference.bench.kernel_profile import union_us
 
 ENV = "DOCPIPE_TRACE"
 STEPS_ENV = "DOCPIPE_TRACE_STEPS"
@@ -61,6 +61,7 @@ class StepTrace:
         self.in_window = 0
         self.prof = None
         self.summary: dict | None = None
+        self.done = False  # the window was traced and written
         self._launch = runner.launch
 
     @classmethod
@@ -80,7 +81,7 @@ class StepTrace:
         from docpipe.bench.timing import step_kind
 
         kind = step_kind(sched)
-        if self.prof is None and self.summary is None:
+        if self.prof is None and not self.done:
             # the profiler starts WARMUP steps early: its first steps carry its own start-up (CUPTI)
             counts = kind == "prefill" or not self.by_prefill
             if counts and self.step >= max(self.first - WARMUP, 0):
@@ -127,20 +128,20 @@ class StepTrace:
                 delattr(obj, name)  # back to the class attribute
             else:
                 setattr(obj, name, before)
+        self.runner.launch = self._launch  # the window is over: later steps run unwrapped
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        raw = self.path.with_suffix("").with_suffix(".json") if self.path.suffix == ".gz" else self.path
-        self.prof.export_chrome_trace(str(raw))
-        if raw != self.path:
-            with open(raw, "rb") as src, gzip.open(self.path, "wb") as dst:
-                dst.write(src.read())
-            raw.unlink()
+        self.prof.export_chrome_trace(str(self.path))  # torch gzips a path ending in .gz
         self.prof = None
-        self.summary = summarize(load_trace(self.path))
-        self.summary["steps"] = f"{self.first}:{self.count}"
-        self.summary["trace"] = str(self.path)
+        self.done = True
 
     def report(self) -> dict:
-        return self.summary or {"note": f"the timed pass ended before step {self.first + self.count}"}
+        """The window's summary (read back from the trace after the timed pass, not inside it)."""
+        if not self.done:
+            return {"note": f"the timed pass ended before step {self.first + self.count}"}
+        if self.summary is None:
+            self.summary = summarize(load_trace(self.path))
+            self.summary.update(steps=f"{self.first}:{self.count}", trace=str(self.path))
+        return self.summary
 
 
 def _labelled(fn, label: str):
@@ -188,11 +189,11 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
         by_tid[e["tid"]].append(e)
     for lst in by_tid.values():
         lst.sort(key=lambda e: e["ts"])
+    starts_of = {tid: [e["ts"] for e in lst] for tid, lst in by_tid.items()}
 
     def enclosing(call) -> list[dict]:
         lst = by_tid.get(call["tid"], [])
-        starts = [e["ts"] for e in lst]
-        i = bisect.bisect_right(starts, call["ts"])
+        i = bisect.bisect_right(starts_of.get(call["tid"], []), call["ts"])
         return [e for e in lst[max(0, i - 400):i] if e["ts"] + e["dur"] >= call["ts"]]
 
     def labels(call) -> tuple[str, str, str]:
@@ -239,7 +240,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
             span_lo = min(k["ts"] for k in ks)
             span_hi = max(k["ts"] + k["dur"] for k in ks)
             row["device_span_ms"] += (span_hi - span_lo) / 1e3
-            row["device_kernel_ms"] += _union_us([(k["ts"], k["ts"] + k["dur"]) for k in ks]) / 1e3
+            row["device_kernel_ms"] += union_us([(k["ts"], k["ts"] + k["dur"]) for k in ks]) / 1e3
             row["kernels"] += len(ks)
     phase_host: collections.Counter = collections.Counter()
     for e in host:
@@ -251,7 +252,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
         rt[c["name"]] += c["dur"] / 1e3
         rt_n[c["name"]] += 1
     wall = (kernels[-1]["ts"] + kernels[-1]["dur"] - kernels[0]["ts"]) / 1e3 if kernels else 0.0
-    busy = _union_us([(k["ts"], k["ts"] + k["dur"]) for k in kernels]) / 1e3
+    busy = union_us([(k["ts"], k["ts"] + k["dur"]) for k in kernels]) / 1e3
     return {
         "window_ms": wall, "device_kernel_union_ms": busy,
         "per_step_kind": per_kind,

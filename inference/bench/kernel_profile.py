@@ -48,11 +48,11 @@ class KernelTable:
                 spans.append((start, end))
         rows = sorted(per_name.items(), key=lambda kv: -kv[1][0])
         return {"device_kernel_ms": sum(e - s for s, e in spans) / 1000, "device_copy_ms": copy_us / 1000,
-                "kernel_share_of_wall": _union_us(spans) / 1e6 / max(wall_s, 1e-9),
+                "kernel_share_of_wall": union_us(spans) / 1e6 / max(wall_s, 1e-9),
                 "top": [{"kernel": k[:100], "ms": us / 1000, "count": c} for k, (us, c) in rows[:top]]}
 
 
-def _union_us(spans: list[tuple[float, float]]) -> float:
+def union_us(spans: list[tuple[float, float]]) -> float:
     """Length of the union of [start, end) intervals."""
     total, reach = 0.0, float("-inf")
     for start, end in sorted(spans):
