@@ -64,6 +64,7 @@ class _Jobs:
         self.error: BaseException | None = None  # the feed broke: nothing more will come
         self._held = None  # an item taken from the feed but not admitted yet
         self._ended = False
+        self._hold = HOLD.until(feed.ready, self._waiting_for())  # answered while the feed has nothing
 
     def __iter__(self) -> "_Jobs":
         return self
@@ -81,7 +82,7 @@ class _Jobs:
                     raise
             if item is None:  # the next render is not done: the engine steps meanwhile, or (nothing in
                 # flight) the scheduler waits on the feed, for at most its hold timeout
-                return HOLD.until(self.feed.ready, self._waiting_for())
+                return self._hold
             if item is FEED_END:
                 self._ended = True
                 raise StopIteration
@@ -91,6 +92,7 @@ class _Jobs:
                     return HOLD
                 self.docs.append(item)
                 self.num_seen += 1
+                self._hold = HOLD.until(self.feed.ready, self._waiting_for())  # made per document, not per poll
                 continue
             self.in_flight.append(item)
             return item

@@ -71,6 +71,8 @@ def capture_into(owner, key, fn: Callable[[], None], device: torch.device, what:
     capture is logged naming `what` and sets owner.enabled = False (that work runs eagerly from then
     on); returns whether the graph is there. `owner`: a graph set (vision, prefill, sampler graphs)."""
     graph = torch.cuda.CUDAGraph()
+    if not owner.graphs:  # a pool dies with its last graph (an owner may drop graphs): capturing into it asserts
+        owner.pool = None
     try:
         owner.pool = capture(graph, fn, device, owner.pool)
     except Exception as exc:  # noqa: BLE001 - any capture failure means: run eagerly

@@ -109,9 +109,8 @@ class SamplerGraphs:
         if key not in self.buffers:
             if any(k[4] != key[4] for k in self.buffers):  # older history tensors: drop what read them
                 self.buffers = {k: b for k, b in self.buffers.items() if k[4] == key[4]}
-                self.graphs = {k: g for k, g in self.graphs.items() if k[4] == key[4]}
-                if not self.graphs:  # the pool died with its last graph: capturing into it again asserts
-                    self.pool = None
+                self.graphs = {k: g for k, g in self.graphs.items() if k[4] == key[4]}  # (capture_into:
+                # a pool whose last graph went is not captured into again)
             size, _, vocab, dtype, _ = key
             buf = _Buffers(torch.zeros(size, vocab, dtype=dtype, device=self.device),
                            torch.empty(3, size, dtype=torch.long, device=self.device),
