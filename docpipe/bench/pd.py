@@ -39,30 +39,29 @@ def _workload(pages: int, model_cfg, seed: int, prefix: str = "") -> list[list[t
     return out
 
 
-def _summary(results: dict, wall_s: float, pages: int) -> dict:
+def _latencies(results) -> dict:
+    """TTFT and TPOT p50/p99 of results (TPOT of requests with more than one token)."""
     from inference.router.metrics import percentile
 
-    ttft = [r["ttft_s"] for r in results.values()]
-    tpot = [r["tpot_s"] for r in results.values() if len(r["token_ids"]) > 1]
+    ttft = [r["ttft_s"] for r in results]
+    tpot = [r["tpot_s"] for r in results if len(r["token_ids"]) > 1]
+    return {"ttft_s": {"p50": percentile(ttft, 50), "p99": percentile(ttft, 99)},
+            "tpot_s": {"p50": percentile(tpot, 50), "p99": percentile(tpot, 99)}}
+
+
+def _summary(results: dict, wall_s: float, pages: int) -> dict:
     tokens = sum(len(r["token_ids"]) for r in results.values())
     return {"wall_s": wall_s, "output_tokens": tokens, "output_tokens_per_s": tokens / wall_s,
-            "pages_per_s": pages / wall_s, "ttft_s": {"p50": percentile(ttft, 50), "p99": percentile(ttft, 99)},
-            "tpot_s": {"p50": percentile(tpot, 50), "p99": percentile(tpot, 99)}}
+            "pages_per_s": pages / wall_s, **_latencies(results.values())}
 
 
 def per_kind(results: dict) -> dict:
     """TPOT and TTFT p50/p99 per request kind (the last part of a workload request id: layout, text,
     title, table, equation): short outputs carry a handoff or a prefill stall over few tokens."""
-    from inference.router.metrics import percentile
-
     kinds: dict = {}
     for rid, r in results.items():
         kinds.setdefault(rid.rsplit("-", 1)[-1], []).append(r)
-    return {kind: {"n": len(rs), "tokens_mean": sum(len(r["token_ids"]) for r in rs) / len(rs),
-                   "tpot_s": {"p50": percentile([r["tpot_s"] for r in rs], 50),
-                              "p99": percentile([r["tpot_s"] for r in rs], 99)},
-                   "ttft_s": {"p50": percentile([r["ttft_s"] for r in rs], 50),
-                              "p99": percentile([r["ttft_s"] for r in rs], 99)}}
+    return {kind: {"n": len(rs), "tokens_mean": sum(len(r["token_ids"]) for r in rs) / len(rs), **_latencies(rs)}
             for kind, rs in sorted(kinds.items())}
 
 

@@ -122,12 +122,9 @@ class PrefillWorker(KvSenders, Worker):
             return Prepared(msg, exception=e, received_s=received_s)
 
     def handle(self, channel: Channel, msg) -> None:
-        if isinstance(msg, P.PrefillRequest):
-            self._prefill(channel, self._prepare(msg, time.perf_counter()))
-        elif isinstance(msg, Prepared):
+        # (PrefillRequests reach the loop as Prepared and TransferRequests never: receive())
+        if isinstance(msg, Prepared):
             self._prefill(channel, msg)
-        elif isinstance(msg, P.TransferRequest):
-            self._transfer(channel, msg)
         elif isinstance(msg, P.Release):
             self._release(msg.request_id)
         else:

@@ -23,17 +23,9 @@ import time
 log = logging.getLogger("inference.disagg.process")
 
 ANNOUNCE_TIMEOUT_S = 60.0  # a worker retries joining its router this long (the router may start later)
-# DOCPIPE_GIL_SWITCH_MS: how long a thread of a role may hold the GIL while another waits for it
-# (Python's default, 5 ms, when unset). A role's message threads wake for microseconds of work while
-# its loop thread launches steps in Python; 0.5 ms was tried on the H200 (session 6, bench pd
-# 16 pages): TPOT p99 11.3 vs 10.9 ms at 5 ms, no gain, so the default stays.
-GIL_SWITCH_ENV = "DOCPIPE_GIL_SWITCH_MS"
 
 
 def _prepare(num_threads: int | None) -> None:
-    if os.environ.get(GIL_SWITCH_ENV):
-        import sys
-        sys.setswitchinterval(float(os.environ[GIL_SWITCH_ENV]) / 1000)
     if num_threads:
         import torch
         torch.set_num_threads(num_threads)  # roles share the host's cores

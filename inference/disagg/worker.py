@@ -93,8 +93,11 @@ class Worker:
         try:
             self.receive(channel, msg)
         except Exception as e:  # as on the loop thread: one bad message never ends the connection
-            log.exception("%s %d: %s failed", self.role, self.index, type(msg).__name__)
-            channel.reply_error(f"{type(msg).__name__} failed: {type(e).__name__}: {e}", getattr(msg, "request_id", ""))
+            self._failed(channel, msg, e)
+
+    def _failed(self, channel: Channel, msg, e: Exception) -> None:
+        log.exception("%s %d: %s failed", self.role, self.index, type(msg).__name__)
+        channel.reply_error(f"{type(msg).__name__} failed: {type(e).__name__}: {e}", getattr(msg, "request_id", ""))
 
     def handle(self, channel: Channel, msg) -> None:
         raise NotImplementedError
@@ -136,9 +139,7 @@ class Worker:
             try:
                 self.handle(channel, msg)
             except Exception as e:  # one bad request never stops the worker
-                log.exception("%s %d: %s failed", self.role, self.index, type(msg).__name__)
-                channel.reply_error(f"{type(msg).__name__} failed: {type(e).__name__}: {e}",
-                                    getattr(msg, "request_id", ""))
+                self._failed(channel, msg, e)
 
     def _report_load(self) -> None:
         now = time.monotonic()
