@@ -95,7 +95,8 @@ class DecodeWorker(Worker):
         try:
             params = SamplingParams(**msg.sampling)
             if msg.is_reservation:
-                ids = reservation.reserve(self.engine, rid, msg.num_prompt_tokens, params)
+                # blocks for up to num_prompt_tokens of KV; first token, delta and prompt come at landing
+                ids = self.engine.add_prefilled_request(rid, msg.num_prompt_tokens, 0, 0, params)
             else:
                 ids = self.engine.add_prefilled_request(rid, msg.num_prompt_tokens, msg.first_token, msg.rope_delta,
                                                         params, msg.prompt_token_ids)
@@ -133,8 +134,9 @@ class DecodeWorker(Worker):
             self._drop_awaiting(rid)  # stale or released: its blocks may go now
             return
         want = self.expected.pop(rid)
+        held = self.engine.awaiting_kv[rid] if want.is_reservation else None  # its placeholder request
         if want.is_reservation:
-            why = reservation.landing_error(self.engine.awaiting_kv[rid].block_ids, meta, want.sampling,
+            why = reservation.landing_error(held.block_ids, meta, want.sampling, held.sampling.reads_prompt,
                                             want.num_prompt_tokens, self.engine.block_manager.block_size,
                                             self.engine.model_config.vocab_size)
         else:
@@ -145,8 +147,9 @@ class DecodeWorker(Worker):
             self._drop_awaiting(rid)
             self.reply(rid, P.Error(error="transfer metadata does not match the decode request", request_id=rid))
             return
-        if want.is_reservation:
-            reservation.adopt(self.engine, rid, meta, SamplingParams(**want.sampling))
+        if want.is_reservation:  # the placeholder becomes the request the meta describes (checked above)
+            self.engine.adopt_reservation(rid, meta.num_tokens, meta.first_token_id, meta.mrope_position_delta,
+                                          held.sampling, meta.prompt_token_ids)
         self.landed_at[rid] = time.perf_counter()
         self.on_outputs(self.engine.kv_ready(rid))
 

@@ -3,12 +3,14 @@
 A reservation is made before the prefill has run, so its size is an upper
 bound (the router's estimate of the expanded prompt) and the first token and
 rope delta are not known yet. Contract:
-- decode side, at DecodeRequest(is_reservation): `reserve` allocates blocks
-  for the bound as an engine request waiting for KV (placeholder first token);
+- decode side, at DecodeRequest(is_reservation): engine.add_prefilled_request
+  allocates blocks for the bound as a request waiting for KV (placeholder
+  first token);
 - prefill side, when the KV is there: `fit_destination` keeps the first
   blocks that hold num_tokens (None: the reservation is too small, nothing
   is sent and the router falls back to a fresh allocation);
-- decode side, when the TransferMeta lands: `adopt` rebuilds the waiting
+- decode side, when the TransferMeta lands: `landing_error` checks the meta
+  against the reservation, then engine.adopt_reservation rebuilds the waiting
   request from the meta (length, first token, rope delta, and the expanded
   prompt when the sampling reads it) on the blocks that were written and
   frees the rest, which no sender was ever told about.
@@ -20,7 +22,6 @@ from the monolithic engine.
 """
 from __future__ import annotations
 
-from inference.sampling import SamplingParams
 from inference.transfer.blockids import BlockIds
 
 
@@ -40,13 +41,8 @@ def too_small(request_id: str, dest) -> str:
     return f"dst_too_small: {request_id}: {len(dest.dst_block_ids)} blocks of {dest.dst_block_size} tokens"
 
 
-def reserve(engine, request_id: str, max_prompt_tokens: int, sampling: SamplingParams) -> list[int]:
-    """Blocks for up to max_prompt_tokens of KV (ValueError: never fits; RuntimeError: no room now)."""
-    return engine.add_prefilled_request(request_id, max_prompt_tokens, 0, 0, sampling)
-
-
-def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: int, block_size: int,
-                  vocab_size: int) -> str:
+def landing_error(reserved: list[int], meta, sampling: dict, reads_prompt: bool, max_prompt_tokens: int,
+                  block_size: int, vocab_size: int) -> str:
     """Why a landed meta does not fit its reservation ("" when it does). Token ids off the wire are
     range-checked here: the first token feeds the embedding and prompt ids index the logits in the
     penalties, where an id out of the vocabulary is a device-side assert that ends the worker."""
@@ -57,7 +53,7 @@ def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: 
     ids = meta.prompt_token_ids
     if ids and not (0 <= min(ids) and max(ids) < vocab_size):
         return f"prompt token ids outside the vocabulary of {vocab_size}"
-    if meta.prompt_token_ids is None and SamplingParams(**sampling).reads_prompt:
+    if meta.prompt_token_ids is None and reads_prompt:
         return "the sampling reads the prompt, and the meta has no prompt_token_ids"
     if meta.num_tokens > max_prompt_tokens:
         return f"{meta.num_tokens} tokens exceed the reservation's {max_prompt_tokens}"
@@ -65,10 +61,3 @@ def landing_error(reserved: list[int], meta, sampling: dict, max_prompt_tokens: 
     if meta.dst_block_ids != reserved[:needed]:
         return "written blocks are not the leading blocks of the reservation"
     return ""
-
-
-def adopt(engine, request_id: str, meta, sampling: SamplingParams) -> None:
-    """Replace the reservation's placeholder by the request the meta describes, on its leading
-    blocks (the token ids are there when the sampling reads the prompt: landing_error checked)."""
-    engine.adopt_reservation(request_id, meta.num_tokens, meta.first_token_id, meta.mrope_position_delta,
-                             sampling, meta.prompt_token_ids)
