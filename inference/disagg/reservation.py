@@ -33,7 +33,7 @@ def fit_destination(dst_block_ids: BlockIds, dst_block_size: int, num_tokens: in
     needed = -(-num_tokens // dst_block_size)
     if needed > len(dst_block_ids):
         return None
-    return dst_block_ids if needed == len(dst_block_ids) else BlockIds.from_list(dst_block_ids.tolist()[:needed])
+    return dst_block_ids.head(needed)
 
 
 def too_small(request_id: str, dest) -> str:

@@ -149,6 +149,20 @@ class BlockIds:
     def num_runs(self) -> int:
         return len(self._runs) if self._runs is not None else len(self._firsts)
 
+    def head(self, n: int) -> "BlockIds":
+        """The first n ids (0 <= n <= len), cut from the runs without listing the ids."""
+        if not 0 <= n <= self._len:
+            raise BlockIdsError(f"cannot take the first {n} of {self._len} block ids")
+        if n == self._len:
+            return self
+        runs, left = [], n
+        for first, count in self.runs:
+            if left <= 0:
+                break
+            runs.append((first, min(count, left)))
+            left -= count
+        return BlockIds(tuple(runs)) if runs else EMPTY
+
     def to_wire(self) -> list[list[int]]:
         if self._runs is None:
             return np.stack((self._firsts, self._counts), axis=1).tolist()

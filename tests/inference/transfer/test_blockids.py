@@ -132,3 +132,12 @@ def test_meta_takes_lists_ranges_or_block_ids_alike():
     assert d["src_block_ids"] == list(range(8, 40)) and json.loads(json.dumps(d))["dst_block_ids"] == [1, 2, 3, 9]
     with pytest.raises(ValueError, match="dst_block_ids"):
         TransferMeta("r", [0], range(-2, 3), 1, 0, 0)
+
+
+@pytest.mark.parametrize("ids", [[], [5], [3, 4, 5, 9, 10, 2], list(range(100, 140)) + [7, 8]])
+def test_head_is_the_leading_ids(ids):
+    b = BlockIds.from_list(ids)
+    for n in range(len(ids) + 1):
+        assert b.head(n).tolist() == ids[:n] and b.head(n) == BlockIds.from_list(ids[:n])
+    with pytest.raises(BlockIdsError):
+        b.head(len(ids) + 1)
