@@ -129,11 +129,12 @@ class ModelRunner:
 
     def _encode(self, reqs: list) -> None:
         """One vision encoder call for all images of `reqs`; results cached per request."""
-        pixels = to_device(torch.cat([r.prompt.pixel_values for r in reqs]), self.device).to(self.dtype)
+        pixels = to_device(torch.cat([r.prompt.pixel_values for r in reqs]), self.device)
         grids = [g for r in reqs for g in r.prompt.image_grid_thw]
+        # a graph's input copy converts to the model's dtype itself: no converted copy made first
         embeds = self.vision_graphs.run(pixels, grids) if self.vision_graphs is not None else None
         if embeds is None:  # no graphs, or a call no bucket takes
-            embeds = self.model.encode_images(pixels, grids)
+            embeds = self.model.encode_images(pixels.to(self.dtype), grids)
         sizes = [int(r.prompt.image_token_index.numel()) for r in reqs]
         for req, emb in zip(reqs, embeds.split(sizes)):
             self.encoder_cache[req.request_id] = emb
