@@ -82,7 +82,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
             "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {}),
             **({"sync_sites": syncs.report()} if syncs is not None else {}),
-            **({"device_allocator": alloc} if alloc else {}),
+            **({"device_allocator": alloc, "device_memory_GiB": _memory_gib()} if alloc else {}),
             **({"triton_jit_misses": jit.report()} if jit is not None else {}),
             **({"kernels": kernels.report(wall)} if kernels is not None else {}),
             **({"step_trace": trace.report()} if trace is not None else {})}
@@ -97,6 +97,17 @@ def _allocator_counts() -> dict:
     stats = torch.cuda.memory_stats()
     return {k: int(stats.get(k, 0)) for k in ("num_alloc_retries", "num_device_alloc", "num_device_free",
                                               "num_sync_all_streams", "num_ooms")}
+
+
+def _memory_gib() -> dict:
+    """The caching allocator's footprint after the run: the KV pool plus the graph pools' activations and
+    what eager steps keep cached, against the device's total."""
+    import torch
+    gib = 2 ** 30
+    return {"reserved": round(torch.cuda.memory_reserved() / gib, 2),
+            "peak_reserved": round(torch.cuda.max_memory_reserved() / gib, 2),
+            "peak_allocated": round(torch.cuda.max_memory_allocated() / gib, 2),
+            "total": round(torch.cuda.get_device_properties(0).total_memory / gib, 2)}
 
 
 def _engine_clock(client, clock: Clock) -> None:
