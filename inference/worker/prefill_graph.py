@@ -13,10 +13,12 @@ alone (Ops.prefill_attention with `tiles`). Padding rows have slot -1 (no KV
 write), belong to no sequence and no tile, and are dropped; every other op is
 row-wise. Logits and sampling stay outside the graph.
 
-DOCPIPE_PREFILL_GRAPHS=1 turns it on (off by default until measured on a
-GPU). Graphs are captured lazily, one per bucket, in one memory pool; a
-capture that fails turns them off for the process. With capture=False the
-same static-buffer path runs eagerly, which is how CPU tests check padding.
+On by default: on the H200 the 128-page pipeline ran 8.97 / 9.03 pages/s
+with them against 7.63 / 7.71 without (session 7, one machine, alternating);
+DOCPIPE_PREFILL_GRAPHS=0 keeps the LM of such steps eager. Graphs are
+captured lazily, one per bucket, in one memory pool; a capture that fails
+turns them off for the process. With capture=False the same static-buffer
+path runs eagerly, which is how CPU tests check padding.
 """
 from __future__ import annotations
 
@@ -36,7 +38,7 @@ ENV = "DOCPIPE_PREFILL_GRAPHS"
 
 
 def requested() -> bool:
-    return env_flag(ENV, default=False)
+    return env_flag(ENV, default=True)
 
 
 def token_buckets(max_tokens: int) -> list[int]:

@@ -1,6 +1,8 @@
 """The graph path's static, bucket-padded prefill buffers (run eagerly here, capture=False) give the
 same tokens as the plain eager path: fresh prompts with images, chunked prefill, steps that mix
 prompt chunks with decodes."""
+import gc
+
 import pytest
 import torch
 
@@ -52,6 +54,13 @@ def test_padded_static_prefill_equals_eager(tiny_ckpt, budget):
         assert any(seqs > 1 for _, seqs in prefill)
 
 
+def _release_device_memory():
+    """Engines left by earlier tests (reference cycles) keep their KV pools cached; each engine sizes
+    its own pool from what the process holds, so they go back first."""
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="graph capture needs a CUDA device")
 @pytest.mark.parametrize("dtype", ["bfloat16", "float32"])
@@ -61,7 +70,9 @@ def test_captured_prefill_gives_the_eager_tokens_on_the_gpu(tiny_ckpt, dtype):
     # matrix shapes, so cuBLAS computes each row alike on both sides (it may not across row counts)
     kwargs = dict(dtype=dtype, device="cuda", kv_block_size=16, max_num_seqs=8, max_model_len=512,
                   max_num_batched_tokens=256, gpu_memory_utilization=0.2)
+    _release_device_memory()
     want = LLM(tiny_ckpt, mode="eager", **kwargs).generate(_requests(), params)
+    _release_device_memory()
     llm = LLM(tiny_ckpt, mode="graph", **kwargs)
     runner = llm.engine.runner
     graphs = runner.prefill_graphs = PrefillGraphs(runner)
