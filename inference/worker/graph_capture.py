@@ -16,20 +16,30 @@ Memory: graphs share `pool` (a handle from an earlier graph's pool(), or
 None for a new private pool); the caller keeps the handle for the next one.
 DOCPIPE_TORCH_GRAPH_CAPTURE=1 captures through torch.cuda.graph() instead
 (A/B runs, debugging).
+Engine start (precapture): the bucketed graph sets (vision encoder, LM
+prefill) capture every bucket at once, largest first, so no step of a run
+pays a capture (a new bucket cost a 22-28 ms device gap mid-run on the H200)
+and the shared pool is sized by the largest bucket before the smaller graphs
+reuse it. DOCPIPE_GRAPH_PRECAPTURE=0 leaves them to capture lazily, at a
+bucket's first use (which stays the fallback for a bucket still missing).
 Errors: capture_error_mode="thread_local", so other threads (image uploads,
 KV landing) may keep using CUDA while a capture runs; a failed capture
 raises and leaves the stream usable (capture_end is always called).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import time
+from collections.abc import Callable, Iterable
 
 import torch
 
 from inference.env import env_flag
 from inference.streams import side_stream
 
+log = logging.getLogger(__name__)
 TORCH_CAPTURE_ENV = "DOCPIPE_TORCH_GRAPH_CAPTURE"
+PRECAPTURE_ENV = "DOCPIPE_GRAPH_PRECAPTURE"
 
 
 def capture(graph: torch.cuda.CUDAGraph, fn: Callable[[], None], device: torch.device, pool=None):
@@ -81,3 +91,36 @@ def capture_into(owner, key, fn: Callable[[], None], device: torch.device, what:
         return False
     owner.graphs[key] = graph
     return True
+
+
+def capture_buckets(owner, buckets: Iterable, capture_one: Callable[[object], bool]) -> int:
+    """capture_one(bucket) for each of `buckets` not in owner.graphs, largest first: the first
+    capture sizes the shared pool and the smaller graphs reuse its blocks (smallest first, the pool
+    grew at each bucket). Stops once a failure turned the owner off; returns the graphs captured."""
+    count = 0
+    for bucket in sorted(buckets, reverse=True):
+        if not owner.enabled:
+            break
+        if bucket not in owner.graphs and capture_one(bucket):
+            count += 1
+    return count
+
+
+def precapture(graph_sets: Iterable) -> int:
+    """Engine start: capture_all() on each graph set (None: that kind is off), unless
+    DOCPIPE_GRAPH_PRECAPTURE=0; logs one INFO line with the count and the seconds taken, the
+    warm-up calls' device work included. Returns the graphs captured."""
+    sets = [g for g in graph_sets if g is not None]
+    if not sets or not env_flag(PRECAPTURE_ENV, default=True):
+        return 0
+    start = time.perf_counter()
+    # no autograd (weights need no grad either); not inference_mode: buffers made here (vision's)
+    # would become inference tensors, which nothing may write in place outside that mode
+    with torch.no_grad():
+        counts = {type(g).__name__: g.capture_all() for g in sets}
+    total = sum(counts.values())
+    if total and torch.cuda.is_available():
+        torch.cuda.synchronize()
+    log.info("captured %d CUDA graphs at start (%s) in %.1f s", total,
+             ", ".join(f"{name} {n}" for name, n in counts.items()), time.perf_counter() - start)
+    return total

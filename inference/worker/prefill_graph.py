@@ -15,9 +15,13 @@ row-wise. Logits and sampling stay outside the graph.
 
 On by default: on the H200 the 128-page pipeline ran 8.97 / 9.03 pages/s
 with them against 7.63 / 7.71 without (session 7, one machine, alternating);
-DOCPIPE_PREFILL_GRAPHS=0 keeps the LM of such steps eager. Graphs are
-captured lazily, one per bucket, in one memory pool; a capture that fails
-turns them off for the process. With capture=False the same static-buffer
+DOCPIPE_PREFILL_GRAPHS=0 keeps the LM of such steps eager. Graphs, one per
+bucket in one memory pool, are captured at engine start by capture_all()
+(largest first; graph_capture.precapture), after the KV pool exists: the
+capture calls write no KV (every slot -1) and attend nothing (every tile -1).
+DOCPIPE_GRAPH_PRECAPTURE=0 leaves each graph to its bucket's first step, which
+also captures any bucket still missing. A capture that fails turns them off
+for the process. With capture=False the same static-buffer
 path runs eagerly, which is how CPU tests check padding.
 """
 from __future__ import annotations
@@ -30,7 +34,7 @@ from inference.env import env_flag
 from inference.h2d import to_device
 from inference.layers.attention import AttentionMetadata
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_into, stepped_sizes
+from inference.worker.graph_capture import capture_buckets, capture_into, stepped_sizes
 from inference.worker.input_batch import InputBatch
 
 log = logging.getLogger(__name__)
@@ -115,6 +119,17 @@ class PrefillGraphs:
                                  max_seqlen_k=self.max_blocks * self.runner.block_size,
                                  tiles=self.tiles[:self._slots(bucket)])
         self.hidden[:bucket].copy_(self.runner.model(self.embeds[:bucket], self.positions[:, :bucket], meta))
+
+    def capture_all(self) -> int:
+        """Capture every bucket's graph now (engine start), largest first; returns how many.
+        The capture calls run over no sequence: every KV slot -1 (no write into the pool), every
+        tile slot -1 (the attention reads no block table and writes nothing); embeddings and
+        positions as they are (row-wise ops, in range)."""
+        if not (self.enabled and self.capture):
+            return 0
+        self.slot_mapping.fill_(-1)
+        self.tiles.fill_(-1)
+        return capture_buckets(self, self.buckets, self._capture)
 
     def _capture(self, bucket: int) -> bool:
         return capture_into(self, bucket, lambda: self._forward(bucket), self.runner.device,

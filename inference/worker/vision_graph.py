@@ -19,10 +19,12 @@ its total (empty images), so no stale bound is ever in the buffer. A call with m
 tile slots allow (more than bucket / 32: images averaging < 32 patches) moves
 up a bucket, or runs eagerly past the largest.
 
-Buffers are allocated at the first call (a decode role never encodes) and
-graphs captured lazily, one per bucket, in one memory pool; a capture that
-fails turns the graphs off for the process (eager from then on).
-DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B runs). With
+Graphs, one per bucket in one memory pool, are captured at engine start by
+capture_all() (largest first; graph_capture.precapture), which allocates the
+buffers first; DOCPIPE_GRAPH_PRECAPTURE=0 leaves the buffers to the first call
+and each graph to its bucket's first call, which also captures any bucket
+still missing. A capture that fails turns the graphs off for the process
+(eager from then on). DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B runs). With
 capture=False the same static-buffer path runs eagerly, which is how CPU
 tests check the padding.
 """
@@ -35,7 +37,7 @@ import torch
 from inference.env import env_flag
 from inference.h2d import to_device
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_into, stepped_sizes
+from inference.worker.graph_capture import capture_buckets, capture_into, stepped_sizes
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_VISION_GRAPHS"
@@ -61,7 +63,7 @@ class VisionGraphs:
         self.capture = capture and device.type == "cuda" and getattr(ops, "graph_capturable", False)
         self.buckets = [b for b in patch_buckets(min(max_patches, MAX_PATCHES)) if b % self.merge == 0]
         self.max_images = self.buckets[-1] // MIN_AVG_PATCHES
-        self.pixels = None  # static buffers, made by the first call (_alloc)
+        self.pixels = None  # static buffers, made by capture_all() or the first call (_alloc)
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
 
@@ -124,6 +126,19 @@ class VisionGraphs:
         out = self.visual.run(self.pixels[:bucket], cu, bucket, self.cos[:bucket], self.sin[:bucket],
                               tiles=self.tiles[:self._slots(bucket)])
         self.out[:bucket // self.merge].copy_(out)
+
+    def capture_all(self) -> int:
+        """Capture every bucket's graph now (engine start), largest first; returns how many.
+        The capture calls run over no image: every tile slot -1 (the attention reads and writes
+        nothing), bounds 0; patches and rotary tables as they are (row-wise ops, in range)."""
+        if not (self.enabled and self.capture):
+            return 0
+        if self.pixels is None:
+            self._alloc()
+        # a past call's tiles name rows of its own bucket, past a smaller bucket's views
+        self.tiles.fill_(-1)
+        self.cu.zero_()
+        return capture_buckets(self, self.buckets, self._capture)
 
     def _capture(self, bucket: int) -> bool:
         return capture_into(self, bucket, lambda: self._forward(bucket), self.device,
