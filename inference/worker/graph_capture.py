@@ -96,7 +96,7 @@ def capture_into(owner, key, fn: Callable[[], None], device: torch.device, what:
 def capture_buckets(owner, buckets: Iterable, capture_one: Callable[[object], bool]) -> int:
     """capture_one(bucket) for each of `buckets` not in owner.graphs, largest first: the first
     capture sizes the shared pool and the smaller graphs reuse its blocks (smallest first, the pool
-    grew at each bucket). Stops once a failure turned the owner off; returns the graphs captured."""
+    would grow again at each larger bucket). Stops once a failure turned the owner off; returns the graphs captured."""
     count = 0
     for bucket in sorted(buckets, reverse=True):
         if not owner.enabled:

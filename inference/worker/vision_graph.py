@@ -24,9 +24,9 @@ capture_all() (largest first; graph_capture.precapture), which allocates the
 buffers first; DOCPIPE_GRAPH_PRECAPTURE=0 leaves the buffers to the first call
 and each graph to its bucket's first call, which also captures any bucket
 still missing. A capture that fails turns the graphs off for the process
-(eager from then on). DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B runs). With
-capture=False the same static-buffer path runs eagerly, which is how CPU
-tests check the padding.
+(eager from then on). DOCPIPE_VISION_GRAPHS=0 keeps the encoder eager (A/B
+runs). With capture=False the same static-buffer path runs eagerly, which is
+how CPU tests check the padding.
 """
 from __future__ import annotations
 
