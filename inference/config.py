@@ -53,6 +53,10 @@ class EngineConfig:
     # LLM.generate prepares prompts (host half: image arrays, expansion, positions) on a background
     # thread while steps run; None: on for CUDA devices (on the CPU there is no device to overlap with)
     prepare_ahead: bool | None = None
+    # graph mode: capture every vision-encoder and LM-prefill graph bucket at start (a capture inside
+    # a step stalls the device 20-30 ms on the H200); off for decode workers, whose prefills (after
+    # preemption) are rare: they capture on first use. DOCPIPE_GRAPH_PRECAPTURE=0 turns it off anywhere
+    precapture_graphs: bool = True
 
     def __post_init__(self):
         if self.max_num_batched_tokens is None:

@@ -39,6 +39,8 @@ def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
         # a CPU step runs inside launch(): async steps overlap nothing there and only hand each
         # finished request out one step later (a whole prefill step on the prefill worker's TTFT)
         kw["async_scheduling"] = False
+    if spec.role == "decode":
+        kw["precapture_graphs"] = False  # ~2.6 GiB of encoder/prefill graph pools it would seldom use
     kw.update(overrides)
     return EngineConfig(**kw)
 

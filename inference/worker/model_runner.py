@@ -83,9 +83,9 @@ class ModelRunner:
             if visual is not None and capturable and vision_graph.requested():
                 self.vision_graphs = vision_graph.VisionGraphs(visual, self.ops, self.dtype, self.device,
                                                                ENCODER_PATCHES_PER_CALL)
-            # every bucket now, not inside a timed step (DOCPIPE_GRAPH_PRECAPTURE=0: on first use)
-            from inference.worker.graph_capture import precapture
-            precapture([self.vision_graphs, self.prefill_graphs])
+            if config.precapture_graphs:  # every bucket now, not inside a step (else on first use)
+                from inference.worker.graph_capture import precapture
+                precapture([self.vision_graphs, self.prefill_graphs])
 
     @property
     def bytes_per_block(self) -> int:
