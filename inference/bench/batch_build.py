@@ -42,7 +42,7 @@ class RebuiltTable(BlockTable):
 def _requests(rows: int, prompt: int, block_size: int, steps: int) -> list:
     reqs = []
     for i in range(rows):
-        r = types.SimpleNamespace(request_id=str(i), num_prompt_tokens=prompt)
+        r = types.SimpleNamespace(request_id=str(i), num_prompt_tokens=prompt, num_pending=0)
         r.num_tokens = prompt + 1 + i % 37
         r.num_computed_tokens = r.num_tokens - 1
         r.block_ids = list(range(i * 1000, i * 1000 + -(-r.num_tokens // block_size)))

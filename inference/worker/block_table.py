@@ -22,6 +22,9 @@ length are 0, as a fresh table's would be.
 """
 from __future__ import annotations
 
+from itertools import chain, repeat
+from operator import getitem, itemgetter
+
 import numpy as np
 
 
@@ -30,12 +33,14 @@ class BlockTable:
         self.table = np.zeros((0, 0), dtype=np.int32)  # previous build's rows, batch order, capacity width
         self.lengths = np.zeros(0, dtype=np.int64)  # previous build's block counts, same order
         self.row_of: dict[str, int] = {}  # request id -> its row in self.table
+        self.request_ids: list[str] = []  # the ids of row_of, in row order
 
     def forget(self, request_ids) -> None:
         """These requests' lists may have changed other than by appends
         (preempted, finished): their next row is written whole."""
         for request_id in request_ids:
-            self.row_of.pop(request_id, None)
+            if self.row_of.pop(request_id, None) is not None:
+                self.request_ids = []  # row_of no longer matches them: rebuilt at the next build
 
     def build(self, request_ids: list[str], block_lists: list[list[int]], lengths: np.ndarray,
               freed_ids=()) -> np.ndarray:
@@ -47,7 +52,7 @@ class BlockTable:
         width = max(int(lengths.max()) if num else 0, 1)
         capacity = max(16, 1 << (width - 1).bit_length())  # follows the batch: one long request ends, it shrinks
         table = np.zeros((num, capacity), dtype=np.int32)
-        prev = np.fromiter((self.row_of.get(rid, -1) for rid in request_ids), np.int64, num)
+        prev = np.fromiter(map(self.row_of.get, request_ids, repeat(-1)), np.int64, num)
         known = np.nonzero(prev >= 0)[0]
         cached = np.zeros(num, dtype=np.int64)
         if known.size:
@@ -55,12 +60,27 @@ class BlockTable:
             table[known, :keep] = self.table[prev[known], :keep]
             cached[known] = self.lengths[prev[known]]
             self._drop_changed(table, cached, known, block_lists, lengths)
-        for i in np.nonzero(lengths > cached)[0].tolist():
-            start = int(cached[i])
-            table[i, start:lengths[i]] = block_lists[i][start:]
+        self._append(table, cached, block_lists, lengths)
         self.table, self.lengths = table, lengths.copy()
-        self.row_of = dict(zip(request_ids, range(num)))
+        if request_ids != self.request_ids:  # most decode steps keep the batch: no new dict
+            self.row_of = dict(zip(request_ids, range(num)))
+            self.request_ids = list(request_ids)
         return table
+
+    @staticmethod
+    def _append(table: np.ndarray, cached: np.ndarray, block_lists, lengths: np.ndarray) -> None:
+        """Write each row's ids from its cached count on (a few rows a decode step), in one scatter."""
+        rows = np.nonzero(lengths > cached)[0]
+        if not rows.size:
+            return
+        starts = cached[rows]
+        counts = lengths[rows] - starts
+        total = int(counts.sum())
+        tails = map(getitem, _pick(block_lists, rows), map(slice, starts.tolist(), repeat(None)))
+        ids = np.fromiter(chain.from_iterable(tails), np.int32, total)
+        first = np.cumsum(counts) - counts  # each row's first entry in ids
+        cols = np.arange(total) - np.repeat(first - starts, counts)
+        table[np.repeat(rows, counts), cols] = ids
 
     @staticmethod
     def _drop_changed(table: np.ndarray, cached: np.ndarray, known: np.ndarray, block_lists, lengths) -> None:
@@ -70,12 +90,20 @@ class BlockTable:
         counts = cached[check]
         longer = lengths[check] >= counts
         rows, ends = check[longer], counts[longer]
-        row_list = rows.tolist()
-        last = np.fromiter((block_lists[i][k - 1] for i, k in zip(row_list, ends.tolist())), np.int64, rows.size)
-        first = np.fromiter((block_lists[i][0] for i in row_list), np.int64, rows.size)
+        lists = _pick(block_lists, rows)
+        last = np.fromiter(map(getitem, lists, (ends - 1).tolist()), np.int64, rows.size)
+        first = np.fromiter(map(_first, lists), np.int64, rows.size)
         good = np.zeros(check.size, dtype=bool)
         good[longer] = (first == table[rows, 0]) & (last == table[rows, ends - 1])
         stale = check[~good]
         if stale.size:
             table[stale] = 0
             cached[stale] = 0
+
+
+_first = itemgetter(0)
+
+
+def _pick(block_lists: list, rows: np.ndarray) -> list:
+    """block_lists[i] for i in rows (sorted, distinct): the list itself when rows are all of it."""
+    return block_lists if rows.size == len(block_lists) else list(map(block_lists.__getitem__, rows.tolist()))

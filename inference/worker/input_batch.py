@@ -18,11 +18,12 @@ remain only for requests still in their prompt (positions, images).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 import numpy as np
 import torch
 
-from inference.engine.request import Request
+from inference.engine.request import PENDING, Request
 from inference.engine.scheduler import SchedulerOutput
 from inference.layers.attention import AttentionMetadata
 from inference.worker.block_table import BlockTable
@@ -53,6 +54,12 @@ class InputBatch:
     @property
     def num_tokens(self) -> int:
         return int(self.input_ids.shape[0])
+
+
+_request, _num_new = attrgetter("request"), attrgetter("num_new_tokens")
+_request_id, _block_ids = attrgetter("request_id"), attrgetter("block_ids")
+_SCALARS = [attrgetter(name) for name in
+            ("num_computed_tokens", "num_tokens", "num_pending", "num_prompt_tokens", "prompt.rope_delta")]
 
 
 def _has_images_in(req: Request, start: int, end: int) -> bool:
@@ -91,17 +98,17 @@ class InputBatchBuilder:
 
     def build(self, sched: SchedulerOutput) -> InputBatch:
         items = sched.scheduled
-        reqs = [item.request for item in items]
+        reqs = list(map(_request, items))
         num_seqs = len(items)
-        num_new = np.fromiter((item.num_new_tokens for item in items), np.int64, num_seqs)
-        starts = np.fromiter((r.num_computed_tokens for r in reqs), np.int64, num_seqs)
-        num_prompt = np.fromiter((r.num_prompt_tokens for r in reqs), np.int64, num_seqs)
-        num_known = np.fromiter((r.num_tokens for r in reqs), np.int64, num_seqs)
+        num_new = np.fromiter(map(_num_new, items), np.int64, num_seqs)
+        # C-level getters: no Python frame per request
+        starts, num_known, num_pending, num_prompt, deltas = (
+            np.fromiter(map(get, reqs), np.int64, num_seqs) for get in _SCALARS)
         ends = starts + num_new
         cu_q = np.zeros(num_seqs + 1, np.int64)
         np.cumsum(num_new, out=cu_q[1:])
         num_tokens = int(cu_q[-1])
-        block_lists = [r.block_ids for r in reqs]
+        block_lists = list(map(_block_ids, reqs))
         block_lens = np.fromiter(map(len, block_lists), np.int64, num_seqs)
         width = max(int(block_lens.max()), 1)
 
@@ -125,7 +132,7 @@ class InputBatchBuilder:
 
         seq_of_token = np.repeat(np.arange(num_seqs), num_new)
         token_index = np.arange(num_tokens) + np.repeat(starts - cu_q[:-1], num_new)  # index in its request
-        tables[:] = self.block_table.build([r.request_id for r in reqs], block_lists, block_lens)[:, :width]
+        tables[:] = self.block_table.build(list(map(_request_id, reqs)), block_lists, block_lens)[:, :width]
         slots[:] = tables[seq_of_token, token_index // self.block_size].astype(np.int64) * self.block_size \
             + token_index % self.block_size
         seq_lens_32[:] = ends
@@ -133,11 +140,13 @@ class InputBatchBuilder:
         logits_rows[:] = cu_q[1:][samples] - 1
 
         # Generated tokens: index + rope_delta on all axes; prompt tokens are overwritten below.
-        deltas = np.fromiter((r.prompt.rope_delta for r in reqs), np.int64, num_seqs)
         positions[:] = token_index + np.repeat(deltas, num_new)
         image_chunks = []
         if num_tokens == num_seqs:  # decode: one token each, read straight from each history
-            ids[:] = np.fromiter((r.token_buffer[s] for r, s in zip(reqs, starts.tolist())), np.int64, num_seqs)
+            # the last num_pending tokens of a history are placeholders (PENDING): only known ones are read
+            ids[:] = PENDING
+            known = np.nonzero(starts < num_known - num_pending)[0].tolist()
+            ids[known] = np.fromiter((reqs[s].token_buffer[starts[s]] for s in known), np.int64, len(known))
         else:
             ids[:] = np.concatenate([r.token_buffer[s:e] for r, s, e in zip(reqs, starts.tolist(), ends.tolist())])
         pending_rows = np.nonzero(ids < 0)[0].tolist()  # placeholders: the previous step's tokens

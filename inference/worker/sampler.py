@@ -15,17 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from inference.engine.request import Request
 from inference.h2d import to_device
 from inference.worker.token_history import TokenHistory
-
-
-def penalty_params(reqs: list[Request]) -> list[list[float]]:
-    """Per row: repetition, frequency and presence penalty, prompt length (apply_penalties' params)."""
-    return [[r.sampling.repetition_penalty, r.sampling.frequency_penalty, r.sampling.presence_penalty,
-             r.num_prompt_tokens] for r in reqs]
 
 
 def apply_penalties(work: torch.Tensor, rows: torch.Tensor, params: torch.Tensor, history: torch.Tensor,
@@ -34,7 +29,8 @@ def apply_penalties(work: torch.Tensor, rows: torch.Tensor, params: torch.Tensor
     tokens) penalties, in place on `work` [S, V+1] fp32 (column V is a
     scratch column); rows [R]: the rows of reqs; history [R, W] holds each
     row's tokens (TokenHistory), lengths [R] how many are valid, params
-    [R, 4] fp32 on the device (penalty_params). Neutral params (1, 0, 0)
+    [R, 4] fp32 on the device: repetition, frequency, presence penalty, prompt
+    length (TokenHistory.penalties). Neutral params (1, 0, 0)
     leave a row's logits exactly as they were.
 
     Sparse: only the logits of tokens in a history change, so the work is
@@ -92,8 +88,9 @@ class HistoryRows:
     """The rows of one step that read token history (penalties, n-gram bans)."""
     index: torch.Tensor       # [R] their rows in the batch (device)
     reqs: list[Request]
-    slot_list: list[int]      # their TokenHistory slots
+    slot_list: np.ndarray     # their TokenHistory slots (int64)
     slots: torch.Tensor       # the same, on the device
+    penalties: np.ndarray     # [R, 4] fp32 apply_penalties' params rows (TokenHistory.penalties)
     lengths: torch.Tensor     # [R] tokens in each history (device)
     ngram: torch.Tensor       # [R] no_repeat_ngram_size (device)
     width: int                # longest history
@@ -117,10 +114,11 @@ class Sampler:
             return None
         sub = [reqs[i] for i in rows]
         slot_list = self.history.slots(sub)
-        lengths = [r.num_tokens for r in sub]
-        ints = to_device([lengths, [r.sampling.no_repeat_ngram_size for r in sub], rows, slot_list],
-                         self.device, torch.long)
-        return HistoryRows(ints[2], sub, slot_list, ints[3], ints[0], ints[1], max(lengths))
+        lengths = self.history.length[slot_list]  # slots() loaded each to its request's num_tokens
+        ints = to_device(torch.from_numpy(np.stack([lengths, self.history.ngram[slot_list], rows, slot_list])),
+                         self.device)
+        return HistoryRows(ints[2], sub, slot_list, ints[3], self.history.penalties[slot_list], ints[0], ints[1],
+                           int(lengths.max()))
 
     def processed_logits(self, logits: torch.Tensor, reqs: list[Request], ctx=None) -> torch.Tensor:
         """fp32 logits after penalties and n-gram bans. The fp32 copy has one
@@ -131,7 +129,7 @@ class Sampler:
             return logits.float()
         work = scratch_work(logits)
         if any(r.sampling.has_penalties for r in ctx.reqs):
-            params = to_device(penalty_params(ctx.reqs), self.device, torch.float32)
+            params = to_device(torch.from_numpy(ctx.penalties), self.device)
             apply_penalties(work, ctx.index, params, self.history.rows(ctx.slots, ctx.width), ctx.lengths)
         if any(r.sampling.no_repeat_ngram_size for r in ctx.reqs):
             self.ban_ngrams(work, ctx.index, ctx.slots, ctx.lengths, ctx.ngram, ctx.width)

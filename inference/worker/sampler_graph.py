@@ -6,7 +6,7 @@ no_repeat_ngram_size on every block request, so the eager sampler runs ~75
 small kernels a step (penalties ~30, n-gram bans ~20, history update ~22).
 Their launch cost on the host (tens of microseconds each on the H200's host)
 made the sampler the largest host cost of a decode step. Captured, they are
-one graph launch plus three uploads and a logits copy.
+one graph launch plus one upload and a logits copy.
 
 The step: logits [S, V] of S greedy requests -> tokens [S], and each
 request's device history (TokenHistory) advanced by its token, exactly as
@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from operator import attrgetter
 
+import numpy as np
 import torch
 
 from inference.engine.request import Request
@@ -44,11 +46,13 @@ from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
 from inference.worker.graph_capture import capture_into
 from inference.h2d import to_device
-from inference.worker.sampler import apply_penalties, penalty_params, scratch_work
+from inference.worker.sampler import apply_penalties, scratch_work
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_SAMPLER_GRAPHS"
 NEUTRAL = [1.0, 0.0, 0.0, 0.0]  # repetition, frequency, presence penalty, prompt length
+_is_greedy = attrgetter("sampling.is_greedy")
+_is_plain_greedy = attrgetter("is_plain_greedy")
 
 
 def requested() -> bool:
@@ -59,7 +63,7 @@ def requested() -> bool:
 class _Buffers:
     logits: torch.Tensor   # [B, V] in the logits' dtype
     ints: torch.Tensor     # [3, B] int64: slots, lengths, n-gram sizes
-    params: torch.Tensor   # [B, 4] fp32: penalty_params
+    params: torch.Tensor   # [B, 4] fp32: apply_penalties' params
     out: torch.Tensor      # [B] int64 tokens
 
 
@@ -78,31 +82,36 @@ class SamplerGraphs:
 
     def can_run(self, reqs: list[Request]) -> bool:
         return (self.enabled and 0 < len(reqs) <= self.buckets[-1]
-                and all(r.sampling.is_greedy for r in reqs) and not all(r.is_plain_greedy for r in reqs))
+                and all(map(_is_greedy, reqs)) and not all(map(_is_plain_greedy, reqs)))
 
     def run(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor | None:
         """Tokens [S] (and histories advanced), or None when the step must run eagerly."""
         num = len(reqs)
         size = next(b for b in self.buckets if b >= num)
         scratch = self.history.scratch_slot()
-        rows = [i for i, r in enumerate(reqs) if not r.is_plain_greedy]
-        slot_list = self.history.slots([reqs[i] for i in rows])  # loads new histories; may resize
-        slots, lengths, ngram = [scratch] * size, [0] * size, [0] * size
-        params = [NEUTRAL] * size
-        for i, slot, p in zip(rows, slot_list, penalty_params([reqs[i] for i in rows])):
-            slots[i], lengths[i], ngram[i], params[i] = slot, reqs[i].num_tokens, reqs[i].sampling.no_repeat_ngram_size, p
+        rows = np.nonzero(~np.fromiter(map(_is_plain_greedy, reqs), bool, num))[0]
+        slots = self.history.slots(reqs if rows.size == num else [reqs[i] for i in rows.tolist()])  # may resize
+        # one upload: slots, lengths, n-gram sizes [3, size] int64, then the penalty rows [size, 4]
+        # fp32 in the next 2 * size words; padding and plain-greedy rows stay neutral on the scratch slot
+        host = np.zeros(5 * size, dtype=np.int64)
+        ints, params = host[:3 * size].reshape(3, size), host[3 * size:].view(np.float32).reshape(size, 4)
+        ints[0] = scratch
+        ints[:, rows] = (slots, self.history.length[slots], self.history.ngram[slots])
+        params[:] = NEUTRAL
+        params[rows] = self.history.penalties[slots]
         key = (size, self.history.width - 1, logits.shape[1], logits.dtype, self.history.generation)
         buf = self._buffers(key, scratch)
         if self.capture and key not in self.graphs and not self._capture(key, buf, scratch):
             return None
-        buf.ints.copy_(to_device([slots, lengths, ngram], self.device, torch.long))
-        buf.params.copy_(to_device(params, self.device, torch.float32))
+        packed = to_device(torch.from_numpy(host), self.device)
+        buf.ints.copy_(packed[:3 * size].view(3, size))
+        buf.params.copy_(packed[3 * size:].view(torch.float32).view(size, 4))
         buf.logits[:num].copy_(logits)
         if self.capture:
             self.graphs[key].replay()
         else:
             self._step(buf, key[1])
-        self.history.advance(slot_list)
+        self.history.advance(slots)
         return buf.out[:num].clone()
 
     def _buffers(self, key: tuple, scratch: int) -> _Buffers:

@@ -20,8 +20,17 @@ Consistency: a slot remembers its request object and length; whenever the
 host history differs (new request, recompute after preemption, KV that came
 from a prefill worker) the slot is reloaded from the host, so the device copy
 cannot drift. `release()` frees slots of requests the engine let go.
+
+Host state per slot lives in numpy arrays (length, n-gram size, penalty
+parameters), so a step at 500 rows reads them with one take instead of a
+Python pass over the requests; slots() finds the slots of requests already
+seen through a dict keyed by the request object and walks in Python only
+the rows that need a new slot or a reload.
 """
 from __future__ import annotations
+
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -56,6 +65,9 @@ def _scatter_index(parts: list[tuple[int, np.ndarray]]) -> tuple[np.ndarray, np.
     return rows, cols, np.concatenate([np.asarray(v, np.int64) for _, v in parts])
 
 
+_num_tokens = attrgetter("num_tokens")
+
+
 class TokenHistory:
     def __init__(self, device: torch.device, max_len: int = 16384):
         self.device = device
@@ -64,8 +76,11 @@ class TokenHistory:
         self.hist = torch.zeros(0, 0, dtype=torch.long, device=device)
         self.match = torch.zeros(0, 0, dtype=torch.int32, device=device)
         self.slot_of: dict[str, int] = {}
+        self.slot_of_request: dict[Request, int] = {}  # the same slots keyed by their owner (identity)
         self.owner: list[Request | None] = []
-        self.length: list[int] = []
+        self.length = np.zeros(0, dtype=np.int64)  # tokens loaded per slot, -1 = to load
+        self.ngram = np.zeros(0, dtype=np.int64)  # owner's no_repeat_ngram_size
+        self.penalties = np.zeros((0, 4), dtype=np.float32)  # owner's apply_penalties params: repetition, frequency, presence, prompt length
         self.free: list[int] = []
         self.generation = 0  # bumped when hist/match are reallocated (captured sampler graphs read them)
         self._scratch: int | None = None
@@ -88,7 +103,10 @@ class TokenHistory:
         self.hist, self.match = hist, match
         self.free.extend(range(capacity - 1, self.capacity - 1, -1))  # pop() hands out low slots first
         self.owner.extend([None] * (capacity - self.capacity))
-        self.length.extend([-1] * (capacity - self.capacity))
+        grow = capacity - self.capacity
+        self.length = np.concatenate([self.length, np.full(grow, -1, dtype=np.int64)])
+        self.ngram = np.concatenate([self.ngram, np.zeros(grow, dtype=np.int64)])
+        self.penalties = np.concatenate([self.penalties, np.zeros((grow, 4), dtype=np.float32)])
         self.capacity, self.width = capacity, width
         self.generation += 1
 
@@ -99,26 +117,36 @@ class TokenHistory:
                 width *= 2
             self._resize(self.capacity, max(width, length))
 
-    def slots(self, reqs: list[Request]) -> list[int]:
-        """Slot per request, allocated and loaded as needed."""
-        self._ensure_width(max(r.num_tokens for r in reqs) + 1)
-        out, todo = [], []
-        for req in reqs:
-            slot = self.slot_of.get(req.request_id)
-            if slot is None or self.owner[slot] is not req:
-                if slot is None:
-                    if not self.free:
-                        self._resize(max(16, 2 * self.capacity), self.width)
-                    slot = self.free.pop()
-                    self.slot_of[req.request_id] = slot
-                self.owner[slot] = req
-                self.length[slot] = -1
-            if self.length[slot] != req.num_tokens:
-                todo.append((slot, req))
-            out.append(slot)
-        if todo:  # after the loop: a resize inside it reallocates hist and match
-            self._load(todo)
+    def slots(self, reqs: list[Request]) -> np.ndarray:
+        """Slot per request (int64 array), allocated and loaded as needed."""
+        lengths = np.fromiter(map(_num_tokens, reqs), np.int64, len(reqs))
+        self._ensure_width(int(lengths.max()) + 1)
+        out = np.fromiter(map(self.slot_of_request.get, reqs, repeat(-1)), np.int64, len(reqs))
+        for i in np.nonzero(out < 0)[0].tolist():
+            out[i] = self._adopt(reqs[i])
+        stale = np.nonzero(self.length[out] != lengths)[0].tolist()
+        if stale:  # after the walk: a resize in _adopt reallocates hist and match
+            self._load([(int(out[i]), reqs[i]) for i in stale])
         return out
+
+    def _adopt(self, req: Request) -> int:
+        """A slot for a request not seen before (or a new object under a known id), to be loaded."""
+        slot = self.slot_of.get(req.request_id)
+        if slot is None:
+            if not self.free:
+                self._resize(max(16, 2 * self.capacity), self.width)
+            slot = self.free.pop()
+            self.slot_of[req.request_id] = slot
+        else:
+            self.slot_of_request.pop(self.owner[slot], None)
+        self.owner[slot] = req
+        self.slot_of_request[req] = slot
+        self.length[slot] = -1
+        params = req.sampling
+        self.ngram[slot] = params.no_repeat_ngram_size
+        self.penalties[slot] = (params.repetition_penalty, params.frequency_penalty, params.presence_penalty,
+                                req.num_prompt_tokens)
+        return slot
 
     def _load(self, todo: list[tuple[int, Request]]) -> None:
         """Histories of (slot, request) pairs from the host, in one upload and two scattered writes
@@ -147,6 +175,7 @@ class TokenHistory:
         for request_id in request_ids:
             slot = self.slot_of.pop(request_id, None)
             if slot is not None:
+                self.slot_of_request.pop(self.owner[slot], None)
                 self.owner[slot], self.length[slot] = None, -1
                 self.free.append(slot)
 
@@ -169,16 +198,15 @@ class TokenHistory:
         return out
 
     def record(self, slots: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor,
-               slot_list: list[int], width: int) -> None:
+               slot_list: np.ndarray, width: int) -> None:
         """Append tokens[i] at position lengths[i] of slot slots[i]; update match rows.
         width: the longest of these histories before the append (the caller has it from slots())."""
         self.record_device(slots, tokens, lengths, ngram, width)
         self.advance(slot_list)
 
-    def advance(self, slot_list: list[int]) -> None:
-        """Host bookkeeping of record(): each slot's history is one token longer."""
-        for s in slot_list:
-            self.length[s] += 1
+    def advance(self, slot_list: np.ndarray) -> None:
+        """Host bookkeeping of record(): each slot's history is one token longer (slots are distinct)."""
+        self.length[slot_list] += 1
 
     def record_device(self, slots: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, ngram: torch.Tensor,
                       width: int) -> None:

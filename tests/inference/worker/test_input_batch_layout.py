@@ -11,7 +11,7 @@ from inference.worker.input_batch import InputBatchBuilder
 
 def _request(rid: str, prompt: int, computed: int, block_size: int):
     r = types.SimpleNamespace(request_id=rid, num_prompt_tokens=prompt, num_tokens=prompt,
-                              num_computed_tokens=computed)
+                              num_computed_tokens=computed, num_pending=0)
     r.block_ids = list(range(100 * int(rid), 100 * int(rid) + -(-prompt // block_size)))
     r.token_buffer = np.arange(1000 * int(rid), 1000 * int(rid) + prompt, dtype=np.int64)
     r.prompt = types.SimpleNamespace(rope_delta=0, positions=torch.arange(3 * prompt).view(3, prompt),

@@ -1,5 +1,6 @@
 """The batched sampler against a plain per-request reference written from
 the SamplingParams semantics (one parameter at a time, then mixed)."""
+import itertools
 import math
 
 import pytest
@@ -11,11 +12,12 @@ from inference.sampling import SamplingParams
 from inference.worker.sampler import Sampler
 
 VOCAB = 50
+_IDS = itertools.count()  # request ids are unique within a batch, as in the engine
 
 
 def _req(prompt, outputs=(), **params):
     params.setdefault("max_tokens", 200)
-    req = Request("r", ProcessedPrompt(list(prompt), torch.zeros(3, len(prompt), dtype=torch.long), 0),
+    req = Request(f"r{next(_IDS)}", ProcessedPrompt(list(prompt), torch.zeros(3, len(prompt), dtype=torch.long), 0),
                   SamplingParams(**params))
     for tok in outputs:
         req.append_token(tok)
@@ -176,3 +178,19 @@ def test_history_reloads_after_recompute():
     got = sampler.processed_logits(torch.zeros(1, VOCAB), [req])[0]
     want = ref_processed(torch.zeros(VOCAB), [1, 2, 1], [tok, 1], req.sampling)
     assert torch.equal(torch.isinf(got), torch.isinf(want)) and bool(torch.isinf(got[2]))
+
+
+def test_new_request_object_under_known_id_brings_its_own_params():
+    """The decode role swaps a reserved request for the one its KV describes (same id, new
+    object, other parameters): the slot's cached penalties and n-gram size follow the new one."""
+    sampler = Sampler(torch.device("cpu"))
+    old = _req([1, 2, 3, 1, 2], presence_penalty=2.0, temperature=0)
+    sampler.processed_logits(torch.zeros(1, VOCAB), [old])
+    new = _req([1, 2, 3, 1, 2], no_repeat_ngram_size=2, repetition_penalty=1.5, temperature=0)
+    new.request_id = old.request_id
+    logits = torch.randn(1, VOCAB)
+    got = sampler.processed_logits(logits, [new])[0]
+    want = ref_processed(logits[0], [1, 2, 3, 1, 2], [], new.sampling).float()
+    assert torch.equal(torch.isinf(got), torch.isinf(want)) and bool(torch.isinf(got[3]))
+    finite = ~torch.isinf(want)
+    torch.testing.assert_close(got[finite], want[finite], atol=1e-5, rtol=0)
