@@ -117,6 +117,7 @@ def run_disaggregated(model: str, layout, pages, engine_kw: dict, threads: int,
         client = cluster.client()
         if warmup:
             _drive_client(client, warmup)
+            client.metrics(reset=True)  # the router's latency figures describe the timed pages alone
         results, wall = _drive_client(client, pages)
         metrics = json.loads(client.metrics())
         client.close()
@@ -153,6 +154,16 @@ def stage_table(stages: dict) -> str:
         if name in stages:
             v = stages[name]
             lines.append(f"  {name:<24} {v['p50'] * 1e3:8.1f} {v['p99'] * 1e3:8.1f} {v['n']:6d}")
+    return "\n".join(lines)
+
+
+def slowest_table(slowest: list[dict], rows: int = 8) -> str:
+    """The requests with the highest TPOT (router's record) and where their TPOT window went."""
+    spans = ("handoff", "transfer", "decode_kv_wait", "decode_engine", "tpot_window")
+    lines = [f"slowest TPOT (ms):  {'request':<20} {'tok':>4} {'tpot':>6} " + " ".join(f"{n:>14}" for n in spans)]
+    for r in slowest[:rows]:
+        cells = " ".join(f"{r['stages_s'][n] * 1e3:14.1f}" if n in r["stages_s"] else f"{'-':>14}" for n in spans)
+        lines.append(f"  {'':<17} {r['request_id'][:20]:<20} {r['tokens']:4d} {r['tpot_s'] * 1e3:6.1f} {cells}")
     return "\n".join(lines)
 
 
@@ -226,6 +237,7 @@ def bench_pd(pages: int = typer.Option(2, "--pages", help="synthetic pages"),
                    f"TPOT p50 {s['tpot_s']['p50'] * 1e3:.1f} ms p99 {s['tpot_s']['p99'] * 1e3:.1f} ms")
     typer.echo(kind_table(report))
     typer.echo(stage_table(router_metrics.get("stages_s", {})))
+    typer.echo(slowest_table(router_metrics.get("slowest_tpot", [])))
     typer.echo(prealloc_line(router_metrics.get("counters", {})))
     typer.echo(f"transfer {report['transfer_gb_per_s']:.3f} GB/s; token-identical {same}/{len(mono)}; "
                f"gpu sharing {spec.gpu_sharing.mode} (active: {sharing['active']}); wrote {path}")

@@ -79,8 +79,9 @@ class RouterClient:
         self.channel.send(msg)
         return self._replies.get(timeout=timeout_s)
 
-    def metrics(self, fmt: str = "json") -> str:
-        reply = self.request(P.MetricsRequest(format=fmt))
+    def metrics(self, fmt: str = "json", reset: bool = False) -> str:
+        """The router's metrics; reset: its latency windows start empty after this reply."""
+        reply = self.request(P.MetricsRequest(format=fmt, reset=reset))
         if not isinstance(reply, P.MetricsReply):
             raise RuntimeError(f"router answered {reply!r:.200}")
         return reply.body

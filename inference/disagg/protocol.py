@@ -90,6 +90,7 @@ class Rejected:
 @message
 class MetricsRequest:
     format: str = "json"  # "json" | "prometheus"
+    reset: bool = False  # after this reply, latency windows start empty (counters stay): e.g. after a warm-up
 
 
 @message

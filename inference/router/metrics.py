@@ -11,15 +11,20 @@ arrival -> first token, decode KV wait, decode engine time). TTFT = queue + pref
 decode_done) = handoff + decode.
 
 Latency samples are kept in bounded windows (the last WINDOW requests), so
-p50/p99 describe recent traffic and memory stays flat on long runs.
+p50/p99 describe recent traffic and memory stays flat on long runs. The
+SLOWEST requests by TPOT keep their own spans (JSON only), which shows where
+the p99's time went (the handoff, the wait for the KV, or the decode itself).
 """
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import math
 from collections import Counter, deque
 
 WINDOW = 10_000  # latency samples kept per series
+SLOWEST = 16  # requests with the highest TPOT whose spans are kept
 
 # stage name -> (from mark, to mark), router clock
 STAGES = {
@@ -69,6 +74,8 @@ class RouterMetrics:
         self.gauges: dict[str, float] = {}  # set by the router before export
         self.workers: dict[str, dict[str, float]] = {}  # worker name -> its gauges (free_blocks, queued_tokens, alive)
         self.stages: dict[str, deque] = {name: deque(maxlen=WINDOW) for name in (*STAGES, *WORKER_STAGES)}
+        self.slowest: list[tuple] = []  # min-heap of (tpot_s, arrival, request record), SLOWEST at most
+        self._arrival = itertools.count()  # breaks TPOT ties (records do not compare)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -77,15 +84,27 @@ class RouterMetrics:
         self.transfer_bytes += num_bytes
         self.transfer_s += max(seconds, 0.0)
 
-    def observe_stages(self, marks: dict, worker_spans: dict | None = None) -> None:
+    def observe_stages(self, marks: dict, worker_spans: dict | None = None, request_id: str = "",
+                       num_tokens: int = 0, tpot_s: float | None = None) -> None:
         """One completed request: its STAGES spans (marks: mark name -> router
-        clock s) and the workers' own spans (name -> s; absent when not measured)."""
-        for name, (start, end) in STAGES.items():
-            if start in marks and end in marks:
-                self.stages[name].append(marks[end] - marks[start])
-        for name, seconds in (worker_spans or {}).items():
-            if seconds is not None and name in self.stages:
-                self.stages[name].append(seconds)
+        clock s) and the workers' own spans (name -> s; absent when not measured);
+        with its TPOT, a candidate for the SLOWEST record."""
+        spans = {name: marks[end] - marks[start] for name, (start, end) in STAGES.items()
+                 if start in marks and end in marks}
+        spans.update({name: s for name, s in (worker_spans or {}).items() if s is not None and name in self.stages})
+        for name, seconds in spans.items():
+            self.stages[name].append(seconds)
+        if tpot_s is not None:
+            record = {"request_id": request_id, "tokens": num_tokens, "tpot_s": tpot_s, "stages_s": spans}
+            item = (tpot_s, next(self._arrival), record)
+            (heapq.heappush if len(self.slowest) < SLOWEST else heapq.heappushpop)(self.slowest, item)
+
+    def reset_latency(self) -> None:
+        """Empty the latency windows (TTFT, TPOT, stages, slowest); counters and the transfer
+        totals (exported as Prometheus counters) stay."""
+        for window in (self.ttft_s, self.tpot_s, *self.stages.values()):
+            window.clear()
+        self.slowest.clear()
 
     def export(self, fmt: str, workers, queued: int, await_decode: int, inflight: int) -> str:
         """JSON or Prometheus text, with the router's queue gauges and its workers' state as of now."""
@@ -108,6 +127,7 @@ class RouterMetrics:
             "transfer": {"bytes": self.transfer_bytes, "seconds": self.transfer_s, "gb_per_s": self.transfer_gb_per_s},
             "stages_s": {name: {"p50": percentile(v, 50), "p99": percentile(v, 99), "n": len(v)}
                          for name, v in self.stages.items() if v},
+            "slowest_tpot": [record for *_, record in sorted(self.slowest, key=lambda item: item[:2], reverse=True)],
         }
 
     def to_json(self) -> str:

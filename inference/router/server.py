@@ -97,6 +97,8 @@ class RouterServer:
             r.submit(who, msg)
         elif isinstance(msg, P.MetricsRequest):
             self._send(who, P.MetricsReply(body=r.export_metrics(msg.format)))
+            if msg.reset:
+                r.metrics.reset_latency()
         elif isinstance(msg, P.AddWorker):
             try:
                 self.add_worker(msg.role, msg.address)

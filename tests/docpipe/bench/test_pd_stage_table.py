@@ -2,7 +2,7 @@
 stage present, in pipeline order, then the workers' own spans, in ms."""
 from __future__ import annotations
 
-from docpipe.bench.pd import stage_table
+from docpipe.bench.pd import stage_table, slowest_table
 
 
 def test_stage_table_orders_and_converts():
@@ -36,3 +36,13 @@ def test_per_kind_splits_by_the_request_id_suffix():
     assert table.splitlines()[2].split() == ["title", f"{t['p50'] * 1e3:.1f}", f"{t['p99'] * 1e3:.1f}",
                                              f"{t['p50'] * 1e3:.1f}", f"{t['p99'] * 1e3:.1f}", "12"]
     assert table.splitlines()[1].split()[3:5] == ["0.0", "0.0"]  # no disaggregated layout requests
+
+
+def test_slowest_table_shows_each_requests_spans_in_ms():
+    slowest = [{"request_id": "p3-9-title@0", "tokens": 9, "tpot_s": 0.0164,
+                "stages_s": {"transfer": 0.0057, "tpot_window": 0.131, "decode_engine": 0.02}},
+               {"request_id": "p1-2-text@0", "tokens": 50, "tpot_s": 0.004, "stages_s": {}}]
+    lines = slowest_table(slowest).splitlines()
+    assert len(lines) == 3 and "tpot_window" in lines[0]
+    assert "p3-9-title@0" in lines[1] and " 16.4 " in lines[1] and " 131.0" in lines[1] and "5.7" in lines[1]
+    assert lines[2].split()[-5:] == ["-"] * 5  # spans not measured show as '-'

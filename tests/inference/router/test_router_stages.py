@@ -76,3 +76,52 @@ def test_prefill_rate_is_throughput_not_queued_latency():
         router.on_worker_message("p0", msg)
     assert router.slo.prefill_tokens_per_s == pytest.approx(100.0)
     assert router.slo.predicted_ttft_s(50, 1) == pytest.approx(0.5)
+
+
+def test_the_slowest_requests_keep_their_spans():
+    router, net = make()
+    add(router, "p0", "prefill")
+    add(router, "d0", "decode")
+    for i, window in enumerate((0.2, 0.9, 0.4)):  # tpot = window / 2 (three tokens)
+        rid = f"r{i}"
+        net.now = 10.0 * i
+        submit(router, rid)
+        router.on_worker_message("p0", prefilled(f"{rid}@0"))
+        router.on_worker_message("d0", P.Allocated(request_id=f"{rid}@0", ok=True, block_ids=[3], num_free_blocks=99))
+        net.now += window
+        router.on_worker_message("d0", P.DecodeDone(request_id=f"{rid}@0", token_ids=[7, 8, 9], finish_reason="length",
+                                                     kv_wait_s=0.01 * i, decode_s=0.05, num_free_blocks=100))
+    slowest = json.loads(router.export_metrics())["slowest_tpot"]
+    assert [r["tpot_s"] for r in slowest] == pytest.approx([0.45, 0.2, 0.1])
+    assert [r["tokens"] for r in slowest] == [3, 3, 3]
+    assert slowest[0]["stages_s"]["tpot_window"] == pytest.approx(0.9)
+    assert slowest[0]["stages_s"]["decode_kv_wait"] == pytest.approx(0.01)
+    assert slowest[0]["request_id"] != slowest[1]["request_id"]
+
+
+def test_the_slowest_record_is_bounded_and_keeps_the_largest():
+    from inference.router.metrics import SLOWEST, RouterMetrics
+
+    metrics = RouterMetrics()
+    tpots = [((i * 37) % 101) / 1000 for i in range(SLOWEST * 5)]
+    for i, tpot in enumerate(tpots):
+        metrics.observe_stages({}, None, f"r{i}", 4, tpot)
+    metrics.observe_stages({}, None, "single-token", 1, None)  # no TPOT: not a candidate
+    got = [r["tpot_s"] for r in metrics.snapshot()["slowest_tpot"]]
+    assert got == sorted(tpots, reverse=True)[:SLOWEST]
+
+
+def test_a_metrics_reset_empties_the_latency_windows_and_keeps_the_counters():
+    from inference.router.metrics import RouterMetrics
+
+    metrics = RouterMetrics()
+    metrics.count("completed")
+    metrics.ttft_s.append(0.5)
+    metrics.tpot_s.append(0.01)
+    metrics.observe_stages({"prefill_done": 1.0, "decode_done": 1.2}, None, "r", 3, 0.1)
+    metrics.observe_transfer(100, 0.5)
+    metrics.reset_latency()
+    snap = metrics.snapshot()
+    assert snap["stages_s"] == {} and snap["slowest_tpot"] == []
+    assert snap["ttft_s"]["n"] == 0 and snap["tpot_s"]["n"] == 0
+    assert snap["counters"] == {"completed": 1} and snap["transfer"]["bytes"] == 100
