@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from operator import attrgetter
 
 import torch
 import torch.nn.functional as F
 
 from inference.config import EngineConfig, resolve_dtype
+from inference.engine.request import Request
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
 from inference.ops import get_ops
@@ -35,6 +37,19 @@ ENCODER_PATCHES_PER_CALL = 65536    # vision batch cap (activation memory); imag
 @dataclass
 class ModelRunnerOutput:
     sampled: dict[str, int]          # request id -> token sampled this step
+
+
+_request_id, _return_logits = attrgetter("request_id"), attrgetter("sampling.return_logits")
+
+
+@dataclass
+class SampledRows:
+    """The sampling rows of the last launched step: the source of the next step's pending
+    input tokens, and what the next step reuses when it samples the same requests."""
+    requests: list[Request]          # in token order
+    request_ids: list[str]           # their ids, same order
+    tokens: torch.Tensor             # [S] int64 sampled ids, on the device
+    any_return_logits: bool          # some request keeps its raw logits rows
 
 
 @dataclass
@@ -67,7 +82,7 @@ class ModelRunner:
                 self.sampler.graphs = sampler_graph.SamplerGraphs(self.sampler, config.max_num_seqs)
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
-        self._previous: tuple[dict[str, int], torch.Tensor] = ({}, torch.empty(0, dtype=torch.long))
+        self._previous = SampledRows([], [], torch.empty(0, dtype=torch.long), False)
         self.graphs = None
         self.vision_graphs = None
         self.prefill_graphs = None
@@ -178,15 +193,23 @@ class ModelRunner:
 
     def _fill_pending(self, batch: InputBatch) -> None:
         """Input tokens sampled by the previous step, still on the device."""
-        if not batch.pending_rows:
+        rows = batch.pending_rows
+        if not rows:
             return
-        row_of, tokens = self._previous
+        prev = self._previous
+        # Steady decode: the previous step's requests, in order, feed consecutive rows (rows ascend),
+        # so a slice copy does it with no per-request lookup and no index upload. List equality of
+        # Requests is identity (no __eq__): one C-level pass that stops at the first difference.
+        if batch.pending_requests == prev.requests and rows[-1] - rows[0] == len(rows) - 1:
+            batch.input_ids[rows[0]:rows[-1] + 1].copy_(prev.tokens)
+            return
+        row_of = dict(zip(prev.request_ids, range(len(prev.request_ids))))
         try:
             src = [row_of[req.request_id] for req in batch.pending_requests]
         except KeyError as exc:
             raise RuntimeError(f"request {exc.args[0]}: its input token was not sampled by the previous step") from None
-        index = to_device([batch.pending_rows, src], self.device, torch.long)
-        batch.input_ids.index_copy_(0, index[0], tokens.index_select(0, index[1]))
+        index = to_device([rows, src], self.device, torch.long)
+        batch.input_ids.index_copy_(0, index[0], prev.tokens.index_select(0, index[1]))
 
     @torch.inference_mode()
     def launch(self, sched: SchedulerOutput) -> LaunchedStep | None:
@@ -212,14 +235,17 @@ class ModelRunner:
         if not batch.sample_requests:
             return LaunchedStep([], None, self._record())
         logits = self.model.compute_logits(hidden if batch.all_rows_sample else hidden[batch.logits_indices])
-        reqs = batch.sample_requests
-        if any(req.sampling.return_logits for req in reqs):
+        reqs, prev = batch.sample_requests, self._previous
+        # the last step's requests in its order (steady decode): its per-request passes are reused
+        same = reqs == prev.requests  # list equality of Requests is identity (Request defines no __eq__)
+        any_return_logits = prev.any_return_logits if same else any(map(_return_logits, reqs))
+        if any_return_logits:
             for row, req in enumerate(reqs):
                 if req.sampling.return_logits:
                     req.logits.append(logits[row].float().cpu())
         tokens = self.sampler(logits, reqs)
-        ids = [req.request_id for req in reqs]
-        self._previous = (dict(zip(ids, range(len(ids)))), tokens)
+        ids = prev.request_ids if same else list(map(_request_id, reqs))
+        self._previous = SampledRows(reqs, ids, tokens, any_return_logits)
         if self.device.type != "cuda":
             return LaunchedStep(ids, tokens, None)
         host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
