@@ -43,9 +43,11 @@ class Request:
         self.sampling = sampling
         self.keep_kv = keep_kv              # prefill role: blocks survive finish until release()
         self.recomputable = recomputable    # False when the prompt's KV came from outside
-        # argmax of the raw logits is the whole sampling step (the sampler's fast path)
-        self.is_plain_greedy = (sampling.is_greedy and not sampling.has_penalties
-                                and not sampling.no_repeat_ngram_size)
+        # read by the sampler for every row every step: plain attributes, not SamplingParams'
+        # properties (a Python call each). is_plain_greedy: argmax of the raw logits is the whole
+        # sampling step (the sampler's fast path)
+        self.is_greedy = sampling.is_greedy
+        self.is_plain_greedy = self.is_greedy and not sampling.has_penalties and not sampling.no_repeat_ngram_size
         self.num_prompt_tokens = len(prompt.token_ids)
         # prompt + outputs; the first num_tokens entries are valid (the batch builder reads it directly)
         self.token_buffer = np.zeros(self.num_prompt_tokens + sampling.max_tokens, dtype=np.int64)

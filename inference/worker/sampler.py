@@ -14,6 +14,7 @@ tokens do not depend on the rest of the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 
 import numpy as np
 import torch
@@ -21,6 +22,8 @@ import torch
 from inference.engine.request import Request
 from inference.h2d import to_device
 from inference.worker.token_history import TokenHistory
+
+_is_greedy, _is_plain_greedy = attrgetter("is_greedy"), attrgetter("is_plain_greedy")
 
 
 def apply_penalties(work: torch.Tensor, rows: torch.Tensor, params: torch.Tensor, history: torch.Tensor,
@@ -151,7 +154,7 @@ class Sampler:
         return apply_top_k_top_p(logits / temp[:, None], top_k, top_p).softmax(dim=-1)
 
     def __call__(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
-        if all(r.is_plain_greedy for r in reqs):
+        if all(map(_is_plain_greedy, reqs)):
             # Fast path: no fp32 copy of [S, vocab] (the cast is exact, so the argmax is the same).
             return logits.argmax(dim=-1)
         if self.graphs is not None and self.graphs.can_run(reqs):
@@ -167,7 +170,7 @@ class Sampler:
 
     def _sample(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor:
         greedy = logits.argmax(dim=-1)
-        if all(r.sampling.is_greedy for r in reqs):
+        if all(map(_is_greedy, reqs)):
             return greedy
         probs = self.probs(logits, reqs)
         q = torch.empty_like(probs).exponential_(generator=self.generator)
@@ -177,5 +180,5 @@ class Sampler:
                     req.generator = torch.Generator(device=self.device).manual_seed(req.sampling.seed)
                 q[row].exponential_(generator=req.generator)
         sampled = (probs / q).argmax(dim=-1)
-        is_greedy = to_device([r.sampling.is_greedy for r in reqs], logits.device, torch.bool)
+        is_greedy = to_device(list(map(_is_greedy, reqs)), logits.device, torch.bool)
         return torch.where(is_greedy, greedy, sampled)

@@ -51,7 +51,7 @@ from inference.worker.sampler import apply_penalties, scratch_work
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_SAMPLER_GRAPHS"
 NEUTRAL = [1.0, 0.0, 0.0, 0.0]  # repetition, frequency, presence penalty, prompt length
-_is_greedy = attrgetter("sampling.is_greedy")
+_is_greedy = attrgetter("is_greedy")
 _is_plain_greedy = attrgetter("is_plain_greedy")
 
 
