@@ -18,14 +18,14 @@ every prefill step launched since, adding that time to TTFT and, as the
 router counts it, to the first decode token's TPOT.
 
 The host class provides: engine (its kv_pool), transport, transfer_config,
-index, senders (address -> sender), _sends (queue), _send_start_s,
-_send_failures, and _on_release(meta, status), which every send ends in.
+index, senders (address -> sender), _sends (queue), _send_failures,
+_send_started(meta), called as a send begins, and _on_release(meta,
+status), which every send ends in.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import time
 
 from inference.transfer import TransferError
 
@@ -46,7 +46,7 @@ class KvSenders:
             sender = None
             try:
                 sender = self._sender_for(address)
-                self._send_start_s[meta.request_id] = time.perf_counter()
+                self._send_started(meta)
                 sender.send(meta)
                 self._send_failures.pop(address, None)
             except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on

@@ -7,7 +7,7 @@ Request lifecycle (queues):
   receiver, on a sender thread) -> released: blocks freed on the receiver's
   ack (TransferDone ok), on failure (TransferDone not ok) or when the lease
   expires first. Release(request_id) from the router ends any stage early.
-Pushed at once (pre-allocation): a TransferRequest for a request still in prefill is kept (`destinations`);
+Pushed at once (pre-allocation): a TransferRequest for a request still in prefill is kept (its job's `destination`);
 when the prefill ends, PrefillDone(pushed) is sent, then the send queued (the router hears PrefillDone
 first). One too small for the prompt sends nothing: TransferDone(ok=False, "dst_too_small") after
 PrefillDone, and the KV stays held. Connections, sender thread: kv_senders.py. Threads: a TransferRequest is
@@ -17,7 +17,8 @@ send ends, and only the freeing of the blocks goes through the loop. A PrefillRe
 preparation (pixels, placeholder expansion, positions: Processor.host) runs on a prep thread, overlapping
 the engine's steps; every other message passes through that thread's queue too, so the loop sees them in
 arrival order, and a TransferRequest never waits behind the preparation of a large page.
-`held`, `destinations`, `received` and `sampling` are shared by these threads: changed under `_lock`.
+Per-request state: one PrefillJob per request id in `jobs` (prefill_job.py states its stages), shared by
+these threads and changed under `_lock`; `_end` alone removes a job, whichever way the request ends.
 """
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ from dataclasses import dataclass
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel
 from inference.disagg.kv_senders import KvSenders, close_quietly
-from inference.disagg.reservation import fit_destination, too_small
+from inference.disagg.prefill_job import PrefillJob
+from inference.disagg.reservation import too_small
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
 from inference.transfer import TransferConfig, TransferMeta, select_transport
@@ -61,17 +63,6 @@ class Prepared:
         return self.msg.request_id
 
 
-@dataclass
-class Held:
-    output: object  # the engine's RequestOutput (block_ids, first token, rope delta)
-    sampling: dict  # the request's SamplingParams fields (travel in the TransferMeta)
-    lease_expiry_unix_s: float  # blocks are freed after this unless acked earlier
-    in_transfer: bool = False  # a send is in flight; the sender owns the lease then
-    address: str = ""  # decode receiver it is sent to
-    reported: bool = False  # TransferDone sent (a transport may report one send twice)
-    prompt_token_ids: list | None = None  # expanded prompt if the sampling reads it (a reservation's meta carries it)
-
-
 class PrefillWorker(KvSenders, Worker):
     role = "prefill"
 
@@ -82,17 +73,12 @@ class PrefillWorker(KvSenders, Worker):
                                               lease_s=t.lease_s, max_inflight=t.max_inflight,
                                               **({} if t.tcp_streams is None else {"tcp_streams": t.tcp_streams}))
         self.transport = select_transport(config=self.transfer_config)
-        self.held: dict[str, Held] = {}
-        self._lock = threading.Lock()  # guards `held` (loop, connection and transport threads)
+        self.jobs: dict[str, PrefillJob] = {}  # request id -> its state, from receipt until _end
+        self._lock = threading.Lock()  # guards `jobs` (loop, connection, sender and transport threads)
         self._preps: queue.Queue = queue.Queue()  # (channel, message) for the prep thread, in arrival order
         threading.Thread(target=self._prep_loop, name="prefill-prep", daemon=True).start()
         self.senders: dict[str, object] = {}  # decode receiver address -> connected sender (sender thread only)
-        self.sampling: dict[str, dict] = {}  # request id -> sampling fields, until held (in the engine)
-        self.destinations: dict[str, P.TransferRequest] = {}  # request id -> early TransferRequest, until held
-        self.received: set[str] = set()  # PrefillRequests read and not yet held, failed or released
-        self.admit_wait_s: dict[str, float] = {}  # request id -> receipt to engine admission (s), until held
         self._sends: queue.Queue = queue.Queue()
-        self._send_start_s: dict[str, float] = {}  # request id -> perf_counter when its send began
         self._send_failures: dict[str, int] = {}  # decode receiver address -> consecutive failed sends
         threading.Thread(target=self._send_loop, name="kv-send", daemon=True).start()
 
@@ -102,8 +88,8 @@ class PrefillWorker(KvSenders, Worker):
             self._transfer(channel, msg)
         else:
             if isinstance(msg, P.PrefillRequest):  # known from now on: an early TransferRequest is kept for it
-                with self._lock:
-                    self.received.add(msg.request_id)
+                with self._lock:  # a copy of one already here changes nothing
+                    self.jobs.setdefault(msg.request_id, PrefillJob())
             self._preps.put((channel, msg, time.perf_counter()))
 
     def _prep_loop(self) -> None:
@@ -125,8 +111,8 @@ class PrefillWorker(KvSenders, Worker):
         # (PrefillRequests reach the loop as Prepared and TransferRequests never: receive())
         if isinstance(msg, Prepared):
             self._prefill(channel, msg)
-        elif isinstance(msg, P.Release):
-            self._release(msg.request_id)
+        elif isinstance(msg, P.Release):  # ends it at any stage but a send in flight (that send's end does)
+            self._end(msg.request_id, unless_in_transfer=True)
         else:
             channel.reply_error(f"prefill worker does not take {type(msg).__name__}")
 
@@ -134,61 +120,52 @@ class PrefillWorker(KvSenders, Worker):
         msg = prepared.msg
         rid = msg.request_id
         self.owner[rid] = channel
-        if rid in self.held or rid in self.sampling:  # duplicate delivery: the first one is being served
-            with self._lock:  # once held, the first left `received`: this copy's receive() re-added it
-                if rid in self.held:
-                    self.received.discard(rid)
+        with self._lock:  # made by receive(), unless this copy comes after the first one ended
+            job = self.jobs.setdefault(rid, PrefillJob())
+        if job.is_admitted:  # duplicate delivery: the first one is being served
             return
-        if prepared.exception is not None:
-            raise prepared.exception
         try:
+            if prepared.exception is not None:
+                raise prepared.exception
             if prepared.error:
                 raise ValueError(prepared.error)
             params = SamplingParams(**msg.sampling)
             first_only = dataclasses.replace(params, max_tokens=1, return_logits=False)
             prompt = self.engine.processor.finish(prepared.prompt)  # device upload: the loop thread's part
             self.engine.add_request(rid, prompt, first_only, keep_kv=True)
-        except (TypeError, ValueError) as e:
-            with self._lock:
-                self.received.discard(rid)
-                self.destinations.pop(rid, None)
+        except Exception as e:
+            self._end(rid)  # never admitted: an early destination kept for it goes too
+            if prepared.exception is not None or not isinstance(e, (TypeError, ValueError)):
+                raise  # the loop answers with an Error
             self.reply(rid, P.PrefillFailed(request_id=rid, error=f"{type(e).__name__}: {e}"))
             return
         with self._lock:
-            self.sampling[rid] = msg.sampling
-        self.admit_wait_s[rid] = time.perf_counter() - prepared.received_s
+            job.sampling = msg.sampling
+            job.admit_wait_s = time.perf_counter() - prepared.received_s
 
     def on_outputs(self, outputs: list) -> None:
         queued = self.load().queued_prefill_tokens
         for out in outputs:
             rid = out.request_id
-            admit_wait_s = self.admit_wait_s.pop(rid, -1.0)
             if out.finish_reason == "abort":
-                with self._lock:
-                    self.sampling.pop(rid, None)
-                    self.destinations.pop(rid, None)
-                    self.received.discard(rid)
-                self._free(rid)
+                self._end(rid)
                 continue
             req, dst_ids = self.engine.scheduler.held[rid], None
             prompt_ids = list(req.prompt.token_ids)  # in PrefillDone; in the meta only when sampling reads it
             with self._lock:
-                self.received.discard(rid)
-                sampling = self.sampling.pop(rid, {})
-                held = self.held[rid] = Held(out, sampling, time.time() + self.transfer_config.lease_s,
-                                             prompt_token_ids=prompt_ids if req.sampling.reads_prompt else None)
-                dest = self.destinations.pop(rid, None)
-                if dest is not None:
-                    dst_ids = fit_destination(dest.dst_block_ids, dest.dst_block_size, out.num_computed_tokens)
-                    if dst_ids is not None:  # claimed now: no Release or lease expiry can free it mid-send
-                        held.in_transfer, held.address = True, dest.dst_address
+                job = self.jobs[rid]  # admitted by _prefill; _end takes a job and its request out together
+                job.output, job.lease_expiry_unix_s = out, time.time() + self.transfer_config.lease_s
+                job.prompt_token_ids = prompt_ids if req.sampling.reads_prompt else None
+                dest, job.destination = job.destination, None
+                if dest is not None:  # claimed now: no Release or lease expiry can free it mid-send
+                    dst_ids = job.claim(dest)
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
                 rope_delta=out.rope_delta, prompt_token_ids=prompt_ids,
-                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=admit_wait_s,
+                prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=job.admit_wait_s,
                 pushed=dst_ids is not None))
             if dst_ids is not None:
-                self._queue_send(rid, held, dest.dst_address, dst_ids, to_reservation=True)
+                self._queue_send(rid, job, dest.dst_address, dst_ids, to_reservation=True)
             elif dest is not None:
                 self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=too_small(rid, dest)))
 
@@ -199,88 +176,90 @@ class PrefillWorker(KvSenders, Worker):
         self.owner[rid] = channel
         dst_ids, error = None, ""
         with self._lock:
-            held = self.held.get(rid)
-            if held is None and rid in self.received and msg.dst_block_size > 0:
-                self.destinations[rid] = msg  # still prefilling: pushed when its KV is there (on_outputs)
+            job = self.jobs.get(rid)
+            if job is not None and not job.is_held and msg.dst_block_size > 0:
+                job.destination = msg  # still prefilling: pushed when its KV is there (on_outputs)
                 return
-            if held is None or held.in_transfer:
+            if job is None or not job.is_held or job.in_transfer:
+                held = job is not None and job.is_held
                 error = f"{rid}: " + ("already in transfer" if held else "no KV held (lease expired or released)")
             else:
-                dst_ids = fit_destination(msg.dst_block_ids, msg.dst_block_size, held.output.num_computed_tokens)
+                dst_ids = job.claim(msg)
                 if dst_ids is None:
                     error = too_small(rid, msg)
-                else:
-                    held.in_transfer, held.address = True, msg.dst_address
         if error:
             self.reply(rid, P.TransferDone(request_id=rid, ok=False, error=error))
         else:
-            self._queue_send(rid, held, msg.dst_address, dst_ids, to_reservation=msg.dst_block_size > 0)
+            self._queue_send(rid, job, msg.dst_address, dst_ids, to_reservation=msg.dst_block_size > 0)
 
-    def _queue_send(self, rid: str, held: Held, address: str, dst_ids, to_reservation: bool) -> None:
-        out = held.output
+    def _queue_send(self, rid: str, job: PrefillJob, address: str, dst_ids, to_reservation: bool) -> None:
+        out = job.output
         meta = TransferMeta(request_id=rid, src_block_ids=out.block_ids, dst_block_ids=dst_ids,
                             num_tokens=out.num_computed_tokens, first_token_id=out.first_token,
-                            mrope_position_delta=out.rope_delta, sampling_state=held.sampling,
-                            lease_expiry_unix_s=held.lease_expiry_unix_s,
-                            prompt_token_ids=held.prompt_token_ids if to_reservation else None)
+                            mrope_position_delta=out.rope_delta, sampling_state=job.sampling,
+                            lease_expiry_unix_s=job.lease_expiry_unix_s,
+                            prompt_token_ids=job.prompt_token_ids if to_reservation else None)
         self._sends.put((address, meta))
+
+    def _send_started(self, meta: TransferMeta) -> None:
+        """On the sender thread, as the send of `meta` begins (its send -> ack time starts)."""
+        start_s = time.perf_counter()
+        with self._lock:
+            job = self.jobs.get(meta.request_id)
+            if job is not None:
+                job.send_start_s = start_s
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         """On a transport thread: the send ended (acked or failed). The router
         hears it now; the blocks are freed by the loop thread."""
         rid = meta.request_id
-        start = self._send_start_s.pop(rid, None)
-        took = time.perf_counter() - start if start is not None else 0.0  # send -> ack, on the transfer's own threads
+        end_s = time.perf_counter()
         with self._lock:
-            held = self.held.get(rid)
-            first = held is not None and not held.reported
+            job = self.jobs.get(rid)
+            first = job is not None and not job.reported
             if first:
-                held.reported = True
+                job.reported = True
         if first:
             ok = status == "acked"
-            sender = self.senders.get(held.address)
+            # send -> ack, on the transfer's own threads (0 when the send failed before it began)
+            took = end_s - job.send_start_s if job.send_start_s is not None else 0.0
+            sender = self.senders.get(job.address)
             peer = getattr(sender, "peer_spec", None) or getattr(getattr(sender, "_peer", None), "spec", None)
             num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
             self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
                                            transfer_s=took))
-        self.inbox.put((None, ("released", meta, status, took)))  # the loop frees the blocks
+        self.inbox.put((None, ("released", meta, status)))  # the loop frees the blocks
 
     def _dispatch(self, channel, msg) -> None:
         if channel is None and isinstance(msg, tuple):
-            self._free(msg[1].request_id)  # its send ended: the blocks may be reused
+            self._end(msg[1].request_id)  # its send ended: the blocks may be reused
         else:
             super()._dispatch(channel, msg)
 
-    # blocks (loop thread) ---------------------------------------------------------
-    def _free(self, rid: str) -> None:
+    # ends (loop thread) -------------------------------------------------------------
+    def _end(self, rid: str, unless_in_transfer: bool = False) -> bool:
+        """The one place a request's job goes, whichever way it ends (ack or failed send, lease expiry,
+        Release, abort, not admitted); the engine drops the request (aborted if still prefilling) and
+        frees the blocks it holds. unless_in_transfer: a job whose send is in flight stays (False), as
+        freeing now would let the sender read reused blocks; the send's end comes back here."""
         with self._lock:
-            self.held.pop(rid, None)
+            job = self.jobs.get(rid)
+            if unless_in_transfer and job is not None and job.in_transfer:
+                return False
+            self.jobs.pop(rid, None)  # a TransferRequest from here on finds nothing to send
+        self.engine.abort(rid)  # in the engine only after a Release: a no-op for every other end
         if rid in self.engine.scheduler.held:
             self.engine.release(rid)
-
-    def _release(self, rid: str) -> None:
-        with self._lock:
-            held = self.held.get(rid)
-            if held is not None and held.in_transfer:
-                return  # the sender finishes or fails it; freeing now would let it read reused blocks
-            self.held.pop(rid, None)  # a TransferRequest arriving from here on finds nothing to send
-            self.sampling.pop(rid, None)
-            self.destinations.pop(rid, None)
-            self.received.discard(rid)
-        self.admit_wait_s.pop(rid, None)
-        self.engine.abort(rid)
-        self._free(rid)
+        return True
 
     def poll(self) -> None:
         now = time.time()
         with self._lock:
-            expired = [rid for rid, held in self.held.items()
-                       if not held.in_transfer and now > held.lease_expiry_unix_s]
-            for rid in expired:
-                del self.held[rid]  # gone before a TransferRequest could claim it
-        for rid in expired:
-            log.info("prefill %d: lease of %s expired, freeing its blocks", self.index, rid)
-            self._free(rid)
+            expired = [rid for rid, job in self.jobs.items()
+                       if job.is_held and not job.in_transfer and now > job.lease_expiry_unix_s]
+        for rid in expired:  # (one claimed by a send since is kept: the send's end frees it)
+            if self._end(rid, unless_in_transfer=True):
+                log.info("prefill %d: lease of %s expired, freeing its blocks", self.index, rid)
 
     def load(self) -> P.Load:
         s = self.engine.scheduler

@@ -80,7 +80,7 @@ def send(worker, rid: str, what: str, address: str = "127.0.0.1:1") -> str:
     worker._sends.put((address, TransferMeta(request_id=rid, src_block_ids=[0], dst_block_ids=[0], num_tokens=4,
                                              first_token_id=1, mrope_position_delta=0, sampling_state={},
                                              lease_expiry_unix_s=time.time() + 30)))
-    _, (_, meta, status, _) = worker.inbox.get(timeout=10)
+    _, (_, meta, status) = worker.inbox.get(timeout=10)
     assert meta.request_id == rid
     return status
 

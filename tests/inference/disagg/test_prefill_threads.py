@@ -11,7 +11,8 @@ from types import SimpleNamespace
 import pytest
 
 from inference.disagg import protocol as P
-from inference.disagg.prefill_worker import Held, Prepared, PrefillWorker
+from inference.disagg.prefill_job import PrefillJob
+from inference.disagg.prefill_worker import Prepared, PrefillWorker
 from inference.transfer import Transport
 from tests.inference.disagg.doubles import Recorder, make_worker
 
@@ -40,7 +41,7 @@ def worker():
 def hold(worker, rid: str, lease_s: float = 30.0) -> None:
     out = SimpleNamespace(block_ids=[1, 2], num_computed_tokens=20, first_token=5, rope_delta=0)
     with worker._lock:
-        worker.held[rid] = Held(out, {"max_tokens": 4}, time.time() + lease_s)
+        worker.jobs[rid] = PrefillJob(sampling={"max_tokens": 4}, output=out, lease_expiry_unix_s=time.time() + lease_s)
 
 
 def transfer(rid: str) -> P.TransferRequest:
@@ -56,9 +57,9 @@ def test_transfer_is_answered_without_the_loop(worker):
     assert ch.sent.empty()  # one TransferDone per send
     # the blocks are freed by the loop thread, through its inbox
     channel, item = worker.inbox.get(timeout=10)
-    assert channel is None and item[1].request_id == "a@0" and "a@0" in worker.held
+    assert channel is None and item[1].request_id == "a@0" and "a@0" in worker.jobs
     worker._dispatch(channel, item)
-    assert "a@0" not in worker.held
+    assert "a@0" not in worker.jobs
     worker.receive(ch, transfer("a@0"))  # sent and freed: nothing left to send
     again = ch.sent.get(timeout=10)
     assert isinstance(again, P.TransferDone) and not again.ok and "no KV held" in again.error
@@ -104,7 +105,7 @@ def test_early_destination_pushed_when_the_prefill_ends(worker):
     worker.receive(ch, P.PrefillRequest(request_id="e@0", prompt_token_ids=list(range(3, 23)),
                                         sampling={"temperature": 0.0, "max_tokens": 4}))
     worker.receive(ch, early("e@0", 4, 8))  # 20 tokens need 3 of these 4 blocks of 8
-    assert "e@0" in worker.destinations
+    assert worker.jobs["e@0"].destination is not None
     worker._dispatch(*worker.inbox.get(timeout=10))
     while worker.engine.has_unfinished_requests():
         worker.on_outputs(worker.engine.step())
@@ -115,7 +116,7 @@ def test_early_destination_pushed_when_the_prefill_ends(worker):
     channel, item = worker.inbox.get(timeout=10)
     assert item[1].dst_block_ids == [7, 8, 9]  # only the blocks the KV fills are written
     worker._dispatch(channel, item)
-    assert "e@0" not in worker.held and not worker.destinations and "e@0" not in worker.received
+    assert "e@0" not in worker.jobs
 
 
 def test_early_destination_too_small_sends_nothing_and_keeps_the_kv(worker):
@@ -129,11 +130,12 @@ def test_early_destination_too_small_sends_nothing_and_keeps_the_kv(worker):
     done, refused = ch.sent.get(timeout=10), ch.sent.get(timeout=10)
     assert isinstance(done, P.PrefillDone) and not done.pushed
     assert isinstance(refused, P.TransferDone) and not refused.ok and refused.error.startswith("dst_too_small")
-    assert "f@0" in worker.held and not worker.held["f@0"].in_transfer  # the plain flow can still send it
+    job = worker.jobs["f@0"]
+    assert job.is_held and not job.in_transfer and job.destination is None  # the plain flow can still send it
     worker.receive(ch, early("f@0", 3, 8))  # a late destination that fits: sent at once
     assert ch.sent.get(timeout=10).ok
     worker._dispatch(*worker.inbox.get(timeout=10))
-    assert "f@0" not in worker.held
+    assert "f@0" not in worker.jobs
 
 
 def test_release_drops_an_early_destination(worker):
@@ -146,19 +148,21 @@ def test_release_drops_an_early_destination(worker):
         worker._dispatch(*worker.inbox.get(timeout=10))
     while worker.engine.has_unfinished_requests():
         worker.on_outputs(worker.engine.step())
-    assert not worker.destinations and "g@0" not in worker.received and "g@0" not in worker.held
+    assert "g@0" not in worker.jobs
     assert ch.sent.empty()  # nothing sent for a released request
 
 
-def test_duplicate_prefill_request_of_a_held_request_is_not_left_received(worker):
-    # a duplicate arriving after the first copy was held: its receive() re-added the id to `received`,
-    # which would park a later TransferRequest for it (dst_block_size > 0) forever once the KV is gone
+def test_duplicate_prefill_request_of_a_held_request_leaves_it_held(worker):
+    # a duplicate arriving after the first copy was held must not make it look unprefilled again: a
+    # later TransferRequest for it (dst_block_size > 0) would be parked forever once the KV is gone
     hold(worker, "dup@0")
-    msg = P.PrefillRequest(request_id="dup@0", prompt_token_ids=[1, 2, 3], sampling={"max_tokens": 4})
-    worker.receive(Recorder(), msg)
-    channel, item = worker.inbox.get(timeout=10)
-    assert "dup@0" in worker.received  # receive() marked it, as for any PrefillRequest
-    worker._dispatch(channel, item)  # the loop sees a duplicate of a held request
-    assert "dup@0" not in worker.received and "dup@0" in worker.held
-    with worker._lock:
-        worker.held.pop("dup@0")
+    job = worker.jobs["dup@0"]
+    ch = Recorder()
+    worker.receive(ch, P.PrefillRequest(request_id="dup@0", prompt_token_ids=[1, 2, 3], sampling={"max_tokens": 4}))
+    worker._dispatch(*worker.inbox.get(timeout=10))  # the loop sees a duplicate of a held request
+    assert worker.jobs["dup@0"] is job and job.is_held and ch.sent.empty()
+    worker._dispatch(ch, P.Release(request_id="dup@0"))
+    worker.receive(ch, early("dup@0", 4, 8))  # after the end: refused, not kept for a prefill to come
+    refused = ch.sent.get(timeout=10)
+    assert isinstance(refused, P.TransferDone) and not refused.ok and "no KV held" in refused.error
+    assert "dup@0" not in worker.jobs
