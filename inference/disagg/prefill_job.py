@@ -1,15 +1,4 @@
-"""One request's state on the prefill worker (PrefillWorker.jobs holds one per request id).
-
-Lifecycle, with what each stage sets:
-  received  (receive(): a PrefillRequest was read; an early TransferRequest is kept in `destination`)
-  -> admitted  (in the engine: `sampling`, `admit_wait_s`)
-  -> held  (prefilled: `output`, `lease_expiry_unix_s`, `prompt_token_ids`; the blocks are kept)
-  -> in transfer  (a send claimed it, `in_transfer`, `address`: neither Release nor the lease frees it now;
-     `send_start_s` on the sender thread, `reported` once its TransferDone went out)
-  -> ended: PrefillWorker._end removes the job, the one place that does, when the receiver acks or the
-     send fails, the lease expires, a Release comes, the engine aborts it or it cannot be admitted.
-A job is changed only under the worker's lock (loop, connection, sender and transport threads share it).
-"""
+"""One request's state on the prefill worker: PrefillJob (PrefillWorker.jobs holds one per request id)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +9,17 @@ from inference.disagg.reservation import fit_destination
 
 @dataclass
 class PrefillJob:
+    """One prefill request from its receipt until its blocks are freed. Stages, with what each sets:
+      received  (receive(): a PrefillRequest was read; an early TransferRequest is kept in `destination`)
+      -> admitted  (in the engine: `sampling`, `admit_wait_s`)
+      -> held  (prefilled: `output`, `lease_expiry_unix_s`, `prompt_token_ids`; the blocks are kept)
+      -> in transfer  (a send claimed it, `in_transfer`, `address`: neither Release nor the lease frees it now;
+         `send_start_s` on the sender thread, `reported` once its TransferDone went out)
+      -> ended: PrefillWorker._end removes the job, the one place that does, when the receiver acks or the
+         send fails, the lease expires, a Release comes, the engine aborts it or it cannot be admitted.
+    A job is changed only under the worker's lock (the loop, connection, sender and transport threads
+    share it). The lifecycle of the messages: prefill_worker.py.
+    """
     destination: P.TransferRequest | None = None  # early TransferRequest (a reservation) kept until held
     sampling: dict | None = None  # the request's SamplingParams fields once admitted (travel in the TransferMeta)
     admit_wait_s: float = -1.0  # seconds from receipt to engine admission, in PrefillDone; -1: not measured

@@ -180,9 +180,10 @@ class PrefillWorker(KvSenders, Worker):
             if job is not None and not job.is_held and msg.dst_block_size > 0:
                 job.destination = msg  # still prefilling: pushed when its KV is there (on_outputs)
                 return
-            if job is None or not job.is_held or job.in_transfer:
-                held = job is not None and job.is_held
-                error = f"{rid}: " + ("already in transfer" if held else "no KV held (lease expired or released)")
+            if job is None or not job.is_held:
+                error = f"{rid}: no KV held (lease expired or released)"
+            elif job.in_transfer:
+                error = f"{rid}: already in transfer"
             else:
                 dst_ids = job.claim(msg)
                 if dst_ids is None:

@@ -126,14 +126,18 @@ def test_release_during_the_send_waits_for_its_end(worker):
     settle(worker)
     GatedSender.gate.clear()  # the send starts and waits for the ack
     try:
-        worker.receive(ch, P.TransferRequest(request_id="sending@0", dst_address="127.0.0.1:9", dst_block_ids=[7, 8]))
+        for _ in range(2):  # the second finds it claimed
+            worker.receive(ch, P.TransferRequest(request_id="sending@0", dst_address="127.0.0.1:9",
+                                                 dst_block_ids=[7, 8]))
         worker.receive(ch, P.Release(request_id="sending@0"))
         worker._dispatch(*worker.inbox.get(timeout=10))  # the Release: the sender may still read the blocks
         assert worker.jobs["sending@0"].in_transfer and "sending@0" in worker.engine.scheduler.held
     finally:
         GatedSender.gate.set()
     settle(worker)  # the send's end frees them
-    assert kinds(replies(ch)["sending@0"]) == ["PrefillDone", "TransferDone"]
+    got = replies(ch)["sending@0"]
+    assert kinds(got) == ["PrefillDone", "TransferDone(failed)", "TransferDone"]
+    assert got[1].error == "sending@0: already in transfer"
     assert worker.jobs == {} and worker.engine.block_manager.num_free_blocks == free_blocks
 
 
