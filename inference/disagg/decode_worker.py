@@ -86,7 +86,7 @@ class DecodeWorker(Worker):
 
     def _allocate(self, channel: Channel, msg: P.DecodeRequest) -> None:
         rid = msg.request_id
-        self.owner[rid] = channel
+        self.remember(rid, channel)
         if rid in self.expected:  # duplicate: answer with the same blocks
             req = self.engine.awaiting_kv[rid]
             channel.send(P.Allocated(request_id=rid, ok=True, block_ids=req.block_ids,

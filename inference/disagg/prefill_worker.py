@@ -119,7 +119,7 @@ class PrefillWorker(KvSenders, Worker):
     def _prefill(self, channel: Channel, prepared: Prepared) -> None:
         msg = prepared.msg
         rid = msg.request_id
-        self.owner[rid] = channel
+        self.remember(rid, channel)
         with self._lock:  # made by receive(), unless this copy comes after the first one ended
             job = self.jobs.setdefault(rid, PrefillJob())
         if job.is_admitted:  # duplicate delivery: the first one is being served
@@ -173,7 +173,7 @@ class PrefillWorker(KvSenders, Worker):
     def _transfer(self, channel: Channel, msg: P.TransferRequest) -> None:
         """On the connection's thread (see the module doc): claim the held KV, queue its send."""
         rid = msg.request_id
-        self.owner[rid] = channel
+        self.remember(rid, channel)
         dst_ids, error = None, ""
         with self._lock:
             job = self.jobs.get(rid)

@@ -29,6 +29,18 @@ from inference.layouts import Layout, WorkerSpec
 log = logging.getLogger("inference.disagg.worker")
 
 LOAD_REPORT_S = 0.1  # how often a worker tells the router its load
+OWNERS_KEPT = 1 << 16  # reply routes remembered at most; the oldest go first, so long runs stay flat
+
+
+def remember_owner(owners: dict, request_id: str, channel, limit: int = OWNERS_KEPT) -> None:
+    """Replies about `request_id` go to `channel` (the latest asker: a retry may come on another
+    connection). Past `limit` routes the oldest is dropped: it belongs to a request long answered,
+    and dropping it here, not when a request ends, leaves no window in which a late message about
+    a request that just ended (a TransferRequest after its lease) finds no route for its reply."""
+    owners.pop(request_id, None)  # re-asked: now the newest
+    owners[request_id] = channel
+    if len(owners) > limit:
+        del owners[next(iter(owners))]
 
 
 def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
@@ -69,6 +81,7 @@ class Worker:
         self.engine = LLMEngine(engine_config(model, self.spec, **engine_kw))
         self.inbox: queue.Queue = queue.Queue()
         self.owner: dict[str, Channel] = {}  # request id -> channel that asked (replies go there)
+        self._owner_lock = threading.Lock()  # connection threads and the loop both add routes
         self.routers: set[Channel] = set()  # channels that said Hello(role="router"): load reports
         self._stop = threading.Event()
         self._last_load_s = 0.0
@@ -117,6 +130,10 @@ class Worker:
         self.server.close()
 
     # loop ------------------------------------------------------------------------------
+    def remember(self, request_id: str, channel: Channel) -> None:
+        with self._owner_lock:
+            remember_owner(self.owner, request_id, channel)
+
     def reply(self, request_id: str, msg) -> None:
         channel = self.owner.get(request_id)
         if channel is None or channel.closed:
