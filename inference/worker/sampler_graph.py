@@ -67,6 +67,16 @@ class _Buffers:
     out: torch.Tensor      # [B] int64 tokens
 
 
+@dataclass
+class _Rows:
+    """What can_run and run read from a batch's requests, kept while the batch samples the same
+    requests in the same order (steady decode), so those passes run once per composition."""
+    reqs: list[Request]          # a copy of the batch's list (compared by identity: no __eq__)
+    graphable: bool              # all greedy, and some row reads history
+    rows: np.ndarray             # [R] int64 the rows that read history (none unless all greedy)
+    history_reqs: list[Request]  # their requests
+
+
 class SamplerGraphs:
     def __init__(self, sampler, max_rows: int, capture: bool = True):
         self.sampler, self.history, self.device = sampler, sampler.history, sampler.device
@@ -79,18 +89,28 @@ class SamplerGraphs:
         # made once: torch.tensor(..., device=cuda) from a list is a pageable copy, which waits for
         # every kernel queued before it (new buffers are made mid-run, when the history widens)
         self.neutral_row = to_device([NEUTRAL], self.device, torch.float32)
+        self._last = _Rows([], False, np.zeros(0, np.int64), [])
+
+    def _rows(self, reqs: list[Request]) -> _Rows:
+        """The batch's _Rows, computed again only when its requests differ from the last call's."""
+        if reqs != self._last.reqs:  # per request by identity (no __eq__): C-level, stops at a difference
+            snapshot, greedy = list(reqs), all(map(_is_greedy, reqs))
+            plain = np.fromiter(map(_is_plain_greedy, reqs), bool, len(reqs)) if greedy else np.ones(0, bool)
+            rows = np.nonzero(~plain)[0]
+            history_reqs = snapshot if rows.size == len(reqs) else [snapshot[i] for i in rows.tolist()]
+            self._last = _Rows(snapshot, rows.size > 0, rows, history_reqs)
+        return self._last
 
     def can_run(self, reqs: list[Request]) -> bool:
-        return (self.enabled and 0 < len(reqs) <= self.buckets[-1]
-                and all(map(_is_greedy, reqs)) and not all(map(_is_plain_greedy, reqs)))
+        return self.enabled and 0 < len(reqs) <= self.buckets[-1] and self._rows(reqs).graphable
 
     def run(self, logits: torch.Tensor, reqs: list[Request]) -> torch.Tensor | None:
         """Tokens [S] (and histories advanced), or None when the step must run eagerly."""
         num = len(reqs)
         size = next(b for b in self.buckets if b >= num)
         scratch = self.history.scratch_slot()
-        rows = np.nonzero(~np.fromiter(map(_is_plain_greedy, reqs), bool, num))[0]
-        slots = self.history.slots(reqs if rows.size == num else [reqs[i] for i in rows.tolist()])  # may resize
+        batch = self._rows(reqs)
+        rows, slots = batch.rows, self.history.slots(batch.history_reqs)  # slots() may resize
         # one upload: slots, lengths, n-gram sizes [3, size] int64, then the penalty rows [size, 4]
         # fp32 in the next 2 * size words; padding and plain-greedy rows stay neutral on the scratch slot
         host = np.zeros(5 * size, dtype=np.int64)
