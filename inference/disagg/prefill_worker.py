@@ -161,7 +161,8 @@ class PrefillWorker(KvSenders, Worker):
                     dst_ids = job.claim(dest)
             self.reply(rid, P.PrefillDone(
                 request_id=rid, num_prompt_tokens=out.num_prompt_tokens, first_token=out.first_token,
-                rope_delta=out.rope_delta, prompt_token_ids=prompt_ids,
+                # the router reads the prompt only for a plain-flow DecodeRequest; a pushed KV's meta has it
+                rope_delta=out.rope_delta, prompt_token_ids=[] if dst_ids is not None else prompt_ids,
                 prefill_s=out.ttft_s, queued_prefill_tokens=queued, text=out.text, admit_wait_s=job.admit_wait_s,
                 pushed=dst_ids is not None))
             if dst_ids is not None:

@@ -120,7 +120,7 @@ class PrefillDone:
     num_prompt_tokens: int  # expanded prompt length = tokens of KV held
     first_token: int  # token sampled at the end of prefill
     rope_delta: int  # M-RoPE position delta
-    prompt_token_ids: list[int]  # expanded prompt (decode needs it for penalties)
+    prompt_token_ids: list[int]  # expanded prompt (decode needs it for penalties); [] when pushed (in the KV's meta)
     prefill_s: float  # seconds from arrival at the worker to the first token
     queued_prefill_tokens: int = 0  # prompt tokens still queued on this worker
     admit_wait_s: float = -1.0  # received by the worker -> in its engine (host prep, loop busy); -1: not measured

@@ -111,6 +111,7 @@ def test_early_destination_pushed_when_the_prefill_ends(worker):
         worker.on_outputs(worker.engine.step())
     done = ch.sent.get(timeout=10)
     assert isinstance(done, P.PrefillDone) and done.pushed and done.num_prompt_tokens == 20
+    assert done.prompt_token_ids == []  # pushed: the KV's meta carries what the decode side needs
     sent = ch.sent.get(timeout=10)  # PrefillDone always first: the router moves to transfer on it
     assert isinstance(sent, P.TransferDone) and sent.ok and sent.request_id == "e@0"
     channel, item = worker.inbox.get(timeout=10)
@@ -129,6 +130,7 @@ def test_early_destination_too_small_sends_nothing_and_keeps_the_kv(worker):
         worker.on_outputs(worker.engine.step())
     done, refused = ch.sent.get(timeout=10), ch.sent.get(timeout=10)
     assert isinstance(done, P.PrefillDone) and not done.pushed
+    assert done.prompt_token_ids == list(range(3, 23))  # the router's plain-flow DecodeRequest needs it
     assert isinstance(refused, P.TransferDone) and not refused.ok and refused.error.startswith("dst_too_small")
     job = worker.jobs["f@0"]
     assert job.is_held and not job.in_transfer and job.destination is None  # the plain flow can still send it
