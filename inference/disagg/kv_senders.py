@@ -19,7 +19,7 @@ router counts it, to the first decode token's TPOT.
 
 The host class provides: engine (its kv_pool), transport, transfer_config,
 index, senders (address -> sender), _sends (queue), _send_failures,
-_send_started(meta), called as a send begins, and _on_release(meta,
+_send_started(meta, sender), called as a send begins, and _on_release(meta,
 status), which every send ends in.
 """
 from __future__ import annotations
@@ -46,7 +46,7 @@ class KvSenders:
             sender = None
             try:
                 sender = self._sender_for(address)
-                self._send_started(meta)
+                self._send_started(meta, sender)
                 sender.send(meta)
                 self._send_failures.pop(address, None)
             except Exception as e:  # lost receiver, bad ids: the request fails, the worker goes on

@@ -29,6 +29,7 @@ class PrefillJob:
     in_transfer: bool = False  # a send is in flight; the sender owns the lease then
     address: str = ""  # decode receiver it is sent to
     send_start_s: float | None = None  # perf_counter when its send began (send -> ack time, in TransferDone)
+    send_bytes: int = 0  # KV bytes that send writes (destination blocks x the receiver's block bytes)
     reported: bool = False  # TransferDone sent (a transport may report one send twice)
 
     @property

@@ -203,13 +203,15 @@ class PrefillWorker(KvSenders, Worker):
                             prompt_token_ids=job.prompt_token_ids if to_reservation else None)
         self._sends.put((address, meta))
 
-    def _send_started(self, meta: TransferMeta) -> None:
-        """On the sender thread, as the send of `meta` begins (its send -> ack time starts)."""
-        start_s = time.perf_counter()
+    def _send_started(self, meta: TransferMeta, sender) -> None:
+        """On the sender thread, as the send of `meta` begins: its send -> ack time starts, and the
+        bytes it moves (destination blocks of the receiver's layout) are noted for TransferDone."""
+        start_s, peer = time.perf_counter(), sender.peer_spec
         with self._lock:
             job = self.jobs.get(meta.request_id)
             if job is not None:
                 job.send_start_s = start_s
+                job.send_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         """On a transport thread: the send ended (acked or failed). The router
@@ -225,11 +227,8 @@ class PrefillWorker(KvSenders, Worker):
             ok = status == "acked"
             # send -> ack, on the transfer's own threads (0 when the send failed before it began)
             took = end_s - job.send_start_s if job.send_start_s is not None else 0.0
-            sender = self.senders.get(job.address)
-            peer = getattr(sender, "peer_spec", None) or getattr(getattr(sender, "_peer", None), "spec", None)
-            num_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
-            self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status, num_bytes=num_bytes,
-                                           transfer_s=took))
+            self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status,
+                                           num_bytes=job.send_bytes, transfer_s=took))
         self.inbox.put((None, ("released", meta, status)))  # the loop frees the blocks
 
     def _dispatch(self, channel, msg) -> None:

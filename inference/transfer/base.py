@@ -208,6 +208,7 @@ class KVSender:
     """Prefill side: owns the source pool, pushes blocks to one receiver."""
 
     name = "base"
+    peer_spec: PoolSpec | None = None  # the receiver's pool layout, once connected
 
     def connect(self, address: str) -> None:
         raise NotImplementedError

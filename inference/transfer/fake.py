@@ -67,6 +67,7 @@ class FakeSender(KVSender):
             self._peer = _ENDPOINTS.get(address)
         if self._peer is None:
             raise TransferError(f"fake: no receiver at {address!r} in this process")
+        self.peer_spec = self._peer.spec
 
     def send(self, meta: TransferMeta) -> TransferHandle:
         if self._peer is None:

@@ -24,6 +24,7 @@ PROMPT = list(range(3, 23))  # 20 tokens
 class GatedSender:
     """Acks each send once `gate` is open; a request id starting with "fail" fails on bad ids."""
 
+    peer_spec = None  # no receiver pool: TransferDone counts 0 bytes
     gate = threading.Event()
 
     def __init__(self, pool, config, on_release):

@@ -18,6 +18,8 @@ from tests.inference.disagg.doubles import make_worker
 class RecordingSender:
     """Sender double: `plan` says what each send does (ok | bad_ids | broken)."""
 
+    peer_spec = None  # no receiver pool: TransferDone counts 0 bytes
+
     made: list["RecordingSender"] = []
     plan: list[str] = []
     refuse_connect = False

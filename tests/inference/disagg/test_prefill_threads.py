@@ -18,6 +18,8 @@ from tests.inference.disagg.doubles import Recorder, make_worker
 
 
 class AckingSender:
+    peer_spec = None  # no receiver pool: TransferDone counts 0 bytes
+
     def __init__(self, pool, config, on_release):
         self.on_release = on_release
 
