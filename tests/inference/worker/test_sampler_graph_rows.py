@@ -28,3 +28,31 @@ def test_rows_follow_the_composition():
     assert graphs._rows([penalised, plain]).rows.tolist() == [0]  # reordered
     assert not graphs.can_run([penalised, _req("d", temperature=1.0, no_repeat_ngram_size=2)])
     assert graphs.can_run([penalised, plain])
+
+
+def test_new_request_object_under_known_id_in_the_static_step():
+    """A new Request under an id the history already holds (the decode role's reservation swap)
+    brings its own penalties, n-gram size and history into the packed upload, even while the
+    batch keeps its order: the static step's tokens equal a fresh eager sampler's."""
+    graphed = Sampler(torch.device("cpu"))
+    graphed.graphs = SamplerGraphs(graphed, max_rows=16, capture=False)
+    other = _req("b", presence_penalty=0.5)
+    old = _req("a", presence_penalty=2.0)
+    gen = torch.Generator().manual_seed(0)
+    first = graphed(torch.randn(2, 11, generator=gen), [old, other])
+    old.append_token(int(first[0]))
+    other.append_token(int(first[1]))
+    new = Request("a", ProcessedPrompt([4, 5, 4], torch.zeros(3, 3, dtype=torch.long), 0),
+                  SamplingParams(temperature=0.0, max_tokens=8, no_repeat_ngram_size=2, repetition_penalty=3.0))
+    fresh_other = _req("b", presence_penalty=0.5)
+    fresh_other.append_token(int(first[1]))
+    eager = Sampler(torch.device("cpu"))
+    for _ in range(3):
+        logits = torch.randn(2, 11, generator=gen)
+        logits[0, 5] = 50.0  # "4 5" was seen: the n-gram ban must reach the new object's row
+        want = eager(logits, [new, fresh_other])
+        assert graphed.graphs.can_run([new, other])
+        got = graphed(logits, [new, other])
+        assert torch.equal(got, want)
+        for req, tok in zip([new, other, fresh_other], [*want.tolist(), want[1].item()]):
+            req.append_token(tok)
