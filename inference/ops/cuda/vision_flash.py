@@ -194,6 +194,22 @@ def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_
 
 
 @triton.jit
+def _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
+             m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
+             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr, POLY: tl.constexpr):
+    """One KV tile: whole (_kv_step) or, with POLY, in halves (_kv_step_split)."""
+    if POLY:
+        m_i, l_i, acc0, acc1 = _kv_step_split(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
+                                              k_col, v_col, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                              D0, D1, BLOCK_N, MASKED, PRECISION, TMA)
+    else:
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col,
+                                        v_col, skt, svt, m_i, l_i, acc0, acc1, scale_log2, D0, D1, BLOCK_N, MASKED,
+                                        PRECISION, TMA)
+    return m_i, l_i, acc0, acc1
+
+
+@triton.jit
 def _vision_flash_kernel(
         q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, tiles_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
@@ -233,23 +249,13 @@ def _vision_flash_kernel(
 
     n_full = (seq_len // BLOCK_N) * BLOCK_N
     for n_start in range(0, n_full, BLOCK_N):
-        if POLY:
-            m_i, l_i, acc0, acc1 = _kv_step_split(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
-                                                  h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                                  D0, D1, BLOCK_N, False, PRECISION, TMA)
-        else:
-            m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
-                                            h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                            D0, D1, BLOCK_N, False, PRECISION, TMA)
+        m_i, l_i, acc0, acc1 = _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA, POLY)
     if n_full < seq_len:
-        if POLY:
-            m_i, l_i, acc0, acc1 = _kv_step_split(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
-                                                  h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                                  D0, D1, BLOCK_N, True, PRECISION, TMA)
-        else:
-            m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
-                                            h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                            D0, D1, BLOCK_N, True, PRECISION, TMA)
+        m_i, l_i, acc0, acc1 = _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
+                                        h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA, POLY)
 
     inv_l = 1.0 / l_i
     offs_m = m0 + tl.arange(0, BLOCK_M)
