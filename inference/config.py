@@ -3,7 +3,7 @@ layout files and the disaggregated workers all build this object."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
@@ -47,9 +47,11 @@ class EngineConfig:
     # of host time each on the H200's host (inference.bench.linear_host), and every prefill step had a
     # new token count. None: 256 in graph mode, else 0 (off)
     prefill_pad_tokens: int | None = None
-    # schedule + launch step N+1 before step N's tokens reach the host; DOCPIPE_SYNC_STEPS=1 turns it
-    # off in every engine of a run (workers included), for debugging
-    async_scheduling: bool = field(default_factory=lambda: os.environ.get("DOCPIPE_SYNC_STEPS") != "1")
+    # schedule + launch step N+1 before step N's tokens reach the host. None: on for CUDA devices; off
+    # on the CPU, where a step runs inside launch() (nothing to overlap) and async steps would only hand
+    # each finished request out one step later. DOCPIPE_SYNC_STEPS=1 turns it off in every engine of a
+    # run (workers included), for debugging
+    async_scheduling: bool | None = None
     # LLM.generate prepares prompts (host half: image arrays, expansion, positions) on a background
     # thread while steps run; None: on for CUDA devices (on the CPU there is no device to overlap with)
     prepare_ahead: bool | None = None
@@ -65,6 +67,8 @@ class EngineConfig:
             self.max_num_batched_tokens = 16384 if self.torch_device.type == "cuda" else 8192
         if self.mode not in ("graph", "eager"):
             raise ValueError(f"mode must be 'graph' or 'eager', got {self.mode!r}")
+        if self.async_scheduling is None:
+            self.async_scheduling = self.torch_device.type == "cuda" and os.environ.get("DOCPIPE_SYNC_STEPS") != "1"
         if self.scheduling is None:
             # Graph mode captures decode-only steps: keeping prefill out of them lets every
             # decode step replay its graph instead of running eager beside a prefill chunk.

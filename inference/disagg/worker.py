@@ -47,10 +47,6 @@ def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
     kw = dict(model=model, dtype=spec.dtype, device=spec.device, kv_block_size=spec.kv_block_size,
               max_num_seqs=spec.max_num_seqs, max_num_batched_tokens=spec.max_num_batched_tokens,
               ops_backend=spec.ops_backend, mode=spec.mode, gpu_memory_utilization=spec.gpu_memory_fraction)
-    if spec.device == "cpu":
-        # a CPU step runs inside launch(): async steps overlap nothing there and only hand each
-        # finished request out one step later (a whole prefill step on the prefill worker's TTFT)
-        kw["async_scheduling"] = False
     if spec.role == "decode":
         kw["precapture_graphs"] = False  # ~2.6 GiB of encoder/prefill graph pools it would seldom use
     kw.update(overrides)

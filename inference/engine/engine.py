@@ -6,7 +6,7 @@ Request lifecycle (queues):
   -> finished (streamed out of step() as RequestOutput, in batch order).
   Preempted requests go back to the front of waiting and are recomputed.
 
-Async steps (config.async_scheduling, the default): step() schedules and
+Async steps (config.async_scheduling, the default on CUDA): step() schedules and
 launches step N+1 while step N still runs on the device, then waits for N's
 tokens. Step N's sampled tokens enter the requests as placeholders
 (scheduler.advance) and the runner feeds them to N+1 from the device; they are
