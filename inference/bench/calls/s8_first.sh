@@ -10,7 +10,7 @@
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
-timeout 120 python3 -m pytest -q -m gpu tests/inference/worker tests/inference/disagg 2>&1 | tail -3
+timeout 150 python3 -m pytest -q -m gpu tests/inference/worker tests/inference/engine tests/inference/disagg 2>&1 | tail -3
 for run in a b; do
   timeout 110 $pipe --out "$out/pipeline_128p_$run.json" 2>&1 | show; pages $run
 done

@@ -4,6 +4,7 @@ same finish reasons and bookkeeping, each finished request out of step()
 exactly once, no KV block leaked. Stop conditions are taken from a sync run's
 own outputs so they fire at different steps of one batch."""
 import pytest
+import torch
 
 from inference import LLM, SamplingParams
 
@@ -245,3 +246,15 @@ def test_keep_kv_request_that_stops_early_holds_what_sync_holds(free_run):
         engine.release("p")
         _assert_empty(engine)
     assert held[True] == held[False] == ([held[False][0][0]], "stop", 8, 2)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="graph mode needs a CUDA device")
+def test_graph_mode_on_cuda_async_matches_sync():
+    """Captured decode and sampler graphs, the runner's steady-decode slice copy and the sampler's packed
+    row upload (MinerU-like penalties and n-gram bans), async against sync, fp32."""
+    params = [SamplingParams(temperature=0, max_tokens=8 + 3 * i, ignore_eos=True, presence_penalty=1.0,
+                             frequency_penalty=0.05, no_repeat_ngram_size=4) for i in range(len(PROMPTS))]
+    _, want = _run(False, params, device="cuda", mode="graph")
+    _, got = _run(True, params, device="cuda", mode="graph")
+    _same(want, got)
