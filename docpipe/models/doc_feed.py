@@ -74,21 +74,17 @@ class DocumentFeed:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def get(self, block: bool):
-        """The next item; None when not blocking and nothing is ready (then `ready`
-        is set when that changes). An exception the thread could not attribute to a
-        document is raised here, as is the thread's end without its end marker."""
-        while True:
-            if not block:
-                self.ready.clear()  # before looking: an item put after this sets it again
-            try:
-                item = self._queue.get(timeout=0.1) if block else self._queue.get_nowait()
-                break
-            except queue.Empty:
-                if not self._thread.is_alive() and self._queue.empty():
-                    raise RuntimeError("the document feed's thread ended without its end marker") from None
-                if not block:
-                    return None
+    def get(self):
+        """The next item, never waiting; None when nothing is ready (then `ready` is set
+        when that changes). An exception the thread could not attribute to a document is
+        raised here, as is the thread's end without its end marker."""
+        self.ready.clear()  # before looking: an item put after this sets it again
+        try:
+            item = self._queue.get_nowait()
+        except queue.Empty:
+            if not self._thread.is_alive() and self._queue.empty():
+                raise RuntimeError("the document feed's thread ended without its end marker") from None
+            return None
         if isinstance(item, BaseException):
             raise item
         return item

@@ -76,7 +76,7 @@ class _Jobs:
             item, self._held = self._held, None
             if item is None:
                 try:
-                    item = self.feed.get(block=False)
+                    item = self.feed.get()
                 except Exception as e:  # noqa: BLE001 - the stream reports it on the documents left
                     self.error, self._ended = e, True
                     raise
