@@ -221,17 +221,23 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
         end = k["ts"] + k["dur"]
         reach = end if reach is None else max(reach, end)
 
-    steps = []
-    for e in host:
-        if e["name"].startswith("step:"):
-            steps.append(e)
+    # device work by the launch that queued it (a graph launch queues many kernels under one id), and
+    # each thread's launches by start: a step's kernels are those of the launches inside its span
+    kernels_of: dict = collections.defaultdict(list)
+    for k in kernels:
+        kernels_of[k.get("args", {}).get("correlation")].append(k)
+    calls_of: dict = collections.defaultdict(list)
+    for c in sorted((c for c in runtime if "args" in c), key=lambda c: c["ts"]):
+        calls_of[c["tid"]].append(c)
+    call_starts = {tid: [c["ts"] for c in calls] for tid, calls in calls_of.items()}
     per_kind: dict = {}
-    for s in steps:
+    for s in (e for e in host if e["name"].startswith("step:")):
         kind = s["name"][5:]
         lo, hi = s["ts"], s["ts"] + s["dur"]
-        ids = {c["args"].get("correlation") for c in runtime
-               if c["tid"] == s["tid"] and lo <= c["ts"] <= hi and "args" in c}
-        ks = [k for k in kernels if k.get("args", {}).get("correlation") in ids]
+        starts = call_starts.get(s["tid"], [])
+        calls = calls_of[s["tid"]][bisect.bisect_left(starts, lo):bisect.bisect_right(starts, hi)]
+        ids = dict.fromkeys(c["args"].get("correlation") for c in calls)  # each launch once
+        ks = [k for i in ids for k in kernels_of.get(i, ())]
         row = per_kind.setdefault(kind, {"steps": 0, "host_launch_ms": 0.0, "device_span_ms": 0.0,
                                          "device_kernel_ms": 0.0, "kernels": 0})
         row["steps"] += 1

@@ -52,3 +52,14 @@ def test_a_gap_with_the_next_kernel_already_queued_is_not_the_hosts():
     assert "prefill/lm" not in s["host_bound_gap_ms_by_phase"]
     assert s["other_gap_ms"]["launched before the device went idle"] == 0.41
     assert "prefill" in format_summary(s)
+
+
+def test_a_step_counts_every_kernel_of_its_graph_launch_and_only_its_own_threads_launches():
+    events = _events() + [
+        _x("kernel", "decode_tail", 1150, 30, tid=7, corr=4),  # the same graph launch's second kernel
+        _x("cuda_runtime", "cudaLaunchKernel", 1020, 5, tid=2, corr=9),  # another thread, inside the span
+        _x("kernel", "other", 1200, 10, tid=8, corr=9),
+    ]
+    decode = summarize(events)["per_step_kind"]["decode"]
+    assert decode["kernels"] == 2
+    assert decode["device_span_ms"] == (1180 - 1040) / 1e3 and decode["device_kernel_ms"] == 0.13
