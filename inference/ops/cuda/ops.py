@@ -18,10 +18,8 @@ from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
 from inference.ops.cuda.prefill_attention import prefill_attention, tiles_block_m
 from inference.ops.cuda.rotary import rotary
-from inference.ops.cuda.vision_attention import _FORCED, _triton_head_dim, graph_config, vision_attention
+from inference.ops.cuda.vision_attention import graph_config, graph_tiles_block, vision_attention
 from inference.ops.cuda.vision_flash import vision_flash_attention
-
-_TRITON_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 class Ops(base.Ops):
@@ -69,6 +67,4 @@ class Ops(base.Ops):
 
     def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
         """Query rows per entry of vision_attention's `tiles`, or None: no tiled kernel here."""
-        if _FORCED not in ("auto", "triton"):  # DOCPIPE_VISION_ATTN picked another kernel: graphs would bypass it
-            return None
-        return graph_config().block_m if dtype in _TRITON_DTYPES and _triton_head_dim(head_dim) else None
+        return graph_tiles_block(head_dim, dtype)

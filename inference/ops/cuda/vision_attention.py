@@ -20,8 +20,8 @@ DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging),
 =no-triton leaves the Triton kernel out;
 a forced candidate that does not apply falls back to the automatic choice.
 Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
-read cu_seqlens; the vision encoder is never graph-captured), images of
-equal length batched into one SDPA call.
+read cu_seqlens; graph-captured encoder calls take the tiled Triton kernel
+instead, see graph_tiles_block), images of equal length batched into one SDPA call.
 """
 from __future__ import annotations
 
@@ -92,6 +92,18 @@ def graph_config():
     what the layout-page bucket chose in the session 5/6 runs."""
     from inference.ops.cuda.vision_flash import FlashConfig
     return FlashConfig(128, 64, 8, 3, tma=True)
+
+
+_GRAPH_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+
+
+def graph_tiles_block(head_dim: int, dtype: torch.dtype) -> int | None:
+    """Query rows per `tiles` entry of a graph-captured encoder call (graph_config's kernel), or
+    None: that kernel does not take this head dim or dtype, or DOCPIPE_VISION_ATTN picked another
+    kernel (graphs would bypass it). Read here so the check follows _FORCED as this module has it."""
+    if _FORCED not in ("auto", "triton"):
+        return None
+    return graph_config().block_m if dtype in _GRAPH_DTYPES and _triton_head_dim(head_dim) else None
 
 
 @functools.cache  # read on every encoder layer's call: built once, never modified

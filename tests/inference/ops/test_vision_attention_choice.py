@@ -94,3 +94,18 @@ def test_forced_choice_and_no_triton(stand_ins, monkeypatch):
     monkeypatch.setattr(va, "_FORCED", "no-triton")
     va.vision_attention(*_qkv([64]), 0.1)
     assert not any(c.startswith("triton") for c in calls)
+
+
+def test_graph_tiles_block_follows_forced_choice(monkeypatch):
+    """Graph-captured encoder calls run the Triton kernel: the CUDA Ops offer its tile block only when
+    DOCPIPE_VISION_ATTN leaves that kernel in (auto, triton), and only for head dims and dtypes it takes."""
+    from inference.ops.cuda.ops import Ops
+
+    ops = Ops()
+    block = va.graph_config().block_m
+    for forced, expected in [("auto", block), ("triton", block), ("varlen", None), ("cudnn", None),
+                             ("no-triton", None)]:
+        monkeypatch.setattr(va, "_FORCED", forced)
+        assert ops.vision_tiles_block(80, torch.bfloat16) == expected, forced
+    monkeypatch.setattr(va, "_FORCED", "auto")
+    assert ops.vision_tiles_block(80, torch.float64) is None
