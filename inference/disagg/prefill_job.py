@@ -13,7 +13,7 @@ class PrefillJob:
       received  (receive(): a PrefillRequest was read; an early TransferRequest is kept in `destination`)
       -> admitted  (in the engine: `sampling`, `admit_wait_s`)
       -> held  (prefilled: `output`, `lease_expiry_unix_s`, `prompt_token_ids`; the blocks are kept)
-      -> in transfer  (a send claimed it, `in_transfer`, `address`: neither Release nor the lease frees it now;
+      -> in transfer  (a send claimed it, `in_transfer`: neither Release nor the lease frees it now;
          `send_start_s` on the sender thread, `reported` once its TransferDone went out)
       -> ended: PrefillWorker._end removes the job, the one place that does, when the receiver acks or the
          send fails, the lease expires, a Release comes, the engine aborts it or it cannot be admitted.
@@ -27,7 +27,6 @@ class PrefillJob:
     lease_expiry_unix_s: float = 0.0  # once held: the blocks are freed after this unless a send claimed them
     prompt_token_ids: list | None = None  # expanded prompt if the sampling reads it (a reservation's meta carries it)
     in_transfer: bool = False  # a send is in flight; the sender owns the lease then
-    address: str = ""  # decode receiver it is sent to
     send_start_s: float | None = None  # perf_counter when its send began (send -> ack time, in TransferDone)
     send_bytes: int = 0  # KV bytes that send writes (destination blocks x the receiver's block bytes)
     reported: bool = False  # TransferDone sent (a transport may report one send twice)
@@ -45,5 +44,5 @@ class PrefillJob:
         (so nothing frees it mid-send); None when they are too few (nothing claimed)."""
         dst_ids = fit_destination(dest.dst_block_ids, dest.dst_block_size, self.output.num_computed_tokens)
         if dst_ids is not None:
-            self.in_transfer, self.address = True, dest.dst_address
+            self.in_transfer = True
         return dst_ids
