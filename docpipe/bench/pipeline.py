@@ -38,6 +38,7 @@ from pathlib import Path
 import typer
 
 from docpipe.bench.device_busy import DeviceBusy
+from docpipe.bench.device_memory import allocator_counts, memory_gib
 from docpipe.bench.step_trace import StepTrace, format_summary
 from docpipe.bench.step_trace import requested as step_trace_path
 from docpipe.bench.pipeline_hf import TransformersClient, baseline_model
@@ -45,6 +46,9 @@ from docpipe.bench.pipeline_jobs import BenchFlow, make_jobs
 from docpipe.bench.timing import Clock, step_kind
 from inference.bench.machine import ceilings, device_name, versions
 from docpipe.models.scheduler import PageScheduler, WaveRunner
+
+BASELINE_WARMUP_PAGES = 2  # warm-up pages of the transformers side at most
+
 
 def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock, docs: list | None = None,
              device_busy=None, trace=None) -> dict:
@@ -60,7 +64,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
         device_busy.reset()
     if trace is not None:  # DOCPIPE_TRACE: its step window counts from this pass's first step
         trace.reset()
-    alloc_before = _allocator_counts()
+    alloc_before = allocator_counts()
     with (sync_debug.sync_sites(sync_debug.requested()) as syncs,  # DOCPIPE_SYNC_DEBUG=1: host waits
           kernel_profile.kernel_profile(kernel_profile.requested()) as kernels,  # DOCPIPE_PROFILE_KERNELS=1
           jit_watch() as jit):  # Triton kernels built or loaded inside the timed run
@@ -70,7 +74,7 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
         else:
             pages, num_docs = list(PageScheduler(runner, flow, window).run(jobs)), 0
         wall = time.perf_counter() - t0
-    alloc = {k: v - alloc_before.get(k, 0) for k, v in _allocator_counts().items()}
+    alloc = {k: v - alloc_before.get(k, 0) for k, v in allocator_counts().items()}
     failed = [p.error for p in pages if not p.ok]
     busy = sum(v for k, v in clock.s.items() if k in ("prefill", "decode", "generate"))
     total = lambda stage: sum(p.timings_s.get(stage, 0.0) for p in pages)  # noqa: E731
@@ -82,35 +86,10 @@ def run_side(name: str, runner, flow: BenchFlow, jobs, window: int, clock: Clock
             "decode_s": clock.s.get("decode", 0.0), "generate_s": clock.s.get("generate", 0.0),
             "assembly_s": total("assemble"), "prep_threads": getattr(runner, "prep_threads", 0), **({"device": device_busy.report(wall)} if device_busy is not None else {}),
             **({"sync_sites": syncs.report()} if syncs is not None else {}),
-            **({"device_allocator": alloc, "device_memory_GiB": _memory_gib()} if alloc else {}),
+            **({"device_allocator": alloc, "device_memory_GiB": memory_gib()} if alloc else {}),
             **({"triton_jit_misses": jit.report()} if jit is not None else {}),
             **({"kernels": kernels.report(wall)} if kernels is not None else {}),
             **({"step_trace": trace.report()} if trace is not None else {})}
-
-
-def _allocator_counts() -> dict:
-    """CUDA caching-allocator counters whose growth during a timed run means the host waited:
-    a cudaMalloc retry frees cached blocks (a device sync); each cudaMalloc/cudaFree is a driver call."""
-    import torch
-    if not torch.cuda.is_available():
-        return {}
-    stats = torch.cuda.memory_stats()
-    return {k: int(stats.get(k, 0)) for k in ("num_alloc_retries", "num_device_alloc", "num_device_free",
-                                              "num_sync_all_streams", "num_ooms")}
-
-
-BASELINE_WARMUP_PAGES = 2  # warm-up pages of the transformers side at most
-
-
-def _memory_gib() -> dict:
-    """The caching allocator's footprint after the run: the KV pool plus the graph pools' activations and
-    what eager steps keep cached, against the device's total."""
-    import torch
-    gib = 2 ** 30
-    return {"reserved": round(torch.cuda.memory_reserved() / gib, 2),
-            "peak_reserved": round(torch.cuda.max_memory_reserved() / gib, 2),
-            "peak_allocated": round(torch.cuda.max_memory_allocated() / gib, 2),
-            "total": round(torch.cuda.get_device_properties(0).total_memory / gib, 2)}
 
 
 def _engine_clock(client, clock: Clock) -> None:
@@ -173,10 +152,11 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
             hf_clock = Clock()
             runners.append(("transformers generate()", WaveRunner(TransformersClient(hf, client, hf_batch, hf_clock)),
                             hf_clock))
+        baseline_warmup_pages = min(warmup_pages, BASELINE_WARMUP_PAGES) if hf is not None else 0
         for name, runner, clock in runners:
             # first calls compile kernels, capture graphs, grow allocators: not timed; the baseline has
             # no graphs to capture and a page of it costs ~10 s on the H200, so it warms on a few
-            warm = warmup_pages if clock is engine_clock else min(warmup_pages, BASELINE_WARMUP_PAGES)
+            warm = warmup_pages if clock is engine_clock else baseline_warmup_pages
             if warm:
                 run_side(name, runner, flow, make_jobs([], warm, seed + 1), window, clock)
                 clock.s.clear()
@@ -196,7 +176,7 @@ def run_bench(model: str, pdfs: list[Path], num_pages: int, baseline: str, windo
     out = {"model": model, "dtype": str(torch_dtype), "engine_mode": mode, "window_pages": window,
            "max_num_seqs": max_num_seqs, "baseline_pages": baseline_pages or num_pages,
            "hf_batch": hf_batch, "seed": seed, "warmup_pages": warmup_pages,
-           "baseline_warmup_pages": min(warmup_pages, BASELINE_WARMUP_PAGES) if hf is not None else 0,
+           "baseline_warmup_pages": baseline_warmup_pages,
            "engine_memory_share": share,
            "output_scale": output_scale,
            "inputs": [str(p) for p in pdfs] if not num_pages else f"mineru-synthetic x{num_pages}",
