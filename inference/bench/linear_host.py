@@ -12,7 +12,6 @@ import argparse
 import time
 
 import torch
-
 import torch.nn.functional as F
 
 from inference.bench.machine import finish

@@ -70,4 +70,3 @@ def finish(result: dict, module: str, args) -> None:
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=1)
-
