@@ -43,6 +43,5 @@ class PagedAttention(nn.Module):
             return self.ops.decode_attention(q, self.k_cache, self.v_cache, meta.block_tables, meta.seq_lens_k, self.scale)
         return self.ops.prefill_attention(
             q, self.k_cache, self.v_cache, meta.cu_seqlens_q, meta.seq_lens_k, meta.block_tables,
-            self.scale, meta.max_seqlen_q, meta.max_seqlen_k,
-            **({} if meta.tiles is None else {"tiles": meta.tiles}),
+            self.scale, meta.max_seqlen_q, meta.max_seqlen_k, tiles=meta.tiles,
         )

@@ -64,8 +64,7 @@ class VisionBlock(nn.Module):
         qkv = self.attn.qkv(normed).view(num_tokens, 3, heads, head_dim)
         q, k, v = qkv.unbind(1)
         q, k = self.ops.rotary(q, k, cos, sin)
-        attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5,
-                                         **({} if tiles is None else {"tiles": tiles}))
+        attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5, tiles=tiles)
         x, normed = self.ops.add_layer_norm(x, self.attn.proj(attn.reshape(num_tokens, -1)),
                                             self.norm2.weight, self.norm2.bias, self.norm2.eps)
         mlp = self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(normed), self.ops))
