@@ -14,6 +14,9 @@ as the next item, the end or an error is there, so a consumer with nothing
 else to do waits on it (woken at once) instead of polling, and its `what`
 names the producing thread for a consumer's timeout error.
 
+`Handoff` is the queue between the two threads with that readiness
+protocol (the document feed, doc_feed.py, uses it too).
+
 `HoldWait` is the consumer's side: with nothing else to do it waits on a
 hold's `ready` (or, without one, sleeps 0.25 ms doubling to 2 ms, keeping
 the next item's latency low without spinning a core), and raises
@@ -92,6 +95,63 @@ class HoldWait:
         self.waits += 1
 
 
+class Handoff:
+    """A producer thread's entries to one consumer through a bounded queue, the
+    readiness protocol `ahead` and the document feed share. Producer side:
+    `put` (False once `stop` is set) and `ended()` in its `finally`. Consumer
+    side: `poll()` never waits (EMPTY when nothing is there; `ready` is then set
+    as soon as that may change), `get()` waits. Either raises a RuntimeError
+    (`lost`) when the thread ended without handing over an entry."""
+
+    EMPTY = object()
+
+    def __init__(self, window: int, thread: threading.Thread, lost: str):
+        self.queue: queue.Queue = queue.Queue(maxsize=window)
+        self.stop = threading.Event()
+        self.ready = threading.Event()  # set after every put and when the producer ends; cleared by the consumer
+        self.thread, self.lost = thread, lost
+
+    def put(self, item) -> bool:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                self.ready.set()
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def ended(self) -> None:
+        self.ready.set()  # a consumer waiting on `ready` wakes and sees what is left (or that nothing will come)
+
+    def poll(self):
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        self.ready.clear()  # cleared before the second look: a put after it sets it again
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            pass
+        return Handoff.EMPTY if self.thread.is_alive() else self._last()
+
+    def get(self):
+        while True:
+            try:
+                return self.queue.get(timeout=_ALIVE_CHECK_S)
+            except queue.Empty:
+                if not self.thread.is_alive():
+                    return self._last()
+
+    def _last(self):
+        """The ended thread's last entry (put just before it ended), else the `lost` error."""
+        try:
+            return self.queue.get_nowait()
+        except queue.Empty:
+            raise RuntimeError(self.lost) from None
+
+
 class _Raised:
     def __init__(self, error: BaseException):
         self.error = error
@@ -99,61 +159,28 @@ class _Raised:
 
 def ahead(items: Iterable, window: int = 4, name: str = "docpipe-ahead", hold: object = None) -> Iterator:
     assert window >= 1, "window must be at least 1"
-    made: queue.Queue = queue.Queue(maxsize=window)
-    stop = threading.Event()
-    ready = threading.Event()  # set after every put and when the producer ends; cleared by the consumer
-    if isinstance(hold, Hold):
-        hold = hold.until(ready, f"the next item of thread {name!r}")
-
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                made.put(item, timeout=0.1)
-                ready.set()
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def produce() -> None:
         try:
             for item in items:
-                if not put(item):
+                if not handoff.put(item):
                     return
-            put(_END)
+            handoff.put(_END)
         except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            put(_Raised(e))
+            handoff.put(_Raised(e))
         finally:
-            ready.set()  # a consumer waiting on `ready` wakes and sees what is left (or that nothing will come)
-
-    def take():
-        """The next queued entry; `hold` when holding and none is there yet."""
-        while True:
-            try:
-                return made.get_nowait() if hold is not None else made.get(timeout=_ALIVE_CHECK_S)
-            except queue.Empty:
-                pass
-            if hold is not None:
-                ready.clear()  # cleared before the second look: a put after it sets it again
-                try:
-                    return made.get_nowait()
-                except queue.Empty:
-                    pass
-            if not thread.is_alive():
-                try:  # it may have put its last entry just before ending
-                    return made.get_nowait()
-                except queue.Empty:
-                    raise RuntimeError(f"thread {name!r} ended without handing over its next item, "
-                                       "its end or its error") from None
-            if hold is not None:
-                return hold
+            handoff.ended()
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
+    handoff = Handoff(window, thread, f"thread {name!r} ended without handing over its next item, its end or its error")
+    if isinstance(hold, Hold):
+        hold = hold.until(handoff.ready, f"the next item of thread {name!r}")
+    take = handoff.get if hold is None else handoff.poll
     thread.start()
     try:
         while True:
             item = take()
-            if item is hold:
+            if item is Handoff.EMPTY:
                 yield hold
                 continue
             if item is _END:
@@ -162,5 +189,5 @@ def ahead(items: Iterable, window: int = 4, name: str = "docpipe-ahead", hold: o
                 raise item.error
             yield item
     finally:
-        stop.set()
+        handoff.stop.set()
         thread.join()

@@ -26,13 +26,13 @@ thread's end, so a consumer with nothing else to do waits on it.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from docpipe.config import ConvertOptions
+from docpipe.ingest.ahead import Handoff
 from docpipe.models.scheduler import PageJob
 from docpipe.schema import DocumentResult
 
@@ -61,11 +61,10 @@ class DocumentFeed:
     def __init__(self, sources: Iterable[str], opts: ConvertOptions, hybrid: bool, window: int):
         assert window >= 1, "the feed needs room for at least one item"
         self.sources, self.opts, self.hybrid = list(sources), opts, hybrid
-        self._queue: queue.Queue = queue.Queue(maxsize=window)
-        self._stop = threading.Event()
-        # set after every item and when the thread ends: a consumer holding on an empty queue waits on it
-        self.ready = threading.Event()
         self._thread = threading.Thread(target=self._produce, name="docpipe-doc-feed", daemon=True)
+        self._handoff = Handoff(window, self._thread, "the document feed's thread ended without its end marker")
+        # set after every item and when the thread ends: a consumer holding on an empty queue waits on it
+        self.ready = self._handoff.ready
 
     def __enter__(self) -> "DocumentFeed":
         self._thread.start()
@@ -78,12 +77,8 @@ class DocumentFeed:
         """The next item, never waiting; None when nothing is ready (then `ready` is set
         when that changes). An exception the thread could not attribute to a document is
         raised here, as is the thread's end without its end marker."""
-        self.ready.clear()  # before looking: an item put after this sets it again
-        try:
-            item = self._queue.get_nowait()
-        except queue.Empty:
-            if not self._thread.is_alive() and self._queue.empty():
-                raise RuntimeError("the document feed's thread ended without its end marker") from None
+        item = self._handoff.poll()
+        if item is Handoff.EMPTY:
             return None
         if isinstance(item, BaseException):
             raise item
@@ -92,20 +87,10 @@ class DocumentFeed:
     def close(self, join_s: float = 30.0) -> None:
         """Stop and join the thread; one stuck in a render (a hold timeout's cause) is left
         behind after join_s (a daemon: it does not keep the process alive)."""
-        self._stop.set()
+        self._handoff.stop.set()
         self._thread.join(join_s)
         if self._thread.is_alive():
             log.warning("the document feed's thread is still in a render after %.0f s; left behind", join_s)
-
-    def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                self.ready.set()
-                return True
-            except queue.Full:
-                continue
-        return False
 
     def _produce(self) -> None:
         try:
@@ -113,11 +98,11 @@ class DocumentFeed:
                 if not self._feed_document(index, source):
                     return
         except BaseException as e:  # a bug here: the consumer re-raises it rather than waiting forever
-            self._put(e)
+            self._handoff.put(e)
             return
         finally:
-            self.ready.set()
-        self._put(FEED_END)
+            self._handoff.ended()
+        self._handoff.put(FEED_END)
 
     def _feed_document(self, index: int, source: str) -> bool:
         from docpipe.models.backend import page_jobs
@@ -128,7 +113,7 @@ class DocumentFeed:
         if doc is None:
             result.timings_s["total_s"] = time.perf_counter() - started_s
         opened = OpenedDoc(index, result, indices, started_s)
-        if not self._put(opened):
+        if not self._handoff.put(opened):
             if doc is not None:
                 doc.close()
             return False
@@ -140,14 +125,14 @@ class DocumentFeed:
         try:
             for job in jobs:
                 job.doc = opened
-                if not self._put(job):
+                if not self._handoff.put(job):
                     return False
                 done += 1
         except Exception as e:  # noqa: BLE001 - this document's remaining pages fail, the batch goes on
             for n, idx in enumerate(indices[done:]):
                 why = f"{type(e).__name__}: {e}" if n == 0 else (
                     f"not converted: rendering stopped at page {indices[done] + 1}")
-                if not self._put(PageJob(idx, 0.0, 0.0, None, error=why, doc=opened)):
+                if not self._handoff.put(PageJob(idx, 0.0, 0.0, None, error=why, doc=opened)):
                     return False
         finally:
             jobs.close()  # joins the render helper before the document goes away
