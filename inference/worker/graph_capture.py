@@ -93,6 +93,20 @@ def capture_into(owner, key, fn: Callable[[], None], device: torch.device, what:
     return True
 
 
+def run_bucket(owner, bucket, forward: Callable[[], None], capture_one: Callable[[object], bool]) -> bool:
+    """The bucket's work over the owner's static buffers (already filled): forward() itself when
+    owner.capture is off (the CPU path), else the bucket's graph replayed, captured by
+    capture_one(bucket) at its first use if engine start did not; False: that capture failed
+    (the caller runs eagerly). `owner`: a bucketed graph set (vision, prefill graphs)."""
+    if not owner.capture:
+        forward()
+        return True
+    if bucket not in owner.graphs and not capture_one(bucket):
+        return False
+    owner.graphs[bucket].replay()
+    return True
+
+
 def capture_buckets(owner, buckets: Iterable, capture_one: Callable[[object], bool]) -> int:
     """capture_one(bucket) for each of `buckets` not in owner.graphs, largest first: the first
     capture sizes the shared pool and the smaller graphs reuse its blocks (smallest first, the pool

@@ -34,7 +34,7 @@ from inference.env import env_flag
 from inference.h2d import to_device
 from inference.layers.attention import AttentionMetadata
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_buckets, capture_into, stepped_sizes
+from inference.worker.graph_capture import capture_buckets, capture_into, run_bucket, stepped_sizes
 from inference.worker.input_batch import InputBatch
 
 log = logging.getLogger(__name__)
@@ -101,12 +101,8 @@ class PrefillGraphs:
         slots = self._slots(bucket)
         self.tiles[:slots].copy_(to_device(flash_tiles(batch.q_lens, self.block_m, slots), self.runner.device,
                                            torch.int32))
-        if not self.capture:
-            self._forward(bucket, seqs)
-        else:
-            if bucket not in self.graphs and not self._capture(bucket):
-                return None
-            self.graphs[bucket].replay()
+        if not run_bucket(self, bucket, lambda: self._forward(bucket, seqs), self._capture):
+            return None
         return self.hidden[:num]
 
     def _forward(self, bucket: int, num_seqs: int | None = None) -> None:

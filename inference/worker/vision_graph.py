@@ -37,7 +37,7 @@ import torch
 from inference.env import env_flag
 from inference.h2d import to_device
 from inference.ops.tiles import flash_tiles, tile_slots
-from inference.worker.graph_capture import capture_buckets, capture_into, stepped_sizes
+from inference.worker.graph_capture import capture_buckets, capture_into, run_bucket, stepped_sizes
 
 log = logging.getLogger(__name__)
 ENV = "DOCPIPE_VISION_GRAPHS"
@@ -111,12 +111,8 @@ class VisionGraphs:
         ints = to_device(bounds + flash_tiles(sizes, self.block_m, slots), self.device, torch.int32)
         self.cu.copy_(ints[:len(bounds)])
         self.tiles[:slots].copy_(ints[len(bounds):])
-        if not self.capture:
-            self._forward(bucket, len(sizes))
-        else:
-            if bucket not in self.graphs and not self._capture(bucket):
-                return None
-            self.graphs[bucket].replay()
+        if not run_bucket(self, bucket, lambda: self._forward(bucket, len(sizes)), self._capture):
+            return None
         return self.out[:num // self.merge].clone()
 
     def _forward(self, bucket: int, num_images: int | None = None) -> None:
