@@ -248,8 +248,10 @@ class PrefillWorker(KvSenders, Worker):
             if unless_in_transfer and job is not None and job.in_transfer:
                 return False
             self.jobs.pop(rid, None)  # a TransferRequest from here on finds nothing to send
-        self.engine.abort(rid)  # in the engine only after a Release: a no-op for every other end
-        if rid in self.engine.scheduler.held:
+        held = self.engine.scheduler.held
+        if rid not in held:  # still in the engine (a Release while prefilling): aborted, it lands in `held`
+            self.engine.abort(rid)  # (skipped for a held one, the usual end: abort scans every running request)
+        if rid in held:
             self.engine.release(rid)
         return True
 
