@@ -27,6 +27,7 @@ import json
 import os
 from pathlib import Path
 
+from inference.bench.call_proxy import CallProxy
 from inference.bench.kernel_profile import union_us
 
 ENV = "DOCPIPE_TRACE"
@@ -112,7 +113,7 @@ class StepTrace:
             setattr(obj, name, _labelled(getattr(obj, name), f"phase:{phase}"))
         if getattr(self.runner, "sampler", None) is not None:
             self._wrapped.append((self.runner, "sampler", self.runner.sampler))
-            self.runner.sampler = _Labelled(self.runner.sampler, "phase:sample")
+            self.runner.sampler = CallProxy(self.runner.sampler, _labelled(self.runner.sampler, "phase:sample"))
         torch.cuda.synchronize()
         self.prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
                             schedule=schedule(wait=0, warmup=warmup, active=self.count, repeat=1))
@@ -151,19 +152,6 @@ def _labelled(fn, label: str):
         with torch.profiler.record_function(label):
             return fn(*args, **kwargs)
     return call
-
-
-class _Labelled:
-    """A callable object (the sampler) with a label around its calls; other attributes pass through."""
-
-    def __init__(self, inner, label: str):
-        self._inner, self._call = inner, _labelled(inner, label)
-
-    def __call__(self, *args, **kwargs):
-        return self._call(*args, **kwargs)
-
-    def __getattr__(self, name):
-        return getattr(self._inner, name)
 
 
 def load_trace(path) -> list[dict]:

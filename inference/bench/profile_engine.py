@@ -28,6 +28,7 @@ from collections import defaultdict
 
 import torch
 
+from inference.bench.call_proxy import CallProxy
 from inference.bench.synthetic import noise_request
 from inference.ops.timing import event_ms
 
@@ -45,36 +46,20 @@ class _Timers:
         self.seconds: dict[str, float] = defaultdict(float)
         self.calls: dict[str, int] = defaultdict(int)
 
-    def wrap(self, obj, attr: str, key: str) -> None:
-        fn = getattr(obj, attr)
-
-        def timed(*args, **kwargs):
+    def timed(self, fn, key: str, sync: bool):
+        """fn, its calls and seconds (after a device sync when `sync`) added under key."""
+        def call(*args, **kwargs):
             start = time.perf_counter()
             out = fn(*args, **kwargs)
-            if self.sync:
+            if sync:
                 _sync()
             self.seconds[key] += time.perf_counter() - start
             self.calls[key] += 1
             return out
+        return call
 
-        setattr(obj, attr, timed)
-
-
-class _CallableProxy:
-    """Instances are called through their type, so a timed __call__ needs a proxy."""
-
-    def __init__(self, target, timers: _Timers, key: str):
-        self._target, self._timers, self._key = target, timers, key
-
-    def __call__(self, *args, **kwargs):
-        start = time.perf_counter()
-        out = self._target(*args, **kwargs)
-        self._timers.seconds[self._key] += time.perf_counter() - start
-        self._timers.calls[self._key] += 1
-        return out
-
-    def __getattr__(self, name):
-        return getattr(self._target, name)
+    def wrap(self, obj, attr: str, key: str) -> None:
+        setattr(obj, attr, self.timed(getattr(obj, attr), key, self.sync))
 
 
 def _instrument(llm, sync: bool) -> tuple[_Timers, callable]:
@@ -88,8 +73,9 @@ def _instrument(llm, sync: bool) -> tuple[_Timers, callable]:
     for obj, attr, key in wrapped:
         timers.wrap(obj, attr, key)  # an instance attribute over the class's method
     processor, sampler = eng.processor, runner.sampler
-    eng.processor = _CallableProxy(processor, timers, "processor")
-    runner.sampler = _CallableProxy(sampler, timers, "sampler_launch")
+    # callable objects, timed through a proxy (host time: no sync after them)
+    eng.processor = CallProxy(processor, timers.timed(processor, "processor", sync=False))
+    runner.sampler = CallProxy(sampler, timers.timed(sampler, "sampler_launch", sync=False))
 
     def restore():
         eng.processor, runner.sampler = processor, sampler
