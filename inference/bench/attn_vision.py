@@ -1,13 +1,14 @@
 """Vision-encoder attention microbenchmark (run on a GPU, from the repo root).
 
-    python3 -m inference.bench.attn_vision --out FILE.json [--configs m128n64w8s3,...] [--reps 7]
+    python3 -m inference.bench.attn_vision --out FILE.json [--configs m128n64w4s3tma,...] [--reps 7]
 
 Layout pages of 74x74 = 5,476 patches, 16 heads of 80 dims (MinerU2.5's
 vision tower), bf16, B in {1, 4, 16} pages packed as views of one qkv
 [T, 3, H, D] tensor. Times (CUDA events, after warm-up; median of --reps
 repetitions of --inner back-to-back calls, so the Python launch path hides
 behind the queue) our Triton kernel (inference/ops/cuda/vision_flash.py) for
-each config in CONFIGS, cuDNN and flash SDPA on the [B, H, N, D] view, and
+each config in CONFIGS, the configs of TILED launched from a tile list as a
+replayed encoder graph launches them (rows `tiled_*`), cuDNN and flash SDPA on the [B, H, N, D] view, and
 torch's varlen_attn when present. FLOPs = 4 * N^2 * D * H * B. Each output is
 checked against an fp32 math-SDPA reference (||out - ref|| / ||ref||, after
 the allocator's free memory is filled with NaN so an unwritten element shows).
@@ -28,23 +29,31 @@ import triton
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from inference.ops.cuda.vision_flash import DEFAULT_CONFIG, FlashConfig, vision_flash_attention
+from inference.ops.tiles import flash_tiles, tile_slots
 from inference.ops.timing import event_ms
 
 DEV = "cuda"
 N, H, D = 5476, 16, 80  # one 1036x1036 layout page: 74x74 patches
 BATCHES = (1, 4, 16)
 MIXED = (5476, 1200, 300)
-CONFIGS = [  # (block_m, block_n, num_warps, num_stages); <= 12 so the run stays well under 90 s
+CONFIGS = [  # (block_m, block_n, num_warps, num_stages); kept short so the run stays well under 90 s
     FlashConfig(128, 64, 4, 3), FlashConfig(128, 64, 8, 2), FlashConfig(128, 64, 8, 3), FlashConfig(64, 64, 4, 3),
-    FlashConfig(128, 64, 4, 3, True, poly_exp=True),  # the default with half its exp2 on the FMA pipe
     FlashConfig(128, 64, 4, 3, True), FlashConfig(128, 64, 8, 3, True), FlashConfig(128, 64, 8, 4, True),
-    FlashConfig(128, 128, 8, 3, True), FlashConfig(256, 64, 8, 3, True),
+    # 8 warps with TMA: the partial-tile masking took them from 116 to 142 registers a thread, one CTA
+    # an SM instead of two (400 -> 302 TFLOP/s at B=16 in session 8); capped at 128: two again
+    FlashConfig(128, 64, 8, 3, True, maxnreg=128), FlashConfig(128, 64, 8, 4, True, maxnreg=128),
     # 144 registers a thread: 3 CTAs an SM, whose softmax and matrix phases may interleave (the loop of
     # one CTA waits for its Q K^T before its exponentials); the 128-row tiles fit 2 an SM at 255
-    FlashConfig(64, 64, 4, 3, True), FlashConfig(64, 64, 4, 4, True),
-]  # all compile for sm_90 without spills (inference.bench.attn_vision_compile); the two 128x128 configs
-#    with 2 stages (286-303 TFLOP/s, session 3) made room for the last two, the plain 128x128 one
-#    (346) for the polynomial-exp2 variant
+    FlashConfig(64, 64, 4, 3, True),
+    # capped at 128 with 2 stages (41 KiB of shared memory): 4 CTAs an SM
+    FlashConfig(64, 64, 4, 2, True, maxnreg=128),
+]  # all compile for sm_90 without spills (inference.bench.attn_vision_compile). Dropped after their
+#    H200 runs: 128x128 tiles (286-355 TFLOP/s, sessions 3 and 8), 256x64 (346-373), the polynomial
+#    exp2 variant (278 vs 418 for its plain config, session 8)
+# the graph-captured encoder's launch (a tile list for its grid): candidates for graph_config
+TILED = [FlashConfig(128, 64, 4, 3, True), FlashConfig(128, 64, 8, 3, True),
+         FlashConfig(128, 64, 8, 3, True, maxnreg=128), FlashConfig(64, 64, 4, 3, True),
+         FlashConfig(64, 64, 4, 2, True, maxnreg=128)]
 assert DEFAULT_CONFIG in CONFIGS
 
 try:
@@ -118,6 +127,10 @@ def run_case(batch: int, configs: list[FlashConfig], args, rows: list[dict]) -> 
     ref = reference(q, k, v, cu, scale)
     flops = 4 * N * N * D * H * batch
     fns = {f"triton_{c.name}": (lambda c=c: vision_flash_attention(q, k, v, cu, N, scale, c)) for c in configs}
+    for c in TILED:  # the same kernel launched from a tile list, as graph replays launch it
+        tiles = torch.tensor(flash_tiles([N] * batch, c.block_m, tile_slots(N * batch, c.block_m, batch)),
+                             dtype=torch.int32, device=DEV)
+        fns[f"tiled_{c.name}"] = lambda c=c, tiles=tiles: vision_flash_attention(q, k, v, cu, N, scale, c, tiles)
     fns.update(baselines(q, k, v, cu, batch, N, scale))
     for name, fn in fns.items():
         row = dict(case=f"B{batch}xN{N}", batch=batch, length=N, heads=H, head_dim=D, impl=name)
@@ -168,12 +181,10 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--inner", type=int, default=5)
     args = parser.parse_args()
-    configs = CONFIGS
-    if args.configs:
-        wanted = args.configs.split(",")
-        configs = [c for c in CONFIGS if c.name in wanted]
-        if len(configs) != len(wanted):
-            sys.exit(f"unknown config in {wanted}; known: {[c.name for c in CONFIGS]}")
+    try:
+        configs = [FlashConfig.parse(name) for name in args.configs.split(",")] if args.configs else CONFIGS
+    except ValueError as exc:
+        sys.exit(str(exc))
     started = time.perf_counter()
     rows: list[dict] = []
     for batch in map(int, args.batches.split(",")):
@@ -185,7 +196,7 @@ def main() -> None:
                   varlen_attn=varlen_attn is not None, wall_s=round(time.perf_counter() - started, 1), rows=rows)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
-    failed = [r for r in rows if r.get("impl", "").startswith("triton") and not r.get("rel_err", 1.0) <= 1e-2]
+    failed = [r for r in rows if r.get("impl", "").startswith(("triton", "tiled")) and not r.get("rel_err", 1.0) <= 1e-2]
     print(f"wall {result['wall_s']} s; {len(failed)} triton rows failed or errored; wrote {args.out}")
     sys.exit(1 if failed else 0)
 

@@ -66,7 +66,7 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     target = GPUTarget("cuda", arch, 32)
     started = time.perf_counter()
     compiled = triton.compile(src, target=target,
-                              options=dict(num_warps=config.num_warps, num_stages=config.num_stages))
+                              options=config.launch_options())
     seconds = time.perf_counter() - started
     ptx = compiled.asm["ptx"]
     usage = _resource_usage(compiled.asm["cubin"])

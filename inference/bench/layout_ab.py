@@ -1,13 +1,14 @@
 """Layout-stage prefill pages/s under engine variants, one process, one model.
 
-    python3 -m inference.bench.layout_ab --out FILE.json [--pages 64] [--reps 3]
+    python3 -m inference.bench.layout_ab --out FILE.json [--pages 64] [--reps 3] [--prepare ahead]
 
 The `docpipe bench engine` layout figure (64 1036x1036 noise pages of
 dummy:mineru2.5, bf16, first token only, LLM.generate) for each setting of
 `prepare_ahead` (prompt preparation on a thread or inline), alternating, each
 the median of --reps timed passes after one untimed pass. The vision
-attention choice is per process: run once per DOCPIPE_VISION_ATTN value to
-compare kernels; the choices made are recorded.
+attention choice is per process: run once per DOCPIPE_VISION_ATTN or
+DOCPIPE_VISION_GRAPH_CONFIG value (or PYTORCH_TUNABLEOP_* setting) to compare
+kernels; those variables and the choices made are recorded.
 """
 from __future__ import annotations
 
@@ -28,12 +29,16 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pages", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--prepare", default="inline,ahead", help="comma-separated: inline, ahead")
     ap.add_argument("--out")
     args = ap.parse_args()
+    env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("DOCPIPE_", "PYTORCH_TUNABLEOP"))}
     llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5)
     cfg = load_config("dummy:mineru2.5")
     pages = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(args.pages)]
-    walls: dict[str, list[float]] = {"inline": [], "ahead": []}
+    walls: dict[str, list[float]] = {name: [] for name in args.prepare.split(",")}
+    if not set(walls) <= {"inline", "ahead"}:
+        ap.error(f"--prepare {args.prepare!r}: expected inline and/or ahead")
     for rep in range(args.reps + 1):
         for name in walls:
             llm.config.prepare_ahead = name == "ahead"
@@ -46,13 +51,13 @@ def main() -> None:
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():
-        print(f"vision_attn={os.environ.get('DOCPIPE_VISION_ATTN', 'auto')} prepare={name}: "
+        print(f"{env or 'defaults'} prepare={name}: "
               f"{row['pages_per_s']:.2f} pages/s (walls {[round(x, 3) for x in row['walls_s']]})", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),
                        "torch": torch.__version__, "pages": args.pages, "reps": args.reps,
-                       "vision_attn_env": os.environ.get("DOCPIPE_VISION_ATTN", "auto"),
+                       "env": env,
                        "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows}, f, indent=1)
 
 

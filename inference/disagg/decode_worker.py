@@ -68,7 +68,7 @@ class DecodeWorker(Worker):
         self.quarantine: dict[str, float] = {}  # released while KV in flight -> unix time to free at
         # request id -> perf_counter at Allocated sent, then at KV landed (stage spans in DecodeDone)
         self.allocated_at: dict[str, float] = {}
-        self.landed_at: dict[str, float] = {}
+        self.landed_at: dict[str, tuple[float, int]] = {}  # request id -> (perf_counter, step number)
         threading.Thread(target=self._land_loop, name="kv-land", daemon=True).start()
 
     def hello(self) -> P.Hello:
@@ -150,7 +150,7 @@ class DecodeWorker(Worker):
         if want.is_reservation:  # the placeholder becomes the request the meta describes (checked above)
             self.engine.adopt_reservation(rid, meta.num_tokens, meta.first_token_id, meta.mrope_position_delta,
                                           held.sampling, meta.prompt_token_ids)
-        self.landed_at[rid] = time.perf_counter()
+        self.landed_at[rid] = (time.perf_counter(), self.steps.count)
         self.on_outputs(self.engine.kv_ready(rid))
 
     def _land_loop(self) -> None:
@@ -186,11 +186,16 @@ class DecodeWorker(Worker):
             allocated, landed = self.allocated_at.pop(out.request_id, None), self.landed_at.pop(out.request_id, None)
             if out.finish_reason == "abort":
                 continue  # released by the router: nobody waits for it
-            self.reply(out.request_id, P.DecodeDone(
-                request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason, text=out.text,
-                num_free_blocks=self.engine.block_manager.num_free_blocks, step_s=self._step_s,
-                kv_wait_s=landed - allocated if landed is not None and allocated is not None else -1.0,
-                decode_s=now - landed if landed is not None else -1.0))
+            done = P.DecodeDone(request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason,
+                                text=out.text, num_free_blocks=self.engine.block_manager.num_free_blocks,
+                                step_s=self._step_s)
+            if landed is not None:
+                landed_s, landed_step = landed
+                done.decode_s = now - landed_s
+                done.decode_steps, done.max_step_s = self.steps.since(landed_step)
+                if allocated is not None:
+                    done.kv_wait_s = landed_s - allocated
+            self.reply(out.request_id, done)
 
     def load(self) -> P.Load:
         return P.Load(num_free_blocks=self.engine.block_manager.num_free_blocks,

@@ -201,6 +201,8 @@ class DecodeDone:
     step_s: float = 0.0  # recent mean decode step time of this worker (load signal)
     kv_wait_s: float = -1.0  # Allocated sent -> KV landed, on the decode worker (-1: not measured)
     decode_s: float = -1.0  # KV landed -> finished, on the decode worker (-1: not measured)
+    decode_steps: int = -1  # engine steps of the decode worker in that span (-1: not measured)
+    max_step_s: float = -1.0  # the longest of those steps (-1: not measured)
 
 
 @message

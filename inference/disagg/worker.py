@@ -65,6 +65,27 @@ def bind_address(spec: WorkerSpec, index: int) -> tuple[str, int]:
     return host, (spec.port + index if spec.port else 0)
 
 
+
+class StepLog:
+    """Durations of a worker's recent engine steps, numbered from 0: how many steps and the longest
+    one between two step numbers (a request's span on the worker), for the last `size` steps."""
+
+    def __init__(self, size: int = 4096):
+        self.count = 0
+        self._ring = [0.0] * size
+
+    def add(self, seconds: float) -> None:
+        self._ring[self.count % len(self._ring)] = seconds
+        self.count += 1
+
+    def since(self, start: int) -> tuple[int, float]:
+        """(steps since step number `start`, the longest of them in seconds; -1.0 when some of them
+        are no longer kept, 0.0 when none ran)."""
+        n = self.count - start
+        if n > len(self._ring):
+            return n, -1.0
+        return n, max((self._ring[i % len(self._ring)] for i in range(start, self.count)), default=0.0)
+
 class Worker:
     role = "base"
 
@@ -82,6 +103,7 @@ class Worker:
         self._stop = threading.Event()
         self._last_load_s = 0.0
         self._step_s = 0.0  # EWMA of engine step time
+        self.steps = StepLog()
         host, port = bind_address(self.spec, index)
         self.server = Server(host, port, self.token, self._receive_safely,
                              on_close=lambda ch: self.inbox.put((ch, None)))
@@ -180,12 +202,18 @@ class Worker:
                 pass
             self.poll()
             if self.engine.has_unfinished_requests():
-                t0 = time.perf_counter()
-                outputs = self.engine.step()
-                self._step_s = 0.8 * self._step_s + 0.2 * (time.perf_counter() - t0)
-                self.on_outputs(outputs)
+                self.run_step()
             self._report_load()
         self.close()
+
+    def run_step(self) -> None:
+        """One engine step, timed (load signal, step log), its outputs handed on."""
+        t0 = time.perf_counter()
+        outputs = self.engine.step()
+        seconds = time.perf_counter() - t0
+        self._step_s = 0.8 * self._step_s + 0.2 * seconds
+        self.steps.add(seconds)
+        self.on_outputs(outputs)
 
     def stop(self) -> None:
         self._stop.set()

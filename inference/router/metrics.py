@@ -40,7 +40,7 @@ STAGES = {
     "tpot_window": ("prefill_done", "decode_done"),  # what the router's TPOT divides by n - 1
 }
 # measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
-WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine")
+WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine", "decode_max_step")
 
 
 def percentile(values, q: float) -> float:
@@ -60,7 +60,8 @@ def worker_spans(prefilled, decoded=None) -> dict:
 
     spans = {"prefill_engine": prefilled.prefill_s, "prefill_admit_wait": measured(prefilled.admit_wait_s)}
     if decoded is not None:
-        spans.update(decode_kv_wait=measured(decoded.kv_wait_s), decode_engine=measured(decoded.decode_s))
+        spans.update(decode_kv_wait=measured(decoded.kv_wait_s), decode_engine=measured(decoded.decode_s),
+                     decode_max_step=measured(decoded.max_step_s))
     return spans
 
 
@@ -85,17 +86,19 @@ class RouterMetrics:
         self.transfer_s += max(seconds, 0.0)
 
     def observe_stages(self, marks: dict, worker_spans: dict | None = None, request_id: str = "",
-                       num_tokens: int = 0, tpot_s: float | None = None) -> None:
+                       num_tokens: int = 0, tpot_s: float | None = None, decode_steps: int = -1) -> None:
         """One completed request: its STAGES spans (marks: mark name -> router
         clock s) and the workers' own spans (name -> s; absent when not measured);
-        with its TPOT, a candidate for the SLOWEST record."""
+        with its TPOT, a candidate for the SLOWEST record (with the decode worker's
+        engine steps in decode_engine, -1 when not measured)."""
         spans = {name: marks[end] - marks[start] for name, (start, end) in STAGES.items()
                  if start in marks and end in marks}
         spans.update({name: s for name, s in (worker_spans or {}).items() if s is not None and name in self.stages})
         for name, seconds in spans.items():
             self.stages[name].append(seconds)
         if tpot_s is not None:
-            record = {"request_id": request_id, "tokens": num_tokens, "tpot_s": tpot_s, "stages_s": spans}
+            record = {"request_id": request_id, "tokens": num_tokens, "tpot_s": tpot_s, "stages_s": spans,
+                      "decode_steps": decode_steps}
             item = (tpot_s, next(self._arrival), record)
             (heapq.heappush if len(self.slowest) < SLOWEST else heapq.heappushpop)(self.slowest, item)
 

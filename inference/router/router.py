@@ -276,7 +276,8 @@ class Router(Prealloc, Faults):
         if len(token_ids) > 1:
             self.metrics.tpot_s.append(tpot)
         self.metrics.observe_stages(job.marks, worker_spans(job.prefilled, decoded), job.submit.request_id,
-                                    len(token_ids), tpot if len(token_ids) > 1 else None)
+                                    len(token_ids), tpot if len(token_ids) > 1 else None,
+                                    decoded.decode_steps if decoded is not None else -1)
         self._finish(job, P.Result(request_id=job.submit.request_id, token_ids=token_ids, finish_reason=reason,
                                    num_prompt_tokens=job.prefilled.num_prompt_tokens, ttft_s=job.first_token_s - job.submit_s,
                                    tpot_s=tpot, text=text, num_retries=job.num_retries))

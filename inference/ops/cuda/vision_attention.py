@@ -86,12 +86,18 @@ def _time_ms(fn, reps: int = 3) -> float:
     return event_ms(fn, reps)
 
 
+GRAPH_CONFIG_ENV = "DOCPIPE_VISION_GRAPH_CONFIG"
+
+
 @functools.cache
 def graph_config():
     """The launch config of graph-captured encoder calls (tiled grid, no timing inside a capture):
-    what the layout-page bucket chose in the session 5/6 runs."""
+    the fastest tile-list launch of the session-8 sweep (inference/bench/attn_vision.py, `tiled_*`
+    rows) at 4 and 16 layout pages. DOCPIPE_VISION_GRAPH_CONFIG=<name> (e.g. m128n64w8s3tma) runs
+    another one (A/B runs)."""
     from inference.ops.cuda.vision_flash import FlashConfig
-    return FlashConfig(128, 64, 8, 3, tma=True)
+    name = os.environ.get(GRAPH_CONFIG_ENV, "").strip()
+    return FlashConfig.parse(name) if name else FlashConfig(128, 64, 4, 3, tma=True)
 
 
 _GRAPH_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -111,7 +117,7 @@ def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
     from inference.ops.cuda.vision_flash import FlashConfig
-    configs = [graph_config(), FlashConfig(128, 64, 4, 3, tma=True)]
+    configs = [graph_config(), FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)]
     return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
 
 

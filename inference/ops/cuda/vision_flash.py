@@ -32,6 +32,7 @@ inference.bench.attn_vision); off by default.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import torch
@@ -52,10 +53,29 @@ class FlashConfig:
     num_stages: int = 3
     tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
     poly_exp: bool = False  # half of each KV tile's exp2 as a polynomial on the FMA pipe (16-bit inputs)
+    maxnreg: int | None = None  # register cap a thread (ptxas spills above it), None: the compiler's choice
 
     @property
     def name(self) -> str:
-        return f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "") + ("x" if self.poly_exp else "")
+        return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
+                + ("x" if self.poly_exp else "") + (f"r{self.maxnreg}" if self.maxnreg else ""))
+
+    @classmethod
+    def parse(cls, name: str) -> "FlashConfig":
+        """The config a `name` spells (m128n64w4s3tma, m128n64w8s3tmar128, ...)."""
+        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(x)?(?:r(\d+))?", name.strip())
+        if not match:
+            raise ValueError(f"vision_flash: {name!r} is not a config name like m128n64w4s3tma")
+        m, n, w, s, tma, poly, reg = match.groups()
+        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), poly_exp=bool(poly),
+                   maxnreg=int(reg) if reg else None)
+
+    def launch_options(self) -> dict:
+        """Compile options of a launch: warps, pipeline stages, the register cap when set."""
+        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.maxnreg:
+            options["maxnreg"] = self.maxnreg
+        return options
 
 
 DEFAULT_CONFIG = FlashConfig()
@@ -342,5 +362,5 @@ def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu
     tma = config.tma and all(tma_eligible(x) for x in (q, k, v))  # else plain loads, same result
     _vision_flash_kernel[grid](*kernel_args(q, k, v, out, cu_seqlens, scale, config, tma, tiles),
                                **kernel_constexprs(head_dim, q.dtype, config, tma, tiles is not None),
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+                               **config.launch_options())
     return out

@@ -43,5 +43,5 @@ def decode_until_done(worker, channel, steps: int = 20):
     for _ in range(steps):
         if not worker.engine.has_unfinished_requests():
             break
-        worker.on_outputs(worker.engine.step())
+        worker.run_step()
     return channel.sent.get(timeout=10)

@@ -42,4 +42,6 @@ def test_landed_kv_reaches_the_inbox_and_decodes(worker):
     done = decode_until_done(worker, ch)
     assert isinstance(done, P.DecodeDone) and done.token_ids[0] == 5 and len(done.token_ids) == 3
     assert 0 <= done.kv_wait_s < 5 and done.decode_s > 0
+    # two decode steps after landing give tokens 2 and 3 (a step more when outputs come a step late)
+    assert done.decode_steps in (2, 3) and 0 < done.max_step_s <= done.decode_s
     assert not worker.allocated_at and not worker.landed_at  # nothing kept per finished request

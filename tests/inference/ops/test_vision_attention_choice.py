@@ -109,3 +109,21 @@ def test_graph_tiles_block_follows_forced_choice(monkeypatch):
         assert ops.vision_tiles_block(80, torch.bfloat16) == expected, forced
     monkeypatch.setattr(va, "_FORCED", "auto")
     assert ops.vision_tiles_block(80, torch.float64) is None
+
+
+def test_graph_config_default_and_override(monkeypatch):
+    from inference.ops.cuda.vision_flash import FlashConfig
+
+    va.graph_config.cache_clear()
+    monkeypatch.delenv(va.GRAPH_CONFIG_ENV, raising=False)
+    try:
+        assert va.graph_config() == FlashConfig(128, 64, 4, 3, tma=True)
+        va.graph_config.cache_clear()
+        monkeypatch.setenv(va.GRAPH_CONFIG_ENV, "m128n64w8s3tmar128")
+        assert va.graph_config() == FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)
+        va.graph_config.cache_clear()
+        monkeypatch.setenv(va.GRAPH_CONFIG_ENV, "fast")
+        with pytest.raises(ValueError, match="config name"):
+            va.graph_config()
+    finally:
+        va.graph_config.cache_clear()

@@ -236,3 +236,26 @@ def test_cuda_layout_page_and_crops(dtype):
 
 if __name__ == "__main__":
     _interpreter_main()
+
+
+def test_config_names_parse_back():
+    from inference.ops.cuda.vision_flash import FlashConfig
+
+    for config in (FlashConfig(), FlashConfig(64, 64, 4, 2, True, maxnreg=128), FlashConfig(128, 64, 4, 3, True)):
+        assert FlashConfig.parse(config.name) == config
+    assert FlashConfig.parse("m128n64w8s3tmar128").launch_options() == dict(num_warps=8, num_stages=3, maxnreg=128)
+    assert "maxnreg" not in FlashConfig().launch_options()
+    with pytest.raises(ValueError, match="config name"):
+        FlashConfig.parse("m128n64")
+
+
+def test_register_cap_keeps_two_ctas_an_sm_without_spills():
+    """8 warps with TMA take 142 registers a thread uncapped (one 256-thread CTA an SM); capped at 128
+    they fit two, with nothing spilled."""
+    from inference.bench.attn_vision_compile import compile_stats
+    from inference.ops.cuda.vision_flash import FlashConfig
+
+    stats = compile_stats(FlashConfig(128, 64, 8, 3, True, maxnreg=128), head_dim=80, dtype="bf16", arch=90,
+                          tiled=True)
+    assert stats["n_regs"] <= 128, stats
+    assert stats["stack_bytes"] == 0 and stats["local_bytes"] == 0, f"register spills: {stats}"

@@ -90,12 +90,14 @@ def test_the_slowest_requests_keep_their_spans():
         router.on_worker_message("d0", P.Allocated(request_id=f"{rid}@0", ok=True, block_ids=[3], num_free_blocks=99))
         net.now += window
         router.on_worker_message("d0", P.DecodeDone(request_id=f"{rid}@0", token_ids=[7, 8, 9], finish_reason="length",
-                                                     kv_wait_s=0.01 * i, decode_s=0.05, num_free_blocks=100))
+                                                     kv_wait_s=0.01 * i, decode_s=0.05, num_free_blocks=100,
+                                                     decode_steps=2 + i, max_step_s=0.02))
     slowest = json.loads(router.export_metrics())["slowest_tpot"]
     assert [r["tpot_s"] for r in slowest] == pytest.approx([0.45, 0.2, 0.1])
     assert [r["tokens"] for r in slowest] == [3, 3, 3]
     assert slowest[0]["stages_s"]["tpot_window"] == pytest.approx(0.9)
     assert slowest[0]["stages_s"]["decode_kv_wait"] == pytest.approx(0.01)
+    assert slowest[0]["decode_steps"] == 3 and slowest[0]["stages_s"]["decode_max_step"] == pytest.approx(0.02)
     assert slowest[0]["request_id"] != slowest[1]["request_id"]
 
 
