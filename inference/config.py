@@ -59,6 +59,10 @@ class EngineConfig:
     # a step stalls the device 20-30 ms on the H200); off for decode workers, whose prefills (after
     # preemption) are rare: they capture on first use. DOCPIPE_GRAPH_PRECAPTURE=0 turns it off anywhere
     precapture_graphs: bool = True
+    # graph mode: capture the decode-step graphs (rows x block-table width buckets) and the sampler's
+    # step graphs at start too, with the sampler's history reserved for max_num_seqs requests; off
+    # for prefill workers (they never decode). DOCPIPE_GRAPH_PRECAPTURE=0 turns it off anywhere
+    precapture_decode: bool = True
 
     def __post_init__(self):
         if self.max_num_batched_tokens is None:

@@ -49,6 +49,8 @@ def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
               ops_backend=spec.ops_backend, mode=spec.mode, gpu_memory_utilization=spec.gpu_memory_fraction)
     if spec.role == "decode":
         kw["precapture_graphs"] = False  # ~2.6 GiB of encoder/prefill graph pools it would seldom use
+    elif spec.role == "prefill":
+        kw["precapture_decode"] = False  # it hands every request over after its first token
     kw.update(overrides)
     return EngineConfig(**kw)
 

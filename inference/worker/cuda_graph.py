@@ -8,7 +8,11 @@ is bucketed too (powers of two): decode attention sizes its split-K grid from
 that width, so a graph captured for max_model_len would scan 16k-token tables
 for 300-token contexts. Nothing inside a step syncs with the host: the
 buffers are filled by device copies before replay and only the sampled ids
-come back afterwards (in the sampler, outside the graph). Graphs are captured lazily, one per bucket, sharing one memory pool.
+come back afterwards (in the sampler, outside the graph). One graph per (rows, width) bucket, all in
+one memory pool: at engine start (capture_all, through graph_capture.precapture) for widths up to
+PRECAPTURE_TOKENS of context, any other on first use. A capture inside a step stalled a decode worker
+for up to 282 ms on the H200 (session 8: each new batch-size bucket of a run, the kernels' first
+builds included), which for a 9-token title is 30 ms of its TPOT.
 
 The op backend must be capture-safe (`Ops.graph_capturable`); otherwise, and
 for prefill or mixed steps, the runner stays eager. With capture=False the
@@ -23,6 +27,7 @@ from inference.worker.graph_capture import capture
 from inference.worker.input_batch import InputBatch
 
 MAX_BUCKET = 512
+PRECAPTURE_TOKENS = 4096  # context a precaptured width covers (layout pages: ~1,400 prompt tokens)
 
 
 def bucket_sizes(max_num_seqs: int) -> list[int]:
@@ -49,6 +54,20 @@ class DecodeGraphs:
         self.widths = [w for w in (2 ** i for i in range(4, 20)) if w < self.max_blocks] + [self.max_blocks]
         self.graphs: dict[tuple[int, int], torch.cuda.CUDAGraph] = {}
         self.pool = None
+
+    def capture_all(self) -> int:
+        """Every rows bucket at each width up to PRECAPTURE_TOKENS of context, largest first (the
+        first capture sizes the shared pool); returns how many were captured."""
+        if not self.capture:
+            return 0
+        widths = [w for w in self.widths if w * self.runner.block_size <= PRECAPTURE_TOKENS] or self.widths[:1]
+        count = 0
+        for size in reversed(self.buckets):
+            for width in reversed(widths):
+                if (size, width) not in self.graphs:
+                    self.graphs[size, width] = self._capture(size, width)
+                    count += 1
+        return count
 
     def can_run(self, batch: InputBatch) -> bool:
         return (batch.meta.is_decode and not batch.image_chunks and batch.num_tokens <= self.buckets[-1]

@@ -30,6 +30,7 @@ from inference.worker.input_batch import InputBatch, InputBatchBuilder
 from inference.worker.sampler import Sampler
 
 CPU_KV_POOL_BYTES = 1 << 30        # default pool cap on the CPU
+HISTORY_RESERVE_TOKENS = 2048  # sampler history width reserved at start (graph mode)
 ACTIVATION_RESERVE_BYTES = 2 << 30  # GPU headroom kept for activations, logits and graphs
 ENCODER_PATCHES_PER_CALL = 65536    # vision batch cap (activation memory); images never split
 
@@ -79,7 +80,8 @@ class ModelRunner:
         if config.use_cuda_graph and self.device.type == "cuda":
             from inference.worker import sampler_graph
             if sampler_graph.requested():  # on unless DOCPIPE_SAMPLER_GRAPHS=0 (sampler_graph.py)
-                self.sampler.graphs = sampler_graph.SamplerGraphs(self.sampler, config.max_num_seqs)
+                self.sampler.graphs = sampler_graph.SamplerGraphs(
+                    self.sampler, config.max_num_seqs, logits=(self.model.lm_head.out_features, self.dtype))
         self.batch_builder = InputBatchBuilder(self.block_size, self.device)
         self.encoder_cache: dict[str, torch.Tensor] = {}   # request id -> its image embeddings [N, hidden]
         self._previous = SampledRows([], [], torch.empty(0, dtype=torch.long), False)
@@ -98,9 +100,16 @@ class ModelRunner:
             if visual is not None and capturable and vision_graph.requested():
                 self.vision_graphs = vision_graph.VisionGraphs(visual, self.ops, self.dtype, self.device,
                                                                ENCODER_PATCHES_PER_CALL)
-            if config.precapture_graphs:  # every bucket now, not inside a step (else on first use)
+            sets = [self.vision_graphs, self.prefill_graphs] if config.precapture_graphs else []
+            if config.precapture_decode:
+                # slots for every running request and histories of layout pages (~1,400 prompt tokens
+                # and their output) in one allocation, so the sampler graphs captured now stay valid
+                self.sampler.history.reserve(config.max_num_seqs + 1, min(HISTORY_RESERVE_TOKENS,
+                                                                          config.max_model_len + 1))
+                sets += [self.graphs, self.sampler.graphs]
+            if sets:  # every bucket now, not inside a step (else on first use)
                 from inference.worker.graph_capture import precapture
-                precapture([self.vision_graphs, self.prefill_graphs])
+                precapture(sets)
 
     @property
     def bytes_per_block(self) -> int:

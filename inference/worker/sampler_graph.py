@@ -44,7 +44,7 @@ import torch
 from inference.engine.request import Request
 from inference.env import env_flag
 from inference.worker.cuda_graph import bucket_sizes
-from inference.worker.graph_capture import capture_into
+from inference.worker.graph_capture import capture_buckets, capture_into
 from inference.h2d import to_device
 from inference.worker.sampler import apply_penalties, scratch_work
 
@@ -78,8 +78,10 @@ class _Rows:
 
 
 class SamplerGraphs:
-    def __init__(self, sampler, max_rows: int, capture: bool = True):
+    def __init__(self, sampler, max_rows: int, capture: bool = True, logits: tuple | None = None):
+        """logits: (vocab, dtype) of the model's logits, for capture_all (None: capture on first use)."""
         self.sampler, self.history, self.device = sampler, sampler.history, sampler.device
+        self.logits = logits
         self.buckets = bucket_sizes(max_rows)
         self.capture = capture and self.device.type == "cuda"
         self.enabled = True
@@ -133,6 +135,19 @@ class SamplerGraphs:
             self._step(buf, key[1])
         self.history.advance(slots)
         return buf.out[:num].clone()
+
+    def capture_all(self) -> int:
+        """Engine start: the step of every rows bucket at the history's width (reserve() it first:
+        a later widening drops these graphs), largest first. Returns how many were captured."""
+        if not (self.capture and self.enabled and self.logits):
+            return 0
+        scratch = self.history.scratch_slot()
+        vocab, dtype = self.logits
+
+        def capture_one(key: tuple) -> bool:
+            return self._capture(key, self._buffers(key, scratch), scratch)
+        keys = [(size, self.history.width - 1, vocab, dtype, self.history.generation) for size in self.buckets]
+        return capture_buckets(self, keys, capture_one)
 
     def _buffers(self, key: tuple, scratch: int) -> _Buffers:
         if key not in self.buffers:

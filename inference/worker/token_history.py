@@ -110,6 +110,12 @@ class TokenHistory:
         self.capacity, self.width = capacity, width
         self.generation += 1
 
+    def reserve(self, capacity: int, width: int) -> None:
+        """Room for `capacity` slots of `width` tokens now, in one allocation: a run that stays within
+        it never reallocates (each reallocation drops the captured sampler graphs that read hist)."""
+        if capacity > self.capacity or width > self.width:
+            self._resize(max(capacity, self.capacity), max(width, self.width))
+
     def _ensure_width(self, length: int) -> None:
         if length > self.width:
             width = self.width or 256

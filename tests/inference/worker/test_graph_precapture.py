@@ -152,7 +152,9 @@ def test_engine_start_captures_every_bucket_on_the_gpu(tiny_ckpt, monkeypatch):
     requests = [{"prompt_token_ids": image_prompt([5], [6, 7]), "images": [make_image(56, 84, 9)]},
                 {"prompt_token_ids": [8, 9, 10]},
                 {"prompt_token_ids": image_prompt([11] * 9, [12]), "images": [make_image(112, 56, 4)]}]
-    params = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True)
+    # penalties and an n-gram ban: the sampler's step graphs run too
+    params = SamplingParams(temperature=0.0, max_tokens=8, ignore_eos=True, no_repeat_ngram_size=3,
+                            presence_penalty=0.5)
     # buckets 256 and 512: eager steps pad to 256 too, so both sides multiply matrices of the same shapes
     kwargs = dict(dtype="float32", device="cuda", kv_block_size=16, max_num_seqs=8, max_model_len=512,
                   max_num_batched_tokens=512, gpu_memory_utilization=0.2)
@@ -165,10 +167,41 @@ def test_engine_start_captures_every_bucket_on_the_gpu(tiny_ckpt, monkeypatch):
     for graphs in (runner.vision_graphs, runner.prefill_graphs):
         assert graphs.enabled, f"{type(graphs).__name__}: a capture failed at start"
         assert set(graphs.graphs) == set(graphs.buckets), f"{type(graphs).__name__}: buckets left uncaptured"
-    captured = {id(g) for g in (*runner.vision_graphs.graphs.values(), *runner.prefill_graphs.graphs.values())}
+    assert runner.graphs.graphs and runner.sampler.graphs.graphs, "no decode or sampler graphs at start"
+    sets = (runner.vision_graphs, runner.prefill_graphs, runner.graphs, runner.sampler.graphs)
+    captured = {id(g) for s in sets for g in s.graphs.values()}
     got = llm.generate(requests, params)
     assert [o.token_ids for o in got] == [o.token_ids for o in want]
-    after = {id(g) for g in (*runner.vision_graphs.graphs.values(), *runner.prefill_graphs.graphs.values())}
+    after = {id(g) for s in sets for g in s.graphs.values()}
     assert after == captured, "a step captured a graph the start should have"
     del llm, runner
     _release_device_memory()
+
+
+def test_decode_capture_all_takes_rows_by_width_buckets_largest_first(tiny_ckpt, monkeypatch):
+    from inference.worker import cuda_graph
+
+    llm = LLM(tiny_ckpt, dtype="float32", device="cpu", kv_block_size=16, num_kv_blocks=40, max_num_seqs=4,
+              max_model_len=16384, mode="eager", max_num_batched_tokens=1024)
+    graphs = cuda_graph.DecodeGraphs(llm.engine.runner)
+    assert graphs.capture_all() == 0  # capture is off on the CPU
+    graphs.capture = True
+    taken = []
+    monkeypatch.setattr(graphs, "_capture", lambda size, width: taken.append((size, width)) or object())
+    monkeypatch.setattr(cuda_graph, "PRECAPTURE_TOKENS", 4096)
+    # widths 16..1024 blocks of 16 tokens; those covering up to 4096 tokens are captured at start
+    assert graphs.capture_all() == 3 * 5
+    assert taken[:6] == [(4, 256), (4, 128), (4, 64), (4, 32), (4, 16), (2, 256)]
+    assert {w for _, w in taken} == {16, 32, 64, 128, 256} and {s for s, _ in taken} == {1, 2, 4}
+    assert graphs.capture_all() == 0  # all there
+
+
+def test_token_history_reserve_allocates_once():
+    from inference.worker.token_history import TokenHistory
+
+    history = TokenHistory(torch.device("cpu"))
+    history.reserve(9, 2048)
+    assert (history.capacity, history.width, history.generation) == (9, 2048, 1)
+    history.reserve(4, 1024)  # within: nothing reallocated
+    assert (history.capacity, history.width, history.generation) == (9, 2048, 1)
+    assert len(history.free) == 9

@@ -100,3 +100,45 @@ def test_captures_go_on_after_the_history_is_reallocated():
     assert graphed.history.width > 256 and graphed.history.generation >= 2
     assert graphed.graphs.enabled, "capture failed after the reallocation: the sampler fell back to eager"
     assert used == 60
+
+
+def test_capture_all_takes_every_rows_bucket_at_the_reserved_width(monkeypatch):
+    """Engine start: the history reserved, then one step graph per rows bucket, largest first; a run that
+    stays within the reservation replays them and captures nothing more."""
+    from inference.worker import sampler_graph
+
+    captured = []
+
+    def fake_capture_into(owner, key, fn, device, what, log):
+        fn()  # the warm-up call, on the scratch slot
+        captured.append(key)
+        owner.graphs[key] = type("EagerGraph", (), {"replay": staticmethod(fn)})()
+        return True
+
+    monkeypatch.setattr(sampler_graph, "capture_into", fake_capture_into)
+    sampler = Sampler(torch.device("cpu"))
+    graphs = sampler.graphs = SamplerGraphs(sampler, max_rows=16, logits=(300, torch.float32))
+    graphs.capture = True  # off on the CPU: captures stand in through fake_capture_into
+    sampler.history.reserve(17, 512)
+    generation = sampler.history.generation
+    assert graphs.capture_all() == 5
+    assert [k[0] for k in captured] == [16, 8, 4, 2, 1]
+    assert {k[1:] for k in captured} == {(511, 300, torch.float32, generation)}
+    eager = Sampler(torch.device("cpu"))
+    gen = torch.Generator().manual_seed(4)
+    for n in (3, 11, 16):
+        prompts = [torch.randint(0, 300, (5 + i,), generator=gen).tolist() for i in range(n)]
+        a = [_req(f"{n}-{i}", p, PARAMS[i % 3]) for i, p in enumerate(prompts)]
+        b = [_req(f"{n}-{i}", p, PARAMS[i % 3]) for i, p in enumerate(prompts)]
+        logits = torch.randn(n, 300, generator=gen)
+        assert torch.equal(sampler(logits, b), eager(logits, a))
+        for s in (sampler, eager):  # finished: slots back (16 running at most, as the engine's cap)
+            s.release([r.request_id for r in a])
+    assert len(captured) == 5 and sampler.history.generation == generation  # nothing captured or resized
+
+
+def test_capture_all_needs_the_logits_shape():
+    sampler = Sampler(torch.device("cpu"))
+    graphs = SamplerGraphs(sampler, max_rows=4)
+    graphs.capture = True
+    assert graphs.capture_all() == 0 and not graphs.graphs
