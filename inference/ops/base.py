@@ -108,6 +108,10 @@ class Ops:
         images are left unset."""
         raise NotImplementedError
 
+    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Engine start: whatever vision_attention decides or builds on a batch's first call of a
+        kind (kernel choice, kernel builds), done now rather than inside a run. Nothing here."""
+
     def prefill_tiles_block(self, dtype: torch.dtype) -> int | None:
         """Query rows per `tiles` entry of prefill_attention, or None: this backend has no tiled launch."""
         return None

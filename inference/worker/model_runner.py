@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from inference.config import EngineConfig, resolve_dtype
+from inference.env import env_flag
 from inference.engine.request import Request
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
@@ -108,8 +109,11 @@ class ModelRunner:
                                                                           config.max_model_len + 1))
                 sets += [self.graphs, self.sampler.graphs]
             if sets:  # every bucket now, not inside a step (else on first use)
-                from inference.worker.graph_capture import precapture
+                from inference.worker.graph_capture import PRECAPTURE_ENV, precapture
                 precapture(sets)
+                if config.precapture_graphs and visual is not None and env_flag(PRECAPTURE_ENV, default=True):
+                    self.ops.warm_vision_attention(visual.cfg.num_heads, visual.cfg.head_dim, self.dtype,
+                                                   self.device)
 
     @property
     def bytes_per_block(self) -> int:

@@ -18,7 +18,7 @@ from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
 from inference.ops.cuda.prefill_attention import prefill_attention, tiles_block_m
 from inference.ops.cuda.rotary import rotary
-from inference.ops.cuda.vision_attention import graph_config, graph_tiles_block, vision_attention
+from inference.ops.cuda.vision_attention import graph_config, graph_tiles_block, vision_attention, warm_choices
 from inference.ops.cuda.vision_flash import vision_flash_attention
 
 
@@ -64,6 +64,9 @@ class Ops(base.Ops):
         if tiles is not None:  # a graph-captured encoder call: the Triton kernel over a tile list
             return vision_flash_attention(q, k, v, cu_seqlens, max_seqlen, scale, graph_config(), tiles)
         return vision_attention(q, k, v, cu_seqlens, max_seqlen, scale)
+
+    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+        warm_choices(heads, head_dim, dtype, device)
 
     def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
         """Query rows per entry of vision_attention's `tiles`, or None: no tiled kernel here."""

@@ -180,6 +180,22 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
 
+PAGE_PATCHES = 5476  # a 1036x1036 layout page (74x74 patches), what a document run sends most
+
+
+def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    """Engine start: the choices (candidates timed, kernels built) for eager calls of layout pages,
+    alone and mixed with a crop, made now. Eager calls are those past the largest encoder graph
+    (6+ pages); made inside a run, the first one took seconds on a machine whose Triton cache lacked
+    a candidate (session 8: a PD prefill worker's first batch of 16 pages, TTFT 4.5 s)."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    for lengths in ([PAGE_PATCHES] * 2, [PAGE_PATCHES, 1024]):
+        qkv = torch.randn(sum(lengths), 3, heads, head_dim, device=device, generator=gen).to(dtype)
+        cu = torch.tensor([0, *lengths], device=device, dtype=torch.int32).cumsum(0, dtype=torch.int32)
+        vision_attention(*qkv.unbind(1), cu, max(lengths), head_dim ** -0.5)
+    torch.cuda.synchronize(device)
+
+
 def _per_length_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
                      scale: float) -> torch.Tensor:
     bounds = cu_seqlens.tolist()

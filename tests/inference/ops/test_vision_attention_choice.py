@@ -127,3 +127,25 @@ def test_graph_config_default_and_override(monkeypatch):
             va.graph_config()
     finally:
         va.graph_config.cache_clear()
+
+
+def test_warm_choices_decides_the_layout_page_keys_at_start(monkeypatch):
+    """Both eager kinds of a page batch (all pages; pages with a crop) get their choice from warm_choices,
+    so no run times candidates (or builds kernels) inside a step."""
+    calls = []
+    monkeypatch.setattr(va, "_CHOICE", {})
+    monkeypatch.setattr(va, "vision_attention", lambda q, k, v, cu, max_seqlen, scale: calls.append(
+        (cu.tolist(), max_seqlen, tuple(q.shape), q.dtype, scale)))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
+    va.warm_choices(2, 16, torch.float32, torch.device("cpu"))
+    page = va.PAGE_PATCHES
+    assert calls == [([0, page, 2 * page], page, (2 * page, 2, 16), torch.float32, 0.25),
+                     ([0, page, page + 1024], page, (page + 1024, 2, 16), torch.float32, 0.25)]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the candidates run on a CUDA device")
+def test_warm_choices_on_the_gpu(monkeypatch):
+    monkeypatch.setattr(va, "_CHOICE", {})
+    va.warm_choices(16, 80, torch.bfloat16, torch.device("cuda"))
+    assert {(k[0], k[1]) for k in va._CHOICE} == {(True, 8192), (False, 8192)}, va._CHOICE
