@@ -33,6 +33,13 @@ def _register_all() -> None:
         importlib.import_module(name).register(app, bench_app)
 
 
+@app.callback()
+def _process_settings() -> None:
+    """Settings of the process the command runs in (docpipe owns it): the GIL switch interval."""
+    from inference.env import set_switch_interval
+    set_switch_interval()
+
+
 _register_all()
 
 if __name__ == "__main__":

@@ -32,3 +32,22 @@ def test_env_int(monkeypatch):
     monkeypatch.setenv("DOCPIPE_TEST_INT", "seven")
     with pytest.raises(ValueError, match="DOCPIPE_TEST_INT must be an integer"):
         env_int("DOCPIPE_TEST_INT", 3)
+
+
+def test_switch_interval_default_override_and_bad_values(monkeypatch):
+    import sys
+
+    from inference.env import SWITCH_INTERVAL_ENV, set_switch_interval
+
+    before = sys.getswitchinterval()
+    try:
+        monkeypatch.delenv(SWITCH_INTERVAL_ENV, raising=False)
+        assert set_switch_interval() == pytest.approx(0.0005) == sys.getswitchinterval()
+        monkeypatch.setenv(SWITCH_INTERVAL_ENV, "5")
+        assert set_switch_interval() == pytest.approx(0.005) == sys.getswitchinterval()
+        for bad in ("fast", "0", "-1"):
+            monkeypatch.setenv(SWITCH_INTERVAL_ENV, bad)
+            with pytest.raises(ValueError, match=SWITCH_INTERVAL_ENV):
+                set_switch_interval()
+    finally:
+        sys.setswitchinterval(before)
