@@ -79,10 +79,13 @@ def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tup
     from inference.disagg.worker import engine_config
     from inference.engine.engine import LLMEngine
 
+    from inference.gc_pauses import frozen
+
     engine = LLMEngine(engine_config(model, layout.role("prefill"), **engine_kw))
-    if warmup:  # untimed: kernel compilation, graph capture, attention plans
-        _drive_engine(engine, warmup)
-    result = _drive_engine(engine, pages)
+    with frozen():  # as the PD role processes run (process.run_worker): no full-collection pauses
+        if warmup:  # untimed: kernel compilation, graph capture, attention plans
+            _drive_engine(engine, warmup)
+        result = _drive_engine(engine, pages)
     # give back this engine's KV pool (the caching allocator would keep it) for whatever runs next
     del engine
     import gc

@@ -20,6 +20,8 @@ import signal
 import threading
 import time
 
+from inference.gc_pauses import freeze_startup_objects
+
 log = logging.getLogger("inference.disagg.process")
 
 ANNOUNCE_TIMEOUT_S = 60.0  # a worker retries joining its router this long (the router may start later)
@@ -125,6 +127,7 @@ def run_worker(role: str, model: str, layout_path, index: int = 0, engine_kw: di
     _publish(info, report, address_file)
     if router:
         _announce_in_background(router, worker.token, role, worker.address, worker.stop)
+    freeze_startup_objects()  # one worker for the process's life
     worker.serve()
 
 

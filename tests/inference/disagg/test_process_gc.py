@@ -1,0 +1,77 @@
+"""Role processes freeze what their start left alive (gc_pauses.freeze_startup_objects) before serving;
+frozen() gives the objects back to the collector after its block."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from inference import gc_pauses
+from inference.disagg import process
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.mark.parametrize("switch,frozen", [(None, True), ("0", False)], ids=["default", "off"])
+def test_freeze_moves_live_objects_out_of_collection(switch, frozen):
+    """In a fresh interpreter (a freeze is for the process's life): objects alive at the call are in the
+    permanent generation afterwards, unless DOCPIPE_GC_FREEZE=0."""
+    code = textwrap.dedent("""
+        import gc, json, sys
+        from inference.gc_pauses import freeze_startup_objects
+        keep = [{"n": i} for i in range(1000)]
+        print(json.dumps([freeze_startup_objects(), gc.get_freeze_count()]))
+    """)
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
+    if switch is not None:
+        env[gc_pauses.GC_FREEZE_ENV] = switch
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    did, count = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert did is frozen
+    assert (count >= 1000) if frozen else count == 0
+
+
+def test_run_worker_freezes_after_start_and_before_serving(monkeypatch):
+    from inference.disagg import decode_worker
+
+    order = []
+
+    class FakeWorker:
+        address, token, transfer_address = "127.0.0.1:1", b"t", ""
+
+        def __init__(self, *args, **kwargs):
+            order.append("built")
+
+        def stop(self):
+            pass
+
+        def serve(self):
+            order.append("serve")
+
+    monkeypatch.setattr(decode_worker, "DecodeWorker", FakeWorker)
+    monkeypatch.setattr(process, "freeze_startup_objects", lambda: order.append("freeze"))
+    monkeypatch.setattr(process, "_publish", lambda *a: None)
+    monkeypatch.setattr(process, "_on_signals", lambda stop: None)
+    monkeypatch.setattr(process, "_prepare", lambda n: None)
+    process.run_worker("decode", "dummy:tiny", "local-cpu-1p1d")
+    assert order == ["built", "freeze", "serve"]
+
+
+def test_frozen_gives_the_objects_back_after_its_block():
+    code = textwrap.dedent("""
+        import gc, json
+        from inference.gc_pauses import frozen
+        keep = [{"n": i} for i in range(1000)]
+        with frozen():
+            inside = gc.get_freeze_count()
+        print(json.dumps([inside, gc.get_freeze_count()]))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    inside, after = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    assert inside >= 1000 and after == 0
