@@ -47,16 +47,15 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     d0, d1 = split_head_dim(head_dim)
     elem = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dtype]
     signature = {}
-    poly = config.poly_exp and dtype != "fp32"  # split steps: K/V tiles of half the keys
     for name in _SOURCES:  # with TMA: one [rows, part width] descriptor per tensor and head-dim part
-        rows = config.block_m if name[0] == "q" else config.block_n // (2 if poly else 1)
+        rows = config.block_m if name[0] == "q" else config.block_n
         width = d1 if name[1] == "1" and d1 else d0
         signature[name] = f"tensordesc<{elem}[{rows}, {width}]>" if config.tma else f"*{elem}"
     signature.update(o_ptr=f"*{elem}", cu_ptr="*i32", tiles_ptr="*i32", scale_log2="fp32")
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
     constexprs = dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma, TILED=tiled, POLY=poly)
+                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma, TILED=tiled)
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)

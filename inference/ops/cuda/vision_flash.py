@@ -23,12 +23,9 @@ folded into one multiply-add; only the last, partial KV tile is masked.
 
 Exponentials: each loop step waits for its Q K^T before its softmax, so the
 tensor cores idle while the special-function unit (16 exp2 a clock per SM)
-works through the tile; at D=80 that is ~80 % of the matrix time. With
-`poly_exp` (16-bit inputs only) each KV tile is split in halves and the second
-half's exp2 is a cubic on the FMA pipe (2^n by exponent bits, 2^f for
-f in [-1/2, 1/2] within 7.5e-5 relative, far below P's bf16 rounding), so the
-two units share the work. Unmeasured on a GPU as of session 7 (an A/B for
-inference.bench.attn_vision); off by default.
+works through the tile; at D=80 that is ~80 % of the matrix time. Moving half
+of each tile's exp2 to the FMA pipe as a cubic was measured slower on the H200
+(278 vs 418 TFLOP/s at 16 pages, session 8) and removed.
 """
 from __future__ import annotations
 
@@ -52,23 +49,21 @@ class FlashConfig:
     num_warps: int = 8
     num_stages: int = 3
     tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
-    poly_exp: bool = False  # half of each KV tile's exp2 as a polynomial on the FMA pipe (16-bit inputs)
     maxnreg: int | None = None  # register cap a thread (ptxas spills above it), None: the compiler's choice
 
     @property
     def name(self) -> str:
         return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
-                + ("x" if self.poly_exp else "") + (f"r{self.maxnreg}" if self.maxnreg else ""))
+                + (f"r{self.maxnreg}" if self.maxnreg else ""))
 
     @classmethod
     def parse(cls, name: str) -> "FlashConfig":
         """The config a `name` spells (m128n64w4s3tma, m128n64w8s3tmar128, ...)."""
-        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(x)?(?:r(\d+))?", name.strip())
+        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(?:r(\d+))?", name.strip())
         if not match:
             raise ValueError(f"vision_flash: {name!r} is not a config name like m128n64w4s3tma")
-        m, n, w, s, tma, poly, reg = match.groups()
-        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), poly_exp=bool(poly),
-                   maxnreg=int(reg) if reg else None)
+        m, n, w, s, tma, reg = match.groups()
+        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), maxnreg=int(reg) if reg else None)
 
     def launch_options(self) -> dict:
         """Compile options of a launch: warps, pipeline stages, the register cap when set."""
@@ -117,76 +112,6 @@ def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WI
     return tile
 
 
-# 2^f on [-1/2, 1/2], cubic, highest power first (relative error <= 7.5e-5, fit for this kernel)
-_C3 = tl.constexpr(0.05517145363391242)
-_C2 = tl.constexpr(0.24261113792284206)
-_C1 = tl.constexpr(0.6932610273880944)
-_C0 = tl.constexpr(0.999928072846)
-
-
-@triton.jit
-def _exp2_fma(x):
-    """2^x for x <= 0 with FMA-pipe arithmetic alone: x = n + f, n the nearest integer (rounded by
-    adding 1.5 * 2^23, whose float keeps n in its low mantissa bits), 2^f a cubic, 2^n added to
-    the result's exponent bits. 0 below -126 (where the exponent would leave the normal range)."""
-    xc = tl.maximum(x, -126.0)
-    j = xc + 12582912.0
-    n = j.to(tl.int32, bitcast=True) - 0x4B400000
-    f = xc - (j - 12582912.0)
-    p = ((_C3 * f + _C2) * f + _C1) * f + _C0
-    bits = p.to(tl.int32, bitcast=True) + (n << 23)
-    return tl.where(x >= -126.0, bits.to(tl.float32, bitcast=True), 0.0)
-
-
-@triton.jit
-def _scores(q0, q1, k0_src, k1_src, start, n_start, seq_len, k_col, skt, D0: tl.constexpr, D1: tl.constexpr,
-            BLOCK: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """Q K^T over BLOCK keys from n_start (keys past the image at -inf when MASKED)."""
-    k0 = _load_tile(k0_src, start, n_start, k_col, seq_len, skt, BLOCK, D0, MASKED, TMA)
-    s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
-    if D1 > 0:
-        k1 = _load_tile(k1_src, start, n_start, k_col + D0, seq_len, skt, BLOCK, D1, MASKED, TMA)
-        s = tl.dot(q1, tl.trans(k1), s, input_precision=PRECISION)
-    if MASKED:
-        s = tl.where((n_start + tl.arange(0, BLOCK) < seq_len)[None, :], s, float("-inf"))
-    return s
-
-
-@triton.jit
-def _pv(p, v0_src, v1_src, start, n_start, seq_len, v_col, svt, acc0, acc1, D0: tl.constexpr, D1: tl.constexpr,
-        BLOCK: tl.constexpr, MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """acc += P V over BLOCK values from n_start (P already in V's dtype)."""
-    v0 = _load_tile(v0_src, start, n_start, v_col, seq_len, svt, BLOCK, D0, MASKED, TMA)
-    acc0 = tl.dot(p, v0, acc0, input_precision=PRECISION)
-    if D1 > 0:
-        v1 = _load_tile(v1_src, start, n_start, v_col + D0, seq_len, svt, BLOCK, D1, MASKED, TMA)
-        acc1 = tl.dot(p, v1, acc1, input_precision=PRECISION)
-    return acc0, acc1
-
-
-@triton.jit
-def _kv_step_split(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
-                   m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
-                   MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """_kv_step with the tile in two halves: the first half's exp2 on the special-function unit,
-    the second's on the FMA pipe (_exp2_fma). A partial tile's real keys start in its first half."""
-    HALF: tl.constexpr = BLOCK_N // 2
-    s = _scores(q0, q1, k0_src, k1_src, start, n_start, seq_len, k_col, skt, D0, D1, HALF, MASKED, PRECISION, TMA)
-    t = _scores(q0, q1, k0_src, k1_src, start, n_start + HALF, seq_len, k_col, skt, D0, D1, HALF, MASKED,
-                PRECISION, TMA)
-    m_new = tl.maximum(m_i, tl.maximum(tl.max(s, 1), tl.max(t, 1)) * scale_log2)
-    p = tl.math.exp2(s * scale_log2 - m_new[:, None])
-    r = _exp2_fma(t * scale_log2 - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1) + tl.sum(r, 1)
-    dtype = q0.dtype
-    acc0, acc1 = _pv(p.to(dtype), v0_src, v1_src, start, n_start, seq_len, v_col, svt, acc0 * alpha[:, None],
-                     acc1 * alpha[:, None], D0, D1, HALF, MASKED, PRECISION, TMA)
-    acc0, acc1 = _pv(r.to(dtype), v0_src, v1_src, start, n_start + HALF, seq_len, v_col, svt, acc0, acc1, D0, D1,
-                     HALF, MASKED, PRECISION, TMA)
-    return m_new, l_i, acc0, acc1
-
-
 @triton.jit
 def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
              m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
@@ -214,27 +139,11 @@ def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_
 
 
 @triton.jit
-def _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
-             m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
-             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr, POLY: tl.constexpr):
-    """One KV tile: whole (_kv_step) or, with POLY, in halves (_kv_step_split)."""
-    if POLY:
-        m_i, l_i, acc0, acc1 = _kv_step_split(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
-                                              k_col, v_col, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                              D0, D1, BLOCK_N, MASKED, PRECISION, TMA)
-    else:
-        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col,
-                                        v_col, skt, svt, m_i, l_i, acc0, acc1, scale_log2, D0, D1, BLOCK_N, MASKED,
-                                        PRECISION, TMA)
-    return m_i, l_i, acc0, acc1
-
-
-@triton.jit
 def _vision_flash_kernel(
         q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, tiles_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr, POLY: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr):
     """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
     descriptor per tensor and part (a descriptor has one block shape). TILED: the
     (image, query tile) of this program comes from tiles_ptr."""
@@ -269,13 +178,13 @@ def _vision_flash_kernel(
 
     n_full = (seq_len // BLOCK_N) * BLOCK_N
     for n_start in range(0, n_full, BLOCK_N):
-        m_i, l_i, acc0, acc1 = _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, False, PRECISION, TMA, POLY)
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA)
     if n_full < seq_len:
-        m_i, l_i, acc0, acc1 = _kv_tile(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
+        m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, True, PRECISION, TMA, POLY)
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA)
 
     inv_l = 1.0 / l_i
     offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -308,27 +217,18 @@ def kernel_args(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Te
                 scale: float, config: FlashConfig, tma: bool, tiles: torch.Tensor | None = None) -> tuple:
     """The kernel's runtime arguments in order."""
     d0, d1 = split_head_dim(q.shape[2])
-    kv_rows = config.block_n // 2 if poly_exp(config, q.dtype) else config.block_n  # split steps load halves
-    return (*_sources(q, config.block_m, d0, d1, tma), *_sources(k, kv_rows, d0, d1, tma),
-            *_sources(v, kv_rows, d0, d1, tma), out, cu_seqlens,
+    return (*_sources(q, config.block_m, d0, d1, tma), *_sources(k, config.block_n, d0, d1, tma),
+            *_sources(v, config.block_n, d0, d1, tma), out, cu_seqlens,
             cu_seqlens if tiles is None else tiles, scale * _LOG2E,
             q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
             out.stride(0), out.stride(1), q.shape[1])
-
-
-def poly_exp(config: FlashConfig, dtype: torch.dtype) -> bool:
-    """Whether the split, polynomial-exp2 steps run: fp32 inputs keep exact exp2 (the 1e-5 contract)."""
-    if config.poly_exp and config.block_n < 32:
-        raise ValueError(f"vision_flash: poly_exp needs block_n >= 32 (halves of >= 16 keys), got {config.block_n}")
-    return config.poly_exp and dtype != torch.float32
 
 
 def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tma: bool, tiled: bool = False) -> dict:
     d0, d1 = split_head_dim(head_dim)
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled,
-                POLY=poly_exp(config, dtype))
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,
