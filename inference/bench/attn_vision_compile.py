@@ -55,7 +55,8 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
     constexprs = dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma, TILED=tiled)
+                      PRECISION="ieee" if dtype == "fp32" else "tf32", TMA=config.tma, TILED=tiled,
+                      LAZY=config.lazy_rescale)
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)

@@ -25,7 +25,10 @@ Exponentials: each loop step waits for its Q K^T before its softmax, so the
 tensor cores idle while the special-function unit (16 exp2 a clock per SM)
 works through the tile; at D=80 that is ~80 % of the matrix time. Moving half
 of each tile's exp2 to the FMA pipe as a cubic was measured slower on the H200
-(278 vs 418 TFLOP/s at 16 pages, session 8) and removed.
+(278 vs 418 TFLOP/s at 16 pages, session 8) and removed. `lazy_rescale`
+(off by default, unmeasured on a GPU as of session 8) drops the per-tile
+multiply of the [BLOCK_M, D] accumulators (1.25 multiplies per score at
+D=80) on tiles that do not raise a row's max by more than 2^8.
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import triton.language as tl
 from inference.ops.tiles import flash_tiles  # noqa: F401 - the tile list this kernel reads
 
 _LOG2E = 1.4426950408889634
+RESCALE_LOG2 = tl.constexpr(8.0)  # lazy_rescale: P <= 2^8 between rescales (bf16 keeps its relative precision)
 
 
 @dataclass(frozen=True)
@@ -50,20 +54,22 @@ class FlashConfig:
     num_stages: int = 3
     tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
     maxnreg: int | None = None  # register cap a thread (ptxas spills above it), None: the compiler's choice
+    lazy_rescale: bool = False  # rescale the accumulators only when a row's max rose by > 2^RESCALE_LOG2
 
     @property
     def name(self) -> str:
         return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
-                + (f"r{self.maxnreg}" if self.maxnreg else ""))
+                + ("lz" if self.lazy_rescale else "") + (f"r{self.maxnreg}" if self.maxnreg else ""))
 
     @classmethod
     def parse(cls, name: str) -> "FlashConfig":
         """The config a `name` spells (m128n64w4s3tma, m128n64w8s3tmar128, ...)."""
-        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(?:r(\d+))?", name.strip())
+        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(lz)?(?:r(\d+))?", name.strip())
         if not match:
             raise ValueError(f"vision_flash: {name!r} is not a config name like m128n64w4s3tma")
-        m, n, w, s, tma, reg = match.groups()
-        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), maxnreg=int(reg) if reg else None)
+        m, n, w, s, tma, lazy, reg = match.groups()
+        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), maxnreg=int(reg) if reg else None,
+                   lazy_rescale=bool(lazy))
 
     def launch_options(self) -> dict:
         """Compile options of a launch: warps, pipeline stages, the register cap when set."""
@@ -115,8 +121,11 @@ def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WI
 @triton.jit
 def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
              m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
-             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr):
-    """One KV tile of the online softmax; MASKED only for the image's last, partial tile."""
+             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr, LAZY: tl.constexpr):
+    """One KV tile of the online softmax; MASKED only for the image's last, partial tile.
+    LAZY: the reference max m_i (and with it the accumulators and l_i) moves only when some row's
+    tile max exceeds it by more than RESCALE_LOG2 (P then stays <= 2^RESCALE_LOG2, exact after the
+    final division); otherwise the tile skips the rescale of its [BLOCK_M, D] accumulators."""
     k0 = _load_tile(k0_src, start, n_start, k_col, seq_len, skt, BLOCK_N, D0, MASKED, TMA)
     v0 = _load_tile(v0_src, start, n_start, v_col, seq_len, svt, BLOCK_N, D0, MASKED, TMA)
     s = tl.dot(q0, tl.trans(k0), input_precision=PRECISION)
@@ -127,7 +136,24 @@ def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_
     if MASKED:
         s = tl.where((n_start + tl.arange(0, BLOCK_N) < seq_len)[None, :], s, float("-inf"))
     # running max kept in scaled base-2 units; the tile holds >= 1 real key, so it is finite
-    m_new = tl.maximum(m_i, tl.max(s, 1) * scale_log2)
+    m_tile = tl.max(s, 1) * scale_log2
+    if LAZY:
+        if tl.max(m_tile - m_i, 0) > RESCALE_LOG2:  # one decision for the tile (m_i = -inf at first)
+            m_new = tl.maximum(m_i, m_tile)
+            alpha = tl.math.exp2(m_i - m_new)
+            l_i = l_i * alpha
+            acc0 = acc0 * alpha[:, None]
+            if D1 > 0:
+                acc1 = acc1 * alpha[:, None]
+            m_i = m_new
+        p = tl.math.exp2(s * scale_log2 - m_i[:, None])
+        l_i = l_i + tl.sum(p, 1)
+        p = p.to(v0.dtype)
+        acc0 = tl.dot(p, v0, acc0, input_precision=PRECISION)
+        if D1 > 0:
+            acc1 = tl.dot(p, v1, acc1, input_precision=PRECISION)
+        return m_i, l_i, acc0, acc1
+    m_new = tl.maximum(m_i, m_tile)
     p = tl.math.exp2(s * scale_log2 - m_new[:, None])
     alpha = tl.math.exp2(m_i - m_new)
     l_i = l_i * alpha + tl.sum(p, 1)
@@ -143,7 +169,7 @@ def _vision_flash_kernel(
         q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, tiles_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr, LAZY: tl.constexpr):
     """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
     descriptor per tensor and part (a descriptor has one block shape). TILED: the
     (image, query tile) of this program comes from tiles_ptr."""
@@ -180,11 +206,11 @@ def _vision_flash_kernel(
     for n_start in range(0, n_full, BLOCK_N):
         m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, False, PRECISION, TMA)
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA, LAZY)
     if n_full < seq_len:
         m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, True, PRECISION, TMA)
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA, LAZY)
 
     inv_l = 1.0 / l_i
     offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -228,7 +254,8 @@ def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tm
     d0, d1 = split_head_dim(head_dim)
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled)
+                PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled,
+                LAZY=config.lazy_rescale)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,

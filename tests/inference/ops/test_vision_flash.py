@@ -39,6 +39,10 @@ INTERPRETER_CASES = [
     ("d80_bf16_packed_tiled", 80, "bfloat16", (32, 16), True, False),
     ("d80_fp32_packed_tma_tiled", 80, "float32", (32, 16), True, True),
     ("d80_bf16_packed_tma_tiled_n32", 80, "bfloat16", (32, 32), True, True),
+    # lazy_rescale; "ramp": keys grow along the image, so some tiles move the reference max, others not
+    ("d80_bf16_packed_tma_lazy_ramp", 80, "bfloat16", (32, 16), True, True),
+    ("d80_fp32_packed_lazy_ramp", 80, "float32", (32, 16), True, False),
+    ("d80_bf16_packed_tiled_lazy", 80, "bfloat16", (32, 16), True, False),
 ]
 PAD_ROWS = 20  # tiled cases: rows past the images, covered by no tile (a graph's padding)
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,6 +66,27 @@ def make_inputs(lengths, heads, head_dim, dtype, packed, device="cpu"):
         q, k, v = (torch.randn(tokens, heads, head_dim, dtype=dtype, device=device) for _ in range(3))
     cu = torch.tensor([0] + lengths).cumsum(0).to(device=device, dtype=torch.int32)
     return q, k, v, cu
+
+
+def lazy_decisions(q, k, cu_seqlens, scale, block_m, block_n) -> dict:
+    """How many KV tiles after an image's first would move the lazy reference max (some row's tile max
+    above it by more than RESCALE_LOG2, in the kernel's scaled base-2 units) and how many would not."""
+    from inference.ops.cuda.vision_flash import RESCALE_LOG2, _LOG2E
+
+    moves = keeps = 0
+    bounds = cu_seqlens.tolist()
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        s = torch.einsum("qhd,khd->hqk", q[start:end].double(), k[start:end].double()) * scale * _LOG2E
+        for rows in (head[m0:m0 + block_m] for head in s for m0 in range(0, end - start, block_m)):
+            ref = rows[:, :block_n].amax(-1)  # one program: a head's query tile
+            for n0 in range(block_n, end - start, block_n):
+                tile = rows[:, n0:n0 + block_n].amax(-1)
+                if (tile - ref).max() > RESCALE_LOG2.value:
+                    moves += 1
+                    ref = torch.maximum(ref, tile)
+                else:
+                    keeps += 1
+    return {"moves": moves, "keeps": keeps}
 
 
 def rel_err(out, ref) -> float:
@@ -100,7 +125,11 @@ def _interpreter_main() -> None:
         q, k, v, cu = make_inputs(LENGTHS + [PAD_ROWS] * tiled, 2, head_dim, getattr(torch, dtype), packed)
         assert not tma or all(tma_eligible(x) for x in (q, k, v)), f"{name}: inputs not TMA-eligible"
         scale = head_dim ** -0.5
-        config = FlashConfig(block_m, block_n, 4, 2, tma)
+        config = FlashConfig(block_m, block_n, 4, 2, tma, lazy_rescale="_lazy" in name)
+        counts = {}
+        if "_ramp" in name:
+            k.mul_((1 + 0.1 * torch.arange(k.shape[0], dtype=torch.float32)).to(k.dtype)[:, None, None])
+            counts = lazy_decisions(q, k, cu, scale, block_m, block_n)
         if tiled:  # the padding rows are no image: cu_seqlens and the tiles end before them
             cu = cu[:-1]
             for t in (q, k, v):  # a graph's padding holds anything: NaN must not reach a real row
@@ -109,7 +138,8 @@ def _interpreter_main() -> None:
             out = vision_flash_attention(q, k, v, cu, 0, scale, config, tiles=tiles)
         else:
             out = vision_flash_attention(q, k, v, cu, max(LENGTHS), scale, config)
-        result = dict(name=name, shape_ok=out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous())
+        result = dict(name=name, shape_ok=out.shape == q.shape and out.dtype == q.dtype and out.is_contiguous(),
+                      **counts)
         real = int(cu[-1])
         try:
             result["rel_err"] = rel_err(out[:real], reference(q, k, v, cu, scale)[:real])
@@ -141,6 +171,8 @@ def test_interpreter_matches_reference(interpreted, case):
     assert "error" not in row, row["error"]
     assert row["shape_ok"], "output must be a contiguous [T, H, D] tensor in q's dtype"
     assert row["rel_err"] <= TOL[dtype], f"{name}: rel err {row['rel_err']:.3e} > {TOL[dtype]}"
+    if "_ramp" in name:  # both of the lazy step's paths ran
+        assert row["moves"] > 0 and row["keeps"] > 0, row
 
 
 @pytest.mark.parametrize("head_dim,parts", [(80, (64, 16)), (64, (64, 0)), (96, (64, 32)), (128, (128, 0)),
