@@ -75,13 +75,22 @@ def kind_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:
+def monolithic_config(model: str, layout, engine_kw: dict):
+    """The monolithic side's EngineConfig: the layout's prefill role settings, with everything a
+    whole engine captures at start (decode and sampler graphs included; engine_kw may override)."""
     from inference.disagg.worker import engine_config
+
+    return engine_config(model, layout.role("prefill"), **{"precapture_decode": True, **engine_kw})
+
+
+def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:
     from inference.engine.engine import LLMEngine
 
     from inference.gc_pauses import frozen
 
-    engine = LLMEngine(engine_config(model, layout.role("prefill"), **engine_kw))
+    # the prefill role's settings (device, dtype, block size), run as a whole engine: decode graphs
+    # captured at start too, as the decode worker does (a prefill worker never decodes)
+    engine = LLMEngine(monolithic_config(model, layout, engine_kw))
     with frozen():  # as the PD role processes run (process.run_worker): no full-collection pauses
         if warmup:  # untimed: kernel compilation, graph capture, attention plans
             _drive_engine(engine, warmup)

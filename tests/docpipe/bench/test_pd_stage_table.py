@@ -48,3 +48,18 @@ def test_slowest_table_shows_each_requests_spans_in_ms():
     assert "p3-9-title@0" in lines[1] and " 16.4 " in lines[1] and " 131.0" in lines[1] and "5.7" in lines[1]
     assert lines[1].split()[3] == "8" and " 12.3 " in lines[1]  # decode steps, longest step
     assert lines[2].split()[-7:] == ["-"] * 7  # steps and spans not measured show as '-'
+
+
+def test_monolithic_side_captures_decode_graphs_at_start_like_the_decode_worker():
+    """The monolithic baseline runs with the prefill role's settings but as a whole engine: its decode and
+    sampler graphs are captured at start, as the PD decode worker's are (a fair TPOT comparison)."""
+    from docpipe.bench.pd import monolithic_config
+    from inference.disagg.worker import engine_config
+    from inference.layouts import load_layout
+
+    layout = load_layout("gpu-1p1d-mps")
+    assert engine_config("dummy:tiny", layout.role("prefill")).precapture_decode is False
+    mono = monolithic_config("dummy:tiny", layout, {})
+    assert mono.precapture_decode is True and mono.precapture_graphs is True
+    assert mono.device == layout.role("prefill").device and mono.dtype == layout.role("prefill").dtype
+    assert monolithic_config("dummy:tiny", layout, {"precapture_decode": False}).precapture_decode is False
