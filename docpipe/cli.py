@@ -37,7 +37,10 @@ def _register_all() -> None:
 def _process_settings() -> None:
     """Settings of the process the command runs in (docpipe owns it): the GIL switch interval."""
     from inference.env import set_switch_interval
-    set_switch_interval()
+    try:
+        set_switch_interval()
+    except ValueError as e:  # a bad variable must not stop every command (--help included)
+        typer.echo(f"warning: {e}; keeping Python's switch interval", err=True)
 
 
 _register_all()

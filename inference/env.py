@@ -29,10 +29,11 @@ SWITCH_INTERVAL_MS = 0.5
 
 def set_switch_interval() -> float:
     """For processes docpipe owns (its CLI, the PD role processes): how long a thread holding the GIL
-    keeps it while another waits. CPython's 5 ms let an engine thread busy in Python hold up the
-    threads beside it (KV sender and landing threads, reply and upload threads) by up to 5 ms at
-    each of their steps; here 0.5 ms. DOCPIPE_SWITCH_INTERVAL_MS overrides (5 = CPython's default).
-    Returns the interval set, in seconds."""
+    keeps it while another waits. CPython's 5 ms can hold up the threads beside an engine thread
+    busy in Python (KV sender and landing threads, reply and upload threads) by up to 5 ms at each of
+    their steps; here 0.5 ms (one A/B on the H200 in session 8, PD TPOT, showed no difference beyond
+    run-to-run noise). DOCPIPE_SWITCH_INTERVAL_MS overrides (5 = CPython's default). Returns the
+    interval set, in seconds; raises ValueError naming the variable for a bad value."""
     import sys
 
     text = os.environ.get(SWITCH_INTERVAL_ENV, "").strip()

@@ -7,7 +7,7 @@ vision tower), bf16, B in {1, 4, 16} pages packed as views of one qkv
 [T, 3, H, D] tensor. Times (CUDA events, after warm-up; median of --reps
 repetitions of --inner back-to-back calls, so the Python launch path hides
 behind the queue) our Triton kernel (inference/ops/cuda/vision_flash.py) for
-each config in CONFIGS, the configs of TILED launched from a tile list as a
+each config in CONFIGS, the configs of TILED (those of them in --configs) launched from a tile list as a
 replayed encoder graph launches them (rows `tiled_*`), cuDNN and flash SDPA on the [B, H, N, D] view, and
 torch's varlen_attn when present. FLOPs = 4 * N^2 * D * H * B. Each output is
 checked against an fp32 math-SDPA reference (||out - ref|| / ||ref||, after
@@ -129,7 +129,7 @@ def run_case(batch: int, configs: list[FlashConfig], args, rows: list[dict]) -> 
     ref = reference(q, k, v, cu, scale)
     flops = 4 * N * N * D * H * batch
     fns = {f"triton_{c.name}": (lambda c=c: vision_flash_attention(q, k, v, cu, N, scale, c)) for c in configs}
-    for c in TILED:  # the same kernel launched from a tile list, as graph replays launch it
+    for c in (c for c in TILED if c in configs):  # the same kernel launched from a tile list, as graph replays do
         tiles = torch.tensor(flash_tiles([N] * batch, c.block_m, tile_slots(N * batch, c.block_m, batch)),
                              dtype=torch.int32, device=DEV)
         fns[f"tiled_{c.name}"] = lambda c=c, tiles=tiles: vision_flash_attention(q, k, v, cu, N, scale, c, tiles)

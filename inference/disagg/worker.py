@@ -22,6 +22,7 @@ import threading
 import time
 
 from inference.config import EngineConfig
+from inference.disagg.step_log import StepLog
 from inference.disagg import protocol as P
 from inference.disagg.channel import Channel, Server
 from inference.layouts import Layout, WorkerSpec
@@ -68,25 +69,6 @@ def bind_address(spec: WorkerSpec, index: int) -> tuple[str, int]:
 
 
 
-class StepLog:
-    """Durations of a worker's recent engine steps, numbered from 0: how many steps and the longest
-    one between two step numbers (a request's span on the worker), for the last `size` steps."""
-
-    def __init__(self, size: int = 4096):
-        self.count = 0
-        self._ring = [0.0] * size
-
-    def add(self, seconds: float) -> None:
-        self._ring[self.count % len(self._ring)] = seconds
-        self.count += 1
-
-    def since(self, start: int) -> tuple[int, float]:
-        """(steps since step number `start`, the longest of them in seconds; -1.0 when some of them
-        are no longer kept, 0.0 when none ran)."""
-        n = self.count - start
-        if n > len(self._ring):
-            return n, -1.0
-        return n, max((self._ring[i % len(self._ring)] for i in range(start, self.count)), default=0.0)
 
 class Worker:
     role = "base"

@@ -7,8 +7,10 @@ clock: submitted, prefill_sent, reserve_sent, reserved, prefill_done, decode_sen
 transfer_sent, transfer_done, decode_done); at completion every STAGES span
 whose two marks are set is one sample. Workers add spans measured on their own
 clocks (WORKER_STAGES: prefill worker receipt -> engine admission, engine
-arrival -> first token, decode KV wait, decode engine time). TTFT = queue + prefill; the router's TPOT window (prefill_done ->
-decode_done) = handoff + decode.
+arrival -> first token, decode KV wait, decode engine time, and the decode worker's longest engine
+step within that time: a duration but not a span, kept with the stages for its percentiles). TTFT =
+queue + prefill; the router's TPOT window (prefill_done -> decode_done) = handoff + decode. The
+slowest requests' records also hold the decode worker's step count in decode_engine.
 
 Latency samples are kept in bounded windows (the last WINDOW requests), so
 p50/p99 describe recent traffic and memory stays flat on long runs. The

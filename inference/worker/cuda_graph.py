@@ -20,12 +20,15 @@ same static-buffer path runs eagerly, which is how CPU tests check padding.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from inference.layers.attention import AttentionMetadata
 from inference.worker.graph_capture import capture
 from inference.worker.input_batch import InputBatch
 
+log = logging.getLogger(__name__)
 MAX_BUCKET = 512
 PRECAPTURE_TOKENS = 4096  # context a precaptured width covers (layout pages: ~1,400 prompt tokens)
 
@@ -65,7 +68,11 @@ class DecodeGraphs:
         for size in reversed(self.buckets):
             for width in reversed(widths):
                 if (size, width) not in self.graphs:
-                    self.graphs[size, width] = self._capture(size, width)
+                    try:
+                        self.graphs[size, width] = self._capture(size, width)
+                    except Exception as e:  # left to first use, which raises as it always has
+                        log.warning("decode graph (%d rows, %d blocks) not captured at start: %s", size, width, e)
+                        return count
                     count += 1
         return count
 

@@ -104,7 +104,8 @@ class ModelRunner:
             sets = [self.vision_graphs, self.prefill_graphs] if config.precapture_graphs else []
             if config.precapture_decode:
                 # slots for every running request and histories of layout pages (~1,400 prompt tokens
-                # and their output) in one allocation, so the sampler graphs captured now stay valid
+                # and their output) in one allocation: the sampler graphs captured now stay valid while
+                # histories stay under 2,048 tokens (a longer one widens it: all captured again at once)
                 self.sampler.history.reserve(config.max_num_seqs + 1, min(HISTORY_RESERVE_TOKENS,
                                                                           config.max_model_len + 1))
                 sets += [self.graphs, self.sampler.graphs]

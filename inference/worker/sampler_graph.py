@@ -82,6 +82,7 @@ class SamplerGraphs:
         """logits: (vocab, dtype) of the model's logits, for capture_all (None: capture on first use)."""
         self.sampler, self.history, self.device = sampler, sampler.history, sampler.device
         self.logits = logits
+        self.all_at_once = False  # set by capture_all: after a history widening, every bucket again at once
         self.buckets = bucket_sizes(max_rows)
         self.capture = capture and self.device.type == "cuda"
         self.enabled = True
@@ -122,6 +123,8 @@ class SamplerGraphs:
         params[:] = NEUTRAL
         params[rows] = self.history.penalties[slots]
         key = (size, self.history.width - 1, logits.shape[1], logits.dtype, self.history.generation)
+        if self.capture and key not in self.graphs and self.all_at_once and key[2:4] == tuple(self.logits):
+            self.capture_all()  # the history widened past its reservation: one stall for every bucket
         buf = self._buffers(key, scratch)
         if self.capture and key not in self.graphs and not self._capture(key, buf, scratch):
             return None
@@ -137,10 +140,13 @@ class SamplerGraphs:
         return buf.out[:num].clone()
 
     def capture_all(self) -> int:
-        """Engine start: the step of every rows bucket at the history's width (reserve() it first:
-        a later widening drops these graphs), largest first. Returns how many were captured."""
+        """Engine start: the step of every rows bucket at the history's width (reserve() it first),
+        largest first; again, all at once, the first time a step meets a widened history (which drops
+        them). Keys differ in their rows bucket, so they sort without comparing dtypes. Returns how
+        many were captured."""
         if not (self.capture and self.enabled and self.logits):
             return 0
+        self.all_at_once = True
         scratch = self.history.scratch_slot()
         vocab, dtype = self.logits
 

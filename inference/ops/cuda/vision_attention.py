@@ -93,8 +93,9 @@ GRAPH_CONFIG_ENV = "DOCPIPE_VISION_GRAPH_CONFIG"
 def graph_config():
     """The launch config of graph-captured encoder calls (tiled grid, no timing inside a capture):
     the fastest tile-list launch of the session-8 sweep (inference/bench/attn_vision.py, `tiled_*`
-    rows) at 4 and 16 layout pages. DOCPIPE_VISION_GRAPH_CONFIG=<name> (e.g. m128n64w8s3tma) runs
-    another one (A/B runs)."""
+    rows) at 16 layout pages (418.8 TFLOP/s; at 4 pages four configs within 0.2 %), and the best
+    layout-stage prefill of inference.bench.layout_ab there. DOCPIPE_VISION_GRAPH_CONFIG=<name>
+    (e.g. m128n64w8s3tma) runs another one (A/B runs)."""
     from inference.ops.cuda.vision_flash import FlashConfig
     name = os.environ.get(GRAPH_CONFIG_ENV, "").strip()
     return FlashConfig.parse(name) if name else FlashConfig(128, 64, 4, 3, tma=True)
@@ -117,8 +118,15 @@ def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
     from inference.ops.cuda.vision_flash import FlashConfig
-    configs = [graph_config(), FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)]
+    configs = [graph_config()]
+    configs += [c for c in (FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128),) if c not in configs]
     return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
+
+
+def reset_config_caches() -> None:
+    """Read DOCPIPE_VISION_GRAPH_CONFIG again (tests): both cached config reads."""
+    graph_config.cache_clear()
+    _triton_configs.cache_clear()
 
 
 def _triton(q, k, v, cu, max_seqlen: int, scale: float, config=None) -> torch.Tensor:
@@ -183,16 +191,22 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
 PAGE_PATCHES = 5476  # a 1036x1036 layout page (74x74 patches), what a document run sends most
 
 
+EAGER_PAGES = 6  # the fewest layout pages past the largest encoder graph (32,768 patches): eager calls
+
+
 def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
     """Engine start: the choices (candidates timed, kernels built) for eager calls of layout pages,
-    alone and mixed with a crop, made now. Eager calls are those past the largest encoder graph
-    (6+ pages); made inside a run, the first one took seconds on a machine whose Triton cache lacked
-    a candidate (session 8: a PD prefill worker's first batch of 16 pages, TTFT 4.5 s)."""
+    alone and mixed with a crop, made now, on the smallest such call (the choice is kept per length
+    bucket, whatever the page count). Made inside a run, the first one took seconds on a machine whose
+    Triton cache lacked a candidate (session 8: a PD prefill worker's first batch of 16 pages, TTFT
+    4.5 s). q and k are contiguous, as the rotary kernel hands them over; v a view of the packed qkv."""
     gen = torch.Generator(device=device).manual_seed(0)
-    for lengths in ([PAGE_PATCHES] * 2, [PAGE_PATCHES, 1024]):
+    for lengths in ([PAGE_PATCHES] * EAGER_PAGES, [PAGE_PATCHES] * EAGER_PAGES + [1024]):
         qkv = torch.randn(sum(lengths), 3, heads, head_dim, device=device, generator=gen).to(dtype)
         cu = torch.tensor([0, *lengths], device=device, dtype=torch.int32).cumsum(0, dtype=torch.int32)
-        vision_attention(*qkv.unbind(1), cu, max(lengths), head_dim ** -0.5)
+        q, k, v = qkv.unbind(1)
+        vision_attention(q.contiguous(), k.contiguous(), v, cu, max(lengths), head_dim ** -0.5)
+        del qkv, q, k, v
     torch.cuda.synchronize(device)
 
 

@@ -1,7 +1,7 @@
 """StepLog: a worker's recent step durations, read as (steps since a step number, longest of them)."""
 from __future__ import annotations
 
-from inference.disagg.worker import StepLog
+from inference.disagg.step_log import StepLog
 
 
 def test_steps_since_a_mark_and_the_longest():

@@ -114,33 +114,41 @@ def test_graph_tiles_block_follows_forced_choice(monkeypatch):
 def test_graph_config_default_and_override(monkeypatch):
     from inference.ops.cuda.vision_flash import FlashConfig
 
-    va.graph_config.cache_clear()
+    va.reset_config_caches()
     monkeypatch.delenv(va.GRAPH_CONFIG_ENV, raising=False)
     try:
         assert va.graph_config() == FlashConfig(128, 64, 4, 3, tma=True)
-        va.graph_config.cache_clear()
+        assert list(va._triton_configs().values()) == [va.graph_config(),
+                                                         FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)]
+        va.reset_config_caches()
         monkeypatch.setenv(va.GRAPH_CONFIG_ENV, "m128n64w8s3tmar128")
         assert va.graph_config() == FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)
-        va.graph_config.cache_clear()
+        assert list(va._triton_configs()) == ["triton"]  # the same config is not timed twice
+        va.reset_config_caches()
         monkeypatch.setenv(va.GRAPH_CONFIG_ENV, "fast")
         with pytest.raises(ValueError, match="config name"):
             va.graph_config()
     finally:
-        va.graph_config.cache_clear()
+        monkeypatch.delenv(va.GRAPH_CONFIG_ENV, raising=False)
+        va.reset_config_caches()
 
 
-def test_warm_choices_decides_the_layout_page_keys_at_start(monkeypatch):
-    """Both eager kinds of a page batch (all pages; pages with a crop) get their choice from warm_choices,
-    so no run times candidates (or builds kernels) inside a step."""
+def test_warm_choices_calls_the_smallest_eager_page_batches(monkeypatch):
+    """warm_choices runs both eager kinds of a page batch (all pages; pages with a crop), at the fewest
+    pages an encoder graph does not take, with q and k contiguous as the rotary kernel returns them."""
     calls = []
     monkeypatch.setattr(va, "_CHOICE", {})
     monkeypatch.setattr(va, "vision_attention", lambda q, k, v, cu, max_seqlen, scale: calls.append(
-        (cu.tolist(), max_seqlen, tuple(q.shape), q.dtype, scale)))
+        (cu.tolist(), max_seqlen, tuple(q.shape), q.dtype, scale, q.is_contiguous() and k.is_contiguous())))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     va.warm_choices(2, 16, torch.float32, torch.device("cpu"))
-    page = va.PAGE_PATCHES
-    assert calls == [([0, page, 2 * page], page, (2 * page, 2, 16), torch.float32, 0.25),
-                     ([0, page, page + 1024], page, (page + 1024, 2, 16), torch.float32, 0.25)]
+    from inference.worker.vision_graph import MAX_PATCHES
+
+    page, n = va.PAGE_PATCHES, va.EAGER_PAGES
+    assert (n - 1) * page <= MAX_PATCHES < n * page  # the fewest pages no encoder graph takes
+    pages = [page * i for i in range(n + 1)]
+    assert calls == [(pages, page, (n * page, 2, 16), torch.float32, 0.25, True),
+                     (pages + [n * page + 1024], page, (n * page + 1024, 2, 16), torch.float32, 0.25, True)]
 
 
 @pytest.mark.gpu

@@ -220,11 +220,6 @@ def test_cuda_layout_page_and_crops(dtype):
     err = rel_err(out, reference(q, k, v, cu, 80 ** -0.5))  # float64 on the device
     assert err <= (1e-5 if dtype == torch.float32 else 1e-2), f"rel err {err:.3e}"
 
-
-if __name__ == "__main__":
-    _interpreter_main()
-
-
 def test_config_names_parse_back():
     from inference.ops.cuda.vision_flash import FlashConfig
 
@@ -246,3 +241,7 @@ def test_register_cap_keeps_two_ctas_an_sm_without_spills():
                           tiled=True)
     assert stats["n_regs"] <= 128, stats
     assert stats["stack_bytes"] == 0 and stats["local_bytes"] == 0, f"register spills: {stats}"
+
+
+if __name__ == "__main__":
+    _interpreter_main()

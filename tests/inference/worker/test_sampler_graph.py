@@ -142,3 +142,31 @@ def test_capture_all_needs_the_logits_shape():
     graphs = SamplerGraphs(sampler, max_rows=4)
     graphs.capture = True
     assert graphs.capture_all() == 0 and not graphs.graphs
+
+
+def test_a_widened_history_captures_every_bucket_again_at_once(monkeypatch):
+    from inference.worker import sampler_graph
+
+    captured = []
+
+    def fake_capture_into(owner, key, fn, device, what, log):
+        fn()
+        captured.append(key)
+        owner.graphs[key] = type("EagerGraph", (), {"replay": staticmethod(fn)})()
+        return True
+
+    monkeypatch.setattr(sampler_graph, "capture_into", fake_capture_into)
+    sampler = Sampler(torch.device("cpu"))
+    graphs = sampler.graphs = SamplerGraphs(sampler, max_rows=4, logits=(300, torch.float32))
+    graphs.capture = True
+    sampler.history.reserve(5, 64)
+    assert graphs.capture_all() == 3 and len(captured) == 3
+    eager = Sampler(torch.device("cpu"))
+    gen = torch.Generator().manual_seed(6)
+    prompt = torch.randint(0, 300, (100,), generator=gen).tolist()  # longer than the reserved width
+    a, b = _req("long", prompt, PARAMS[0]), _req("long", prompt, PARAMS[0])
+    logits = torch.randn(1, 300, generator=gen)
+    assert torch.equal(sampler(logits, [b]), eager(logits, [a]))
+    assert sampler.history.width > 64
+    new = captured[3:]
+    assert sorted(k[0] for k in new) == [1, 2, 4] and {k[4] for k in new} == {sampler.history.generation}
