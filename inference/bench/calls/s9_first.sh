@@ -4,7 +4,10 @@
 # rescale configs, plain and tile-list launches); layout-stage prefill per graph config (default
 # m128n64w4s3tma vs its lazy-rescale variant); PD gpu-1p1d-mps 16 pages three times with the role
 # processes' GC freeze (session 8 had one run with a 205 ms stall of a page's KV transfers), once with
-# DOCPIPE_GC_FREEZE=0. Follow with s9_second.sh on the warm machine. Output in $1.
+# DOCPIPE_GC_FREEZE=0. The monolithic side of bench pd now captures its decode graphs at start as the
+# decode worker does: session 8's PD-vs-monolithic ratios (c4-c8) were against a monolithic p99
+# inflated by mid-run captures, so these are the first fair figures since. Follow with s9_second.sh
+# on the warm machine. Output in $1.
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
