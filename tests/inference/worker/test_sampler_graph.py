@@ -102,23 +102,36 @@ def test_captures_go_on_after_the_history_is_reallocated():
     assert used == 60
 
 
-def test_capture_all_takes_every_rows_bucket_at_the_reserved_width(monkeypatch):
-    """Engine start: the history reserved, then one step graph per rows bucket, largest first; a run that
-    stays within the reservation replays them and captures nothing more."""
+@pytest.fixture
+def captured(monkeypatch):
+    """capture_into replaced (capture is off on the CPU): records each key and keeps a 'graph' whose
+    replay runs the step eagerly; returns the keys in capture order."""
     from inference.worker import sampler_graph
 
-    captured = []
+    keys = []
 
     def fake_capture_into(owner, key, fn, device, what, log):
         fn()  # the warm-up call, on the scratch slot
-        captured.append(key)
+        keys.append(key)
         owner.graphs[key] = type("EagerGraph", (), {"replay": staticmethod(fn)})()
         return True
 
     monkeypatch.setattr(sampler_graph, "capture_into", fake_capture_into)
+    return keys
+
+
+def _capturing_sampler(max_rows: int) -> Sampler:
     sampler = Sampler(torch.device("cpu"))
-    graphs = sampler.graphs = SamplerGraphs(sampler, max_rows=16, logits=(300, torch.float32))
-    graphs.capture = True  # off on the CPU: captures stand in through fake_capture_into
+    sampler.graphs = SamplerGraphs(sampler, max_rows=max_rows, logits=(300, torch.float32))
+    sampler.graphs.capture = True  # off on the CPU: captures stand in through the `captured` fixture
+    return sampler
+
+
+def test_capture_all_takes_every_rows_bucket_at_the_reserved_width(captured):
+    """Engine start: the history reserved, then one step graph per rows bucket, largest first; a run that
+    stays within the reservation replays them and captures nothing more."""
+    sampler = _capturing_sampler(16)
+    graphs = sampler.graphs
     sampler.history.reserve(17, 512)
     generation = sampler.history.generation
     assert graphs.capture_all() == 5
@@ -144,21 +157,9 @@ def test_capture_all_needs_the_logits_shape():
     assert graphs.capture_all() == 0 and not graphs.graphs
 
 
-def test_a_widened_history_captures_every_bucket_again_at_once(monkeypatch):
-    from inference.worker import sampler_graph
-
-    captured = []
-
-    def fake_capture_into(owner, key, fn, device, what, log):
-        fn()
-        captured.append(key)
-        owner.graphs[key] = type("EagerGraph", (), {"replay": staticmethod(fn)})()
-        return True
-
-    monkeypatch.setattr(sampler_graph, "capture_into", fake_capture_into)
-    sampler = Sampler(torch.device("cpu"))
-    graphs = sampler.graphs = SamplerGraphs(sampler, max_rows=4, logits=(300, torch.float32))
-    graphs.capture = True
+def test_a_widened_history_captures_every_bucket_again_at_once(captured):
+    sampler = _capturing_sampler(4)
+    graphs = sampler.graphs
     sampler.history.reserve(5, 64)
     assert graphs.capture_all() == 3 and len(captured) == 3
     eager = Sampler(torch.device("cpu"))
