@@ -34,6 +34,7 @@ from inference.disagg.channel import Channel
 from inference.disagg.worker import Worker
 from inference.sampling import SamplingParams
 from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
+from inference.transfer.meta import hop_spans
 
 log = logging.getLogger("inference.disagg.decode")
 
@@ -69,6 +70,7 @@ class DecodeWorker(Worker):
         # request id -> perf_counter at Allocated sent, then at KV landed (stage spans in DecodeDone)
         self.allocated_at: dict[str, float] = {}
         self.landed_at: dict[str, tuple[float, int]] = {}  # request id -> (perf_counter, step number)
+        self.hops: dict[str, dict] = {}  # request id -> its KV's hop spans (meta.hop_spans), until DecodeDone
         threading.Thread(target=self._land_loop, name="kv-land", daemon=True).start()
 
     def hello(self) -> P.Hello:
@@ -151,6 +153,7 @@ class DecodeWorker(Worker):
             self.engine.adopt_reservation(rid, meta.num_tokens, meta.first_token_id, meta.mrope_position_delta,
                                           held.sampling, meta.prompt_token_ids)
         self.landed_at[rid] = (time.perf_counter(), self.steps.count)
+        self.hops[rid] = hop_spans({**meta.hops, "dispatched": time.time()})
         self.on_outputs(self.engine.kv_ready(rid))
 
     def _land_loop(self) -> None:
@@ -184,11 +187,12 @@ class DecodeWorker(Worker):
         now = time.perf_counter()
         for out in outputs:
             allocated, landed = self.allocated_at.pop(out.request_id, None), self.landed_at.pop(out.request_id, None)
+            hops = self.hops.pop(out.request_id, {})
             if out.finish_reason == "abort":
                 continue  # released by the router: nobody waits for it
             done = P.DecodeDone(request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason,
                                 text=out.text, num_free_blocks=self.engine.block_manager.num_free_blocks,
-                                step_s=self._step_s)
+                                step_s=self._step_s, kv_hops_s=hops)
             if landed is not None:
                 landed_s, landed_step = landed
                 done.decode_s = now - landed_s

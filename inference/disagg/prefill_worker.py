@@ -201,6 +201,7 @@ class PrefillWorker(KvSenders, Worker):
                             mrope_position_delta=out.rope_delta, sampling_state=job.sampling,
                             lease_expiry_unix_s=job.lease_expiry_unix_s,
                             prompt_token_ids=job.prompt_token_ids if to_reservation else None)
+        meta.hops["queued"] = time.time()
         self._sends.put((address, meta))
 
     def _send_started(self, meta: TransferMeta, sender) -> None:

@@ -203,6 +203,7 @@ class DecodeDone:
     decode_s: float = -1.0  # KV landed -> finished, on the decode worker (-1: not measured)
     decode_steps: int = -1  # engine steps of the decode worker in that span (-1: not measured)
     max_step_s: float = -1.0  # the longest of those steps (-1: not measured)
+    kv_hops_s: dict = field(default_factory=dict)  # the KV's hop spans, transfer.meta.hop_spans (s)
 
 
 @message

@@ -8,7 +8,9 @@ transfer_sent, transfer_done, decode_done); at completion every STAGES span
 whose two marks are set is one sample. Workers add spans measured on their own
 clocks (WORKER_STAGES: prefill worker receipt -> engine admission, engine
 arrival -> first token, decode KV wait, decode engine time, and the decode worker's longest engine
-step within that time: a duration but not a span, kept with the stages for its percentiles). TTFT =
+step within that time: a duration but not a span, kept with the stages for its percentiles), and
+the KV's hops from the transfer's stamps (KV_HOPS: the prefill worker's sender queue, the send,
+the META on the wire, the receiver's wait for the copies, landed -> the decode loop). TTFT =
 queue + prefill; the router's TPOT window (prefill_done -> decode_done) = handoff + decode. The
 slowest requests' records also hold the decode worker's step count in decode_engine.
 
@@ -42,7 +44,9 @@ STAGES = {
     "tpot_window": ("prefill_done", "decode_done"),  # what the router's TPOT divides by n - 1
 }
 # measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
-WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine", "decode_max_step")
+KV_HOPS = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")  # transfer.meta.hop_spans
+WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine", "decode_max_step",
+                 *KV_HOPS)
 
 
 def percentile(values, q: float) -> float:
@@ -64,6 +68,9 @@ def worker_spans(prefilled, decoded=None) -> dict:
     if decoded is not None:
         spans.update(decode_kv_wait=measured(decoded.kv_wait_s), decode_engine=measured(decoded.decode_s),
                      decode_max_step=measured(decoded.max_step_s))
+        hops = decoded.kv_hops_s if isinstance(decoded.kv_hops_s, dict) else {}
+        spans.update({name: float(v) for name, v in hops.items() if name in KV_HOPS
+                      and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0})
     return spans
 
 

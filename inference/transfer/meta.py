@@ -19,7 +19,8 @@ from inference.transfer.blockids import BlockIds
 from inference.transfer.token_pack import pack, unpack
 
 MAX_PROMPT_TOKENS = 1 << 21  # bound of a prompt off the wire (the largest KV pools hold ~1M tokens)
-OPTIONAL = ("prompt_token_ids",)  # fields an older peer does not send
+OPTIONAL = ("prompt_token_ids", "hops")  # fields an older peer does not send (hops never travels in it)
+HOPS = ("queued", "send", "sent", "received", "landed", "dispatched")  # stamps, in order (hop_spans)
 
 
 @dataclass
@@ -33,6 +34,9 @@ class TransferMeta:
     sampling_state: dict = field(default_factory=dict)  # sampler params / RNG state (JSON-able)
     lease_expiry_unix_s: float = 0.0  # after this wall-clock time the sender frees the source blocks
     prompt_token_ids: list[int] | None = None  # expanded prompt (num_tokens ids) when sent; None: not sent
+    # wall-clock stamps (time.time()) of this transfer's hops, HOPS names: kept locally, not in to_wire();
+    # the sender's travel in the META frame's header and the receiver adds its own (receiver.py)
+    hops: dict = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # runs on every send and every receive: ids off the wire are BlockIds already (checked
@@ -100,6 +104,26 @@ class TransferMeta:
             return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d or k not in OPTIONAL})
         except KeyError as e:
             raise ValueError(f"transfer meta lacks field {e}") from None
+
+
+def hop_stamps(v: object) -> dict:
+    """The HOPS stamps of a header's `hops` object that are numbers (anything else is dropped)."""
+    if not isinstance(v, dict):
+        return {}
+    return {k: float(v[k]) for k in HOPS if isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool)}
+
+
+def hop_spans(stamps: dict) -> dict:
+    """Seconds between consecutive HOPS stamps, named for the later hop's work: kv_queue (waiting for
+    the sender thread), kv_send (prepare, copies queued), kv_wire (META on the wire), kv_copy_wait (the
+    receiver's wait for the copies), kv_inbox (landed -> the decode loop took it). Only spans whose two
+    stamps are set and in order (clocks of one host; across hosts they are as good as their sync)."""
+    names = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")
+    spans = {}
+    for name, (a, b) in zip(names, zip(HOPS, HOPS[1:])):
+        if a in stamps and b in stamps and stamps[b] >= stamps[a]:
+            spans[name] = stamps[b] - stamps[a]
+    return spans
 
 
 def _ids_from_wire(v: object, name: str) -> object:

@@ -19,13 +19,14 @@ import logging
 import queue
 import socket
 import threading
+import time
 
 import torch
 
 from inference.transfer import wire
 from inference.transfer.base import KVReceiver, PoolSpec, TransferConfig, TransferError
 from inference.transfer.listener import Listener
-from inference.transfer.meta import TransferMeta
+from inference.transfer.meta import TransferMeta, hop_stamps
 from inference.transfer.source import check_landing
 
 log = logging.getLogger("inference.transfer.receiver")
@@ -119,6 +120,7 @@ class ControlReceiver(KVReceiver):
                 wire.send_frame(sock, wire.ACK, ack)
 
     def _on_meta(self, state: dict, hdr: dict) -> dict:
+        received = time.time()
         seq = hdr.get("seq")
         if type(seq) is not int:
             raise wire.FrameError("META without an integer seq")
@@ -131,6 +133,7 @@ class ControlReceiver(KVReceiver):
         except (ValueError, TransferError) as e:
             log.warning("rejected transfer from %s: %s", state["peer"], e)
             return {"seq": seq, "ok": False, "error": str(e)}
+        meta.hops = {**hop_stamps(hdr.get("hops")), "received": received, "landed": time.time()}
         self._deliver(meta)
         return {"seq": seq, "ok": True}
 

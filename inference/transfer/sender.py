@@ -137,6 +137,7 @@ class ControlSender(KVSender):
         if not self.is_alive():  # checked here: a self-acked send would not notice a receiver gone otherwise
             connected = self._sock is not None and not self._closed.is_set()
             raise TransferError(f"{self.name}: " + ("the receiver went away" if connected else "sender is not connected"))
+        meta.hops["send"] = time.time()
         meta.with_lease(self.config.lease_s)
         prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
         if self.self_acks:
@@ -152,7 +153,8 @@ class ControlSender(KVSender):
             seq = self._seq
             self._pending[seq], stream.seqs[seq] = handle, prep.num_bytes
         try:
-            self._send_meta({"seq": seq, "meta": meta.to_wire(), **(self._move(seq, prep) or {})})
+            extra = self._move(seq, prep) or {}
+            self._send_meta({"seq": seq, "meta": meta.to_wire(), **extra, "hops": stamp_sent(meta)})
         except Exception as e:
             self._finish(seq, "failed", f"{type(e).__name__}: {e}")
             raise
@@ -195,7 +197,7 @@ class ControlSender(KVSender):
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
         """Self-acked: move, then hand over the META (shm encodes it before the move)."""
         extra = self._move(seq, prep)
-        self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {})})
+        self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {}), "hops": stamp_sent(meta)})
 
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""
@@ -298,3 +300,9 @@ class ControlSender(KVSender):
                 st.reader.join(timeout=2)
             st.sock.close()
         self._fail_all("sender closed")
+
+
+def stamp_sent(meta: TransferMeta) -> dict:
+    """The sender's hop stamps for the META header, with `sent` now."""
+    meta.hops["sent"] = time.time()
+    return meta.hops

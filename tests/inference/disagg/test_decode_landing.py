@@ -32,9 +32,12 @@ def test_landed_kv_reaches_the_inbox_and_decodes(worker):
     assert isinstance(alloc, P.Allocated) and alloc.ok
     sender = FakeSender(worker.engine.kv_pool.clone())
     sender.connect(worker.transfer_address)
-    sender.send(TransferMeta(request_id="a@0", src_block_ids=list(alloc.block_ids), dst_block_ids=list(alloc.block_ids),
-                             num_tokens=8, first_token_id=5, mrope_position_delta=0, sampling_state=SAMPLING,
-                             lease_expiry_unix_s=time.time() + 30))
+    sent = TransferMeta(request_id="a@0", src_block_ids=list(alloc.block_ids), dst_block_ids=list(alloc.block_ids),
+                        num_tokens=8, first_token_id=5, mrope_position_delta=0, sampling_state=SAMPLING,
+                        lease_expiry_unix_s=time.time() + 30)
+    now = time.time()
+    sent.hops.update(received=now - 0.003, landed=now - 0.001)  # what a real receiver stamps
+    sender.send(sent)
     channel, meta = worker.inbox.get(timeout=5)  # put there by the landing thread alone
     assert channel is None and isinstance(meta, TransferMeta) and meta.request_id == "a@0"
     worker._dispatch(channel, meta)
@@ -44,4 +47,6 @@ def test_landed_kv_reaches_the_inbox_and_decodes(worker):
     assert 0 <= done.kv_wait_s < 5 and done.decode_s > 0
     # two decode steps after landing give tokens 2 and 3 (a step more when outputs come a step late)
     assert done.decode_steps in (2, 3) and 0 < done.max_step_s <= done.decode_s
+    assert done.kv_hops_s["kv_copy_wait"] == pytest.approx(0.002, abs=1e-5) and done.kv_hops_s["kv_inbox"] >= 0.001
+    assert not worker.hops  # nothing kept per finished request
     assert not worker.allocated_at and not worker.landed_at  # nothing kept per finished request
