@@ -177,7 +177,7 @@ def slowest_table(slowest: list[dict], rows: int = 8) -> str:
     lines = [f"slowest TPOT (ms):  {'request':<20} {'tok':>4} {'tpot':>6} {'steps':>5} "
              + " ".join(f"{n:>15}" for n in spans)]
     for r in slowest[:rows]:
-        cells = " ".join(f"{r['stages_s'][n] * 1e3:15.1f}" if n in r["stages_s"] else f"{'-':>15}" for n in spans)
+        cells = " ".join(f"{r['stages_s'][n] * 1e3:15.2f}" if n in r["stages_s"] else f"{'-':>15}" for n in spans)
         steps = r.get("decode_steps", -1)
         lines.append(f"  {'':<17} {r['request_id'][:20]:<20} {r['tokens']:4d} {r['tpot_s'] * 1e3:6.1f} "
                      f"{steps if steps >= 0 else '-':>5} {cells}")

@@ -127,7 +127,9 @@ class DecodeWorker(Worker):
         elif rid in self.engine.awaiting_kv:
             self.quarantine[rid] = time.time() + self.lease_s
         else:
-            self.engine.abort(rid)
+            self.engine.abort(rid)  # its output is never handed out: what on_outputs would pop goes now
+            for spans in (self.allocated_at, self.landed_at, self.hops):
+                spans.pop(rid, None)
 
     def _landed(self, meta: TransferMeta) -> None:
         rid = meta.request_id

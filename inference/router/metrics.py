@@ -44,6 +44,7 @@ STAGES = {
     "tpot_window": ("prefill_done", "decode_done"),  # what the router's TPOT divides by n - 1
 }
 # measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
+MAX_SPAN_S = 1e6  # a worker-sent span above this (or not finite) is not a measurement
 KV_HOPS = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")  # transfer.meta.hop_spans
 WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine", "decode_max_step",
                  *KV_HOPS)
@@ -70,7 +71,7 @@ def worker_spans(prefilled, decoded=None) -> dict:
                      decode_max_step=measured(decoded.max_step_s))
         hops = decoded.kv_hops_s if isinstance(decoded.kv_hops_s, dict) else {}
         spans.update({name: float(v) for name, v in hops.items() if name in KV_HOPS
-                      and isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0})
+                      and type(v) in (int, float) and 0 <= v < MAX_SPAN_S})
     return spans
 
 

@@ -10,6 +10,7 @@ checks every field's type and every run, since it comes off the wire.
 """
 from __future__ import annotations
 
+import math
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class TransferMeta:
             raise ValueError("lease_expiry_unix_s must be a number")
         if self.prompt_token_ids is not None:
             self.prompt_token_ids = _token_list(self.prompt_token_ids, self.num_tokens)
+        if self.hops:  # off a queue or a pipe (to_dict): only finite HOPS stamps stay
+            self.hops = hop_stamps(self.hops)
 
     def with_lease(self, lease_s: float) -> "TransferMeta":
         """Stamp the lease expiry if the caller left it unset."""
@@ -107,17 +110,30 @@ class TransferMeta:
 
 
 def hop_stamps(v: object) -> dict:
-    """The HOPS stamps of a header's `hops` object that are numbers (anything else is dropped)."""
-    if not isinstance(v, dict):
-        return {}
-    return {k: float(v[k]) for k in HOPS if isinstance(v.get(k), (int, float)) and not isinstance(v.get(k), bool)}
+    """The HOPS stamps of a header's `hops` object that are finite numbers (anything else is dropped:
+    a timing stamp never fails a transfer)."""
+    out = {}
+    if isinstance(v, dict):
+        for k in HOPS:
+            x = v.get(k)
+            if type(x) in (int, float):
+                try:
+                    x = float(x)
+                except OverflowError:  # an int beyond float's range
+                    continue
+                if math.isfinite(x):
+                    out[k] = x
+    return out
 
 
 def hop_spans(stamps: dict) -> dict:
     """Seconds between consecutive HOPS stamps, named for the later hop's work: kv_queue (waiting for
     the sender thread), kv_send (prepare, copies queued), kv_wire (META on the wire), kv_copy_wait (the
     receiver's wait for the copies), kv_inbox (landed -> the decode loop took it). Only spans whose two
-    stamps are set and in order (clocks of one host; across hosts they are as good as their sync)."""
+    stamps are set and in order (clocks of one host; across hosts they are as good as their sync).
+    What a span holds depends on the transport: kv_send includes waiting for room (max_inflight) and,
+    on rdma, the writes; kv_wire holds the last data unit on tcp and the whole copy on shm (its META
+    is encoded before the copy); kv_copy_wait is cuda-ipc's wait for the sender's copy event."""
     names = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")
     spans = {}
     for name, (a, b) in zip(names, zip(HOPS, HOPS[1:])):

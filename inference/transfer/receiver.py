@@ -133,7 +133,7 @@ class ControlReceiver(KVReceiver):
         except (ValueError, TransferError) as e:
             log.warning("rejected transfer from %s: %s", state["peer"], e)
             return {"seq": seq, "ok": False, "error": str(e)}
-        meta.hops = {**hop_stamps(hdr.get("hops")), "received": received, "landed": time.time()}
+        meta.hops = {**hop_stamps(hdr.get("hops")), "received": received, "landed": time.time()}  # never raises
         self._deliver(meta)
         return {"seq": seq, "ok": True}
 

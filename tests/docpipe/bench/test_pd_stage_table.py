@@ -41,12 +41,14 @@ def test_per_kind_splits_by_the_request_id_suffix():
 def test_slowest_table_shows_each_requests_spans_in_ms():
     slowest = [{"request_id": "p3-9-title@0", "tokens": 9, "tpot_s": 0.0164,
                 "stages_s": {"transfer": 0.0057, "tpot_window": 0.131, "decode_engine": 0.02,
-                             "decode_max_step": 0.0123}, "decode_steps": 8},
+                             "decode_max_step": 0.0123, "kv_wire": 0.00042}, "decode_steps": 8},
                {"request_id": "p1-2-text@0", "tokens": 50, "tpot_s": 0.004, "stages_s": {}}]
     lines = slowest_table(slowest).splitlines()
     assert len(lines) == 3 and "tpot_window" in lines[0]
-    assert "p3-9-title@0" in lines[1] and " 16.4 " in lines[1] and " 131.0" in lines[1] and "5.7" in lines[1]
-    assert lines[1].split()[3] == "8" and " 12.3 " in lines[1]  # decode steps, longest step
+    assert "p3-9-title@0" in lines[1] and " 16.4 " in lines[1] and " 131.00" in lines[1] and " 5.70 " in lines[1]
+    assert lines[1].split()[3] == "8" and " 12.30 " in lines[1]  # decode steps, longest step
+    header = lines[0].split()
+    assert lines[1].split()[header.index("kv_wire") - 3] == "0.42"  # a sub-ms hop keeps its digits
     assert lines[2].split()[-10:] == ["-"] * 10  # steps and spans not measured show as '-'
 
 

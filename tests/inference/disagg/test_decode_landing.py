@@ -50,3 +50,26 @@ def test_landed_kv_reaches_the_inbox_and_decodes(worker):
     assert done.kv_hops_s["kv_copy_wait"] == pytest.approx(0.002, abs=1e-5) and done.kv_hops_s["kv_inbox"] >= 0.001
     assert not worker.hops  # nothing kept per finished request
     assert not worker.allocated_at and not worker.landed_at  # nothing kept per finished request
+
+
+def test_a_release_after_landing_keeps_nothing_of_the_request(worker):
+    """Released by the router after its KV landed: the engine aborts it and hands out no output, so the
+    worker's per-request spans (KV wait, landing, hops) go at the release."""
+    ch = Recorder()
+    worker.handle(ch, P.DecodeRequest(request_id="b@0", num_prompt_tokens=8, first_token=5, rope_delta=0,
+                                      prompt_token_ids=list(range(8)), sampling=SAMPLING))
+    alloc = ch.sent.get(timeout=10)
+    sender = FakeSender(worker.engine.kv_pool.clone())
+    sender.connect(worker.transfer_address)
+    meta = TransferMeta(request_id="b@0", src_block_ids=list(alloc.block_ids), dst_block_ids=list(alloc.block_ids),
+                        num_tokens=8, first_token_id=5, mrope_position_delta=0, sampling_state=SAMPLING,
+                        lease_expiry_unix_s=time.time() + 30)
+    meta.hops["landed"] = time.time()
+    sender.send(meta)
+    worker._dispatch(*worker.inbox.get(timeout=5))
+    assert "b@0" in worker.landed_at and "b@0" in worker.hops
+    worker.handle(ch, P.Release(request_id="b@0", transfer_started=True))
+    for _ in range(3):
+        worker.run_step()
+    assert "b@0" not in worker.landed_at and "b@0" not in worker.hops and "b@0" not in worker.allocated_at
+    assert not worker.engine.has_unfinished_requests()

@@ -11,9 +11,19 @@ from transfer_peers import TOKEN, random_pool
 SPEC = PoolSpec(num_blocks=16, num_layers=2, block_size=16, num_kv_heads=2, head_dim=32, dtype="float32")
 
 
-def test_stamps_keep_known_numbers_only():
+def test_stamps_keep_known_finite_numbers_only():
     assert hop_stamps({"send": 1, "sent": 2.5, "received": "3", "landed": True, "other": 4}) == {"send": 1.0, "sent": 2.5}
     assert hop_stamps(None) == {} and hop_stamps([1, 2]) == {}
+    assert hop_stamps({"send": 10 ** 400, "sent": float("inf"), "received": float("nan"), "landed": 3}) == {"landed": 3.0}
+
+
+def test_stamps_stay_off_the_wire_and_are_checked_off_a_queue():
+    meta = TransferMeta("r", [1], [2], num_tokens=4, first_token_id=1, mrope_position_delta=0)
+    meta.hops["queued"] = 5.0
+    assert "hops" not in meta.to_wire() and "hops" not in TransferMeta.from_wire(meta.to_wire()).hops
+    assert TransferMeta.from_dict(meta.to_dict()).hops == {"queued": 5.0}
+    bad = {**meta.to_dict(), "hops": {"queued": "soon", "send": 10 ** 400, "sent": 7}}
+    assert TransferMeta.from_dict(bad).hops == {"sent": 7.0}
 
 
 def test_spans_between_consecutive_stamps_in_order():
@@ -23,6 +33,34 @@ def test_spans_between_consecutive_stamps_in_order():
     del stamps["sent"]  # a missing stamp drops the two spans it bounds
     assert set(hop_spans(stamps)) == {"kv_queue", "kv_copy_wait", "kv_inbox"}
     assert "kv_wire" not in hop_spans({"sent": 5.0, "received": 4.0})  # out of order (another host's clock)
+
+
+@pytest.mark.parametrize("name", ["tcp", "shm"])
+def test_malformed_stamps_never_fail_a_transfer(name, monkeypatch):
+    """A peer whose META header carries malformed stamps (a bug of its own): every transfer still lands
+    and the next one on the connection too; only the receiver's own stamps stay."""
+    from inference.transfer import sender as sender_mod, shm
+
+    bad = lambda meta: {"send": 10 ** 400, "sent": float("nan"), "queued": "x"}  # noqa: E731
+    monkeypatch.setattr(sender_mod, "stamp_sent", bad)
+    monkeypatch.setattr(shm, "stamp_sent", bad)
+    transport = select_transport(name)
+    config = TransferConfig(token=TOKEN, timeout_s=5)
+    receiver = transport.receiver_cls(transport.receiver_cls.allocate_pool(SPEC), config)
+    address = receiver.start()
+    sender = transport.sender_cls(random_pool(SPEC, seed=1), config)
+    got = []
+    try:
+        sender.connect(address)
+        for rid in ("r1", "r2"):
+            meta = TransferMeta(rid, [1, 2], [3, 4], num_tokens=20, first_token_id=7, mrope_position_delta=0)
+            assert sender.send(meta).wait(5) == "acked"
+            got.append(receiver.recv(timeout_s=5))
+    finally:
+        sender.close()
+        receiver.close()
+    assert [m.request_id for m in got] == ["r1", "r2"]
+    assert all(set(m.hops) == {"received", "landed"} for m in got)
 
 
 @pytest.mark.parametrize("name", ["tcp", "shm"])
