@@ -22,7 +22,7 @@ length are 0, as a fresh table's would be.
 """
 from __future__ import annotations
 
-from itertools import chain, repeat
+from itertools import repeat
 from operator import getitem, itemgetter
 
 import numpy as np
@@ -69,18 +69,11 @@ class BlockTable:
 
     @staticmethod
     def _append(table: np.ndarray, cached: np.ndarray, block_lists, lengths: np.ndarray) -> None:
-        """Write each row's ids from its cached count on (a few rows a decode step), in one scatter."""
-        rows = np.nonzero(lengths > cached)[0]
-        if not rows.size:
-            return
-        starts = cached[rows]
-        counts = lengths[rows] - starts
-        total = int(counts.sum())
-        tails = map(getitem, _pick(block_lists, rows), map(slice, starts.tolist(), repeat(None)))
-        ids = np.fromiter(chain.from_iterable(tails), np.int32, total)
-        first = np.cumsum(counts) - counts  # each row's first entry in ids
-        cols = np.arange(total) - np.repeat(first - starts, counts)
-        table[np.repeat(rows, counts), cols] = ids
+        """Write each row's ids from its cached count on: a few rows a decode step (1 in 16 with 16-token
+        blocks), where a row write (~1 us) beats a vectorised scatter's fixed ~8 numpy calls."""
+        rows = np.nonzero(lengths > cached)[0].tolist()
+        for i, start in zip(rows, cached[rows].tolist()):
+            table[i, start:lengths[i]] = block_lists[i][start:]
 
     @staticmethod
     def _drop_changed(table: np.ndarray, cached: np.ndarray, known: np.ndarray, block_lists, lengths) -> None:

@@ -25,7 +25,7 @@ import logging
 import torch
 
 from inference.layers.attention import AttentionMetadata
-from inference.worker.graph_capture import capture
+from inference.worker.graph_capture import capture, capture_buckets
 from inference.worker.input_batch import InputBatch
 
 log = logging.getLogger(__name__)
@@ -64,17 +64,15 @@ class DecodeGraphs:
         if not self.capture:
             return 0
         widths = [w for w in self.widths if w * self.runner.block_size <= PRECAPTURE_TOKENS] or self.widths[:1]
-        count = 0
-        for size in reversed(self.buckets):
-            for width in reversed(widths):
-                if (size, width) not in self.graphs:
-                    try:
-                        self.graphs[size, width] = self._capture(size, width)
-                    except Exception as e:  # left to first use, which raises as it always has
-                        log.warning("decode graph (%d rows, %d blocks) not captured at start: %s", size, width, e)
-                        return count
-                    count += 1
-        return count
+
+        def capture_one(key: tuple[int, int]) -> bool:
+            try:
+                self.graphs[key] = self._capture(*key)
+            except Exception as e:  # left to first use, which raises as it always has
+                log.warning("decode graph (%d rows, %d blocks) not captured at start: %s", *key, e)
+                return False
+            return True
+        return capture_buckets(self, [(size, width) for size in self.buckets for width in widths], capture_one)
 
     def can_run(self, batch: InputBatch) -> bool:
         return (batch.meta.is_decode and not batch.image_chunks and batch.num_tokens <= self.buckets[-1]

@@ -110,14 +110,21 @@ def run_bucket(owner, bucket, forward: Callable[[], None], capture_one: Callable
 def capture_buckets(owner, buckets: Iterable, capture_one: Callable[[object], bool]) -> int:
     """capture_one(bucket) for each of `buckets` not in owner.graphs, largest first: the first
     capture sizes the shared pool and the smaller graphs reuse its blocks (smallest first, the pool
-    would grow again at each larger bucket). Stops once a failure turned the owner off; returns the graphs captured."""
+    would grow again at each larger bucket). Stops at the first failure (capture_one False);
+    returns the graphs captured. owner.graphs is read at each bucket (a capture may replace it)."""
     count = 0
     for bucket in sorted(buckets, reverse=True):
-        if not owner.enabled:
+        if bucket in owner.graphs:
+            continue
+        if not capture_one(bucket):
             break
-        if bucket not in owner.graphs and capture_one(bucket):
-            count += 1
+        count += 1
     return count
+
+
+def precapture_requested() -> bool:
+    """Whether engine start captures graph sets (DOCPIPE_GRAPH_PRECAPTURE, on by default)."""
+    return env_flag(PRECAPTURE_ENV, default=True)
 
 
 def precapture(graph_sets: Iterable) -> int:
@@ -125,7 +132,7 @@ def precapture(graph_sets: Iterable) -> int:
     DOCPIPE_GRAPH_PRECAPTURE=0; logs one INFO line with the count and the seconds taken, the
     warm-up calls' device work included. Returns the graphs captured."""
     sets = [g for g in graph_sets if g is not None]
-    if not sets or not env_flag(PRECAPTURE_ENV, default=True):
+    if not sets or not precapture_requested():
         return 0
     start = time.perf_counter()
     # no autograd (weights need no grad either); not inference_mode: buffers made here (vision's)

@@ -146,7 +146,8 @@ class InputBatchBuilder:
             # the last num_pending tokens of a history are placeholders (PENDING): only known ones are read
             ids[:] = PENDING
             known = np.nonzero(starts < num_known - num_pending)[0].tolist()
-            ids[known] = np.fromiter((reqs[s].token_buffer[starts[s]] for s in known), np.int64, len(known))
+            at = starts.tolist()
+            ids[known] = np.fromiter((reqs[s].token_buffer[at[s]] for s in known), np.int64, len(known))
         else:
             ids[:] = np.concatenate([r.token_buffer[s:e] for r, s, e in zip(reqs, starts.tolist(), ends.tolist())])
         pending_rows = np.nonzero(ids < 0)[0].tolist()  # placeholders: the previous step's tokens

@@ -21,7 +21,6 @@ import torch
 import torch.nn.functional as F
 
 from inference.config import EngineConfig, resolve_dtype
-from inference.env import env_flag
 from inference.engine.request import Request
 from inference.engine.scheduler import SchedulerOutput
 from inference.models.loader import load_config, load_model
@@ -109,10 +108,10 @@ class ModelRunner:
                 self.sampler.history.reserve(config.max_num_seqs + 1, min(HISTORY_RESERVE_TOKENS,
                                                                           config.max_model_len + 1))
                 sets += [self.graphs, self.sampler.graphs]
-            if sets:  # every bucket now, not inside a step (else on first use)
-                from inference.worker.graph_capture import PRECAPTURE_ENV, precapture
+            from inference.worker.graph_capture import precapture, precapture_requested
+            if sets and precapture_requested():  # every bucket now, not inside a step (else on first use)
                 precapture(sets)
-                if config.precapture_graphs and visual is not None and env_flag(PRECAPTURE_ENV, default=True):
+                if config.precapture_graphs and visual is not None:
                     self.ops.warm_vision_attention(visual.cfg.num_heads, visual.cfg.head_dim, self.dtype,
                                                    self.device)
 

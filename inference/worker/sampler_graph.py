@@ -125,6 +125,8 @@ class SamplerGraphs:
         key = (size, self.history.width - 1, logits.shape[1], logits.dtype, self.history.generation)
         if self.capture and key not in self.graphs and self.all_at_once and key[2:4] == tuple(self.logits):
             self.capture_all()  # the history widened past its reservation: one stall for every bucket
+            if key not in self.graphs:  # that capture failed (logged, sampler eager from now on)
+                return None
         buf = self._buffers(key, scratch)
         if self.capture and key not in self.graphs and not self._capture(key, buf, scratch):
             return None
