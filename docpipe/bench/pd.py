@@ -172,8 +172,9 @@ def stage_table(stages: dict) -> str:
 def slowest_table(slowest: list[dict], rows: int = 8) -> str:
     """The requests with the highest TPOT (router's record) and where their TPOT window went: the
     transfer as the router saw it and its hops (transfer.meta.hop_spans), the decode worker's time."""
-    spans = ("transfer", "kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox", "decode_engine",
-             "decode_max_step", "tpot_window")
+    from inference.router.metrics import KV_HOPS
+
+    spans = ("transfer", *KV_HOPS, "decode_engine", "decode_max_step", "tpot_window")
     lines = [f"slowest TPOT (ms):  {'request':<20} {'tok':>4} {'tpot':>6} {'steps':>5} "
              + " ".join(f"{n:>15}" for n in spans)]
     for r in slowest[:rows]:

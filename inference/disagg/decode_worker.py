@@ -117,9 +117,13 @@ class DecodeWorker(Worker):
     def _drop_awaiting(self, rid: str) -> None:
         req = self.engine.awaiting_kv.pop(rid, None)
         self.expected.pop(rid, None)
-        self.allocated_at.pop(rid, None)
+        self._forget(rid)
         if req is not None:
             self.engine.block_manager.free(req.block_ids)
+
+    def _forget(self, rid: str) -> tuple:
+        """Every per-request span of `rid` (allocated, landed, hops), removed, whichever way it ends."""
+        return tuple(spans.pop(rid, None) for spans in (self.allocated_at, self.landed_at, self.hops))
 
     def _release(self, rid: str, transfer_started: bool = True) -> None:
         if rid in self.engine.awaiting_kv and not transfer_started:
@@ -128,8 +132,7 @@ class DecodeWorker(Worker):
             self.quarantine[rid] = time.time() + self.lease_s
         else:
             self.engine.abort(rid)  # its output is never handed out: what on_outputs would pop goes now
-            for spans in (self.allocated_at, self.landed_at, self.hops):
-                spans.pop(rid, None)
+            self._forget(rid)
 
     def _landed(self, meta: TransferMeta) -> None:
         rid = meta.request_id
@@ -188,13 +191,12 @@ class DecodeWorker(Worker):
     def on_outputs(self, outputs: list) -> None:
         now = time.perf_counter()
         for out in outputs:
-            allocated, landed = self.allocated_at.pop(out.request_id, None), self.landed_at.pop(out.request_id, None)
-            hops = self.hops.pop(out.request_id, {})
+            allocated, landed, hops = self._forget(out.request_id)
             if out.finish_reason == "abort":
                 continue  # released by the router: nobody waits for it
             done = P.DecodeDone(request_id=out.request_id, token_ids=out.token_ids, finish_reason=out.finish_reason,
                                 text=out.text, num_free_blocks=self.engine.block_manager.num_free_blocks,
-                                step_s=self._step_s, kv_hops_s=hops)
+                                step_s=self._step_s, kv_hops_s=hops or {})
             if landed is not None:
                 landed_s, landed_step = landed
                 done.decode_s = now - landed_s

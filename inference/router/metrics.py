@@ -27,6 +27,8 @@ import json
 import math
 from collections import Counter, deque
 
+from inference.transfer.meta import HOP_SPANS
+
 WINDOW = 10_000  # latency samples kept per series
 SLOWEST = 16  # requests with the highest TPOT whose spans are kept
 
@@ -45,7 +47,7 @@ STAGES = {
 }
 # measured by the workers on their clocks (seconds, carried in PrefillDone / DecodeDone)
 MAX_SPAN_S = 1e6  # a worker-sent span above this (or not finite) is not a measurement
-KV_HOPS = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")  # transfer.meta.hop_spans
+KV_HOPS = HOP_SPANS  # the KV's hops (transfer.meta.hop_spans)
 WORKER_STAGES = ("prefill_admit_wait", "prefill_engine", "decode_kv_wait", "decode_engine", "decode_max_step",
                  *KV_HOPS)
 
@@ -61,17 +63,17 @@ def percentile(values, q: float) -> float:
 
 def worker_spans(prefilled, decoded=None) -> dict:
     """WORKER_STAGES of one request from its PrefillDone and DecodeDone
-    (None: not measured; a worker sends a negative value for that)."""
-    def measured(seconds: float):
-        return seconds if seconds >= 0 else None
+    (None: not measured; a worker sends a negative value for that, and anything not a finite
+    number below MAX_SPAN_S is not a measurement either)."""
+    def measured(seconds):
+        return float(seconds) if type(seconds) in (int, float) and 0 <= seconds < MAX_SPAN_S else None
 
     spans = {"prefill_engine": prefilled.prefill_s, "prefill_admit_wait": measured(prefilled.admit_wait_s)}
     if decoded is not None:
         spans.update(decode_kv_wait=measured(decoded.kv_wait_s), decode_engine=measured(decoded.decode_s),
                      decode_max_step=measured(decoded.max_step_s))
         hops = decoded.kv_hops_s if isinstance(decoded.kv_hops_s, dict) else {}
-        spans.update({name: float(v) for name, v in hops.items() if name in KV_HOPS
-                      and type(v) in (int, float) and 0 <= v < MAX_SPAN_S})
+        spans.update({name: measured(v) for name, v in hops.items() if name in KV_HOPS})
     return spans
 
 

@@ -22,6 +22,7 @@ from inference.transfer.token_pack import pack, unpack
 MAX_PROMPT_TOKENS = 1 << 21  # bound of a prompt off the wire (the largest KV pools hold ~1M tokens)
 OPTIONAL = ("prompt_token_ids", "hops")  # fields an older peer does not send (hops never travels in it)
 HOPS = ("queued", "send", "sent", "received", "landed", "dispatched")  # stamps, in order (hop_spans)
+HOP_SPANS = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")  # between consecutive HOPS
 
 
 @dataclass
@@ -134,9 +135,8 @@ def hop_spans(stamps: dict) -> dict:
     What a span holds depends on the transport: kv_send includes waiting for room (max_inflight) and,
     on rdma, the writes; kv_wire holds the last data unit on tcp and the whole copy on shm (its META
     is encoded before the copy); kv_copy_wait is cuda-ipc's wait for the sender's copy event."""
-    names = ("kv_queue", "kv_send", "kv_wire", "kv_copy_wait", "kv_inbox")
     spans = {}
-    for name, (a, b) in zip(names, zip(HOPS, HOPS[1:])):
+    for name, (a, b) in zip(HOP_SPANS, zip(HOPS, HOPS[1:])):
         if a in stamps and b in stamps and stamps[b] >= stamps[a]:
             spans[name] = stamps[b] - stamps[a]
     return spans

@@ -153,8 +153,7 @@ class ControlSender(KVSender):
             seq = self._seq
             self._pending[seq], stream.seqs[seq] = handle, prep.num_bytes
         try:
-            extra = self._move(seq, prep) or {}
-            self._send_meta({"seq": seq, "meta": meta.to_wire(), **extra, "hops": stamp_sent(meta)})
+            self._send_meta(meta_header(seq, meta, **(self._move(seq, prep) or {})))
         except Exception as e:
             self._finish(seq, "failed", f"{type(e).__name__}: {e}")
             raise
@@ -197,7 +196,7 @@ class ControlSender(KVSender):
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
         """Self-acked: move, then hand over the META (shm encodes it before the move)."""
         extra = self._move(seq, prep)
-        self._send_meta({"seq": seq, "meta": meta.to_wire(), "self_acked": True, **(extra or {}), "hops": stamp_sent(meta)})
+        self._send_meta(meta_header(seq, meta, self_acked=True, **(extra or {})))
 
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""
@@ -302,7 +301,8 @@ class ControlSender(KVSender):
         self._fail_all("sender closed")
 
 
-def stamp_sent(meta: TransferMeta) -> dict:
-    """The sender's hop stamps for the META header, with `sent` now."""
+def meta_header(seq: int, meta: TransferMeta, **extra) -> dict:
+    """A META frame's header: seq, the meta's wire form, transport fields, and the sender's hop
+    stamps with `sent` now (every transport's META is built here)."""
     meta.hops["sent"] = time.time()
-    return meta.hops
+    return {"seq": seq, "meta": meta.to_wire(), **extra, "hops": meta.hops}

@@ -37,7 +37,7 @@ from inference.transfer import doorbell, memcopy, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.meta import TransferMeta
 from inference.transfer.receiver import ControlReceiver
-from inference.transfer.sender import ControlSender, stamp_sent
+from inference.transfer.sender import ControlSender, meta_header
 from inference.transfer.source import PreparedTransfer, flat_bytes
 
 log = logging.getLogger("inference.transfer.shm")
@@ -128,7 +128,7 @@ class ShmSender(ControlSender):
 
     def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
         # encoded before the move: its `sent` stamp is taken before the copy (kv_wire holds the copy here)
-        payload = wire.encode_json({"seq": seq, "meta": meta.to_wire(), "self_acked": True, "hops": stamp_sent(meta)})
+        payload = wire.encode_json(meta_header(seq, meta, self_acked=True))
         self._move(seq, prep)
         self._publish(payload)  # only once every byte landed
 

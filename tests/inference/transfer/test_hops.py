@@ -41,9 +41,11 @@ def test_malformed_stamps_never_fail_a_transfer(name, monkeypatch):
     and the next one on the connection too; only the receiver's own stamps stay."""
     from inference.transfer import sender as sender_mod, shm
 
-    bad = lambda meta: {"send": 10 ** 400, "sent": float("nan"), "queued": "x"}  # noqa: E731
-    monkeypatch.setattr(sender_mod, "stamp_sent", bad)
-    monkeypatch.setattr(shm, "stamp_sent", bad)
+    def bad(seq, meta, **extra):
+        return {"seq": seq, "meta": meta.to_wire(), **extra,
+                "hops": {"send": 10 ** 400, "sent": float("nan"), "queued": "x"}}
+    monkeypatch.setattr(sender_mod, "meta_header", bad)
+    monkeypatch.setattr(shm, "meta_header", bad)
     transport = select_transport(name)
     config = TransferConfig(token=TOKEN, timeout_s=5)
     receiver = transport.receiver_cls(transport.receiver_cls.allocate_pool(SPEC), config)
