@@ -36,11 +36,8 @@ def _register_all() -> None:
 @app.callback()
 def _process_settings() -> None:
     """Settings of the process the command runs in (docpipe owns it): the GIL switch interval."""
-    from inference.env import set_switch_interval
-    try:
-        set_switch_interval()
-    except ValueError as e:  # a bad variable must not stop every command (--help included)
-        typer.echo(f"warning: {e}; keeping Python's switch interval", err=True)
+    from inference.env import apply_switch_interval
+    apply_switch_interval()  # a bad variable must not stop every command (--help included)
 
 
 _register_all()

@@ -45,3 +45,14 @@ def set_switch_interval() -> float:
         raise ValueError(f"{SWITCH_INTERVAL_ENV} must be > 0, got {text!r}")
     sys.setswitchinterval(ms / 1000)
     return ms / 1000
+
+
+def apply_switch_interval() -> None:
+    """set_switch_interval() for a process starting up: a bad variable is reported on stderr and
+    CPython's interval kept (it must not stop a command or a worker)."""
+    import sys
+
+    try:
+        set_switch_interval()
+    except ValueError as e:
+        print(f"warning: {e}; keeping Python's switch interval", file=sys.stderr)

@@ -80,7 +80,7 @@ def monolithic_config(model: str, layout, engine_kw: dict):
     whole engine captures at start (decode and sampler graphs included; engine_kw may override)."""
     from inference.disagg.worker import engine_config
 
-    return engine_config(model, layout.role("prefill"), **{"precapture_decode": True, **engine_kw})
+    return engine_config(model, layout.role("prefill"), role="monolithic", **engine_kw)
 
 
 def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:

@@ -28,8 +28,8 @@ ANNOUNCE_TIMEOUT_S = 60.0  # a worker retries joining its router this long (the 
 
 
 def _prepare(num_threads: int | None) -> None:
-    from inference.env import set_switch_interval
-    set_switch_interval()  # a role's sender, landing and connection threads wait less on its engine thread
+    from inference.env import apply_switch_interval
+    apply_switch_interval()  # a role's sender, landing and connection threads wait less on its engine thread
     if num_threads:
         import torch
         torch.set_num_threads(num_threads)  # roles share the host's cores

@@ -44,14 +44,18 @@ def remember_owner(owners: dict, request_id: str, channel, limit: int = OWNERS_K
         del owners[next(iter(owners))]
 
 
-def engine_config(model: str, spec: WorkerSpec, **overrides) -> EngineConfig:
+ROLE_SETTINGS = {  # what an engine of a role leaves out at start (others, e.g. "monolithic": nothing)
+    "decode": {"precapture_graphs": False},  # ~2.6 GiB of encoder/prefill graph pools it would seldom use
+    "prefill": {"precapture_decode": False},  # it hands every request over after its first token
+}
+
+
+def engine_config(model: str, spec: WorkerSpec, role: str | None = None, **overrides) -> EngineConfig:
+    """The EngineConfig of `spec`'s settings, for an engine of `role` (default: spec.role)."""
     kw = dict(model=model, dtype=spec.dtype, device=spec.device, kv_block_size=spec.kv_block_size,
               max_num_seqs=spec.max_num_seqs, max_num_batched_tokens=spec.max_num_batched_tokens,
               ops_backend=spec.ops_backend, mode=spec.mode, gpu_memory_utilization=spec.gpu_memory_fraction)
-    if spec.role == "decode":
-        kw["precapture_graphs"] = False  # ~2.6 GiB of encoder/prefill graph pools it would seldom use
-    elif spec.role == "prefill":
-        kw["precapture_decode"] = False  # it hands every request over after its first token
+    kw.update(ROLE_SETTINGS.get(role or spec.role, {}))
     kw.update(overrides)
     return EngineConfig(**kw)
 

@@ -108,9 +108,11 @@ class Ops:
         images are left unset."""
         raise NotImplementedError
 
-    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
+                              graph_patches: int) -> None:
         """Engine start: whatever vision_attention decides or builds on a batch's first call of a
-        kind (kernel choice, kernel builds), done now rather than inside a run. Nothing here."""
+        kind (kernel choice, kernel builds), done now rather than inside a run; graph_patches: the
+        most patches an encoder graph takes (larger calls are eager). Nothing here."""
 
     def prefill_tiles_block(self, dtype: torch.dtype) -> int | None:
         """Query rows per `tiles` entry of prefill_attention, or None: this backend has no tiled launch."""

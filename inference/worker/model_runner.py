@@ -112,8 +112,9 @@ class ModelRunner:
             if sets and precapture_requested():  # every bucket now, not inside a step (else on first use)
                 precapture(sets)
                 if config.precapture_graphs and visual is not None:
+                    graph_patches = self.vision_graphs.buckets[-1] if self.vision_graphs is not None else 0
                     self.ops.warm_vision_attention(visual.cfg.num_heads, visual.cfg.head_dim, self.dtype,
-                                                   self.device)
+                                                   self.device, graph_patches)
 
     @property
     def bytes_per_block(self) -> int:

@@ -65,8 +65,9 @@ class Ops(base.Ops):
             return vision_flash_attention(q, k, v, cu_seqlens, max_seqlen, scale, graph_config(), tiles)
         return vision_attention(q, k, v, cu_seqlens, max_seqlen, scale)
 
-    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
-        warm_choices(heads, head_dim, dtype, device)
+    def warm_vision_attention(self, heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
+                              graph_patches: int) -> None:
+        warm_choices(heads, head_dim, dtype, device, graph_patches)
 
     def vision_tiles_block(self, head_dim: int, dtype: torch.dtype) -> int | None:
         """Query rows per entry of vision_attention's `tiles`, or None: no tiled kernel here."""

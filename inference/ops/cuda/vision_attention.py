@@ -118,8 +118,7 @@ def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
     from inference.ops.cuda.vision_flash import FlashConfig
-    configs = [graph_config()]
-    configs += [c for c in (FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128),) if c not in configs]
+    configs = dict.fromkeys([graph_config(), FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)])  # no config twice
     return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
 
 
@@ -191,17 +190,21 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
 PAGE_PATCHES = 5476  # a 1036x1036 layout page (74x74 patches), what a document run sends most
 
 
-EAGER_PAGES = 6  # the fewest layout pages past the largest encoder graph (32,768 patches): eager calls
+GRAPH_PATCHES = 32768  # the largest encoder graph's patches (vision_graph.MAX_PATCHES), unless told
+EAGER_PAGES = GRAPH_PATCHES // PAGE_PATCHES + 1  # the fewest layout pages an encoder graph does not take
 
 
-def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device) -> None:
+def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
+                 graph_patches: int = GRAPH_PATCHES) -> None:
     """Engine start: the choices (candidates timed, kernels built) for eager calls of layout pages,
     alone and mixed with a crop, made now, on the smallest such call (the choice is kept per length
     bucket, whatever the page count). Made inside a run, the first one took seconds on a machine whose
     Triton cache lacked a candidate (session 8: a PD prefill worker's first batch of 16 pages, TTFT
-    4.5 s). q and k are contiguous, as the rotary kernel hands them over; v a view of the packed qkv."""
+    4.5 s). q and k are contiguous, as the rotary kernel hands them over; v a view of the packed qkv.
+    graph_patches: the largest encoder graph's patches (the caller's graphs), what decides that size."""
     gen = torch.Generator(device=device).manual_seed(0)
-    for lengths in ([PAGE_PATCHES] * EAGER_PAGES, [PAGE_PATCHES] * EAGER_PAGES + [1024]):
+    pages = graph_patches // PAGE_PATCHES + 1
+    for lengths in ([PAGE_PATCHES] * pages, [PAGE_PATCHES] * pages + [1024]):
         qkv = torch.randn(sum(lengths), 3, heads, head_dim, device=device, generator=gen).to(dtype)
         cu = torch.tensor([0, *lengths], device=device, dtype=torch.int32).cumsum(0, dtype=torch.int32)
         q, k, v = qkv.unbind(1)
