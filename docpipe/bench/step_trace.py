@@ -163,6 +163,15 @@ def load_trace(path) -> list[dict]:
 _DEVICE_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 
 
+def _by_thread(events) -> tuple[dict, dict]:
+    """Events per thread id in start order (a stable sort: ties keep the trace's order), and each
+    thread's start times, for bisect."""
+    lists: dict = collections.defaultdict(list)
+    for e in sorted(events, key=lambda e: e["ts"]):
+        lists[e["tid"]].append(e)
+    return lists, {tid: [e["ts"] for e in lst] for tid, lst in lists.items()}
+
+
 def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
     """See the module doc. Times in the trace are microseconds."""
     complete = [e for e in events if e.get("ph") == "X" and "dur" in e]
@@ -172,12 +181,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
     launch_of = {e["args"].get("correlation"): e for e in runtime if "args" in e}
 
     # host intervals by thread, for "which op / phase / step encloses this runtime call"
-    by_tid: dict = collections.defaultdict(list)
-    for e in host:
-        by_tid[e["tid"]].append(e)
-    for lst in by_tid.values():
-        lst.sort(key=lambda e: e["ts"])
-    starts_of = {tid: [e["ts"] for e in lst] for tid, lst in by_tid.items()}
+    by_tid, starts_of = _by_thread(host)
 
     def enclosing(call) -> list[dict]:
         lst = by_tid.get(call["tid"], [])
@@ -214,10 +218,7 @@ def summarize(events: list[dict], gap_us: float = 20.0, top: int = 15) -> dict:
     kernels_of: dict = collections.defaultdict(list)
     for k in kernels:
         kernels_of[k.get("args", {}).get("correlation")].append(k)
-    calls_of: dict = collections.defaultdict(list)
-    for c in sorted((c for c in runtime if "args" in c), key=lambda c: c["ts"]):
-        calls_of[c["tid"]].append(c)
-    call_starts = {tid: [c["ts"] for c in calls] for tid, calls in calls_of.items()}
+    calls_of, call_starts = _by_thread(c for c in runtime if "args" in c)
     per_kind: dict = {}
     for s in (e for e in host if e["name"].startswith("step:")):
         kind = s["name"][5:]
