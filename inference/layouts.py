@@ -79,7 +79,7 @@ class GpuSharingSpec:
 class TransferSpec:
     transport: str = "shm"  # shm | tcp | cuda-ipc | rdma
     fallback: str | None = None  # used when `transport` is unavailable on this machine
-    max_inflight: int = 4  # concurrent transfers per peer
+    max_inflight: int = 32  # unacked transfers per peer (a group of queued cuda-ipc sends takes what fits)
     lease_s: float = 30.0  # prefill frees unacknowledged blocks after this
     tcp_streams: int | None = None  # tcp: connections per sender (None: $DOCPIPE_TCP_STREAMS or 1)
 

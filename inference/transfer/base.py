@@ -216,6 +216,21 @@ class KVSender:
     def send(self, meta: TransferMeta) -> TransferHandle:
         raise NotImplementedError
 
+    batches_sends = False  # send_many moves several transfers in one go (else it is send() in a loop)
+
+    def send_many(self, metas: list[TransferMeta]) -> list[Exception | None]:
+        """Send `metas` in order; per meta, the exception its send raised (None: sent). This default
+        sends one at a time; a transport with `batches_sends` moves a group at once (cuda-ipc: one
+        wait for the engine's stream, one copy plan, one event, the META frames in one write)."""
+        errors: list[Exception | None] = []
+        for meta in metas:
+            try:
+                self.send(meta)
+                errors.append(None)
+            except Exception as e:  # noqa: BLE001 (handed to the caller, per meta)
+                errors.append(e)
+        return errors
+
     def close(self) -> None:
         raise NotImplementedError
 

@@ -14,6 +14,9 @@ Completion, two ways:
     receiver's checks (ids, lease) before moving, marks the META "self_acked"
     (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
+Batches (`batches_sends`, cuda-ipc): send_many() reserves as many queued
+transfers as there is room for, moves them with one `_move_many` and writes
+their META frames in one call; the receiver handles each META as usual.
 
 Streams (tcp: config.tcp_streams): several connections to one receiver, each
 authenticated and HELLO'd, each with its own ack reader. A transfer's frames,
@@ -135,29 +138,77 @@ class ControlSender(KVSender):
 
     def send(self, meta: TransferMeta) -> TransferHandle:
         if not self.is_alive():  # checked here: a self-acked send would not notice a receiver gone otherwise
-            connected = self._sock is not None and not self._closed.is_set()
-            raise TransferError(f"{self.name}: " + ("the receiver went away" if connected else "sender is not connected"))
-        meta.hops["send"] = time.time()
-        meta.with_lease(self.config.lease_s)
-        prep = prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
+            raise self._gone()
+        prep = self._prepare(meta)
         if self.self_acks:
             return self._send_self_acked(meta, prep)
-        handle = TransferHandle(meta)
-        limit = self.config.max_inflight
-        with self._room:
-            if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
-                raise TransferError(f"{self.name}: {limit} transfers unacked for {self.config.lease_s} s")
-            if (stream := self._pick_stream()) is None:
-                raise TransferError(f"{self.name}: the receiver went away (no connection left)")
-            self._seq += 1
-            seq = self._seq
-            self._pending[seq], stream.seqs[seq] = handle, prep.num_bytes
+        ((seq, handle, _, _),) = self._reserve([(meta, prep)])
         try:
             self._send_meta(meta_header(seq, meta, **(self._move(seq, prep) or {})))
         except Exception as e:
             self._finish(seq, "failed", f"{type(e).__name__}: {e}")
             raise
         return handle
+
+    def send_many(self, metas: list[TransferMeta]) -> list[Exception | None]:
+        """With `batches_sends` (a transport with _move_many): the metas that prepare are reserved as
+        room allows (max_inflight unacked), each group moved by one _move_many and announced by its
+        META frames in one write; a group's failure fails its metas only. Otherwise send() each."""
+        if not self.batches_sends or self.self_acks or len(metas) < 2:
+            return super().send_many(metas)
+        if not self.is_alive():
+            return [self._gone()] * len(metas)
+        errors: list[Exception | None] = [None] * len(metas)
+        ready, where = [], {}  # (meta, prep) in order; id(meta) -> its index
+        for i, meta in enumerate(metas):
+            try:
+                ready.append((meta, self._prepare(meta)))
+                where[id(meta)] = i
+            except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
+                errors[i] = e
+        while ready:
+            try:
+                group = self._reserve(ready)
+            except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
+                for meta, _ in ready:
+                    errors[where[id(meta)]] = e
+                break
+            del ready[:len(group)]
+            try:
+                extra = self._move_many([(seq, prep) for seq, _, _, prep in group]) or {}
+                self._send_metas([meta_header(seq, meta, **extra) for seq, _, meta, _ in group])
+            except Exception as e:  # noqa: BLE001
+                for seq, _, meta, _ in group:
+                    self._finish(seq, "failed", f"{type(e).__name__}: {e}")
+                    errors[where[id(meta)]] = e
+        return errors
+
+    def _gone(self) -> TransferError:
+        connected = self._sock is not None and not self._closed.is_set()
+        return TransferError(f"{self.name}: " + ("the receiver went away" if connected else "sender is not connected"))
+
+    def _prepare(self, meta: TransferMeta) -> PreparedTransfer:
+        meta.hops["send"] = time.time()
+        meta.with_lease(self.config.lease_s)
+        return prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
+
+    def _reserve(self, ready: list) -> list[tuple[int, TransferHandle, TransferMeta, PreparedTransfer]]:
+        """Pending slots for the first of `ready` ((meta, prep) pairs): waits until fewer than
+        max_inflight transfers are unacked, then takes as many as fit (at least one), all on the
+        least loaded stream. Returns (seq, handle, meta, prep) for each taken."""
+        limit = self.config.max_inflight
+        with self._room:
+            if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
+                raise TransferError(f"{self.name}: {limit} transfers unacked for {self.config.lease_s} s")
+            if (stream := self._pick_stream()) is None:
+                raise TransferError(f"{self.name}: the receiver went away (no connection left)")
+            taken = []
+            for meta, prep in ready[:limit - len(self._pending)]:
+                self._seq += 1
+                handle = TransferHandle(meta)
+                self._pending[self._seq], stream.seqs[self._seq] = handle, prep.num_bytes
+                taken.append((self._seq, handle, meta, prep))
+        return taken
 
     def _pick_stream(self) -> Stream | None:
         """The live stream with the fewest unacked bytes (under _room); ties: round robin."""
@@ -198,9 +249,20 @@ class ControlSender(KVSender):
         extra = self._move(seq, prep)
         self._send_meta(meta_header(seq, meta, self_acked=True, **(extra or {})))
 
+    def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:
+        """Move several transfers ((seq, prep) pairs); returns the META fields common to them all.
+        Only for transports with `batches_sends`."""
+        raise NotImplementedError
+
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""
         self._send_frame(wire.META, header)
+
+    def _send_metas(self, headers: list[dict]) -> None:
+        """Deliver several METAs in one write on the control connection (batches_sends transports
+        have that one stream)."""
+        with self._lock:
+            wire.sendmsg_all(self._sock, [b for h in headers for b in wire.frame_buffers(wire.META, h)])
 
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:
         with self._lock:

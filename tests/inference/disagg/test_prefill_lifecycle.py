@@ -16,12 +16,13 @@ import pytest
 from inference.disagg import protocol as P
 from inference.disagg.prefill_worker import Prepared, PrefillWorker
 from inference.transfer import Transport, TransferError
+from inference.transfer.base import KVSender
 from tests.inference.disagg.doubles import Recorder, make_worker
 
 PROMPT = list(range(3, 23))  # 20 tokens
 
 
-class GatedSender:
+class GatedSender(KVSender):  # send_many: the base class's send() loop
     """Acks each send once `gate` is open; a request id starting with "fail" fails on bad ids."""
 
     peer_spec = None  # no receiver pool: TransferDone counts 0 bytes

@@ -12,10 +12,11 @@ import pytest
 
 from inference.disagg.prefill_worker import PrefillWorker
 from inference.transfer import Transport, TransferError, TransferMeta
+from inference.transfer.base import KVSender
 from tests.inference.disagg.doubles import make_worker
 
 
-class RecordingSender:
+class RecordingSender(KVSender):  # send_many: the base class's send() loop
     """Sender double: `plan` says what each send does (ok | bad_ids | broken)."""
 
     peer_spec = None  # no receiver pool: TransferDone counts 0 bytes
@@ -125,3 +126,51 @@ def test_failed_connect_is_closed(worker):
     assert status.startswith("failed: ConnectionRefusedError")
     assert RecordingSender.made[0].closed and not worker.senders
 
+
+
+class BatchingSender(RecordingSender):
+    """A sender that moves groups (batches_sends): records each send_many group; the first one
+    waits on `gate`, so the sends queued meanwhile pile up behind it."""
+
+    batches_sends = True
+    gate = threading.Event()
+    groups: list[list[str]] = []
+
+    def send_many(self, metas):
+        BatchingSender.gate.wait(10)
+        BatchingSender.groups.append([m.request_id for m in metas])
+        return super().send_many(metas)
+
+
+def test_queued_sends_go_to_a_batching_sender_as_groups_per_address(worker):
+    recording = worker.transport
+    worker.transport = Transport("batching", BatchingSender, object, lambda config: None)
+    BatchingSender.gate.set()
+    try:
+        _groups_after_a_wait(worker)
+    finally:
+        BatchingSender.gate.set()
+        worker.transport = recording
+
+
+def _groups_after_a_wait(worker):
+    assert send(worker, "warm@0", "ok") == "acked"  # connects to the first address
+    BatchingSender.gate.clear()
+    BatchingSender.groups = []
+    a, b = "127.0.0.1:1", "127.0.0.1:2"
+    order = [("a0", a), ("a1", a), ("a2", a), ("b0", b), ("a3", a)]
+    RecordingSender.plan.extend(["ok", "ok", "bad_ids", "ok", "ok"])
+    for rid, address in order:
+        worker._sends.put((address, TransferMeta(request_id=rid, src_block_ids=[0], dst_block_ids=[0], num_tokens=4,
+                                                 first_token_id=1, mrope_position_delta=0, sampling_state={},
+                                                 lease_expiry_unix_s=time.time() + 30)))
+        time.sleep(0.05)  # a0 is taken alone and waits at the gate; the rest queue behind it
+    BatchingSender.gate.set()
+    released = {}
+    for _ in order:
+        _, (_, meta, status) = worker.inbox.get(timeout=10)
+        released[meta.request_id] = status
+    # in queue order; consecutive sends to one address form one group, another address ends it
+    assert BatchingSender.groups == [["a0"], ["a1", "a2"], ["b0"], ["a3"]]
+    assert released.pop("a2").startswith("failed: TransferError")  # its own error only
+    assert set(released.values()) == {"acked"}

@@ -14,10 +14,11 @@ from inference.disagg import protocol as P
 from inference.disagg.prefill_job import PrefillJob
 from inference.disagg.prefill_worker import Prepared, PrefillWorker
 from inference.transfer import Transport
+from inference.transfer.base import KVSender
 from tests.inference.disagg.doubles import Recorder, make_worker
 
 
-class AckingSender:
+class AckingSender(KVSender):  # send_many: the base class's send() loop
     peer_spec = None  # no receiver pool: TransferDone counts 0 bytes
 
     def __init__(self, pool, config, on_release):

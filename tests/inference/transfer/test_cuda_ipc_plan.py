@@ -186,3 +186,62 @@ def test_cuda_ipc_many_runs_and_reused_events_between_processes():
         final.update(zip(d, s))
     dst_ids = sorted(final)
     assert torch.equal(dst[dst_ids].cpu(), src[[final[b] for b in dst_ids]].cpu())
+
+
+def test_move_many_waits_once_copies_every_block_and_records_one_event(fake_cuda):
+    """A group of sends: one wait for the engine's stream, the pool runs of all of them in one
+    plan (here 40 scattered blocks: the gather/scatter path), one event whose slot each META names."""
+    src, dst = _pools()
+    tx = _sender(src, dst)
+    config = TransferConfig(token="t")
+    rng = random.Random(3)
+    dst_free = rng.sample(range(64), 60)
+    plans = [(rng.sample(range(64), n), [dst_free.pop() for _ in range(n)]) for n in (1, 3, 8, 28)]
+    items = [(seq, prepare(src, SPEC, SPEC, TransferMeta(f"r{seq}", s, d, len(s) * SPEC.block_size, 0, 0), config,
+                           tx._pool_bytes)) for seq, (s, d) in enumerate(plans, start=5)]
+    assert sum(len(p.runs) for _, p in items) > cuda_ipc.MAX_COPY_CALLS
+    assert tx._move_many(items) == {"event": 8 % cuda_ipc.EVENTS}  # the last seq's slot
+    for s, d in plans:
+        for a, b in zip(s, d):
+            assert torch.equal(dst[b], src[a])
+    assert tx._stream.waits == 1 and len(tx._written.records) == 1
+    assert sum(len(e.records) for e in tx._events) == 1 and len(tx._events[8].records) == 1
+    assert tx._stream.syncs == 0
+
+
+@pytest.mark.gpu
+def test_cuda_ipc_send_many_between_processes():
+    """On a GPU: a group of sends (scattered and contiguous blocks, more than the event slots and
+    than max_inflight) moved by send_many; each bit-exact once acked."""
+    if not torch.cuda.is_available():
+        pytest.skip("cuda-ipc needs a CUDA device; this machine has none")
+    from inference.transfer import select_transport
+    from transfer_peers import TOKEN, RemoteReceiver, random_pool
+
+    spec = PoolSpec(512, 2, 16, 2, 64, "bfloat16")
+    n = cuda_ipc.EVENTS + 8
+    peer = RemoteReceiver("cuda-ipc", spec, expect=n)
+    src = random_pool(spec).cuda()
+    released, done = {}, threading.Event()
+
+    def on_release(meta, status):
+        released[meta.request_id] = status
+        if len(released) == n:
+            done.set()
+
+    config = TransferConfig(transport="cuda-ipc", token=TOKEN, max_inflight=8)
+    tx = select_transport("cuda-ipc").sender_cls(src, config, on_release)
+    tx.connect(peer.address)
+    rng = random.Random(11)
+    scattered = rng.sample(range(6 * n, 512), 512 - 6 * n)  # odd sends: 20 scattered blocks each
+    plans = []
+    for i in range(n):  # even sends: 6 consecutive blocks each, below 6 * n
+        dst_ids = [scattered.pop() for _ in range(20)] if i % 2 else list(range(6 * i, 6 * i + 6))
+        plans.append((rng.sample(range(512), len(dst_ids)), dst_ids))
+    metas = [TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)]
+    assert tx.send_many(metas) == [None] * n
+    assert done.wait(30) and set(released.values()) == {"acked"}
+    _, dst = peer.result()
+    tx.close()
+    for s, d in plans:
+        assert torch.equal(dst[d].cpu(), src[s].cpu())

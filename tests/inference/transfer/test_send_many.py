@@ -1,0 +1,83 @@
+"""ControlSender.send_many for a transport that moves groups (batches_sends), over a real control
+connection: groups never exceed the room max_inflight leaves, a meta that fails to prepare fails
+alone, every other one lands and is acked, and the receiver gets them in order. The data path is
+an in-process copy into the receiver's pool (cuda-ipc's plan on CPU tensors)."""
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
+from inference.transfer.cuda_ipc import enqueue_copies, merged
+from inference.transfer.receiver import ControlReceiver
+from inference.transfer.sender import ControlSender
+from inference.transfer.source import flat_bytes
+
+SPEC = PoolSpec(32, 2, 4, 2, 8, "float32")
+TOKEN = "test-token-send-many"
+POOLS: dict[int, torch.Tensor] = {}  # receiver id -> its pool (both ends live in this process)
+
+
+class LocalReceiver(ControlReceiver):
+    name = "local-group"
+
+    def _on_hello(self, state, hello):
+        POOLS[id(self)] = self.pool
+        return {"pool": id(self)}
+
+
+class LocalSender(ControlSender):
+    name = "local-group"
+    batches_sends = True
+
+    def _attach(self, reply):
+        self._dst, self.groups = flat_bytes(POOLS[reply["pool"]]), []
+
+    def _move(self, seq, prep):
+        return self._move_many([(seq, prep)])
+
+    def _move_many(self, items):
+        self.groups.append([seq for seq, _ in items])
+        enqueue_copies(self._pool_bytes, self._dst, merged([prep for _, prep in items]))
+        return {"group": len(items)}
+
+
+def test_send_many_moves_groups_within_max_inflight():
+    config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=3)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
+    address = rx.start()
+    src = torch.randn(SPEC.shape)
+    released, done = {}, threading.Event()
+
+    def on_release(meta, status):
+        released[meta.request_id] = status
+        if len(released) == 6:
+            done.set()
+
+    tx = LocalSender(src, config, on_release)
+    tx.connect(address)
+    try:
+        metas = [TransferMeta(f"r{i}", [i], [i + 10], SPEC.block_size, 0, 0) for i in range(7)]
+        metas[4] = TransferMeta("bad", [4], [SPEC.num_blocks + 1], SPEC.block_size, 0, 0)  # outside the receiver's pool
+        errors = tx.send_many(metas)
+        assert [e is None for e in errors] == [True, True, True, True, False, True, True]
+        assert isinstance(errors[4], TransferError) and "outside" in str(errors[4])
+        assert done.wait(10) and set(released.values()) == {"acked"} and "bad" not in released
+        got = [rx.recv(timeout_s=5) for _ in range(6)]
+    finally:
+        tx.close()
+        rx.close()
+    assert [m.request_id for m in got] == ["r0", "r1", "r2", "r3", "r5", "r6"]
+    assert sum(map(len, tx.groups)) == 6 and tx.groups[0] == [1, 2, 3]  # room for 3: the first group takes 3
+    assert all(len(g) <= 3 for g in tx.groups)
+    dst = POOLS[id(rx)]
+    for i in (0, 1, 2, 3, 5, 6):
+        assert torch.equal(dst[i + 10], src[i])
+    assert torch.count_nonzero(dst[14]) == 0
+
+
+def test_send_many_without_a_receiver_fails_every_meta():
+    tx = LocalSender(torch.zeros(SPEC.shape), TransferConfig(transport="local-group", token=TOKEN))
+    errors = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(2)])
+    assert all(isinstance(e, TransferError) and "not connected" in str(e) for e in errors)
