@@ -13,9 +13,8 @@ Per transfer, nothing on the sender waits for the GPU:
             seq % EVENTS on the side stream -> META {event: slot} -> return.
   receiver: on META, synchronize that event (the copies are done in its
             memory), then queue the meta and ACK.
-Queued sends go in groups (send_many): one stream wait, the pool runs of
-the whole group in one copy plan, one event whose slot every META of the
-group names, the METAs in one write.
+Queued sends go in groups (send_many): one stream wait, every request's
+copies, one event whose slot every META of the group names.
 The source blocks are freed on that ACK, so they are never reused while a
 copy still reads them; a release without ACK (failure, lease) first
 synchronizes the side stream. Reusing an event slot is safe: every record is
@@ -32,7 +31,6 @@ becomes correct with it, the fault is an ordering bug in this transport.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import logging
 import threading
 
@@ -111,13 +109,6 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer)
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
 
 
-def merged(preps: list[PreparedTransfer]) -> PreparedTransfer:
-    """One plan holding the runs of several transfers out of one source (their destination blocks
-    are distinct: each request has its own)."""
-    first = preps[0]
-    return dataclasses.replace(first, runs=[run for prep in preps for run in prep.runs])
-
-
 def block_indices(runs: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(source ids, destination ids) of every block of `runs`, as int64 tensors
     built on `device` from the run table alone: the host uploads 3 numbers
@@ -162,9 +153,11 @@ class CudaIpcSender(ControlSender):
         return self._move_many([(seq, prep)])
 
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict:
-        """One wait for the engine's stream, the copies of every item (the runs of those read from
-        the pool itself merged into one plan: one gather + one scatter however many requests), one
-        event record: its slot goes in every item's META."""
+        """One wait for the engine's stream, each item's copies as a lone send makes them, one
+        event record: its slot goes in every item's META. Not one plan merged across the group:
+        with it, a group's send stalled 83-141 ms on the H200 (session 9, call 3), likely its
+        gather temporary, as large as the group, allocated on the prefill worker's nearly full
+        device, where the allocator frees cached blocks and so synchronises the device."""
         device = self.pool.device
         if self._sync:
             torch.cuda.synchronize(device)  # every stream of this process: KV writes, conversion staging
@@ -174,16 +167,13 @@ class CudaIpcSender(ControlSender):
             self._written.record(torch.cuda.current_stream(device))
             self._stream.wait_event(self._written)
         slot = items[-1][0] % EVENTS
-        pooled = [prep for _, prep in items if prep.src_bytes is self._pool_bytes]
-        staged = [prep for _, prep in items if prep.src_bytes is not self._pool_bytes]
         with torch.cuda.stream(self._stream):
-            if pooled:
-                enqueue_copies(self._pool_bytes, self._dst, pooled[0] if len(pooled) == 1 else merged(pooled))
-            for prep in staged:
+            for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep)
             self._events[slot].record(self._stream)
-        for prep in staged:
-            prep.src_bytes.record_stream(self._stream)  # staging must outlive the async copy
+        for _, prep in items:
+            if prep.src_bytes is not self._pool_bytes:
+                prep.src_bytes.record_stream(self._stream)  # staging must outlive the async copy
         if self._sync:
             self._stream.synchronize()
             self._events[slot].synchronize()

@@ -14,9 +14,10 @@ Completion, two ways:
     receiver's checks (ids, lease) before moving, marks the META "self_acked"
     (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
-Batches (`batches_sends`, cuda-ipc): send_many() reserves as many queued
-transfers as there is room for, moves them with one `_move_many` and writes
-their META frames in one call; the receiver handles each META as usual.
+Batches (`batches_sends`, cuda-ipc): send_many() takes a group of queued
+transfers shortest first, reserves as many as there is room for, moves them
+with one `_move_many` and writes their METAs; the receiver handles each
+META as usual.
 
 Streams (tcp: config.tcp_streams): several connections to one receiver, each
 authenticated and HELLO'd, each with its own ack reader. A transfer's frames,
@@ -142,7 +143,7 @@ class ControlSender(KVSender):
         prep = self._prepare(meta)
         if self.self_acks:
             return self._send_self_acked(meta, prep)
-        ((seq, handle, _, _),) = self._reserve([(meta, prep)])
+        ((seq, handle),) = self._reserve([(meta, prep)])
         try:
             self._send_meta(meta_header(seq, meta, **(self._move(seq, prep) or {})))
         except Exception as e:
@@ -151,36 +152,44 @@ class ControlSender(KVSender):
         return handle
 
     def send_many(self, metas: list[TransferMeta]) -> list[Exception | None]:
-        """With `batches_sends` (a transport with _move_many): the metas that prepare are reserved as
-        room allows (max_inflight unacked), each group moved by one _move_many and announced by its
-        META frames in one write; a group's failure fails its metas only. Otherwise send() each."""
+        """With `batches_sends` (a transport with _move_many): the metas that prepare are taken
+        shortest prompt first (a META's cost, packing and landing, grows with its tokens, so short
+        requests, often short outputs, are not held behind long ones), reserved as room allows
+        (max_inflight unacked), each reserved group moved by one _move_many, then its METAs written
+        one by one as each is built (the receiver lands the first while the next is packed). A
+        failed move fails its group only. Without `batches_sends`: send() each, in order."""
         if not self.batches_sends or self.self_acks or len(metas) < 2:
             return super().send_many(metas)
         if not self.is_alive():
             return [self._gone()] * len(metas)
         errors: list[Exception | None] = [None] * len(metas)
-        ready, where = [], {}  # (meta, prep) in order; id(meta) -> its index
+        ready = []  # (meta, prep, index in metas)
         for i, meta in enumerate(metas):
             try:
-                ready.append((meta, self._prepare(meta)))
-                where[id(meta)] = i
+                ready.append((meta, self._prepare(meta), i))
             except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
                 errors[i] = e
+        ready.sort(key=lambda item: item[0].num_tokens)  # stable: equal lengths keep their order
         while ready:
             try:
-                group = self._reserve(ready)
+                slots = self._reserve(ready)
             except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
-                for meta, _ in ready:
-                    errors[where[id(meta)]] = e
+                for _, _, i in ready:
+                    errors[i] = e
                 break
-            del ready[:len(group)]
+            group, ready = list(zip(slots, ready)), ready[len(slots):]
             try:
-                extra = self._move_many([(seq, prep) for seq, _, _, prep in group]) or {}
-                self._send_metas([meta_header(seq, meta, **extra) for seq, _, meta, _ in group])
+                extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in group]) or {}
             except Exception as e:  # noqa: BLE001
-                for seq, _, meta, _ in group:
+                extra = e
+            for (seq, _), (meta, _, i) in group:
+                try:
+                    if isinstance(extra, Exception):
+                        raise extra
+                    self._send_meta(meta_header(seq, meta, **extra))
+                except Exception as e:  # noqa: BLE001
                     self._finish(seq, "failed", f"{type(e).__name__}: {e}")
-                    errors[where[id(meta)]] = e
+                    errors[i] = e
         return errors
 
     def _gone(self) -> TransferError:
@@ -192,10 +201,10 @@ class ControlSender(KVSender):
         meta.with_lease(self.config.lease_s)
         return prepare(self.pool, self.spec, self.peer_spec, meta, self.config, self._pool_bytes)
 
-    def _reserve(self, ready: list) -> list[tuple[int, TransferHandle, TransferMeta, PreparedTransfer]]:
-        """Pending slots for the first of `ready` ((meta, prep) pairs): waits until fewer than
-        max_inflight transfers are unacked, then takes as many as fit (at least one), all on the
-        least loaded stream. Returns (seq, handle, meta, prep) for each taken."""
+    def _reserve(self, ready: list) -> list[tuple[int, TransferHandle]]:
+        """Pending slots for the first items of `ready` ((meta, prep, ...) tuples): waits until fewer
+        than max_inflight transfers are unacked, then takes as many as fit (at least one), all on the
+        least loaded stream. Returns (seq, handle) for each item taken, in order."""
         limit = self.config.max_inflight
         with self._room:
             if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
@@ -203,11 +212,11 @@ class ControlSender(KVSender):
             if (stream := self._pick_stream()) is None:
                 raise TransferError(f"{self.name}: the receiver went away (no connection left)")
             taken = []
-            for meta, prep in ready[:limit - len(self._pending)]:
+            for meta, prep, *_ in ready[:limit - len(self._pending)]:
                 self._seq += 1
                 handle = TransferHandle(meta)
                 self._pending[self._seq], stream.seqs[self._seq] = handle, prep.num_bytes
-                taken.append((self._seq, handle, meta, prep))
+                taken.append((self._seq, handle))
         return taken
 
     def _pick_stream(self) -> Stream | None:
@@ -257,12 +266,6 @@ class ControlSender(KVSender):
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""
         self._send_frame(wire.META, header)
-
-    def _send_metas(self, headers: list[dict]) -> None:
-        """Deliver several METAs in one write on the control connection (batches_sends transports
-        have that one stream)."""
-        with self._lock:
-            wire.sendmsg_all(self._sock, [b for h in headers for b in wire.frame_buffers(wire.META, h)])
 
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ import threading
 import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
-from inference.transfer.cuda_ipc import enqueue_copies, merged
+from inference.transfer.cuda_ipc import enqueue_copies
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import flat_bytes
@@ -39,7 +39,8 @@ class LocalSender(ControlSender):
 
     def _move_many(self, items):
         self.groups.append([seq for seq, _ in items])
-        enqueue_copies(self._pool_bytes, self._dst, merged([prep for _, prep in items]))
+        for _, prep in items:
+            enqueue_copies(self._pool_bytes, self._dst, prep)
         return {"group": len(items)}
 
 
@@ -81,3 +82,22 @@ def test_send_many_without_a_receiver_fails_every_meta():
     tx = LocalSender(torch.zeros(SPEC.shape), TransferConfig(transport="local-group", token=TOKEN))
     errors = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(2)])
     assert all(isinstance(e, TransferError) and "not connected" in str(e) for e in errors)
+
+
+def test_send_many_sends_shortest_prompt_first():
+    """A group goes out fewest tokens first (equal lengths in the order given): a short request's
+    META is not packed and landed behind long ones."""
+    config = TransferConfig(transport="local-group", token=TOKEN)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
+    tx = LocalSender(torch.randn(SPEC.shape), config)
+    tx.connect(rx.start())
+    try:
+        tokens = [4, 2, 4, 1, 3]
+        errors = tx.send_many([TransferMeta(f"r{i}", [i], [i], n, 0, 0) for i, n in enumerate(tokens)])
+        assert errors == [None] * 5
+        got = [rx.recv(timeout_s=5).request_id for _ in tokens]
+    finally:
+        tx.close()
+        rx.close()
+    assert got == ["r3", "r1", "r4", "r0", "r2"]
+    assert tx.groups == [[1, 2, 3, 4, 5]]  # one group, one move
