@@ -80,7 +80,7 @@ class KvSenders:
         for meta in group:
             self._send_started(meta, sender)
         for meta, e in zip(group, sender.send_many(group)):
-            if e is None:
+            if not isinstance(e, Exception):  # its handle: sent
                 self._send_failures.pop(address, None)
                 continue
             # lost receiver, bad ids: the request fails, the worker goes on

@@ -218,18 +218,17 @@ class KVSender:
 
     batches_sends = False  # send_many moves several transfers in one go (else it is send() in a loop)
 
-    def send_many(self, metas: list[TransferMeta]) -> list[Exception | None]:
-        """Send `metas` in order; per meta, the exception its send raised (None: sent). This default
-        sends one at a time; a transport with `batches_sends` moves a group at once (cuda-ipc: one
-        wait for the engine's stream, one copy plan, one event, the META frames in one write)."""
-        errors: list[Exception | None] = []
+    def send_many(self, metas: list[TransferMeta]) -> list["TransferHandle | Exception"]:
+        """Send `metas`; per meta, in their order, its handle or the exception its send raised. This
+        default sends one at a time; a transport with `batches_sends` moves a group at once
+        (cuda-ipc: one wait for the engine's stream, one event for the group's copies)."""
+        out: list[TransferHandle | Exception] = []
         for meta in metas:
             try:
-                self.send(meta)
-                errors.append(None)
+                out.append(self.send(meta))
             except Exception as e:  # noqa: BLE001 (handed to the caller, per meta)
-                errors.append(e)
-        return errors
+                out.append(e)
+        return out
 
     def close(self) -> None:
         raise NotImplementedError

@@ -3,8 +3,9 @@ raw copy of the same bytes, in one process run, interleaved per size.
 
 Transport side: the receiver runs in a spawned process (its pool allocated the
 transport's way); this process sends `count` transfers of one run of blocks.
-  pipelined: `count` sends issued back to back (up to max_inflight unacked),
-             then every ack awaited -> GB/s;
+  pipelined: `count` sends issued back to back (up to max_inflight unacked;
+             one send_many where the transport moves groups, as the prefill
+             worker sends what queued up), then every ack awaited -> GB/s;
   single:    send + wait for the ack, one at a time -> latency (p50) and GB/s;
   sent:      send() alone, one at a time (acks awaited after the loop): the
              time until the KV left the source, which is what a DLSlime
@@ -77,19 +78,25 @@ class TransportPeer:
         self._tx.connect(address)
         self._n = 0
 
-    def _send(self, num_blocks: int):
+    def _meta(self, num_blocks: int) -> TransferMeta:
         self._n += 1
         start = (self._n % (self.spec.num_blocks // num_blocks)) * num_blocks
         ids = list(range(start, start + num_blocks))
-        return self._tx.send(TransferMeta(f"b{self._n}", ids, ids, num_blocks * self.spec.block_size, 0, 0))
+        return TransferMeta(f"b{self._n}", ids, ids, num_blocks * self.spec.block_size, 0, 0)
+
+    def _send(self, num_blocks: int):
+        return self._tx.send(self._meta(num_blocks))
 
     def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
         k = num_bytes // self.block_bytes
         for _ in range(2):  # warm: page faults, socket buffers
             self._send(k).wait(60)
         t0 = time.perf_counter()
-        handles = [self._send(k) for _ in range(count)]
-        bad = [s for s in (h.wait(120) for h in handles) if s != "acked"]
+        if self._tx.batches_sends:  # as the prefill worker sends what queued up: one group
+            handles = self._tx.send_many([self._meta(k) for _ in range(count)])
+        else:
+            handles = [self._send(k) for _ in range(count)]
+        bad = [s for s in (repr(h) if isinstance(h, Exception) else h.wait(120) for h in handles) if s != "acked"]
         pipelined = count * num_bytes / (time.perf_counter() - t0) / 1e9
         times = []
         for _ in range(single_count):

@@ -151,46 +151,48 @@ class ControlSender(KVSender):
             raise
         return handle
 
-    def send_many(self, metas: list[TransferMeta]) -> list[Exception | None]:
+    def send_many(self, metas: list[TransferMeta]) -> list[TransferHandle | Exception]:
         """With `batches_sends` (a transport with _move_many): the metas that prepare are taken
         shortest prompt first (a META's cost, packing and landing, grows with its tokens, so short
         requests, often short outputs, are not held behind long ones), reserved as room allows
         (max_inflight unacked), each reserved group moved by one _move_many, then its METAs written
         one by one as each is built (the receiver lands the first while the next is packed). A
-        failed move fails its group only. Without `batches_sends`: send() each, in order."""
+        failed move fails its group only. Without `batches_sends`: send() each, in order.
+        Returns, per meta in the given order, its handle or its exception."""
         if not self.batches_sends or self.self_acks or len(metas) < 2:
             return super().send_many(metas)
         if not self.is_alive():
             return [self._gone()] * len(metas)
-        errors: list[Exception | None] = [None] * len(metas)
+        out: list[TransferHandle | Exception] = [None] * len(metas)
         ready = []  # (meta, prep, index in metas)
         for i, meta in enumerate(metas):
             try:
                 ready.append((meta, self._prepare(meta), i))
             except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
-                errors[i] = e
+                out[i] = e
         ready.sort(key=lambda item: item[0].num_tokens)  # stable: equal lengths keep their order
         while ready:
             try:
                 slots = self._reserve(ready)
             except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
                 for _, _, i in ready:
-                    errors[i] = e
+                    out[i] = e
                 break
             group, ready = list(zip(slots, ready)), ready[len(slots):]
             try:
                 extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in group]) or {}
             except Exception as e:  # noqa: BLE001
                 extra = e
-            for (seq, _), (meta, _, i) in group:
+            for (seq, handle), (meta, _, i) in group:
                 try:
                     if isinstance(extra, Exception):
                         raise extra
                     self._send_meta(meta_header(seq, meta, **extra))
+                    out[i] = handle
                 except Exception as e:  # noqa: BLE001
                     self._finish(seq, "failed", f"{type(e).__name__}: {e}")
-                    errors[i] = e
-        return errors
+                    out[i] = e
+        return out
 
     def _gone(self) -> TransferError:
         connected = self._sock is not None and not self._closed.is_set()

@@ -239,7 +239,8 @@ def test_cuda_ipc_send_many_between_processes():
         dst_ids = [scattered.pop() for _ in range(20)] if i % 2 else list(range(6 * i, 6 * i + 6))
         plans.append((rng.sample(range(512), len(dst_ids)), dst_ids))
     metas = [TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)]
-    assert tx.send_many(metas) == [None] * n
+    handles = tx.send_many(metas)
+    assert [h.wait(30) for h in handles] == ["acked"] * n
     assert done.wait(30) and set(released.values()) == {"acked"}
     _, dst = peer.result()
     tx.close()

@@ -149,3 +149,24 @@ def test_bench_transfer_names_unknown_peers():
     result = CliRunner().invoke(app, ["bench", "transfer", "--transports", "tcp", "--sizes", "64K", "--repeat", "1",
                                       "--peers", "nope"])
     assert result.exit_code != 0 and "unknown peer 'nope'" in result.output
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_bench_peer_measures_one_at_a_time_and_grouped_sends(grouped):
+    """`docpipe bench transfer`'s transport side on shm with small sizes: every transfer acked, figures
+    positive; grouped=True takes the pipelined figure through send_many, as for a transport that moves
+    groups (cuda-ipc, GPU only)."""
+    from inference.transfer.measure import TransportPeer
+
+    peer = TransportPeer("shm", 1 << 20, TransferConfig(transport="shm", token="bench-peer-test"))
+    try:
+        peer._tx.batches_sends = grouped
+        calls = []
+        if grouped:
+            many = peer._tx.send_many
+            peer._tx.send_many = lambda metas: calls.append(len(metas)) or many(metas)
+        fig = peer.measure(64 << 10, count=6, single_count=3)
+    finally:
+        peer.close()
+    assert fig.pipelined_gbps > 0 and fig.single_gbps > 0 and fig.latency_ms_p50 > 0 and fig.sent_gbps > 0
+    assert calls == ([6] if grouped else [])

@@ -9,6 +9,7 @@ import threading
 import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
+from inference.transfer.base import TransferHandle
 from inference.transfer.cuda_ipc import enqueue_copies
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -61,9 +62,10 @@ def test_send_many_moves_groups_within_max_inflight():
     try:
         metas = [TransferMeta(f"r{i}", [i], [i + 10], SPEC.block_size, 0, 0) for i in range(7)]
         metas[4] = TransferMeta("bad", [4], [SPEC.num_blocks + 1], SPEC.block_size, 0, 0)  # outside the receiver's pool
-        errors = tx.send_many(metas)
-        assert [e is None for e in errors] == [True, True, True, True, False, True, True]
-        assert isinstance(errors[4], TransferError) and "outside" in str(errors[4])
+        out = tx.send_many(metas)
+        assert [isinstance(h, TransferHandle) for h in out] == [True, True, True, True, False, True, True]
+        assert isinstance(out[4], TransferError) and "outside" in str(out[4])
+        assert [h.wait(10) for i, h in enumerate(out) if i != 4] == ["acked"] * 6
         assert done.wait(10) and set(released.values()) == {"acked"} and "bad" not in released
         got = [rx.recv(timeout_s=5) for _ in range(6)]
     finally:
@@ -80,8 +82,8 @@ def test_send_many_moves_groups_within_max_inflight():
 
 def test_send_many_without_a_receiver_fails_every_meta():
     tx = LocalSender(torch.zeros(SPEC.shape), TransferConfig(transport="local-group", token=TOKEN))
-    errors = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(2)])
-    assert all(isinstance(e, TransferError) and "not connected" in str(e) for e in errors)
+    out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(2)])
+    assert all(isinstance(e, TransferError) and "not connected" in str(e) for e in out)
 
 
 def test_send_many_sends_shortest_prompt_first():
@@ -93,8 +95,8 @@ def test_send_many_sends_shortest_prompt_first():
     tx.connect(rx.start())
     try:
         tokens = [4, 2, 4, 1, 3]
-        errors = tx.send_many([TransferMeta(f"r{i}", [i], [i], n, 0, 0) for i, n in enumerate(tokens)])
-        assert errors == [None] * 5
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], n, 0, 0) for i, n in enumerate(tokens)])
+        assert [h.wait(10) for h in out] == ["acked"] * 5
         got = [rx.recv(timeout_s=5).request_id for _ in tokens]
     finally:
         tx.close()
