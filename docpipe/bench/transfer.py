@@ -70,15 +70,18 @@ def run_bench(transports: list[str], sizes: list[int], repeat: int, peers: list[
         try:
             for n in sizes:
                 count, single = _counts(n)
-                ours, raw, other = [], [], {p: [] for p in peer_objs}
+                ours, raw, mapped, other = [], [], [], {p: [] for p in peer_objs}
                 for _ in range(repeat):  # interleaved so load drift hits every side alike
                     ours.append(asdict(peer.measure(n, count, single)))
                     if base is not None:
                         raw.append(asdict(base.measure(n, count, single)))
+                    if (fig := peer.mapped_copy(n, count, single)) is not None:
+                        mapped.append(asdict(fig))
                     for p, obj in peer_objs.items():
                         other[p].append(asdict(obj.measure(n, count, single)))
                 rows.append({"transport": name, "size_bytes": n, "count": count, "single_count": single,
-                             "ours": ours, "baseline": base_name, "baseline_figures": raw, "peers": other})
+                             "ours": ours, "baseline": base_name, "baseline_figures": raw, "peers": other,
+                             **({"mapped_copy": mapped} if mapped else {})})
         finally:
             peer.close()
             if base is not None:
@@ -101,6 +104,9 @@ def summarize(rows: list[dict]) -> None:
         r["ours_sent_gbps"] = _median(sent, "sent_gbps")
         b = r["baseline_pipelined_gbps"]
         r["ratio_pipelined"] = r["ours_pipelined_gbps"] / b if b else None
+        if r.get("mapped_copy"):  # cuda-ipc: the device copy into the receiver's mapped pool
+            r["mapped_copy_gbps"] = _median(r["mapped_copy"], "pipelined_gbps")
+            r["ratio_mapped_copy"] = r["mapped_copy_gbps"] / b if b else None
         r["ratio_single"] = r["ours_single_gbps"] / r["baseline_single_gbps"] if b else None
         for p, figs in r.get("peers", {}).items():
             r[f"peer_{p}_single_gbps"] = _median(figs, "single_gbps")
@@ -122,6 +128,9 @@ def print_table(rows: list[dict]) -> None:
                  f(r["baseline_latency_ms_p50"], ".3f"), f(r["ratio_pipelined"], ".0%"), f(r["ratio_single"], ".0%"))
         print("  ".join(f"{c:>12}" for c in cells))
     for r in rows:
+        if r.get("mapped_copy_gbps") is not None:
+            print(f"{r['transport']:>12}  {_label(r['size_bytes']):>12}  device copy into the receiver's mapped pool "
+                  f"{r['mapped_copy_gbps']:.2f} GB/s ({f(r['ratio_mapped_copy'], '.0%')} of the plain device copy)")
         for p in r.get("peers", {}):
             print(f"{r['transport']:>12}  {_label(r['size_bytes']):>12}  {p} write+wait {r[f'peer_{p}_single_gbps']:.2f} GB/s;"
                   f" ours send() {f(r['ours_sent_gbps'], '.2f')} GB/s ({f(r[f'ratio_vs_{p}_sent'], '.0%')}),"

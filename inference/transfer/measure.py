@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
+from inference.transfer.source import flat_bytes
 from inference.transfer.wire import recv_exact_into
 
 # 64 KiB blocks: 8 layers x 2 x 16 tokens x 2 heads x 64 dim x bf16
@@ -76,7 +77,7 @@ class TransportPeer:
         src = torch.randint(-100, 100, self.spec.shape, generator=g, dtype=torch.int16).view(torch.bfloat16)
         self._tx = select_transport(name, config).sender_cls(src.to(device), config)
         self._tx.connect(address)
-        self._n = 0
+        self._n, self.name = 0, name
 
     def _meta(self, num_blocks: int) -> TransferMeta:
         self._n += 1
@@ -115,6 +116,18 @@ class TransportPeer:
             raise RuntimeError(f"benchmark transfers failed: {bad[:3]}")
         p50 = statistics.median(times)
         return Figure(pipelined, num_bytes / p50 / 1e9, p50 * 1e3, num_bytes / statistics.median(sent) / 1e9)
+
+    def mapped_copy(self, num_bytes: int, count: int, single_count: int) -> Figure | None:
+        """cuda-ipc only (else None): the device-copy baseline's loop (copy_, synchronize) from this
+        pool into the receiver's pool through the sender's IPC mapping of it. Against the plain
+        device copy it says whether the mapped memory itself copies slower; against ours, what the
+        control path costs."""
+        dst = getattr(self._tx, "_dst", None) if self.name == "cuda-ipc" else None
+        if dst is None:
+            return None
+        src, n, sync = flat_bytes(self._tx.pool), num_bytes, torch.cuda.synchronize
+        return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n,
+                          min(src.numel(), dst.numel()))
 
     def close(self) -> None:
         self._tx.close()

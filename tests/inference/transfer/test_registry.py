@@ -166,6 +166,7 @@ def test_bench_peer_measures_one_at_a_time_and_grouped_sends(grouped):
             many = peer._tx.send_many
             peer._tx.send_many = lambda metas: calls.append(len(metas)) or many(metas)
         fig = peer.measure(64 << 10, count=6, single_count=3)
+        assert peer.mapped_copy(64 << 10, 2, 2) is None  # cuda-ipc only
     finally:
         peer.close()
     assert fig.pipelined_gbps > 0 and fig.single_gbps > 0 and fig.latency_ms_p50 > 0 and fig.sent_gbps > 0
