@@ -134,9 +134,12 @@ class BatchingSender(RecordingSender):
 
     batches_sends = True
     gate = threading.Event()
+    waiting = threading.Event()  # set once a group waits at the closed gate
     groups: list[list[str]] = []
 
     def send_many(self, metas):
+        if not BatchingSender.gate.is_set():
+            BatchingSender.waiting.set()
         BatchingSender.gate.wait(10)
         BatchingSender.groups.append([m.request_id for m in metas])
         return super().send_many(metas)
@@ -156,15 +159,17 @@ def test_queued_sends_go_to_a_batching_sender_as_groups_per_address(worker):
 def _groups_after_a_wait(worker):
     assert send(worker, "warm@0", "ok") == "acked"  # connects to the first address
     BatchingSender.gate.clear()
+    BatchingSender.waiting.clear()
     BatchingSender.groups = []
     a, b = "127.0.0.1:1", "127.0.0.1:2"
     order = [("a0", a), ("a1", a), ("a2", a), ("b0", b), ("a3", a)]
     RecordingSender.plan.extend(["ok", "ok", "bad_ids", "ok", "ok"])
-    for rid, address in order:
+    for k, (rid, address) in enumerate(order):
         worker._sends.put((address, TransferMeta(request_id=rid, src_block_ids=[0], dst_block_ids=[0], num_tokens=4,
                                                  first_token_id=1, mrope_position_delta=0, sampling_state={},
                                                  lease_expiry_unix_s=time.time() + 30)))
-        time.sleep(0.05)  # a0 is taken alone and waits at the gate; the rest queue behind it
+        if k == 0:  # a0 is taken alone and waits at the gate; the rest queue behind it
+            assert BatchingSender.waiting.wait(10)
     BatchingSender.gate.set()
     released = {}
     for _ in order:
