@@ -77,9 +77,13 @@ class KvSenders:
             for meta in group:
                 self._on_release(meta, f"failed: {type(e).__name__}: {e}")
             return
-        for meta in group:
-            self._send_started(meta, sender)
-        for meta, e in zip(group, sender.send_many(group)):
+        try:
+            for meta in group:
+                self._send_started(meta, sender)
+            results = sender.send_many(group)
+        except Exception as e:  # outside any one meta's send: all fail, the thread must live on
+            results = [e] * len(group)
+        for meta, e in zip(group, results):
             if not isinstance(e, Exception):  # its handle: sent
                 self._send_failures.pop(address, None)
                 continue

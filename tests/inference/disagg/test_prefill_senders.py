@@ -138,6 +138,9 @@ class BatchingSender(RecordingSender):
     groups: list[list[str]] = []
 
     def send_many(self, metas):
+        if RecordingSender.plan[:1] == ["explode"]:  # a fault of the sender itself, outside any one send
+            RecordingSender.plan.pop(0)
+            raise RuntimeError("sender fault outside any send")
         if not BatchingSender.gate.is_set():
             BatchingSender.waiting.set()
         BatchingSender.gate.wait(10)
@@ -179,3 +182,16 @@ def _groups_after_a_wait(worker):
     assert BatchingSender.groups == [["a0"], ["a1", "a2"], ["b0"], ["a3"]]
     assert released.pop("a2").startswith("failed: TransferError")  # its own error only
     assert set(released.values()) == {"acked"}
+
+
+def test_a_fault_outside_any_send_fails_the_group_and_the_thread_lives_on(worker):
+    recording = worker.transport
+    worker.transport = Transport("batching", BatchingSender, object, lambda config: None)
+    BatchingSender.gate.set()
+    try:
+        assert send(worker, "a@0", "ok") == "acked"  # connects
+        assert send(worker, "b@0", "explode").startswith("failed: RuntimeError")
+        assert RecordingSender.made[0].closed  # not a request's error: the connection is replaced
+        assert send(worker, "c@0", "ok") == "acked"  # the sender thread still runs
+    finally:
+        worker.transport = recording
