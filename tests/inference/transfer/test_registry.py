@@ -151,23 +151,24 @@ def test_bench_transfer_names_unknown_peers():
     assert result.exit_code != 0 and "unknown peer 'nope'" in result.output
 
 
-@pytest.mark.parametrize("grouped", [False, True])
-def test_bench_peer_measures_one_at_a_time_and_grouped_sends(grouped):
+def test_bench_peer_measures_one_at_a_time_and_grouped_sends():
     """`docpipe bench transfer`'s transport side on shm with small sizes: every transfer acked, figures
-    positive; grouped=True takes the pipelined figure through send_many, as for a transport that moves
-    groups (cuda-ipc, GPU only)."""
+    positive, one at a time and then with the pipelined figure taken through send_many, as for a
+    transport that moves groups (cuda-ipc, GPU only). One receiver process serves both (a spawn costs
+    seconds)."""
     from inference.transfer.measure import TransportPeer
 
     peer = TransportPeer("shm", 1 << 20, TransferConfig(transport="shm", token="bench-peer-test"))
+    calls, figs = [], []
     try:
-        peer._tx.batches_sends = grouped
-        calls = []
-        if grouped:
-            many = peer._tx.send_many
-            peer._tx.send_many = lambda metas: calls.append(len(metas)) or many(metas)
-        fig = peer.measure(64 << 10, count=6, single_count=3)
+        many = peer._tx.send_many
+        peer._tx.send_many = lambda metas: calls.append(len(metas)) or many(metas)
+        for grouped in (False, True):
+            peer._tx.batches_sends = grouped
+            figs.append(peer.measure(64 << 10, count=6, single_count=3))
+            assert calls == ([6] if grouped else [])
         assert peer.mapped_copy(64 << 10, 2, 2) is None  # cuda-ipc only
     finally:
         peer.close()
-    assert fig.pipelined_gbps > 0 and fig.single_gbps > 0 and fig.latency_ms_p50 > 0 and fig.sent_gbps > 0
-    assert calls == ([6] if grouped else [])
+    for fig in figs:
+        assert fig.pipelined_gbps > 0 and fig.single_gbps > 0 and fig.latency_ms_p50 > 0 and fig.sent_gbps > 0
