@@ -149,6 +149,11 @@ class CudaIpcSender(ControlSender):
 
     batches_sends = True
 
+    @property
+    def peer_pool(self) -> torch.Tensor:
+        """The receiver's pool as this process maps it (flat bytes), once connected."""
+        return self._dst
+
     def _move(self, seq: int, prep: PreparedTransfer) -> dict:
         return self._move_many([(seq, prep)])
 

@@ -119,13 +119,13 @@ class TransportPeer:
 
     def mapped_copy(self, num_bytes: int, count: int, single_count: int) -> Figure | None:
         """cuda-ipc only (else None): the device-copy baseline's loop (copy_, synchronize) from this
-        pool into the receiver's pool through the sender's IPC mapping of it. Against the plain
-        device copy it says whether the mapped memory itself copies slower; against ours, what the
-        control path costs."""
-        dst = getattr(self._tx, "_dst", None) if self.name == "cuda-ipc" else None
-        if dst is None:
+        pool into the receiver's pool through this process's IPC mapping of it. On one GPU, against
+        the plain device copy, it says whether the mapped memory itself copies slower, and against
+        ours what the control path costs; with two GPUs the receiver's pool is on the other one and
+        this is a peer copy."""
+        if self.name != "cuda-ipc":
             return None
-        src, n, sync = flat_bytes(self._tx.pool), num_bytes, torch.cuda.synchronize
+        dst, src, n, sync = self._tx.peer_pool, flat_bytes(self._tx.pool), num_bytes, torch.cuda.synchronize
         return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n,
                           min(src.numel(), dst.numel()))
 

@@ -165,3 +165,10 @@ def _token_list(v: object, num_tokens: int) -> list[int]:
     if len(v) != num_tokens:
         raise ValueError(f"prompt_token_ids has {len(v)} ids for num_tokens={num_tokens}")
     return v
+
+
+def meta_header(seq: int, meta: TransferMeta, **extra) -> dict:
+    """A META frame's header: seq, the meta's wire form, transport fields, and the sender's hop
+    stamps with `sent` now (every transport's META is built here)."""
+    meta.hops["sent"] = time.time()
+    return {"seq": seq, "meta": meta.to_wire(), **extra, "hops": meta.hops}

@@ -14,10 +14,8 @@ Completion, two ways:
     receiver's checks (ids, lease) before moving, marks the META "self_acked"
     (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
-Batches (`batches_sends`, cuda-ipc): send_many() takes a group of queued
-transfers shortest first, reserves as many as there is room for, moves them
-with one `_move_many` and writes their METAs; the receiver handles each
-META as usual.
+Groups of sends: sender_groups.py (send_many). ACKs, leases and lost
+connections: sender_acks.py.
 
 Streams (tcp: config.tcp_streams): several connections to one receiver, each
 authenticated and HELLO'd, each with its own ack reader. A transfer's frames,
@@ -28,37 +26,24 @@ send() fails when none is left.
 from __future__ import annotations
 
 import logging
-import select
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 
 import torch
 
 from inference.transfer import wire
 from inference.transfer.auth import client_handshake
 from inference.transfer.base import KVSender, PoolSpec, ReleaseCallback, TransferConfig, TransferError, TransferHandle
-from inference.transfer.meta import TransferMeta
+from inference.transfer.meta import TransferMeta, meta_header
+from inference.transfer.sender_acks import AckReader, Stream
+from inference.transfer.sender_groups import GroupedSends
 from inference.transfer.source import PreparedTransfer, flat_bytes, prepare
 
 log = logging.getLogger("inference.transfer.sender")
 
-LEASE_CHECK_S = 0.05  # leases are checked this often, not on every ACK
 
-
-@dataclass(eq=False)
-class Stream:
-    """One authenticated connection to the receiver and its ack reader."""
-    index: int  # 0 = the connection the transport attached to
-    sock: socket.socket
-    lock: threading.Lock = field(default_factory=threading.Lock)  # the write side
-    seqs: dict = field(default_factory=dict)  # unacked transfer seq -> its bytes (under _room)
-    alive: bool = True  # False once its reader saw the connection end (under _room)
-    reader: threading.Thread | None = None
-
-
-class ControlSender(KVSender):
+class ControlSender(GroupedSends, AckReader, KVSender):
     def __init__(self, pool: torch.Tensor, config: TransferConfig, on_release: ReleaseCallback | None = None):
         self.pool, self.config, self.on_release = pool, config, on_release
         self.spec = PoolSpec.of_pool(pool)
@@ -151,49 +136,6 @@ class ControlSender(KVSender):
             raise
         return handle
 
-    def send_many(self, metas: list[TransferMeta]) -> list[TransferHandle | Exception]:
-        """With `batches_sends` (a transport with _move_many): the metas that prepare are taken
-        shortest prompt first (a META's cost, packing and landing, grows with its tokens, so short
-        requests, often short outputs, are not held behind long ones), reserved as room allows
-        (max_inflight unacked), each reserved group moved by one _move_many, then its METAs written
-        one by one as each is built (the receiver lands the first while the next is packed). A
-        failed move fails its group only. Without `batches_sends`: send() each, in order.
-        Returns, per meta in the given order, its handle or its exception."""
-        if not self.batches_sends or self.self_acks or len(metas) < 2:
-            return super().send_many(metas)
-        if not self.is_alive():
-            return [self._gone()] * len(metas)
-        out: list[TransferHandle | Exception] = [None] * len(metas)
-        ready = []  # (meta, prep, index in metas)
-        for i, meta in enumerate(metas):
-            try:
-                ready.append((meta, self._prepare(meta), i))
-            except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
-                out[i] = e
-        ready.sort(key=lambda item: item[0].num_tokens)  # stable: equal lengths keep their order
-        while ready:
-            try:
-                slots = self._reserve(ready)
-            except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
-                for _, _, i in ready:
-                    out[i] = e
-                break
-            group, ready = list(zip(slots, ready)), ready[len(slots):]
-            try:
-                extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in group]) or {}
-            except Exception as e:  # noqa: BLE001
-                extra = e
-            for (seq, handle), (meta, _, i) in group:
-                try:
-                    if isinstance(extra, Exception):
-                        raise extra
-                    self._send_meta(meta_header(seq, meta, **extra))
-                    out[i] = handle
-                except Exception as e:  # noqa: BLE001
-                    self._finish(seq, "failed", f"{type(e).__name__}: {e}")
-                    out[i] = e
-        return out
-
     def _gone(self) -> TransferError:
         connected = self._sock is not None and not self._closed.is_set()
         return TransferError(f"{self.name}: " + ("the receiver went away" if connected else "sender is not connected"))
@@ -260,11 +202,6 @@ class ControlSender(KVSender):
         extra = self._move(seq, prep)
         self._send_meta(meta_header(seq, meta, self_acked=True, **(extra or {})))
 
-    def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:
-        """Move several transfers ((seq, prep) pairs); returns the META fields common to them all.
-        Only for transports with `batches_sends`."""
-        raise NotImplementedError
-
     def _send_meta(self, header: dict) -> None:
         """Deliver one META (shm overrides: a slot in the shared ring)."""
         self._send_frame(wire.META, header)
@@ -272,83 +209,6 @@ class ControlSender(KVSender):
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:
         with self._lock:
             wire.send_frame(self._sock, kind, header, payloads)
-
-    # acks and leases --------------------------------------------------------
-    def _finish(self, seq: int, status: str, error: str | None = None) -> None:
-        with self._room:
-            handle = self._pending.pop(seq, None)
-            for st in self._streams:  # a handful
-                st.seqs.pop(seq, None)
-            if handle is not None and len(self._pending) == self.config.max_inflight - 1:
-                self._room.notify()  # a send() may be waiting for room
-        if handle is None or not handle._finish(status, error):
-            return
-        if status != "acked":
-            try:
-                self._quiesce()  # the caller frees the source blocks next
-            except Exception as e:
-                log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
-        if error:
-            log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
-        if self.on_release is not None:
-            self.on_release(handle.meta, status)
-
-    def _expire_leases(self) -> None:
-        now = time.time()
-        with self._room:
-            expired = [s for s, h in self._pending.items() if h.meta.is_expired(now)]
-        for seq in expired:
-            self._finish(seq, "lease_expired")
-
-    def _read_loop(self, stream: Stream) -> None:
-        next_check = time.monotonic() + LEASE_CHECK_S
-        frames = wire.SmallFrameReader(stream.sock)
-        try:
-            while not self._closed.is_set():
-                # select, not a socket timeout: a timeout would also cut sends
-                ready, _, _ = select.select([stream.sock], [], [], LEASE_CHECK_S)
-                if time.monotonic() >= next_check:
-                    self._expire_leases()
-                    next_check = time.monotonic() + LEASE_CHECK_S
-                if ready:
-                    for kind, hdr in frames.read():
-                        self._on_frame(kind, hdr)
-        except (OSError, ValueError, TransferError) as e:
-            if not self._closed.is_set():
-                log.warning("%s sender lost connection %d to its receiver: %s", self.name, stream.index, e)
-                self._lose_stream(stream, str(e))
-
-    def _lose_stream(self, stream: Stream, error: str) -> None:
-        """Fail the transfers sent on a lost stream; no new one goes there."""
-        with self._room:
-            stream.alive = False
-            seqs = list(stream.seqs)  # every unacked transfer is on one stream: losing all fails all
-        try:
-            stream.sock.shutdown(socket.SHUT_RDWR)  # a send() blocked on it returns at once
-        except OSError:
-            pass
-        for seq in seqs:
-            self._finish(seq, "failed", error)
-
-    def _on_frame(self, kind: int, hdr: dict) -> None:
-        if kind == wire.ACK:
-            ok = hdr.get("ok") is True
-            seq = hdr.get("seq")
-            if type(seq) is not int:
-                raise wire.FrameError("ACK without an integer seq")
-            if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
-                log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
-            self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
-        elif kind == wire.ERROR:
-            raise TransferError(f"receiver error: {hdr.get('error')}")
-        else:
-            raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame from receiver")
-
-    def _fail_all(self, error: str) -> None:
-        with self._room:
-            seqs = list(self._pending)
-        for seq in seqs:
-            self._finish(seq, "failed", error)
 
     def close(self) -> None:
         if self._closed.is_set():
@@ -366,10 +226,3 @@ class ControlSender(KVSender):
                 st.reader.join(timeout=2)
             st.sock.close()
         self._fail_all("sender closed")
-
-
-def meta_header(seq: int, meta: TransferMeta, **extra) -> dict:
-    """A META frame's header: seq, the meta's wire form, transport fields, and the sender's hop
-    stamps with `sent` now (every transport's META is built here)."""
-    meta.hops["sent"] = time.time()
-    return {"seq": seq, "meta": meta.to_wire(), **extra, "hops": meta.hops}

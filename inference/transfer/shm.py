@@ -35,9 +35,9 @@ import torch
 
 from inference.transfer import doorbell, memcopy, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
-from inference.transfer.meta import TransferMeta
+from inference.transfer.meta import TransferMeta, meta_header
 from inference.transfer.receiver import ControlReceiver
-from inference.transfer.sender import ControlSender, meta_header
+from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer, flat_bytes
 
 log = logging.getLogger("inference.transfer.shm")

@@ -103,3 +103,26 @@ def test_send_many_sends_shortest_prompt_first():
         rx.close()
     assert got == ["r3", "r1", "r4", "r0", "r2"]
     assert tx.groups == [[1, 2, 3, 4, 5]]  # one group, one move
+
+
+def test_send_many_prepares_at_most_max_inflight_ahead_of_the_moves():
+    """A conversion stages each prepared transfer's KV on the device: a group is prepared
+    max_inflight at a time, not all at once."""
+    config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=2)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
+    tx = LocalSender(torch.randn(SPEC.shape), config)
+    tx.connect(rx.start())
+    log, prepare, move = [], tx._prepare, tx._move_many
+    tx._prepare = lambda meta: log.append("prepare") or prepare(meta)
+    tx._move_many = lambda items: log.append(len(items)) or move(items)
+    try:
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(5)])
+        assert [h.wait(10) for h in out] == ["acked"] * 5
+    finally:
+        tx.close()
+        rx.close()
+    ahead = 0
+    for entry in log:
+        ahead = ahead + 1 if entry == "prepare" else ahead - entry
+        assert ahead <= 2
+    assert log.count("prepare") == 5 and sum(e for e in log if e != "prepare") == 5

@@ -1,0 +1,118 @@
+"""ACKs, leases and lost connections of a ControlSender (a mixin of it).
+
+One reader thread per stream (`_read_loop`) takes the receiver's ACK frames
+and finishes their transfers; every LEASE_CHECK_S it also expires the leases
+that ran out first. A finished transfer leaves `_pending` (waking a send
+waiting for room), and on_release(meta, status) tells the owner, which
+frees the source blocks: after `_quiesce()` (the data path no longer reads
+them) unless the receiver acked. A lost stream fails the transfers sent on
+it; close() fails whatever is left.
+
+The host class provides: config, name, on_release, self_acks, _room (a
+Condition guarding _pending), _pending (seq -> TransferHandle), _streams,
+_closed (an Event) and _quiesce().
+"""
+from __future__ import annotations
+
+import logging
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+
+from inference.transfer import wire
+from inference.transfer.base import TransferError
+
+log = logging.getLogger("inference.transfer.sender")
+
+LEASE_CHECK_S = 0.05  # leases are checked this often, not on every ACK
+
+
+@dataclass(eq=False)
+class Stream:
+    """One authenticated connection to the receiver and its ack reader."""
+    index: int  # 0 = the connection the transport attached to
+    sock: socket.socket
+    lock: threading.Lock = field(default_factory=threading.Lock)  # the write side
+    seqs: dict = field(default_factory=dict)  # unacked transfer seq -> its bytes (under _room)
+    alive: bool = True  # False once its reader saw the connection end (under _room)
+    reader: threading.Thread | None = None
+
+
+class AckReader:
+    def _finish(self, seq: int, status: str, error: str | None = None) -> None:
+        with self._room:
+            handle = self._pending.pop(seq, None)
+            for st in self._streams:  # a handful
+                st.seqs.pop(seq, None)
+            if handle is not None and len(self._pending) == self.config.max_inflight - 1:
+                self._room.notify()  # a send() may be waiting for room
+        if handle is None or not handle._finish(status, error):
+            return
+        if status != "acked":
+            try:
+                self._quiesce()  # the caller frees the source blocks next
+            except Exception as e:
+                log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
+        if error:
+            log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
+        if self.on_release is not None:
+            self.on_release(handle.meta, status)
+
+    def _expire_leases(self) -> None:
+        now = time.time()
+        with self._room:
+            expired = [s for s, h in self._pending.items() if h.meta.is_expired(now)]
+        for seq in expired:
+            self._finish(seq, "lease_expired")
+
+    def _read_loop(self, stream: Stream) -> None:
+        next_check = time.monotonic() + LEASE_CHECK_S
+        frames = wire.SmallFrameReader(stream.sock)
+        try:
+            while not self._closed.is_set():
+                # select, not a socket timeout: a timeout would also cut sends
+                ready, _, _ = select.select([stream.sock], [], [], LEASE_CHECK_S)
+                if time.monotonic() >= next_check:
+                    self._expire_leases()
+                    next_check = time.monotonic() + LEASE_CHECK_S
+                if ready:
+                    for kind, hdr in frames.read():
+                        self._on_frame(kind, hdr)
+        except (OSError, ValueError, TransferError) as e:
+            if not self._closed.is_set():
+                log.warning("%s sender lost connection %d to its receiver: %s", self.name, stream.index, e)
+                self._lose_stream(stream, str(e))
+
+    def _lose_stream(self, stream: Stream, error: str) -> None:
+        """Fail the transfers sent on a lost stream; no new one goes there."""
+        with self._room:
+            stream.alive = False
+            seqs = list(stream.seqs)  # every unacked transfer is on one stream: losing all fails all
+        try:
+            stream.sock.shutdown(socket.SHUT_RDWR)  # a send() blocked on it returns at once
+        except OSError:
+            pass
+        for seq in seqs:
+            self._finish(seq, "failed", error)
+
+    def _on_frame(self, kind: int, hdr: dict) -> None:
+        if kind == wire.ACK:
+            ok = hdr.get("ok") is True
+            seq = hdr.get("seq")
+            if type(seq) is not int:
+                raise wire.FrameError("ACK without an integer seq")
+            if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
+                log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
+            self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
+        elif kind == wire.ERROR:
+            raise TransferError(f"receiver error: {hdr.get('error')}")
+        else:
+            raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame from receiver")
+
+    def _fail_all(self, error: str) -> None:
+        with self._room:
+            seqs = list(self._pending)
+        for seq in seqs:
+            self._finish(seq, "failed", error)
