@@ -157,21 +157,27 @@ def test_sync_switch_drains_both_sides(fake_cuda, monkeypatch):
         assert not cuda_ipc.sync_requested()
 
 
-@pytest.mark.gpu
-def test_cuda_ipc_many_runs_and_reused_events_between_processes():
-    """On a GPU: scattered blocks (the gather/scatter path) and more transfers
-    in flight than event slots, each bit-exact once its ACK came."""
+def _gpu_sender(spec: PoolSpec, expect: int, **config_kw):
+    """(receiver in another process expecting `expect` transfers, random source pool on the GPU,
+    a cuda-ipc sender connected to it); skips without a GPU."""
     if not torch.cuda.is_available():
         pytest.skip("cuda-ipc needs a CUDA device; this machine has none")
     from inference.transfer import select_transport
     from transfer_peers import TOKEN, RemoteReceiver, random_pool
 
-    spec = PoolSpec(256, 2, 16, 2, 64, "bfloat16")
-    n = cuda_ipc.EVENTS + 4
-    peer = RemoteReceiver("cuda-ipc", spec, expect=n)
+    peer = RemoteReceiver("cuda-ipc", spec, expect=expect)
     src = random_pool(spec).cuda()
-    tx = select_transport("cuda-ipc").sender_cls(src, TransferConfig(transport="cuda-ipc", token=TOKEN))
+    tx = select_transport("cuda-ipc").sender_cls(src, TransferConfig(transport="cuda-ipc", token=TOKEN, **config_kw))
     tx.connect(peer.address)
+    return peer, src, tx
+
+
+@pytest.mark.gpu
+def test_cuda_ipc_many_runs_and_reused_events_between_processes():
+    """On a GPU: scattered blocks (the gather/scatter path) and more transfers
+    in flight than event slots, each bit-exact once its ACK came."""
+    n = cuda_ipc.EVENTS + 4
+    peer, src, tx = _gpu_sender(PoolSpec(256, 2, 16, 2, 64, "bfloat16"), n)
     rng = random.Random(7)
     plans = []
     for i in range(n):
@@ -213,35 +219,16 @@ def test_move_many_waits_once_copies_every_block_and_records_one_event(fake_cuda
 def test_cuda_ipc_send_many_between_processes():
     """On a GPU: a group of sends (scattered and contiguous blocks, more than the event slots and
     than max_inflight) moved by send_many; each bit-exact once acked."""
-    if not torch.cuda.is_available():
-        pytest.skip("cuda-ipc needs a CUDA device; this machine has none")
-    from inference.transfer import select_transport
-    from transfer_peers import TOKEN, RemoteReceiver, random_pool
-
-    spec = PoolSpec(512, 2, 16, 2, 64, "bfloat16")
     n = cuda_ipc.EVENTS + 8
-    peer = RemoteReceiver("cuda-ipc", spec, expect=n)
-    src = random_pool(spec).cuda()
-    released, done = {}, threading.Event()
-
-    def on_release(meta, status):
-        released[meta.request_id] = status
-        if len(released) == n:
-            done.set()
-
-    config = TransferConfig(transport="cuda-ipc", token=TOKEN, max_inflight=8)
-    tx = select_transport("cuda-ipc").sender_cls(src, config, on_release)
-    tx.connect(peer.address)
+    peer, src, tx = _gpu_sender(PoolSpec(512, 2, 16, 2, 64, "bfloat16"), n, max_inflight=8)
     rng = random.Random(11)
     scattered = rng.sample(range(6 * n, 512), 512 - 6 * n)  # odd sends: 20 scattered blocks each
     plans = []
     for i in range(n):  # even sends: 6 consecutive blocks each, below 6 * n
         dst_ids = [scattered.pop() for _ in range(20)] if i % 2 else list(range(6 * i, 6 * i + 6))
         plans.append((rng.sample(range(512), len(dst_ids)), dst_ids))
-    metas = [TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)]
-    handles = tx.send_many(metas)
+    handles = tx.send_many([TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)])
     assert [h.wait(30) for h in handles] == ["acked"] * n
-    assert done.wait(30) and set(released.values()) == {"acked"}
     _, dst = peer.result()
     tx.close()
     for s, d in plans:
