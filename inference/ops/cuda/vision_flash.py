@@ -28,7 +28,13 @@ of each tile's exp2 to the FMA pipe as a cubic was measured slower on the H200
 (278 vs 418 TFLOP/s at 16 pages, session 8) and removed. `lazy_rescale`
 (off by default, unmeasured on a GPU as of session 8) drops the per-tile
 multiply of the [BLOCK_M, D] accumulators (1.25 multiplies per score at
-D=80) on tiles that do not raise a row's max by more than 2^8.
+D=80) on tiles that do not raise a row's max by more than 2^8: measured no
+faster in the layout pass (34.38 = 34.38 pages/s, session 9). `exp_bf16`
+(bf16 inputs only; off by default, unmeasured as of session 9) rounds the
+exponent to bf16 and exponentiates pairs with ex2.approx.ftz.bf16x2, one
+special-function op for two scores: P is rounded to bf16 for P V anyway, and
+near a row's max (the large P that dominate) the bf16 exponent is off by at
+most 2^-9, 0.14 % of P. Not in the Triton interpreter (inline PTX).
 """
 from __future__ import annotations
 
@@ -55,21 +61,23 @@ class FlashConfig:
     tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
     maxnreg: int | None = None  # register cap a thread (ptxas spills above it), None: the compiler's choice
     lazy_rescale: bool = False  # rescale the accumulators only when a row's max rose by > 2^RESCALE_LOG2
+    exp_bf16: bool = False  # bf16 inputs: P = exp2 in packed bf16 pairs (two values an SFU op; see module doc)
 
     @property
     def name(self) -> str:
         return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
-                + ("lz" if self.lazy_rescale else "") + (f"r{self.maxnreg}" if self.maxnreg else ""))
+                + ("lz" if self.lazy_rescale else "") + ("xb" if self.exp_bf16 else "")
+                + (f"r{self.maxnreg}" if self.maxnreg else ""))
 
     @classmethod
     def parse(cls, name: str) -> "FlashConfig":
         """The config a `name` spells (m128n64w4s3tma, m128n64w8s3tmar128, ...)."""
-        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(lz)?(?:r(\d+))?", name.strip())
+        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(lz)?(xb)?(?:r(\d+))?", name.strip())
         if not match:
             raise ValueError(f"vision_flash: {name!r} is not a config name like m128n64w4s3tma")
-        m, n, w, s, tma, lazy, reg = match.groups()
+        m, n, w, s, tma, lazy, xb, reg = match.groups()
         return cls(int(m), int(n), int(w), int(s), tma=bool(tma), maxnreg=int(reg) if reg else None,
-                   lazy_rescale=bool(lazy))
+                   lazy_rescale=bool(lazy), exp_bf16=bool(xb))
 
     def launch_options(self) -> dict:
         """Compile options of a launch: warps, pipeline stages, the register cap when set."""
@@ -119,9 +127,24 @@ def _load_tile(src, start, row0, col, seq_len, stride_t, BLOCK: tl.constexpr, WI
 
 
 @triton.jit
+def _probs(x, dtype, EXPB16: tl.constexpr):
+    """P = exp2(x) as the P V operand (in `dtype`) and its row sums in fp32. EXPB16: x rounded to
+    bf16 and exponentiated two at a time (ex2.approx.ftz.bf16x2, sm_90), so the special-function
+    unit does half the work; P is bf16 for the dot either way, and the row sums add the very
+    values the dot uses."""
+    if EXPB16:
+        p = tl.inline_asm_elementwise("ex2.approx.ftz.bf16x2 $0, $1;", "=r,r", [x.to(tl.bfloat16)],
+                                      dtype=tl.bfloat16, is_pure=True, pack=2)
+        return p, tl.sum(p.to(tl.float32), 1)
+    p = tl.math.exp2(x)
+    return p.to(dtype), tl.sum(p, 1)
+
+
+@triton.jit
 def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_col, v_col, skt, svt,
              m_i, l_i, acc0, acc1, scale_log2, D0: tl.constexpr, D1: tl.constexpr, BLOCK_N: tl.constexpr,
-             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr, LAZY: tl.constexpr):
+             MASKED: tl.constexpr, PRECISION: tl.constexpr, TMA: tl.constexpr, LAZY: tl.constexpr,
+             EXPB16: tl.constexpr):
     """One KV tile of the online softmax; MASKED only for the image's last, partial tile.
     LAZY: the reference max m_i (and with it the accumulators and l_i) moves only when some row's
     tile max exceeds it by more than RESCALE_LOG2 (P then stays <= 2^RESCALE_LOG2, exact after the
@@ -146,18 +169,16 @@ def _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len, k_
             if D1 > 0:
                 acc1 = acc1 * alpha[:, None]
             m_i = m_new
-        p = tl.math.exp2(s * scale_log2 - m_i[:, None])
-        l_i = l_i + tl.sum(p, 1)
-        p = p.to(v0.dtype)
+        p, p_sum = _probs(s * scale_log2 - m_i[:, None], v0.dtype, EXPB16)
+        l_i = l_i + p_sum
         acc0 = tl.dot(p, v0, acc0, input_precision=PRECISION)
         if D1 > 0:
             acc1 = tl.dot(p, v1, acc1, input_precision=PRECISION)
         return m_i, l_i, acc0, acc1
     m_new = tl.maximum(m_i, m_tile)
-    p = tl.math.exp2(s * scale_log2 - m_new[:, None])
+    p, p_sum = _probs(s * scale_log2 - m_new[:, None], v0.dtype, EXPB16)
     alpha = tl.math.exp2(m_i - m_new)
-    l_i = l_i * alpha + tl.sum(p, 1)
-    p = p.to(v0.dtype)
+    l_i = l_i * alpha + p_sum
     acc0 = tl.dot(p, v0, acc0 * alpha[:, None], input_precision=PRECISION)
     if D1 > 0:
         acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=PRECISION)
@@ -169,7 +190,8 @@ def _vision_flash_kernel(
         q0_src, q1_src, k0_src, k1_src, v0_src, v1_src, o_ptr, cu_ptr, tiles_ptr, scale_log2,
         sqt, sqh, skt, skh, svt, svh, sot, soh, num_heads,
         D0: tl.constexpr, D1: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr, LAZY: tl.constexpr):
+        PRECISION: tl.constexpr, TMA: tl.constexpr, TILED: tl.constexpr, LAZY: tl.constexpr,
+        EXPB16: tl.constexpr):
     """*_src: q/k/v pointers (the same one for both head-dim parts), or with TMA one
     descriptor per tensor and part (a descriptor has one block shape). TILED: the
     (image, query tile) of this program comes from tiles_ptr."""
@@ -206,11 +228,11 @@ def _vision_flash_kernel(
     for n_start in range(0, n_full, BLOCK_N):
         m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_start, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, False, PRECISION, TMA, LAZY)
+                                        D0, D1, BLOCK_N, False, PRECISION, TMA, LAZY, EXPB16)
     if n_full < seq_len:
         m_i, l_i, acc0, acc1 = _kv_step(q0, q1, k0_src, k1_src, v0_src, v1_src, start, n_full, seq_len,
                                         h * skh, h * svh, skt, svt, m_i, l_i, acc0, acc1, scale_log2,
-                                        D0, D1, BLOCK_N, True, PRECISION, TMA, LAZY)
+                                        D0, D1, BLOCK_N, True, PRECISION, TMA, LAZY, EXPB16)
 
     inv_l = 1.0 / l_i
     offs_m = m0 + tl.arange(0, BLOCK_M)
@@ -255,7 +277,7 @@ def kernel_constexprs(head_dim: int, dtype: torch.dtype, config: FlashConfig, tm
     # fp32 inputs: exact fp32 products (tf32 would miss the 1e-5 contract)
     return dict(D0=d0, D1=d1, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
                 PRECISION="ieee" if dtype == torch.float32 else "tf32", TMA=tma, TILED=tiled,
-                LAZY=config.lazy_rescale)
+                LAZY=config.lazy_rescale, EXPB16=config.exp_bf16 and dtype == torch.bfloat16)
 
 
 def vision_flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor,

@@ -223,8 +223,10 @@ def test_cuda_layout_page_and_crops(dtype):
 def test_config_names_parse_back():
     from inference.ops.cuda.vision_flash import FlashConfig
 
-    for config in (FlashConfig(), FlashConfig(64, 64, 4, 2, True, maxnreg=128), FlashConfig(128, 64, 4, 3, True)):
+    for config in (FlashConfig(), FlashConfig(64, 64, 4, 2, True, maxnreg=128), FlashConfig(128, 64, 4, 3, True),
+                   FlashConfig(128, 64, 8, 3, True, maxnreg=128, lazy_rescale=True, exp_bf16=True)):
         assert FlashConfig.parse(config.name) == config
+    assert FlashConfig.parse("m128n64w8s3tmaxbr128").exp_bf16
     assert FlashConfig.parse("m128n64w8s3tmar128").launch_options() == dict(num_warps=8, num_stages=3, maxnreg=128)
     assert "maxnreg" not in FlashConfig().launch_options()
     with pytest.raises(ValueError, match="config name"):
@@ -245,3 +247,56 @@ def test_register_cap_keeps_two_ctas_an_sm_without_spills():
 
 if __name__ == "__main__":
     _interpreter_main()
+
+
+def test_bf16_exponentials_only_for_bf16_inputs_and_half_the_sfu_ops():
+    """exp_bf16: the kernel's P comes from ex2.approx.ftz.bf16x2 (two scores an op) for bf16 inputs;
+    fp16 and fp32 inputs keep the fp32 exponentials (the flag does not apply)."""
+    import re
+
+    import triton
+
+    from inference.bench.attn_vision_compile import compile_stats
+    from inference.ops.cuda.vision_flash import FlashConfig, kernel_constexprs
+
+    config = FlashConfig(64, 64, 4, 3, True, exp_bf16=True)
+    assert kernel_constexprs(80, torch.bfloat16, config, True)["EXPB16"]
+    assert not kernel_constexprs(80, torch.float16, config, True)["EXPB16"]
+    assert not kernel_constexprs(80, torch.float32, config, True)["EXPB16"]
+    ptx = {}
+    compile_ = triton.compile
+
+    def keep_ptx(*args, **kwargs):
+        compiled = compile_(*args, **kwargs)
+        ptx[len(ptx)] = compiled.asm["ptx"]
+        return compiled
+    triton.compile = keep_ptx
+    try:
+        for c in (FlashConfig(64, 64, 4, 3, True), config):
+            stats = compile_stats(c, head_dim=80, dtype="bf16", arch=90, tiled=True)
+            assert stats["stack_bytes"] == 0 and stats["wgmma"] > 0, stats
+    finally:
+        triton.compile = compile_
+    f32 = [len(re.findall(r"ex2\.approx\.(?:ftz\.)?f32", p)) for p in ptx.values()]
+    pairs = [p.count("ex2.approx.ftz.bf16x2") for p in ptx.values()]
+    assert pairs[0] == 0 and pairs[1] > 0 and f32[1] < f32[0] // 4  # only the rescale factors stay fp32
+    assert 2 * pairs[1] + f32[1] == f32[0]  # every score still exponentiated once
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the compiled kernel needs a CUDA device")
+@pytest.mark.parametrize("name", ["m128n64w4s3tmaxb", "m128n64w8s3tmaxbr128", "m64n64w4s3tmaxb"])
+@pytest.mark.parametrize("tiled", [False, True])
+def test_cuda_bf16_exponentials_match_the_reference(name, tiled):
+    from inference.ops.cuda.vision_flash import FlashConfig
+    from inference.ops.tiles import flash_tiles, tile_slots
+
+    config = FlashConfig.parse(name)
+    lengths = [5476, 1200, 1, 300, 77]
+    torch.manual_seed(0)
+    q, k, v, cu = make_inputs(lengths, 16, 80, torch.bfloat16, packed=True, device="cuda")
+    slots = tile_slots(sum(lengths), config.block_m, len(lengths)) + 3  # -1 padding entries too
+    tiles = torch.tensor(flash_tiles(lengths, config.block_m, slots), dtype=torch.int32, device="cuda") if tiled else None
+    out = vision_flash_attention(q, k, v, cu, max(lengths), 80 ** -0.5, config, tiles=tiles)
+    err = rel_err(out, reference(q, k, v, cu, 80 ** -0.5))
+    assert err <= 1e-2, f"{name}: rel err {err:.3e}"
