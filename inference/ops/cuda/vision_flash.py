@@ -26,15 +26,17 @@ tensor cores idle while the special-function unit (16 exp2 a clock per SM)
 works through the tile; at D=80 that is ~80 % of the matrix time. Moving half
 of each tile's exp2 to the FMA pipe as a cubic was measured slower on the H200
 (278 vs 418 TFLOP/s at 16 pages, session 8) and removed. `lazy_rescale`
-(off by default, unmeasured on a GPU as of session 8) drops the per-tile
-multiply of the [BLOCK_M, D] accumulators (1.25 multiplies per score at
-D=80) on tiles that do not raise a row's max by more than 2^8: measured no
-faster in the layout pass (34.38 = 34.38 pages/s, session 9). `exp_bf16`
-(bf16 inputs only; off by default, unmeasured as of session 9) rounds the
-exponent to bf16 and exponentiates pairs with ex2.approx.ftz.bf16x2, one
-special-function op for two scores: P is rounded to bf16 for P V anyway, and
-near a row's max (the large P that dominate) the bf16 exponent is off by at
-most 2^-9, 0.14 % of P. Not in the Triton interpreter (inline PTX).
+(off by default) drops the per-tile multiply of the [BLOCK_M, D]
+accumulators (1.25 multiplies per score at D=80) on tiles that do not raise
+a row's max by more than 2^8: measured no faster in the layout pass (34.38 =
+34.38 pages/s, session 9). `exp_bf16` (bf16 inputs only; off by default,
+unmeasured on a GPU as of session 9) rounds the exponent to bf16 and
+exponentiates pairs with ex2.approx.ftz.bf16x2 (-inf, a masked key, gives 0),
+one special-function op for two scores: P is rounded to bf16 for P V anyway,
+and near a row's max (the large P that dominate) the bf16 exponent is off by
+at most 2^-9, 0.14 % of P; with lazy_rescale the largest P's exponent runs
+up to 8 (P <= 2^8), where it is off by up to 2^-6, 1.1 % of P.
+Not in the Triton interpreter (inline PTX).
 """
 from __future__ import annotations
 
