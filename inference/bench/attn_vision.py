@@ -49,11 +49,11 @@ CONFIGS = [  # (block_m, block_n, num_warps, num_stages); kept short so the run 
     FlashConfig(64, 64, 4, 2, True, maxnreg=128),
     # accumulators rescaled only when a row's max rises by > 2^8 (unmeasured as of session 8)
     FlashConfig(128, 64, 4, 3, True, lazy_rescale=True), FlashConfig(128, 64, 8, 3, True, maxnreg=128, lazy_rescale=True),
-    # P = exp2 in packed bf16 pairs: half the special-function ops (unmeasured as of session 9; the
-    # tiled 128x64 4-warp build spills 8 bytes, the others none)
+    # P = exp2 in packed bf16 pairs: half the special-function ops (unmeasured as of session 9)
     FlashConfig(128, 64, 4, 3, True, exp_bf16=True), FlashConfig(128, 64, 8, 3, True, maxnreg=128, exp_bf16=True),
     FlashConfig(64, 64, 4, 3, True, exp_bf16=True),
-]  # all compile for sm_90 without spills (inference.bench.attn_vision_compile). Dropped after their
+]  # all compile for sm_90 without spills (inference.bench.attn_vision_compile); tiled (TILED below),
+#    m128n64w4s3tmaxb spills 8 bytes, the other xb builds none. Dropped after their
 #    H200 runs: 128x128 tiles (286-355 TFLOP/s, sessions 3 and 8), 256x64 (346-373), the polynomial
 #    exp2 variant (278 vs 418 for its plain config, session 8)
 # the graph-captured encoder's launch (a tile list for its grid): candidates for graph_config
