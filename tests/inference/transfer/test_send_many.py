@@ -5,6 +5,7 @@ an in-process copy into the receiver's pool (cuda-ipc's plan on CPU tensors)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import torch
 
@@ -126,3 +127,25 @@ def test_send_many_prepares_at_most_max_inflight_ahead_of_the_moves():
         ahead = ahead + 1 if entry == "prepare" else ahead - entry
         assert ahead <= 2
     assert log.count("prepare") == 5 and sum(e for e in log if e != "prepare") == 5
+
+
+def test_send_many_no_room_fails_the_rest_of_the_group_prepared_or_not():
+    """No ACK comes back, so once max_inflight are unacked the next reserve times out (lease_s):
+    the sent ones keep their handles, every other meta (the waiting round's and the rounds not yet
+    prepared) gets that error; none is left without a result."""
+    config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=2, lease_s=0.3)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
+    tx = LocalSender(torch.randn(SPEC.shape), config)
+    tx.connect(rx.start())
+    tx._on_frame = lambda kind, hdr: None  # the ACKs are dropped
+    metas = [TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0, lease_expiry_unix_s=time.time() + 60)
+             for i in range(5)]  # leases outlast the test: room never frees
+    try:
+        out = tx.send_many(metas)
+        assert [type(h) for h in out[:2]] == [TransferHandle] * 2 and tx.groups == [[1, 2]]
+        assert all(isinstance(e, TransferError) and "unacked" in str(e) for e in out[2:]), out
+        assert "send" in metas[3].hops and "send" not in metas[4].hops  # the third round was never prepared
+    finally:
+        tx.close()
+        rx.close()
+    assert [h.wait(1) for h in out[:2]] == ["failed"] * 2  # close() fails what was never acked
