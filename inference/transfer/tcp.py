@@ -28,7 +28,8 @@ import torch
 from inference.transfer import wire
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
-from inference.transfer.sender import ControlSender, Stream
+from inference.transfer.sender import ControlSender
+from inference.transfer.sender_acks import Stream
 from inference.transfer.source import PreparedTransfer, flat_bytes
 
 

@@ -40,53 +40,16 @@ Not in the Triton interpreter (inline PTX).
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import torch
 import triton
 import triton.language as tl
 
+from inference.ops.cuda.flash_config import FlashConfig
 from inference.ops.tiles import flash_tiles  # noqa: F401 - the tile list this kernel reads
 
 _LOG2E = 1.4426950408889634
 RESCALE_LOG2 = tl.constexpr(8.0)  # lazy_rescale: P <= 2^8 between rescales (bf16 keeps its relative precision)
 
-
-@dataclass(frozen=True)
-class FlashConfig:
-    """One launch configuration (tile sizes in tokens)."""
-    block_m: int = 128
-    block_n: int = 64
-    num_warps: int = 8
-    num_stages: int = 3
-    tma: bool = False  # K/V/Q tiles through TMA descriptors (Hopper+) when the layout allows
-    maxnreg: int | None = None  # register cap a thread (ptxas spills above it), None: the compiler's choice
-    lazy_rescale: bool = False  # rescale the accumulators only when a row's max rose by > 2^RESCALE_LOG2
-    exp_bf16: bool = False  # bf16 inputs: P = exp2 in packed bf16 pairs (two values an SFU op; see module doc)
-
-    @property
-    def name(self) -> str:
-        return (f"m{self.block_m}n{self.block_n}w{self.num_warps}s{self.num_stages}" + ("tma" if self.tma else "")
-                + ("lz" if self.lazy_rescale else "") + ("xb" if self.exp_bf16 else "")
-                + (f"r{self.maxnreg}" if self.maxnreg else ""))
-
-    @classmethod
-    def parse(cls, name: str) -> "FlashConfig":
-        """The config a `name` spells (m128n64w4s3tma, m128n64w8s3tmar128, ...)."""
-        match = re.fullmatch(r"m(\d+)n(\d+)w(\d+)s(\d+)(tma)?(lz)?(xb)?(?:r(\d+))?", name.strip())
-        if not match:
-            raise ValueError(f"vision_flash: {name!r} is not a config name like m128n64w4s3tma")
-        m, n, w, s, tma, lazy, xb, reg = match.groups()
-        return cls(int(m), int(n), int(w), int(s), tma=bool(tma), maxnreg=int(reg) if reg else None,
-                   lazy_rescale=bool(lazy), exp_bf16=bool(xb))
-
-    def launch_options(self) -> dict:
-        """Compile options of a launch: warps, pipeline stages, the register cap when set."""
-        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
-        if self.maxnreg:
-            options["maxnreg"] = self.maxnreg
-        return options
 
 
 DEFAULT_CONFIG = FlashConfig()
