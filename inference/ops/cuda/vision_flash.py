@@ -51,7 +51,6 @@ _LOG2E = 1.4426950408889634
 RESCALE_LOG2 = tl.constexpr(8.0)  # lazy_rescale: P <= 2^8 between rescales (bf16 keeps its relative precision)
 
 
-
 DEFAULT_CONFIG = FlashConfig()
 
 
