@@ -5,10 +5,6 @@
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
-for name in a b; do
-  timeout 170 python3 -m docpipe.cli bench pd --model dummy:mineru2.5 --layout layouts/gpu-1p1d-mps.toml --pages 64 \
-    --out "$out/pd_h200_mps_p64$name.json" > "$out/pd_p64$name.log" 2>&1
-  echo "== p64$name"; grep "monolithic:\|disaggregated:\|  title  \|Traceback\|Error" "$out/pd_p64$name.log" | head -6
-done
-rm -f "$out"/pd_p64*.log
+pd_run p64a 64
+pd_run p64b 64
 timeout 110 $pipe --out "$out/pipeline_128p_a.json" 2>&1 | show; pages a
