@@ -81,7 +81,7 @@ class SamplerGraphs:
     def __init__(self, sampler, max_rows: int, capture: bool = True, logits: tuple | None = None):
         """logits: (vocab, dtype) of the model's logits, for capture_all (None: capture on first use)."""
         self.sampler, self.history, self.device = sampler, sampler.history, sampler.device
-        self.logits = logits
+        self.logits = tuple(logits) if logits is not None else None  # compared with key[2:4] each step
         self.all_at_once = False  # set by capture_all: after a history widening, every bucket again at once
         self.buckets = bucket_sizes(max_rows)
         self.capture = capture and self.device.type == "cuda"
@@ -122,13 +122,15 @@ class SamplerGraphs:
         ints[:, rows] = (slots, self.history.length[slots], self.history.ngram[slots])
         params[:] = NEUTRAL
         params[rows] = self.history.penalties[slots]
-        key = (size, self.history.width - 1, logits.shape[1], logits.dtype, self.history.generation)
-        if self.capture and key not in self.graphs and self.all_at_once and key[2:4] == tuple(self.logits):
+        key = self._key(size, logits.shape[1], logits.dtype)
+        missing = self.capture and key not in self.graphs
+        if missing and self.all_at_once and key[2:4] == self.logits:
             self.capture_all()  # the history widened past its reservation: one stall for every bucket
             if key not in self.graphs:  # that capture failed (logged, sampler eager from now on)
                 return None
+            missing = False
         buf = self._buffers(key, scratch)
-        if self.capture and key not in self.graphs and not self._capture(key, buf, scratch):
+        if missing and not self._capture(key, buf, scratch):
             return None
         packed = to_device(torch.from_numpy(host), self.device)
         buf.ints.copy_(packed[:3 * size].view(3, size))
@@ -154,8 +156,11 @@ class SamplerGraphs:
 
         def capture_one(key: tuple) -> bool:
             return self._capture(key, self._buffers(key, scratch), scratch)
-        keys = [(size, self.history.width - 1, vocab, dtype, self.history.generation) for size in self.buckets]
-        return capture_buckets(self, keys, capture_one)
+        return capture_buckets(self, [self._key(size, vocab, dtype) for size in self.buckets], capture_one)
+
+    def _key(self, size: int, vocab: int, dtype: torch.dtype) -> tuple:
+        """A step graph's key: rows bucket, history width read, logits shape and dtype, history tensors."""
+        return (size, self.history.width - 1, vocab, dtype, self.history.generation)
 
     def _buffers(self, key: tuple, scratch: int) -> _Buffers:
         if key not in self.buffers:
