@@ -109,7 +109,7 @@ class ModelRunner:
                                                                           config.max_model_len + 1))
                 sets += [self.graphs, self.sampler.graphs]
             from inference.worker.graph_capture import precapture, precapture_requested
-            if sets and precapture_requested():  # every bucket now, not inside a step (else on first use)
+            if precapture_requested():  # every bucket now, not inside a step (else on first use)
                 precapture(sets)
                 if config.precapture_graphs and visual is not None:
                     graph_patches = self.vision_graphs.buckets[-1] if self.vision_graphs is not None else 0
