@@ -7,6 +7,7 @@ when the variable is unset or blank; anything else is an error naming it.
 from __future__ import annotations
 
 import os
+import sys
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -34,8 +35,6 @@ def set_switch_interval() -> float:
     their steps; here 0.5 ms (one A/B on the H200 in session 8, PD TPOT, showed no difference beyond
     run-to-run noise). DOCPIPE_SWITCH_INTERVAL_MS overrides (5 = CPython's default). Returns the
     interval set, in seconds; raises ValueError naming the variable for a bad value."""
-    import sys
-
     text = os.environ.get(SWITCH_INTERVAL_ENV, "").strip()
     try:
         ms = float(text) if text else SWITCH_INTERVAL_MS
@@ -50,8 +49,6 @@ def set_switch_interval() -> float:
 def apply_switch_interval() -> None:
     """set_switch_interval() for a process starting up: a bad variable is reported on stderr and
     CPython's interval kept (it must not stop a command or a worker)."""
-    import sys
-
     try:
         set_switch_interval()
     except ValueError as e:
