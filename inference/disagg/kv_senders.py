@@ -28,7 +28,7 @@ would be, in queue order, once the whole group has gone out: a close they
 cause also fails the group's sends still unacked.
 The host class provides: engine (its kv_pool), transport, transfer_config,
 index, senders (address -> sender), _sends (queue), _send_failures,
-_send_started(meta, sender), called as a send begins, and _on_release(meta,
+_send_started(metas, sender), called as a group's sends begin, and _on_release(meta,
 status), which every send ends in.
 """
 from __future__ import annotations
@@ -81,8 +81,7 @@ class KvSenders:
                 self._on_release(meta, f"failed: {type(e).__name__}: {e}")
             return
         try:
-            for meta in group:
-                self._send_started(meta, sender)
+            self._send_started(group, sender)
             results = sender.send_many(group)
         except Exception as e:  # outside any one meta's send: all fail, the thread must live on
             results = [e] * len(group)

@@ -204,15 +204,18 @@ class PrefillWorker(KvSenders, Worker):
         meta.hops["queued"] = time.time()
         self._sends.put((address, meta))
 
-    def _send_started(self, meta: TransferMeta, sender) -> None:
-        """On the sender thread, as the send of `meta` begins: its send -> ack time starts, and the
-        bytes it moves (destination blocks of the receiver's layout) are noted for TransferDone."""
+    def _send_started(self, metas: list[TransferMeta], sender) -> None:
+        """On the sender thread, as the sends of `metas` (one group) begin: their send -> ack time
+        starts, and the bytes each moves (destination blocks of the receiver's layout) are noted for
+        TransferDone. One clock read and one lock for the group, not one per request."""
         start_s, peer = time.perf_counter(), sender.peer_spec
+        block_bytes = peer.block_bytes if peer is not None else 0
         with self._lock:
-            job = self.jobs.get(meta.request_id)
-            if job is not None:
-                job.send_start_s = start_s
-                job.send_bytes = len(meta.dst_block_ids) * peer.block_bytes if peer is not None else 0
+            for meta in metas:
+                job = self.jobs.get(meta.request_id)
+                if job is not None:
+                    job.send_start_s = start_s
+                    job.send_bytes = len(meta.dst_block_ids) * block_bytes
 
     def _on_release(self, meta: TransferMeta, status: str) -> None:
         """On a transport thread: the send ended (acked or failed). The router
