@@ -125,9 +125,7 @@ class TransportPeer:
         this is a peer copy."""
         if self.name != "cuda-ipc":
             return None
-        dst, src, n, sync = self._tx.peer_pool, flat_bytes(self._tx.pool), num_bytes, torch.cuda.synchronize
-        return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n,
-                          min(src.numel(), dst.numel()))
+        return _device_copy_loop(flat_bytes(self._tx.pool), self._tx.peer_pool, num_bytes, count, single_count)
 
     def close(self) -> None:
         self._tx.close()
@@ -153,6 +151,14 @@ def _time_loop(step, count: int, single_count: int, num_bytes: int, max_bytes: i
     return Figure(bulk, num_bytes / p50 / 1e9, p50 * 1e3)
 
 
+def _device_copy_loop(src: torch.Tensor, dst: torch.Tensor, num_bytes: int, count: int, single_count: int) -> Figure:
+    """copy_ then synchronize, src -> dst (flat bytes of CUDA memory, the second maybe a peer's
+    mapping), offsets cycling through the smaller of the two."""
+    n, sync = num_bytes, torch.cuda.synchronize
+    return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n,
+                      min(src.numel(), dst.numel()))
+
+
 class MemcpyBaseline:
     """Copy between two warm buffers of this process. CPU: the better of torch
     copy_ and libc memmove (one thread) per figure, so the bar is the faster
@@ -166,8 +172,7 @@ class MemcpyBaseline:
     def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
         src, dst, n = self.src, self.dst, num_bytes
         if self.device != "cpu":
-            sync = torch.cuda.synchronize
-            return _time_loop(lambda o: (dst[o:o + n].copy_(src[o:o + n]), sync()), count, single_count, n, src.numel())
+            return _device_copy_loop(src, dst, n, count, single_count)
         torch_copy = _time_loop(lambda o: dst[o:o + n].copy_(src[o:o + n]), count, single_count, n, src.numel())
         s_ptr, d_ptr = src.data_ptr(), dst.data_ptr()
         memmove = _time_loop(lambda o: ctypes.memmove(d_ptr + o, s_ptr + o, n), count, single_count, n, src.numel())
