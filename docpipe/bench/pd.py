@@ -85,11 +85,8 @@ def monolithic_config(model: str, layout, engine_kw: dict):
 
 def run_monolithic(model: str, layout, pages, engine_kw: dict, warmup=()) -> tuple[dict, float]:
     from inference.engine.engine import LLMEngine
-
     from inference.gc_pauses import frozen
 
-    # the prefill role's settings (device, dtype, block size), run as a whole engine: decode graphs
-    # captured at start too, as the decode worker does (a prefill worker never decodes)
     engine = LLMEngine(monolithic_config(model, layout, engine_kw))
     with frozen():  # as the PD role processes run (process.run_worker): no full-collection pauses
         if warmup:  # untimed: kernel compilation, graph capture, attention plans

@@ -72,8 +72,6 @@ def bind_address(spec: WorkerSpec, index: int) -> tuple[str, int]:
     return host, (spec.port + index if spec.port else 0)
 
 
-
-
 class Worker:
     role = "base"
 
