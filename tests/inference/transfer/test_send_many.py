@@ -4,6 +4,7 @@ alone, every other one lands and is acked, and the receiver gets them in order. 
 an in-process copy into the receiver's pool (cuda-ipc's plan on CPU tensors)."""
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 
@@ -46,10 +47,21 @@ class LocalSender(ControlSender):
         return {"group": len(items)}
 
 
+@contextlib.contextmanager
+def _connected(config: TransferConfig, src: torch.Tensor | None = None, on_release=None):
+    """(receiver, LocalSender connected to it); both closed on leaving."""
+    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
+    tx = LocalSender(torch.randn(SPEC.shape) if src is None else src, config, on_release)
+    tx.connect(rx.start())
+    try:
+        yield rx, tx
+    finally:
+        tx.close()
+        rx.close()
+
+
 def test_send_many_moves_groups_within_max_inflight():
     config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=3)
-    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
-    address = rx.start()
     src = torch.randn(SPEC.shape)
     released, done = {}, threading.Event()
 
@@ -58,9 +70,7 @@ def test_send_many_moves_groups_within_max_inflight():
         if len(released) == 6:
             done.set()
 
-    tx = LocalSender(src, config, on_release)
-    tx.connect(address)
-    try:
+    with _connected(config, src, on_release) as (rx, tx):
         metas = [TransferMeta(f"r{i}", [i], [i + 10], SPEC.block_size, 0, 0) for i in range(7)]
         metas[4] = TransferMeta("bad", [4], [SPEC.num_blocks + 1], SPEC.block_size, 0, 0)  # outside the receiver's pool
         out = tx.send_many(metas)
@@ -69,9 +79,6 @@ def test_send_many_moves_groups_within_max_inflight():
         assert [h.wait(10) for i, h in enumerate(out) if i != 4] == ["acked"] * 6
         assert done.wait(10) and set(released.values()) == {"acked"} and "bad" not in released
         got = [rx.recv(timeout_s=5) for _ in range(6)]
-    finally:
-        tx.close()
-        rx.close()
     assert [m.request_id for m in got] == ["r0", "r1", "r2", "r3", "r5", "r6"]
     assert sum(map(len, tx.groups)) == 6 and tx.groups[0] == [1, 2, 3]  # room for 3: the first group takes 3
     assert all(len(g) <= 3 for g in tx.groups)
@@ -90,18 +97,11 @@ def test_send_many_without_a_receiver_fails_every_meta():
 def test_send_many_sends_shortest_prompt_first():
     """A group goes out fewest tokens first (equal lengths in the order given): a short request's
     META is not packed and landed behind long ones."""
-    config = TransferConfig(transport="local-group", token=TOKEN)
-    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
-    tx = LocalSender(torch.randn(SPEC.shape), config)
-    tx.connect(rx.start())
-    try:
+    with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
         tokens = [4, 2, 4, 1, 3]
         out = tx.send_many([TransferMeta(f"r{i}", [i], [i], n, 0, 0) for i, n in enumerate(tokens)])
         assert [h.wait(10) for h in out] == ["acked"] * 5
         got = [rx.recv(timeout_s=5).request_id for _ in tokens]
-    finally:
-        tx.close()
-        rx.close()
     assert got == ["r3", "r1", "r4", "r0", "r2"]
     assert tx.groups == [[1, 2, 3, 4, 5]]  # one group, one move
 
@@ -109,19 +109,12 @@ def test_send_many_sends_shortest_prompt_first():
 def test_send_many_prepares_at_most_max_inflight_ahead_of_the_moves():
     """A conversion stages each prepared transfer's KV on the device: a group is prepared
     max_inflight at a time, not all at once."""
-    config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=2)
-    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
-    tx = LocalSender(torch.randn(SPEC.shape), config)
-    tx.connect(rx.start())
-    log, prepare, move = [], tx._prepare, tx._move_many
-    tx._prepare = lambda meta: log.append("prepare") or prepare(meta)
-    tx._move_many = lambda items: log.append(len(items)) or move(items)
-    try:
+    with _connected(TransferConfig(transport="local-group", token=TOKEN, max_inflight=2)) as (rx, tx):
+        log, prepare, move = [], tx._prepare, tx._move_many
+        tx._prepare = lambda meta: log.append("prepare") or prepare(meta)
+        tx._move_many = lambda items: log.append(len(items)) or move(items)
         out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(5)])
         assert [h.wait(10) for h in out] == ["acked"] * 5
-    finally:
-        tx.close()
-        rx.close()
     ahead = 0
     for entry in log:
         ahead = ahead + 1 if entry == "prepare" else ahead - entry
@@ -134,18 +127,12 @@ def test_send_many_no_room_fails_the_rest_of_the_group_prepared_or_not():
     the sent ones keep their handles, every other meta (the waiting round's and the rounds not yet
     prepared) gets that error; none is left without a result."""
     config = TransferConfig(transport="local-group", token=TOKEN, max_inflight=2, lease_s=0.3)
-    rx = LocalReceiver(torch.zeros(SPEC.shape), config)
-    tx = LocalSender(torch.randn(SPEC.shape), config)
-    tx.connect(rx.start())
-    tx._on_frame = lambda kind, hdr: None  # the ACKs are dropped
     metas = [TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0, lease_expiry_unix_s=time.time() + 60)
              for i in range(5)]  # leases outlast the test: room never frees
-    try:
+    with _connected(config) as (rx, tx):
+        tx._on_frame = lambda kind, hdr: None  # the ACKs are dropped
         out = tx.send_many(metas)
         assert [type(h) for h in out[:2]] == [TransferHandle] * 2 and tx.groups == [[1, 2]]
         assert all(isinstance(e, TransferError) and "unacked" in str(e) for e in out[2:]), out
         assert "send" in metas[3].hops and "send" not in metas[4].hops  # the third round was never prepared
-    finally:
-        tx.close()
-        rx.close()
     assert [h.wait(1) for h in out[:2]] == ["failed"] * 2  # close() fails what was never acked
