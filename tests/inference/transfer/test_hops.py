@@ -1,6 +1,8 @@
 """A transfer's hop stamps (meta.HOPS): the sender's travel in the META header, the receiver adds
 its own, and hop_spans turns them into the router's KV_HOPS spans; a tcp and an shm transfer end to
 end in one process."""
+import contextlib
+
 import pytest
 
 from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
@@ -35,6 +37,22 @@ def test_spans_between_consecutive_stamps_in_order():
     assert "kv_wire" not in hop_spans({"sent": 5.0, "received": 4.0})  # out of order (another host's clock)
 
 
+@contextlib.contextmanager
+def _connected(name: str):
+    """(receiver, sender connected to it) of transport `name`, in this process; both closed on leaving."""
+    transport = select_transport(name)
+    config = TransferConfig(token=TOKEN, timeout_s=5)
+    receiver = transport.receiver_cls(transport.receiver_cls.allocate_pool(SPEC), config)
+    address = receiver.start()
+    sender = transport.sender_cls(random_pool(SPEC, seed=1), config)
+    try:
+        sender.connect(address)
+        yield receiver, sender
+    finally:
+        sender.close()
+        receiver.close()
+
+
 @pytest.mark.parametrize("name", ["tcp", "shm"])
 def test_malformed_stamps_never_fail_a_transfer(name, monkeypatch):
     """A peer whose META header carries malformed stamps (a bug of its own): every transfer still lands
@@ -46,41 +64,23 @@ def test_malformed_stamps_never_fail_a_transfer(name, monkeypatch):
                 "hops": {"send": 10 ** 400, "sent": float("nan"), "queued": "x"}}
     monkeypatch.setattr(sender_mod, "meta_header", bad)
     monkeypatch.setattr(shm, "meta_header", bad)
-    transport = select_transport(name)
-    config = TransferConfig(token=TOKEN, timeout_s=5)
-    receiver = transport.receiver_cls(transport.receiver_cls.allocate_pool(SPEC), config)
-    address = receiver.start()
-    sender = transport.sender_cls(random_pool(SPEC, seed=1), config)
     got = []
-    try:
-        sender.connect(address)
+    with _connected(name) as (receiver, sender):
         for rid in ("r1", "r2"):
             meta = TransferMeta(rid, [1, 2], [3, 4], num_tokens=20, first_token_id=7, mrope_position_delta=0)
             assert sender.send(meta).wait(5) == "acked"
             got.append(receiver.recv(timeout_s=5))
-    finally:
-        sender.close()
-        receiver.close()
     assert [m.request_id for m in got] == ["r1", "r2"]
     assert all(set(m.hops) == {"received", "landed"} for m in got)
 
 
 @pytest.mark.parametrize("name", ["tcp", "shm"])
 def test_a_transfer_arrives_with_every_stamp_in_order(name):
-    transport = select_transport(name)
-    config = TransferConfig(token=TOKEN, timeout_s=5)
-    receiver = transport.receiver_cls(transport.receiver_cls.allocate_pool(SPEC), config)
-    address = receiver.start()
-    sender = transport.sender_cls(random_pool(SPEC, seed=1), config)
-    try:
-        sender.connect(address)
+    with _connected(name) as (receiver, sender):
         meta = TransferMeta("r1", [1, 2], [3, 4], num_tokens=20, first_token_id=7, mrope_position_delta=0)
         meta.hops["queued"] = 0.0  # set by the prefill worker as it queues the send
         sender.send(meta).wait(5)
         got = receiver.recv(timeout_s=5)
-    finally:
-        sender.close()
-        receiver.close()
     assert got is not None and got.request_id == "r1"
     stamps = [got.hops[k] for k in HOPS[:-1]]  # "dispatched" is the decode worker's
     assert stamps == sorted(stamps) and stamps[0] == 0.0
