@@ -33,6 +33,7 @@ must not outlive its document).
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -97,11 +98,14 @@ class HoldWait:
 
 class Handoff:
     """A producer thread's entries to one consumer through a bounded queue, the
-    readiness protocol `ahead` and the document feed share. Producer side:
-    `put` (False once `stop` is set) and `ended()` in its `finally`. Consumer
-    side: `poll()` never waits (EMPTY when nothing is there; `ready` is then set
-    as soon as that may change), `get()` waits. Either raises a RuntimeError
-    (`lost`) when the thread ended without handing over an entry."""
+    readiness protocol `ahead` and the document feed share. Producer side: its
+    body runs inside `producing()` (an exception it raises is handed over, its
+    end sets `ready`) and hands entries over with `put` (False once `stop` is
+    set). Consumer side: `poll()` never waits (EMPTY when nothing is there;
+    `ready` is then set as soon as that may change), `get()` waits. Either
+    raises the producer's handed-over exception where it comes in order, and a
+    RuntimeError (`lost`) when the thread ended without handing over an entry.
+    `close()` stops the producer and joins its thread."""
 
     EMPTY = object()
 
@@ -121,17 +125,27 @@ class Handoff:
                 continue
         return False
 
-    def ended(self) -> None:
-        self.ready.set()  # a consumer waiting on `ready` wakes and sees what is left (or that nothing will come)
+    @contextlib.contextmanager
+    def producing(self):
+        try:
+            yield
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
+            self.put(_Raised(e))
+        finally:
+            self.ready.set()  # a consumer waiting on `ready` wakes and sees what is left (or that nothing will come)
+
+    def close(self, join_s: float | None = None) -> None:
+        self.stop.set()
+        self.thread.join(join_s)
 
     def poll(self):
         try:
-            return self.queue.get_nowait()
+            return _taken(self.queue.get_nowait())
         except queue.Empty:
             pass
         self.ready.clear()  # cleared before the second look: a put after it sets it again
         try:
-            return self.queue.get_nowait()
+            return _taken(self.queue.get_nowait())
         except queue.Empty:
             pass
         return Handoff.EMPTY if self.thread.is_alive() else self._last()
@@ -139,7 +153,7 @@ class Handoff:
     def get(self):
         while True:
             try:
-                return self.queue.get(timeout=_ALIVE_CHECK_S)
+                return _taken(self.queue.get(timeout=_ALIVE_CHECK_S))
             except queue.Empty:
                 if not self.thread.is_alive():
                     return self._last()
@@ -147,7 +161,7 @@ class Handoff:
     def _last(self):
         """The ended thread's last entry (put just before it ended), else the `lost` error."""
         try:
-            return self.queue.get_nowait()
+            return _taken(self.queue.get_nowait())
         except queue.Empty:
             raise RuntimeError(self.lost) from None
 
@@ -157,19 +171,22 @@ class _Raised:
         self.error = error
 
 
+def _taken(entry):
+    """A taken entry, or the producer's exception raised in the consumer."""
+    if isinstance(entry, _Raised):
+        raise entry.error
+    return entry
+
+
 def ahead(items: Iterable, window: int = 4, name: str = "docpipe-ahead", hold: object = None) -> Iterator:
     assert window >= 1, "window must be at least 1"
 
     def produce() -> None:
-        try:
+        with handoff.producing():
             for item in items:
                 if not handoff.put(item):
                     return
             handoff.put(_END)
-        except BaseException as e:  # noqa: BLE001 - handed to the consumer, raised there
-            handoff.put(_Raised(e))
-        finally:
-            handoff.ended()
 
     thread = threading.Thread(target=produce, name=name, daemon=True)
     handoff = Handoff(window, thread, f"thread {name!r} ended without handing over its next item, its end or its error")
@@ -185,9 +202,6 @@ def ahead(items: Iterable, window: int = 4, name: str = "docpipe-ahead", hold: o
                 continue
             if item is _END:
                 return
-            if isinstance(item, _Raised):
-                raise item.error
             yield item
     finally:
-        handoff.stop.set()
-        thread.join()
+        handoff.close()

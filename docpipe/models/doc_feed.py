@@ -78,31 +78,21 @@ class DocumentFeed:
         when that changes). An exception the thread could not attribute to a document is
         raised here, as is the thread's end without its end marker."""
         item = self._handoff.poll()
-        if item is Handoff.EMPTY:
-            return None
-        if isinstance(item, BaseException):
-            raise item
-        return item
+        return None if item is Handoff.EMPTY else item
 
     def close(self, join_s: float = 30.0) -> None:
         """Stop and join the thread; one stuck in a render (a hold timeout's cause) is left
         behind after join_s (a daemon: it does not keep the process alive)."""
-        self._handoff.stop.set()
-        self._thread.join(join_s)
+        self._handoff.close(join_s)
         if self._thread.is_alive():
             log.warning("the document feed's thread is still in a render after %.0f s; left behind", join_s)
 
     def _produce(self) -> None:
-        try:
+        with self._handoff.producing():  # a bug here: the consumer re-raises it rather than waiting forever
             for index, source in enumerate(self.sources):
                 if not self._feed_document(index, source):
                     return
-        except BaseException as e:  # a bug here: the consumer re-raises it rather than waiting forever
-            self._handoff.put(e)
-            return
-        finally:
-            self._handoff.ended()
-        self._handoff.put(FEED_END)
+            self._handoff.put(FEED_END)
 
     def _feed_document(self, index: int, source: str) -> bool:
         from docpipe.models.backend import page_jobs
