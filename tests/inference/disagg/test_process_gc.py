@@ -2,6 +2,7 @@
 frozen() gives the objects back to the collector after its block."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -15,24 +16,27 @@ from inference.disagg import process
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def _in_fresh_interpreter(code: str, **env_extra: str):
+    """The JSON `code` prints last, run in a fresh interpreter (a freeze is for the process's life)."""
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **env_extra}
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("switch,frozen", [(None, True), ("0", False)], ids=["default", "off"])
 def test_freeze_moves_live_objects_out_of_collection(switch, frozen):
     """In a fresh interpreter (a freeze is for the process's life): objects alive at the call are in the
     permanent generation afterwards, unless DOCPIPE_GC_FREEZE=0."""
-    code = textwrap.dedent("""
+    did, count, walked = _in_fresh_interpreter("""
         import gc, json, sys
         from inference.gc_pauses import freeze_startup_objects
         keep = [[i] for i in range(1000)]  # lists: always tracked (a dict of atomic values may not be)
         did = freeze_startup_objects()
         live = {id(o) for o in gc.get_objects()}  # what collections still walk
         print(json.dumps([did, gc.get_freeze_count(), sum(id(o) in live for o in keep)]))
-    """)
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}
-    if switch is not None:
-        env[gc_pauses.GC_FREEZE_ENV] = switch
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    did, count, walked = __import__("json").loads(out.stdout.strip().splitlines()[-1])
+    """, **({} if switch is None else {gc_pauses.GC_FREEZE_ENV: switch}))
     assert did is frozen
     assert (count >= 1000 and walked == 0) if frozen else (count == 0 and walked == 1000)
 
@@ -64,7 +68,7 @@ def test_run_worker_freezes_after_start_and_before_serving(monkeypatch):
 
 
 def test_frozen_gives_the_objects_back_after_its_block():
-    code = textwrap.dedent("""
+    inside, after = _in_fresh_interpreter("""
         import gc, json
         from inference.gc_pauses import frozen
         keep = [{"n": i} for i in range(1000)]
@@ -72,8 +76,4 @@ def test_frozen_gives_the_objects_back_after_its_block():
             inside = gc.get_freeze_count()
         print(json.dumps([inside, gc.get_freeze_count()]))
     """)
-    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    inside, after = __import__("json").loads(out.stdout.strip().splitlines()[-1])
     assert inside >= 1000 and after == 0
