@@ -127,7 +127,6 @@ def test_failed_connect_is_closed(worker):
     assert RecordingSender.made[0].closed and not worker.senders
 
 
-
 class BatchingSender(RecordingSender):
     """A sender that moves groups (batches_sends): records each send_many group; the first one
     waits on `gate`, so the sends queued meanwhile pile up behind it."""
