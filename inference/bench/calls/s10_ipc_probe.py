@@ -98,6 +98,7 @@ def main(out_path: str) -> None:
             for variant in ("group", "single", "group", "single"):
                 for _ in range(2):
                     tx.send(meta(k)).wait(60)
+                time.sleep(0.002)  # the receiver logs a META after its ACK went out
                 conn.send("log")
                 conn.recv()  # clear the warm-up's
                 tx.marks = {"moved": [], "meta": [], "ack": {}}
@@ -110,6 +111,7 @@ def main(out_path: str) -> None:
                 bad = [h if isinstance(h, Exception) else h.wait(60) for h in handles]
                 t_end = time.time()
                 assert all(b == "acked" for b in bad), bad[:3]
+                time.sleep(0.002)
                 conn.send("log")
                 rlog = conn.recv()
                 us = lambda t: round((t - t0) * 1e6, 1)  # noqa: E731
