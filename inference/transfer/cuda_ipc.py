@@ -13,8 +13,9 @@ Per transfer, nothing on the sender waits for the GPU:
             seq % EVENTS on the side stream -> META {event: slot} -> return.
   receiver: on META, synchronize that event (the copies are done in its
             memory), then queue the meta and ACK.
-Queued sends go in groups (send_many): one stream wait, every request's
-copies, one event whose slot every META of the group names.
+Queued sends go in chunks of a group (send_many, sender_groups.py): one stream
+wait, every request's copies, one event whose slot the chunk's METAS frame
+names; the receiver waits on it once and answers with one ACKS frame.
 The source blocks are freed on that ACK, so they are never reused while a
 copy still reads them; a release without ACK (failure, lease) first
 synchronizes the side stream. Reusing an event slot is safe: every record is

@@ -11,7 +11,7 @@ transport's way); this process sends `count` transfers of one run of blocks.
              time until the KV left the source, which is what a DLSlime
              TcpEndpoint write future measures (it completes in the handler
              of its asio socket write; nothing comes back from the peer).
-Every side cycles through the whole 256 MiB buffer (transfer i uses slot
+The metas (block ids) are built before a clock starts. Every side cycles through the whole 256 MiB buffer (transfer i uses slot
 i mod slots), so neither ours nor the baseline copies one cache-hot 4 MiB over
 and over: a KV transfer moves freshly computed blocks to other blocks.
 Baselines: memcpy (torch copy_ between two warm buffers) for shm; a plain
@@ -89,27 +89,30 @@ class TransportPeer:
         return self._tx.send(self._meta(num_blocks))
 
     def measure(self, num_bytes: int, count: int, single_count: int) -> Figure:
+        """The metas (a request's block ids: what the caller hands the transport) are built before
+        each clock starts; everything the transport does with them is timed."""
         k = num_bytes // self.block_bytes
         for _ in range(2):  # warm: page faults, socket buffers
             self._send(k).wait(60)
+        metas = [self._meta(k) for _ in range(count)]
         t0 = time.perf_counter()
         if self._tx.batches_sends:  # as the prefill worker sends what queued up: one group
-            handles = self._tx.send_many([self._meta(k) for _ in range(count)])
+            handles = self._tx.send_many(metas)
         else:
-            handles = [self._send(k) for _ in range(count)]
+            handles = [self._tx.send(m) for m in metas]
         bad = [s for s in (repr(h) if isinstance(h, Exception) else h.wait(120) for h in handles) if s != "acked"]
         pipelined = count * num_bytes / (time.perf_counter() - t0) / 1e9
         times = []
-        for _ in range(single_count):
+        for meta in [self._meta(k) for _ in range(single_count)]:
             t0 = time.perf_counter()
-            status = self._send(k).wait(60)
+            status = self._tx.send(meta).wait(60)
             if status != "acked":
                 bad.append(status)
             times.append(time.perf_counter() - t0)
         sent, handles = [], []
-        for _ in range(single_count):  # what DLSlime's write().wait() times: its future completes when the socket write is done
+        for meta in [self._meta(k) for _ in range(single_count)]:  # what DLSlime's write().wait() times: its future completes when the socket write is done
             t0 = time.perf_counter()
-            handles.append(self._send(k))
+            handles.append(self._tx.send(meta))
             sent.append(time.perf_counter() - t0)
         bad += [s for s in (h.wait(120) for h in handles) if s != "acked"]
         if bad:

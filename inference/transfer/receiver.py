@@ -9,6 +9,9 @@ start() opens the Listener. Per sender connection: HELLO {spec, transport}
            copy, wait for the sender's CUDA event) -> queue for recv() ->
            ACK {seq, ok}; a META marked self_acked (shm: the sender wrote the
            pool itself and ran these checks) is answered only if refused
+  METAS -> a group's METAs in one frame ({items: [META headers], + the fields
+           common to them: cuda-ipc's event slot}): each checked and landed as a
+           META, then one ACKS frame {items: [ACK headers]} answers them all
   BYE   -> end of this connection.
 A bad META is NACKed (ok: false) and the connection goes on; a malformed frame
 ends that connection (the Listener answers ERROR).
@@ -105,6 +108,8 @@ class ControlReceiver(KVReceiver):
                 self._on_data(sock, state, hdr, n)
             elif kind == wire.META and n == 0:
                 self._answer_meta(sock, state, hdr)
+            elif kind == wire.METAS and n == 0:
+                self._answer_metas(sock, state, hdr)
             else:
                 raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame with {n} payload bytes")
 
@@ -112,6 +117,22 @@ class ControlReceiver(KVReceiver):
         """Check and deliver one META (a META frame, or the META fields a
         transport's last DATA frame carries), then ACK it."""
         self._reply(sock, state, hdr, self._on_meta(state, hdr))
+
+    def _answer_metas(self, sock: socket.socket, state: dict, hdr: dict) -> None:
+        """A METAS frame: each item checked, landed and delivered as a META (with the frame's
+        common fields), then one ACKS frame for them all (a self-acked item is not one of them)."""
+        items = hdr.pop("items", None)
+        if not isinstance(items, list) or not 0 < len(items) <= wire.MAX_GROUP_ITEMS or not all(isinstance(x, dict) for x in items):
+            raise wire.FrameError(f"METAS needs a list of 1 to {wire.MAX_GROUP_ITEMS} META headers")
+        acks = []
+        for item in items:
+            item = {**hdr, **item}
+            ack = self._on_meta(state, item)
+            if not (ack["ok"] and item.get("self_acked") is True):
+                acks.append(ack)
+        if acks:
+            with state["send_lock"]:
+                wire.send_frame(sock, wire.ACKS, {"items": acks})
 
     def _reply(self, sock: socket.socket, state: dict, hdr: dict, ack: dict) -> None:
         """Send the ACK of one checked META (shm's ring path answers through here too)."""

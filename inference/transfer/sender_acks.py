@@ -1,6 +1,6 @@
 """ACKs, leases and lost connections of a ControlSender (a mixin of it).
 
-One reader thread per stream (`_read_loop`) takes the receiver's ACK frames
+One reader thread per stream (`_read_loop`) takes the receiver's ACK (and ACKS) frames
 and finishes their transfers; every LEASE_CHECK_S it also expires the leases
 that ran out first. A finished transfer leaves `_pending` (waking a send
 waiting for room), and on_release(meta, status) tells the owner, which
@@ -99,17 +99,26 @@ class AckReader:
 
     def _on_frame(self, kind: int, hdr: dict) -> None:
         if kind == wire.ACK:
-            ok = hdr.get("ok") is True
-            seq = hdr.get("seq")
-            if type(seq) is not int:
-                raise wire.FrameError("ACK without an integer seq")
-            if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
-                log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
-            self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
+            self._on_ack(hdr)
+        elif kind == wire.ACKS:  # the answer to a METAS frame
+            items = hdr.get("items")
+            if not isinstance(items, list) or not all(isinstance(a, dict) for a in items):
+                raise wire.FrameError("ACKS without a list of ACK headers")
+            for ack in items:
+                self._on_ack(ack)
         elif kind == wire.ERROR:
             raise TransferError(f"receiver error: {hdr.get('error')}")
         else:
             raise wire.FrameError(f"unexpected {wire.KIND_NAMES[kind]} frame from receiver")
+
+    def _on_ack(self, hdr: dict) -> None:
+        ok = hdr.get("ok") is True
+        seq = hdr.get("seq")
+        if type(seq) is not int:
+            raise wire.FrameError("ACK without an integer seq")
+        if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
+            log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
+        self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
 
     def _fail_all(self, error: str) -> None:
         with self._room:

@@ -19,8 +19,13 @@ HEADER = struct.Struct("!4sBBHIQ")
 MAX_JSON_BYTES = 1 << 20  # metadata is small; larger is an attack or a bug
 IOV_BATCH = 512  # below IOV_MAX (1024 on Linux)
 
-HELLO, DATA, META, ACK, ERROR, BYE = range(1, 7)
-KIND_NAMES = {HELLO: "HELLO", DATA: "DATA", META: "META", ACK: "ACK", ERROR: "ERROR", BYE: "BYE"}
+HELLO, DATA, META, ACK, ERROR, BYE, METAS, ACKS = range(1, 9)
+KIND_NAMES = {HELLO: "HELLO", DATA: "DATA", META: "META", ACK: "ACK", ERROR: "ERROR", BYE: "BYE",
+              METAS: "METAS", ACKS: "ACKS"}
+# METAS {items: [META headers], + fields common to them all} and its answer ACKS {items: [ACK headers]}:
+# a group's METAs in one frame each way (transports that move groups: one receiver wake-up, one parse
+# and one reply per group, not per transfer)
+MAX_GROUP_ITEMS = 1024
 
 
 class FrameError(ValueError):

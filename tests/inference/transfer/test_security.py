@@ -136,3 +136,30 @@ def test_meta_in_the_last_data_frame_lands_then_acks(receiver):
     assert receiver.recv(0) is None
     s.close()
     _works(receiver)
+
+
+def test_metas_frame_acks_each_item_in_one_acks_frame(receiver):
+    """A group's METAs in one METAS frame (common fields once): every item checked and delivered
+    as a META would be, a bad one NACKed alone, one ACKS frame answers them all in order."""
+    s = _authed(receiver)
+    good = [TransferMeta(f"g{i}", [i], [i], 4, i, 0).to_wire() for i in range(2)]
+    far = TransferMeta("far", [0], [SPEC.num_blocks + 3], 4, 0, 0).to_wire()
+    items = [{"seq": 10, "meta": good[0]}, {"seq": 11, "meta": far}, {"seq": 12, "meta": good[1]}]
+    wire.send_frame(s, wire.METAS, {"items": items, "common": 1})
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ACKS and [(a["seq"], a["ok"]) for a in hdr["items"]] == [(10, True), (11, False), (12, True)]
+    assert "outside" in hdr["items"][1]["error"]
+    assert [receiver.recv(5).request_id for _ in range(2)] == ["g0", "g1"] and receiver.recv(0) is None
+    s.close()
+    _works(receiver)
+
+
+@pytest.mark.parametrize("header", [{}, {"items": []}, {"items": "x"}, {"items": [1]},
+                                    {"items": [{"seq": 1}] * (wire.MAX_GROUP_ITEMS + 1)}])
+def test_malformed_metas_frame_ends_the_connection_not_the_listener(receiver, header):
+    s = _authed(receiver)
+    wire.send_frame(s, wire.METAS, header)
+    kind, hdr, _ = wire.recv_frame(s, 0)
+    assert kind == wire.ERROR and "METAS" in hdr["error"]
+    s.close()
+    _works(receiver)

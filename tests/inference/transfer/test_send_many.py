@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
+from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta, wire
+from inference.transfer import sender_groups
 from inference.transfer.base import TransferHandle
 from inference.transfer.cuda_ipc import enqueue_copies
 from inference.transfer.receiver import ControlReceiver
@@ -24,6 +25,11 @@ POOLS: dict[int, torch.Tensor] = {}  # receiver id -> its pool (both ends live i
 
 class LocalReceiver(ControlReceiver):
     name = "local-group"
+    frames: list = []  # item count of every METAS frame any LocalReceiver answered
+
+    def _answer_metas(self, sock, state, hdr):
+        self.frames.append(len(hdr.get("items") or ()))
+        super()._answer_metas(sock, state, hdr)
 
     def _on_hello(self, state, hello):
         POOLS[id(self)] = self.pool
@@ -136,3 +142,41 @@ def test_send_many_no_room_fails_the_rest_of_the_group_prepared_or_not():
         assert all(isinstance(e, TransferError) and "unacked" in str(e) for e in out[2:]), out
         assert "send" in metas[3].hops and "send" not in metas[4].hops  # the third round was never prepared
     assert [h.wait(1) for h in out[:2]] == ["failed"] * 2  # close() fails what was never acked
+
+
+def test_send_many_moves_and_writes_metas_in_chunks(monkeypatch):
+    """A reserved group goes out CHUNK_ITEMS transfers at a time (one move and one METAS frame each,
+    answered by one ACKS frame), a chunk closing early once it holds CHUNK_BYTES; every transfer is
+    acked and delivered, shortest first."""
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 3)
+    monkeypatch.setattr(sender_groups, "CHUNK_BYTES", 4 * SPEC.block_bytes)
+    LocalReceiver.frames.clear()
+    with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
+        blocks = [1, 1, 1, 1, 3, 1, 1]  # the 3-block one closes its chunk at 4 blocks' bytes
+        metas, nxt = [], 0
+        for i, n in enumerate(blocks):
+            metas.append(TransferMeta(f"r{i}", list(range(nxt, nxt + n)), list(range(nxt, nxt + n)), n * SPEC.block_size, 0, 0))
+            nxt += n
+        out = tx.send_many(metas)
+        assert [h.wait(10) for h in out] == ["acked"] * 7
+        got = [rx.recv(timeout_s=5).request_id for _ in blocks]
+    assert got == ["r0", "r1", "r2", "r3", "r5", "r6", "r4"]  # fewest tokens first
+    assert tx.groups == [[1, 2, 3], [4, 5, 6], [7]] and LocalReceiver.frames == [3, 3, 1]
+
+
+def test_a_failed_chunk_fails_its_transfers_only():
+    """The METAS write of the second chunk fails: its transfers get the error, the first chunk's are acked."""
+    with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
+        send, calls = tx._send_frame, []
+
+        def flaky(kind, header):
+            calls.append(kind)
+            if kind == wire.METAS and len(calls) == 2:
+                raise OSError("connection reset")
+            send(kind, header)
+        tx._send_frame = flaky
+        n = sender_groups.CHUNK_ITEMS + 2
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
+        first = sender_groups.CHUNK_ITEMS
+        assert [h.wait(10) for h in out[:first]] == ["acked"] * first
+        assert all(isinstance(e, OSError) for e in out[first:]), out[first:]
