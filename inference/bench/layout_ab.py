@@ -8,7 +8,9 @@ dummy:mineru2.5, bf16, first token only, LLM.generate) for each setting of
 the median of --reps timed passes after one untimed pass. The vision
 attention choice is per process: run once per DOCPIPE_VISION_ATTN or
 DOCPIPE_VISION_GRAPH_CONFIG value (or PYTORCH_TUNABLEOP_* setting) to compare
-kernels; those variables and the choices made are recorded.
+kernels; those variables and the choices made are recorded. DOCPIPE_PROFILE_KERNELS=1 adds one
+pass under the kernel profiler after the timed ones (its table in the JSON, the top kernels printed;
+its wall is not a figure).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 
 from inference import LLM
 from inference.bench.engine_bench import forced, request
+from inference.bench.kernel_profile import kernel_profile, requested
 from inference.models.loader import load_config
 
 
@@ -48,6 +51,15 @@ def main() -> None:
             torch.cuda.synchronize()
             if rep:  # the first pass compiles, captures and picks kernels
                 walls[name].append(time.perf_counter() - t)
+    kernels = None
+    if requested():
+        with kernel_profile(True) as table:
+            t = time.perf_counter()
+            llm.generate(pages, forced(1))
+        kernels = table.report(time.perf_counter() - t)
+        print(f"profiled pass: {kernels['device_kernel_ms']:.1f} ms of kernels, busy {kernels['kernel_share_of_wall']:.1%}")
+        for row in kernels["top"][:25]:
+            print(f"  {row['ms']:9.1f} ms {row['count']:6d}x  {row['kernel']}")
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():
@@ -58,7 +70,8 @@ def main() -> None:
             json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),
                        "torch": torch.__version__, "pages": args.pages, "reps": args.reps,
                        "env": env,
-                       "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows}, f, indent=1)
+                       "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows,
+                       "kernels": kernels}, f, indent=1)
 
 
 if __name__ == "__main__":
