@@ -7,7 +7,8 @@ rebuild_cuda_tensor. Its HELLO carries EVENTS interprocess CUDA events
 (cudaIpcGetEventHandle), made once; the receiver opens them once.
 Per transfer, nothing on the sender waits for the GPU:
   sender:   side stream waits for the current stream (the KV is written) ->
-            enqueue_copies (one cudaMemcpyAsync per coalesced run, or one
+            enqueue_copies (one cudaMemcpyAsync per coalesced run, called
+            through ctypes where cuda_memcpy finds the runtime, or one
             gather + one scatter kernel when the runs are many, their block
             indices expanded on the device from the run table) -> record event
             seq % EVENTS on the side stream -> META {event: slot} -> return.
@@ -40,6 +41,7 @@ import torch
 from inference.streams import side_stream
 
 from inference.env import env_flag
+from inference.transfer import cuda_memcpy
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -93,12 +95,22 @@ def import_handle(d: dict) -> torch.Tensor:
         raise TransferError(f"cuda-ipc: bad IPC handle from receiver: {e}") from None
 
 
-def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer) -> None:
+def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
+                   runtime: cuda_memcpy.RuntimeCopy | None = None, stream: torch.cuda.Stream | None = None) -> None:
     """Copy prep's runs from src to dst (flat uint8 tensors) on the current
-    stream, without waiting. Few runs: one copy per run (cudaMemcpyAsync).
-    Many runs on one device: one index_select into a temporary and one
-    index_copy_, whatever the number of blocks; no Python loop per block."""
+    stream (`stream`, which must be it, where given), without waiting. Few
+    runs: one copy per run, through `runtime` (cudaMemcpyAsync by ctypes, on
+    `stream`) where given, else copy_. Many runs on one device: one
+    index_select into a temporary and one index_copy_, whatever the number of
+    blocks; no Python loop per block."""
     if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
+        if runtime is not None and stream is not None:
+            s_ptr, d_ptr, s_len, d_len, handle = src.data_ptr(), dst.data_ptr(), src.numel(), dst.numel(), stream.cuda_stream
+            for s_off, d_off, n in prep.copies:
+                if s_off + n > s_len or d_off + n > d_len:  # raw pointers: a bad plan must not write past the pool
+                    raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} overruns the pools ({s_len}, {d_len})")
+                runtime(d_ptr + d_off, s_ptr + s_off, n, handle)
+            return
         for s_off, d_off, n in prep.copies:
             dst[d_off:d_off + n].copy_(src[s_off:s_off + n], non_blocking=True)
         return
@@ -147,6 +159,8 @@ class CudaIpcSender(ControlSender):
         self._written = torch.cuda.Event()
         self._written_lock = threading.Lock()  # sends from two threads must not swap their records
         self._sync = sync_requested()
+        self._runtime = cuda_memcpy.runtime()  # None: copy_ (no runtime found, or DOCPIPE_CUDA_IPC_COPY=torch)
+        log.info("cuda-ipc: copies through %s", self._runtime.path if self._runtime else "torch copy_")
 
     batches_sends = True
 
@@ -175,7 +189,7 @@ class CudaIpcSender(ControlSender):
         slot = items[-1][0] % EVENTS
         with torch.cuda.stream(self._stream):
             for _, prep in items:
-                enqueue_copies(prep.src_bytes, self._dst, prep)
+                enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
             self._events[slot].record(self._stream)
         for _, prep in items:
             if prep.src_bytes is not self._pool_bytes:

@@ -3,8 +3,10 @@ and the sender/receiver event protocol against fake CUDA streams and events:
 no per-transfer synchronize on the sender, the receiver waits on the named
 event before it acks."""
 import contextlib
+import ctypes
 import random
 import threading
+import types
 
 import pytest
 import torch
@@ -35,6 +37,40 @@ def test_enqueue_copies_lands_every_block(pairs):
         assert torch.equal(dst[d], src[s])
     untouched = sorted(set(range(64)) - {d for _, d in pairs})
     assert torch.count_nonzero(dst[untouched]) == 0
+
+
+class HostRuntime:
+    """Stands in for cuda_memcpy.RuntimeCopy on CPU tensors: memmove at the raw addresses it is given."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, dst, src, n, stream):
+        self.calls.append((n, stream))
+        ctypes.memmove(dst, src, n)
+
+
+@pytest.mark.parametrize("pairs", [[(i, 10 + i) for i in range(20)], [(3, 7), (9, 1), (10, 2), (40, 63)]])
+def test_runtime_copies_land_every_block_at_raw_addresses(pairs):
+    """The ctypes path: one call per run on the given stream, offsets into both pools right."""
+    src, dst = _pools()
+    meta = TransferMeta("r", [s for s, _ in pairs], [d for _, d in pairs], len(pairs) * SPEC.block_size, 0, 0)
+    prep = prepare(src, SPEC, SPEC, meta, TransferConfig(token="t"))
+    rt, stream = HostRuntime(), types.SimpleNamespace(cuda_stream=1234)
+    cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst), prep, rt, stream)
+    assert [(n, h) for n, h in rt.calls] == [(r.num_blocks * SPEC.block_bytes, 1234) for r in prep.runs]
+    for s, d in pairs:
+        assert torch.equal(dst[d], src[s])
+    assert torch.count_nonzero(dst[sorted(set(range(64)) - {d for _, d in pairs})]) == 0
+
+
+def test_runtime_copy_past_the_pool_is_refused_before_any_write():
+    src, dst = _pools()
+    prep = prepare(src, SPEC, SPEC, TransferMeta("r", [0, 1], [0, 1], 2 * SPEC.block_size, 0, 0), TransferConfig(token="t"))
+    rt = HostRuntime()
+    with pytest.raises(TransferError, match="overruns"):
+        cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst)[:SPEC.block_bytes], prep, rt, types.SimpleNamespace(cuda_stream=1))
+    assert rt.calls == []
 
 
 def test_many_runs_take_the_indexed_path(monkeypatch):
@@ -90,7 +126,7 @@ def _sender(src, dst):
     tx.pool, tx.spec, tx.peer_spec, tx._pool_bytes = src, SPEC, SPEC, flat_bytes(src)
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
-    tx._written, tx._written_lock, tx._sync = FakeEvent(), threading.Lock(), False
+    tx._written, tx._written_lock, tx._sync, tx._runtime = FakeEvent(), threading.Lock(), False, None
     return tx
 
 
@@ -233,3 +269,25 @@ def test_cuda_ipc_send_many_between_processes():
     tx.close()
     for s, d in plans:
         assert torch.equal(dst[d].cpu(), src[s].cpu())
+
+
+@pytest.mark.gpu
+def test_cuda_ipc_runtime_and_torch_copies_agree_between_processes(monkeypatch):
+    """On a GPU: the ctypes cudaMemcpyAsync path is the one a sender takes where the runtime is
+    loaded, and it lands the same bytes as copy_ (DOCPIPE_CUDA_IPC_COPY=torch)."""
+    from inference.transfer import cuda_memcpy
+
+    spec, n = PoolSpec(256, 2, 16, 2, 64, "bfloat16"), 4
+    for mode in ("runtime", "torch"):
+        monkeypatch.setenv(cuda_memcpy.COPY_ENV, mode)
+        peer, src, tx = _gpu_sender(spec, n)
+        if mode == "runtime" and tx._runtime is None:
+            pytest.skip(f"no CUDA runtime library mapped in this process ({cuda_memcpy.loaded_runtimes()}): torch links it statically")
+        assert (tx._runtime is None) == (mode == "torch")
+        plans = [(list(range(40 * i, 40 * i + 30)), list(range(200 - 40 * i, 230 - 40 * i))) for i in range(n)]
+        handles = tx.send_many([TransferMeta(f"{mode}{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)])
+        assert [h.wait(30) for h in handles] == ["acked"] * n
+        _, dst = peer.result()
+        tx.close()
+        for s, d in plans:
+            assert torch.equal(dst[d].cpu(), src[s].cpu())

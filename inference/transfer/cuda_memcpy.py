@@ -1,0 +1,68 @@
+"""cudaMemcpyAsync called straight from Python, for copies the host issues one by one (cuda-ipc's
+runs of blocks).
+
+torch's copy_ costs two tensor views and an operator dispatch per call; on the H200's host that
+was tens of us per copy, more than a 4 MiB copy takes on the device (session 10). The runtime's own
+call through ctypes is a few us. The runtime used is the one this process already loaded (torch's
+CUDA build links libcudart dynamically); none is loaded when CUDA is not, and a build with the
+runtime linked in statically has none to find: then runtime() is None and callers use copy_.
+DOCPIPE_CUDA_IPC_COPY=torch makes callers use copy_ anyway (A/B runs, debugging).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+
+from inference.transfer.base import TransferError
+
+COPY_ENV = "DOCPIPE_CUDA_IPC_COPY"
+_DEFAULT_KIND = 4  # cudaMemcpyDefault: the pointers say where the bytes are (same device or a peer's)
+
+
+class RuntimeCopy:
+    """copy(dst_ptr, src_ptr, num_bytes, stream_handle): one cudaMemcpyAsync, not waited for."""
+
+    def __init__(self, lib: ctypes.CDLL, path: str):
+        self.path = path
+        self._memcpy = lib.cudaMemcpyAsync
+        self._memcpy.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        self._memcpy.restype = ctypes.c_int
+        self._error = lib.cudaGetErrorString
+        self._error.argtypes = [ctypes.c_int]
+        self._error.restype = ctypes.c_char_p
+
+    def __call__(self, dst: int, src: int, num_bytes: int, stream: int) -> None:
+        err = self._memcpy(dst, src, num_bytes, _DEFAULT_KIND, stream)
+        if err:
+            raise TransferError(f"cudaMemcpyAsync of {num_bytes} bytes failed: {self._error(err).decode(errors='replace')} ({err})")
+
+
+def loaded_runtimes(maps: str = "/proc/self/maps") -> list[str]:
+    """Paths of the CUDA runtime libraries mapped into this process (none off Linux)."""
+    try:
+        with open(maps) as f:
+            return sorted({line.split()[-1] for line in f if "/libcudart.so" in line})
+    except OSError:
+        return []
+
+
+@functools.cache
+def _find() -> RuntimeCopy | None:
+    for path in loaded_runtimes():
+        try:
+            return RuntimeCopy(ctypes.CDLL(path), path)  # the mapped library again: same handle, same state
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def runtime() -> RuntimeCopy | None:
+    """The loaded runtime's copy, or None (use copy_): none loaded yet, or COPY_ENV=torch. Call it
+    once CUDA is in use (a result of None before that is not kept)."""
+    if os.environ.get(COPY_ENV, "").strip().lower() == "torch":
+        return None
+    found = _find()
+    if found is None:
+        _find.cache_clear()  # CUDA may load it later
+    return found
