@@ -35,6 +35,9 @@ def _label(n: int) -> str:
     return f"{n >> 20} MiB" if n >= 1 << 20 else f"{n >> 10} KiB"
 
 
+MIN_BUFFER_BYTES = 256 << 20
+
+
 def _counts(n: int) -> tuple[int, int]:
     """(back-to-back count, one-at-a-time count): ~2 GiB (8 to 256 transfers) and ~64 MiB a figure.
     The back-to-back figure is a throughput: with 4 transfers of 256 MiB (session 9's ~512 MiB) the
@@ -59,15 +62,18 @@ def run_bench(transports: list[str], sizes: list[int], repeat: int, peers: list[
     config = TransferConfig(token=secrets.token_hex(16))
     avail = available_transports(config)
     rows, skipped = [], {n: avail.get(n, "unknown transport") for n in transports if avail.get(n, "x") is not None}
+    # every side cycles through at least 256 MiB: a buffer of one small size would stay in the caches
+    # (4 MiB alone: a cache-hot memcpy at ~3x the bandwidth of one that reads memory)
+    buffer = max(max(sizes), MIN_BUFFER_BYTES)
     for name in [n for n in transports if n not in skipped]:
-        peer = TransportPeer(name, max(sizes), TransferConfig(transport=name, token=config.token))
+        peer = TransportPeer(name, buffer, TransferConfig(transport=name, token=config.token))
         base_name, make_base = BASELINES.get(name, (None, None))
-        base = make_base(max(sizes)) if make_base else None
+        base = make_base(buffer) if make_base else None
         peer_objs = {}
         for p, (beside, factory) in peer_specs.items():
             if beside == name:
                 try:
-                    peer_objs[p] = factory(max(sizes))
+                    peer_objs[p] = factory(buffer)
                 except Exception as e:  # not installed, or its native library is missing
                     skipped[f"peer {p}"] = repr(e)[:300]
         try:

@@ -114,6 +114,10 @@ class BlockIds:
             raise BlockIdsError(f"{name} must be a list of [first, count] runs")
         if len(runs) > MAX_IDS:
             raise BlockIdsError(f"{name}: {len(runs)} runs name more than {MAX_IDS} blocks")
+        if len(runs) == 1:  # the per-transfer case: one fresh allocation
+            r = runs[0]
+            if type(r) is list and len(r) == 2 and type(r[0]) is int and type(r[1]) is int and r[0] >= 0 and 1 <= r[1] <= MAX_IDS:
+                return cls._one_run(r[0], r[1])
         if len(runs) > _LOOP_MAX_RUNS and (out := _from_runs_numpy(runs)) is not None:
             return out
         # few runs, or something is wrong: the loop names the first bad run

@@ -13,7 +13,8 @@ Per transfer, nothing on the sender waits for the GPU:
             indices expanded on the device from the run table) -> record event
             seq % EVENTS on the side stream -> META {event: slot} -> return.
   receiver: on META, synchronize that event (the copies are done in its
-            memory), then queue the meta and ACK.
+            memory), then queue the meta and ACK (a METAS frame: one wait,
+            then each item checked and queued, one ACKS frame).
 Queued sends go in chunks of a group (send_many, sender_groups.py): one stream
 wait, every request's copies, one event whose slot the chunk's METAS frame
 names; the receiver waits on it once and answers with one ACKS frame.
@@ -230,9 +231,17 @@ class CudaIpcReceiver(ControlReceiver):
         return {"ipc": self._ipc}
 
     def _land_with(self, state: dict, meta, hdr: dict) -> None:
-        slot, events = hdr.get("event"), state["events"]
+        self._wait_event(state, hdr.get("event"), meta.request_id)
+
+    def _land_frame(self, state: dict, hdr: dict) -> bool:
+        """A METAS frame names one event for all its items: waited on once."""
+        self._wait_event(state, hdr.get("event"), "METAS frame")
+        return True
+
+    def _wait_event(self, state: dict, slot: object, what: str) -> None:
+        events = state["events"]
         if type(slot) is not int or not 0 <= slot < len(events):
-            raise TransferError(f"{meta.request_id}: META names no valid event slot ({slot!r})")
+            raise TransferError(f"{what}: META names no valid event slot ({slot!r})")
         if self._sync:
             torch.cuda.synchronize(self.pool.device)  # nothing of this process still touches the pool
         events[slot].synchronize()  # the sender's copies into this pool are complete

@@ -90,7 +90,10 @@ class TransferMeta:
     def from_wire(cls, d: object) -> "TransferMeta":
         """to_wire()'s form (runs) or to_dict()'s (id lists); anything else raises ValueError."""
         if isinstance(d, dict):
-            d = {**d, **{k: _ids_from_wire(d[k], k) for k in ("src_block_ids", "dst_block_ids") if k in d}}
+            d = dict(d)  # the caller's dict stays as it was
+            for k in ("src_block_ids", "dst_block_ids"):
+                if k in d:
+                    d[k] = _ids_from_wire(d[k], k)
             if isinstance(d.get("prompt_token_ids"), dict):  # packed (to_wire); a plain list is checked as such
                 prompt = unpack(d.pop("prompt_token_ids"), MAX_PROMPT_TOKENS)
                 meta = cls.from_dict(d)

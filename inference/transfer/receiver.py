@@ -120,19 +120,30 @@ class ControlReceiver(KVReceiver):
 
     def _answer_metas(self, sock: socket.socket, state: dict, hdr: dict) -> None:
         """A METAS frame: each item checked, landed and delivered as a META (with the frame's
-        common fields), then one ACKS frame for them all (a self-acked item is not one of them)."""
+        common fields), then one ACKS frame for them all (a self-acked item is not one of them).
+        A transport that lands a whole frame at once (`_land_frame`: cuda-ipc waits on the frame's
+        one event) does so once, before the items; its failure refuses every item."""
         items = hdr.pop("items", None)
         if not isinstance(items, list) or not 0 < len(items) <= wire.MAX_GROUP_ITEMS or not all(isinstance(x, dict) for x in items):
             raise wire.FrameError(f"METAS needs a list of 1 to {wire.MAX_GROUP_ITEMS} META headers")
+        try:
+            landed, refused = self._land_frame(state, hdr), None
+        except TransferError as e:
+            landed, refused = True, str(e)
         acks = []
         for item in items:
             item = {**hdr, **item}
-            ack = self._on_meta(state, item)
+            ack = self._on_meta(state, item, landed, refused)
             if not (ack["ok"] and item.get("self_acked") is True):
                 acks.append(ack)
         if acks:
             with state["send_lock"]:
                 wire.send_frame(sock, wire.ACKS, {"items": acks})
+
+    def _land_frame(self, state: dict, hdr: dict) -> bool:
+        """Land every item of a METAS frame at once from the frame's common fields; True when done
+        (its items are then not landed one by one), False (default): each lands as a META."""
+        return False
 
     def _reply(self, sock: socket.socket, state: dict, hdr: dict, ack: dict) -> None:
         """Send the ACK of one checked META (shm's ring path answers through here too)."""
@@ -140,7 +151,9 @@ class ControlReceiver(KVReceiver):
             with state["send_lock"]:
                 wire.send_frame(sock, wire.ACK, ack)
 
-    def _on_meta(self, state: dict, hdr: dict) -> dict:
+    def _on_meta(self, state: dict, hdr: dict, landed: bool = False, refused: str | None = None) -> dict:
+        """Check, land (unless `landed`: its METAS frame landed at once) and deliver one META;
+        returns its ACK. `refused`: the frame's landing failed with that error."""
         received = time.time()
         seq = hdr.get("seq")
         if type(seq) is not int:
@@ -148,9 +161,12 @@ class ControlReceiver(KVReceiver):
         try:
             meta = TransferMeta.from_wire(hdr.get("meta"))
             check_landing(meta, self.spec)
+            if refused is not None:
+                raise TransferError(f"{meta.request_id}: {refused}")
             if meta.is_expired() and hdr.get("self_acked") is not True:  # a self-acked one landed before META left
                 raise TransferError(f"{meta.request_id}: lease expired before the KV landed")
-            self._land_with(state, meta, hdr)
+            if not landed:
+                self._land_with(state, meta, hdr)
         except (ValueError, TransferError) as e:
             log.warning("rejected transfer from %s: %s", state["peer"], e)
             return {"seq": seq, "ok": False, "error": str(e)}

@@ -104,7 +104,7 @@ class AckReader:
             items = hdr.get("items")
             if not isinstance(items, list) or not all(isinstance(a, dict) for a in items):
                 raise wire.FrameError("ACKS without a list of ACK headers")
-            for ack in items:
+            for ack in items:  # each finished as it is read: an error in one still finishes the ones before
                 self._on_ack(ack)
         elif kind == wire.ERROR:
             raise TransferError(f"receiver error: {hdr.get('error')}")

@@ -158,6 +158,33 @@ def test_receiver_waits_on_the_named_event(fake_cuda):
             rx._land_with(state, meta, {"event": bad})
 
 
+def test_receiver_waits_once_per_metas_frame_and_a_bad_slot_refuses_every_item(fake_cuda):
+    """A METAS frame's items share its event: one wait for the frame, every item delivered and
+    acked in one ACKS frame; a frame naming no valid slot NACKs each item, delivers none."""
+    import socket
+
+    from inference.transfer import wire
+
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    cuda_ipc.ControlReceiver.__init__(rx, torch.zeros(SPEC.shape), TransferConfig(token="t"))
+    rx._sync = False
+    events = [FakeEvent() for _ in range(4)]
+    a, b = socket.socketpair()
+    state = {"events": events, "peer": "p", "send_lock": threading.Lock()}
+    items = [{"seq": i, "meta": TransferMeta(f"r{i}", [i], [i], 4, 0, 0).to_wire()} for i in range(3)]
+    rx._answer_metas(a, state, {"items": items, "event": 1})
+    kind, hdr, _ = wire.recv_frame(b, 0)
+    assert kind == wire.ACKS and [x["ok"] for x in hdr["items"]] == [True] * 3
+    assert [e.syncs for e in events] == [0, 1, 0, 0]
+    assert [rx.recv(0).request_id for _ in range(3)] == ["r0", "r1", "r2"]
+    rx._answer_metas(a, state, {"items": items[:2], "event": 9})
+    kind, hdr, _ = wire.recv_frame(b, 0)
+    assert [x["ok"] for x in hdr["items"]] == [False, False] and "event slot" in hdr["items"][0]["error"]
+    assert rx.recv(0) is None and [e.syncs for e in events] == [0, 1, 0, 0]
+    a.close()
+    b.close()
+
+
 def test_receiver_refuses_a_hello_without_events(fake_cuda, monkeypatch):
     rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
     rx._ipc, rx.pool = {"handle": "x"}, torch.zeros(1)
