@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import json
 import logging
 import os
 import queue
@@ -212,7 +211,7 @@ class ShmReceiver(ControlReceiver):
 
     def _ring_meta(self, state: dict, payload: bytes) -> None:
         try:
-            hdr = json.loads(payload)
+            hdr = wire.loads_json(payload)
             if not isinstance(hdr, dict):
                 raise ValueError("not a JSON object")
             ack = self._on_meta(state, hdr)

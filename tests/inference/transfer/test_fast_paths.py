@@ -146,3 +146,26 @@ def test_shared_copy_of_nothing_returns():
     from inference.transfer import memcopy
 
     memcopy.copy([])  # an empty transfer must not wait for a piece that never comes
+
+
+@pytest.mark.parametrize("raw", [b'{"seq":1,"meta":{"a":[[0,64]],"t":1796002009.0672715}}', b'{"x":NaN}',
+                                 b'{"big":123456789012345678901234567890}', b'{"k":1,"k":2}', b'[1,2]', b'"s"'])
+def test_loads_json_gives_what_json_gives(raw):
+    """The fast parser and its fallback: the same objects as json.loads, also for what only json
+    accepts (NaN, ints past 64 bits)."""
+    import json
+    import math
+
+    got, want = wire.loads_json(raw), json.loads(raw)
+    if isinstance(want, dict) and isinstance(want.get("x"), float) and math.isnan(want["x"]):
+        assert math.isnan(got["x"])
+    else:
+        assert got == want and type(got) is type(want)
+
+
+def test_loads_json_raises_json_errors():
+    import json
+
+    for raw in (b"{oops", b"\xff\xfe", b""):
+        with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)):
+            wire.loads_json(raw)
