@@ -10,8 +10,9 @@ Per transfer, nothing on the sender waits for the GPU:
             enqueue_copies (one cudaMemcpyAsync per coalesced run, called
             through ctypes where cuda_memcpy finds the runtime, or one
             gather + one scatter kernel when the runs are many, their block
-            indices expanded on the device from the run table) -> record event
-            seq % EVENTS on the side stream -> META {event: slot} -> return.
+            indices expanded on the device from the run table) -> record the
+            next event (round robin over EVENTS) on the side stream ->
+            META {event: slot} -> return.
   receiver: on META, synchronize that event (the copies are done in its
             memory), then queue the meta and ACK (a METAS frame: one wait,
             then each item checked and queued, one ACKS frame).
@@ -106,10 +107,12 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     blocks; no Python loop per block."""
     if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
         if runtime is not None and stream is not None:
-            s_ptr, d_ptr, s_len, d_len, handle = src.data_ptr(), dst.data_ptr(), src.numel(), dst.numel(), stream.cuda_stream
-            for s_off, d_off, n in prep.copies:
-                if s_off + n > s_len or d_off + n > d_len:  # raw pointers: a bad plan must not write past the pool
-                    raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} overruns the pools ({s_len}, {d_len})")
+            copies, s_len, d_len = prep.copies, src.numel(), dst.numel()
+            for s_off, d_off, n in copies:  # raw pointers: a bad plan must not touch memory outside the pools
+                if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
+                    raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
+            s_ptr, d_ptr, handle = src.data_ptr(), dst.data_ptr(), stream.cuda_stream
+            for s_off, d_off, n in copies:
                 runtime(d_ptr + d_off, s_ptr + s_off, n, handle)
             return
         for s_off, d_off, n in prep.copies:
@@ -159,6 +162,7 @@ class CudaIpcSender(ControlSender):
         # made once: Stream.wait_stream would create (cudaEventCreate) a fresh event per transfer
         self._written = torch.cuda.Event()
         self._written_lock = threading.Lock()  # sends from two threads must not swap their records
+        self._records = 0  # event records so far: slot = records % EVENTS
         self._sync = sync_requested()
         self._runtime = cuda_memcpy.runtime()  # None: copy_ (no runtime found, or DOCPIPE_CUDA_IPC_COPY=torch)
         log.info("cuda-ipc: copies through %s", self._runtime.path if self._runtime else "torch copy_")
@@ -175,7 +179,8 @@ class CudaIpcSender(ControlSender):
 
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict:
         """One wait for the engine's stream, each item's copies as a lone send makes them, one
-        event record: its slot goes in every item's META. Not one plan merged across the group:
+        event record: its slot goes in the chunk's METAS frame (a lone send's META). Not one plan
+        merged across the group:
         with it, a group's send stalled 83-141 ms on the H200 (session 9, call 3), likely its
         gather temporary, as large as the group, allocated on the prefill worker's nearly full
         device, where the allocator frees cached blocks and so synchronises the device."""
@@ -187,10 +192,12 @@ class CudaIpcSender(ControlSender):
         with self._written_lock:
             self._written.record(torch.cuda.current_stream(device))
             self._stream.wait_event(self._written)
-        slot = items[-1][0] % EVENTS
+            # round robin over the records, not over seqs: chunks of EVENTS transfers would all
+            # name one slot, and a wait on it would cover the next chunk's copies too
+            self._records += 1
+            slot = self._records % EVENTS
         with torch.cuda.stream(self._stream):
-            for _, prep in items:
-                enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
+            self._enqueue(items)
             self._events[slot].record(self._stream)
         for _, prep in items:
             if prep.src_bytes is not self._pool_bytes:
@@ -199,6 +206,19 @@ class CudaIpcSender(ControlSender):
             self._stream.synchronize()
             self._events[slot].synchronize()
         return {"event": slot}  # the receiver waits on it; this thread does not
+
+    def _enqueue(self, items: list[tuple[int, PreparedTransfer]]) -> None:
+        """Every item's copies on the side stream (the current one). A failed cudaMemcpyAsync
+        turns the ctypes path off for this sender and the items are copied again with copy_
+        (copying a run twice lands the same bytes)."""
+        try:
+            for _, prep in items:
+                enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
+        except cuda_memcpy.RuntimeCopyError as e:
+            log.warning("cuda-ipc: %s; copying with torch copy_ from now on", e)
+            self._runtime = None
+            for _, prep in items:
+                enqueue_copies(prep.src_bytes, self._dst, prep)
 
     def _quiesce(self) -> None:
         stream = getattr(self, "_stream", None)

@@ -4,8 +4,9 @@ runs of blocks).
 torch's copy_ costs two tensor views and an operator dispatch per call; on the H200's host that
 was tens of us per copy, more than a 4 MiB copy takes on the device (session 10). The runtime's own
 call through ctypes is a few us. The runtime used is the one this process already loaded (torch's
-CUDA build links libcudart dynamically); none is loaded when CUDA is not, and a build with the
-runtime linked in statically has none to find: then runtime() is None and callers use copy_.
+CUDA build links libcudart dynamically), used only when it is the one mapped and of torch's CUDA
+major version; none is loaded when CUDA is not, and a build with the runtime linked in statically
+has none to find: then runtime() is None and callers use copy_.
 DOCPIPE_CUDA_IPC_COPY=torch makes callers use copy_ anyway (A/B runs, debugging).
 """
 from __future__ import annotations
@@ -20,6 +21,10 @@ COPY_ENV = "DOCPIPE_CUDA_IPC_COPY"
 _DEFAULT_KIND = 4  # cudaMemcpyDefault: the pointers say where the bytes are (same device or a peer's)
 
 
+class RuntimeCopyError(TransferError):
+    """cudaMemcpyAsync returned an error (cleared from the runtime's last error before raising)."""
+
+
 class RuntimeCopy:
     """copy(dst_ptr, src_ptr, num_bytes, stream_handle): one cudaMemcpyAsync, not waited for."""
 
@@ -31,11 +36,14 @@ class RuntimeCopy:
         self._error = lib.cudaGetErrorString
         self._error.argtypes = [ctypes.c_int]
         self._error.restype = ctypes.c_char_p
+        self._clear = lib.cudaGetLastError  # resets the error a failed call leaves behind
+        self._clear.restype = ctypes.c_int
 
     def __call__(self, dst: int, src: int, num_bytes: int, stream: int) -> None:
         err = self._memcpy(dst, src, num_bytes, _DEFAULT_KIND, stream)
         if err:
-            raise TransferError(f"cudaMemcpyAsync of {num_bytes} bytes failed: {self._error(err).decode(errors='replace')} ({err})")
+            self._clear()  # else torch's next launch check would report it against its own kernel
+            raise RuntimeCopyError(f"cudaMemcpyAsync of {num_bytes} bytes failed: {self._error(err).decode(errors='replace')} ({err})")
 
 
 def loaded_runtimes(maps: str = "/proc/self/maps") -> list[str]:
@@ -47,14 +55,28 @@ def loaded_runtimes(maps: str = "/proc/self/maps") -> list[str]:
         return []
 
 
+def torch_runtime(paths: list[str], cuda_version: str | None) -> str | None:
+    """The one mapped runtime that is torch's: exactly one mapped, its soname's major version that
+    of torch's CUDA (another library's runtime keeps its own current device per thread, which
+    torch.cuda.stream() does not set). None otherwise."""
+    if len(paths) != 1 or not cuda_version:
+        return None
+    name = os.path.basename(paths[0])  # libcudart.so.12 or libcudart.so.12.8.90
+    major = name.split(".so.", 1)[1].split(".")[0] if ".so." in name else ""
+    return paths[0] if major == cuda_version.split(".")[0] else None
+
+
 @functools.cache
 def _find() -> RuntimeCopy | None:
-    for path in loaded_runtimes():
-        try:
-            return RuntimeCopy(ctypes.CDLL(path), path)  # the mapped library again: same handle, same state
-        except (OSError, AttributeError):
-            continue
-    return None
+    import torch
+
+    path = torch_runtime(loaded_runtimes(), torch.version.cuda)
+    if path is None:
+        return None
+    try:
+        return RuntimeCopy(ctypes.CDLL(path), path)  # the mapped library again: same handle, same state
+    except (OSError, AttributeError):
+        return None
 
 
 def runtime() -> RuntimeCopy | None:

@@ -9,9 +9,11 @@ start() opens the Listener. Per sender connection: HELLO {spec, transport}
            copy, wait for the sender's CUDA event) -> queue for recv() ->
            ACK {seq, ok}; a META marked self_acked (shm: the sender wrote the
            pool itself and ran these checks) is answered only if refused
-  METAS -> a group's METAs in one frame ({items: [META headers], + the fields
-           common to them: cuda-ipc's event slot}): each checked and landed as a
-           META, then one ACKS frame {items: [ACK headers]} answers them all
+  METAS -> a chunk of a sender's group in one frame ({items: [META headers],
+           + the fields common to them: cuda-ipc's event slot}): landed at once
+           where the transport can (`_land_frame`; cuda-ipc: one event wait),
+           else each item as a META; each checked and delivered, then one ACKS
+           frame {items: [ACK headers]} answers them all
   BYE   -> end of this connection.
 A bad META is NACKed (ok: false) and the connection goes on; a malformed frame
 ends that connection (the Listener answers ERROR).
@@ -119,26 +121,33 @@ class ControlReceiver(KVReceiver):
         self._reply(sock, state, hdr, self._on_meta(state, hdr))
 
     def _answer_metas(self, sock: socket.socket, state: dict, hdr: dict) -> None:
-        """A METAS frame: each item checked, landed and delivered as a META (with the frame's
-        common fields), then one ACKS frame for them all (a self-acked item is not one of them).
-        A transport that lands a whole frame at once (`_land_frame`: cuda-ipc waits on the frame's
-        one event) does so once, before the items; its failure refuses every item."""
+        """A METAS frame (one chunk of a sender's group): each item checked and delivered as a
+        META with the frame's common fields, then one ACKS frame for them all. A transport that
+        lands a whole frame at once (`_land_frame`: cuda-ipc waits on the frame's one event) does
+        so once, before the items; its failure refuses every item. The frame's shape (distinct
+        integer seqs, no self-acked item) is checked before anything is delivered; the ACKs of
+        items delivered go out even if a later item ends the connection."""
+        received = time.time()
         items = hdr.pop("items", None)
         if not isinstance(items, list) or not 0 < len(items) <= wire.MAX_GROUP_ITEMS or not all(isinstance(x, dict) for x in items):
             raise wire.FrameError(f"METAS needs a list of 1 to {wire.MAX_GROUP_ITEMS} META headers")
+        seqs = [x.get("seq") for x in items]
+        if not all(type(q) is int for q in seqs) or len(set(seqs)) != len(seqs):
+            raise wire.FrameError("METAS items need distinct integer seqs")
+        if "self_acked" in hdr or any("self_acked" in x for x in items):
+            raise wire.FrameError("METAS carries no self-acked transfer")
         try:
             landed, refused = self._land_frame(state, hdr), None
         except TransferError as e:
             landed, refused = True, str(e)
         acks = []
-        for item in items:
-            item = {**hdr, **item}
-            ack = self._on_meta(state, item, landed, refused)
-            if not (ack["ok"] and item.get("self_acked") is True):
-                acks.append(ack)
-        if acks:
-            with state["send_lock"]:
-                wire.send_frame(sock, wire.ACKS, {"items": acks})
+        try:
+            for item in items:
+                acks.append(self._on_meta(state, {**hdr, **item}, landed, refused, received))
+        finally:
+            if acks:
+                with state["send_lock"]:
+                    wire.send_frame(sock, wire.ACKS, {"items": acks})
 
     def _land_frame(self, state: dict, hdr: dict) -> bool:
         """Land every item of a METAS frame at once from the frame's common fields; True when done
@@ -151,10 +160,12 @@ class ControlReceiver(KVReceiver):
             with state["send_lock"]:
                 wire.send_frame(sock, wire.ACK, ack)
 
-    def _on_meta(self, state: dict, hdr: dict, landed: bool = False, refused: str | None = None) -> dict:
+    def _on_meta(self, state: dict, hdr: dict, landed: bool = False, refused: str | None = None,
+                 received: float | None = None) -> dict:
         """Check, land (unless `landed`: its METAS frame landed at once) and deliver one META;
-        returns its ACK. `refused`: the frame's landing failed with that error."""
-        received = time.time()
+        returns its ACK. `refused`: the frame's landing failed with that error. `received`: when
+        its frame was read (a METAS frame's landing wait comes after), else now."""
+        received = time.time() if received is None else received
         seq = hdr.get("seq")
         if type(seq) is not int:
             raise wire.FrameError("META without an integer seq")

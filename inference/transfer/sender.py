@@ -207,8 +207,12 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         self._send_frame(wire.META, header)
 
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:
+        self._send_encoded(kind, wire.encode_json(header), payloads)
+
+    def _send_encoded(self, kind: int, body: bytes, payloads: list | tuple = ()) -> None:
+        """One frame whose header is encoded already (wire.encode_json), on stream 0."""
         with self._lock:
-            wire.send_frame(self._sock, kind, header, payloads)
+            wire.sendmsg_all(self._sock, wire.encoded_frame_buffers(kind, body, payloads))
 
     def close(self) -> None:
         if self._closed.is_set():

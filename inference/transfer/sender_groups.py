@@ -14,7 +14,7 @@ lost mid-group fails what it had not acked. Returns, per meta in the given order
 or its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
-_send_frame(kind, header) and _finish(seq, status, error).
+_send_encoded(kind, body) and _finish(seq, status, error).
 """
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ class GroupedSends:
         try:
             extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in chunk]) or {}
             headers = [meta_header(seq, meta) for (seq, _), (meta, _, _) in chunk]
-            self._send_frame(wire.METAS, {"items": headers, **extra})
+            for body in _metas_bodies(headers, extra):
+                self._send_encoded(wire.METAS, body)
         except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it)
             for (seq, _), (_, _, i) in chunk:
                 self._finish(seq, "failed", f"{type(e).__name__}: {e}")
@@ -90,3 +91,14 @@ def _chunks(group: list):
             chunk, nbytes = [], 0
     if chunk:
         yield chunk
+
+
+def _metas_bodies(headers: list[dict], extra: dict) -> list[bytes]:
+    """The encoded METAS frames of one chunk: one, unless its header would pass the receiver's
+    limit (wire.MAX_JSON_BYTES: many long prompts packed in); then halves, as often as needed
+    (the frames share the chunk's event). A lone META past the limit is refused as it would be alone."""
+    body = wire.encode_json({"items": headers, **extra})
+    if len(body) <= wire.MAX_JSON_BYTES or len(headers) == 1:
+        return [body]
+    half = len(headers) // 2
+    return _metas_bodies(headers[:half], extra) + _metas_bodies(headers[half:], extra)

@@ -23,8 +23,8 @@ HELLO, DATA, META, ACK, ERROR, BYE, METAS, ACKS = range(1, 9)
 KIND_NAMES = {HELLO: "HELLO", DATA: "DATA", META: "META", ACK: "ACK", ERROR: "ERROR", BYE: "BYE",
               METAS: "METAS", ACKS: "ACKS"}
 # METAS {items: [META headers], + fields common to them all} and its answer ACKS {items: [ACK headers]}:
-# a group's METAs in one frame each way (transports that move groups: one receiver wake-up, one parse
-# and one reply per group, not per transfer)
+# a chunk of a sender's group in one frame each way (transports that move groups: one receiver
+# wake-up, one parse and one reply per chunk, not per transfer; sender_groups.py)
 MAX_GROUP_ITEMS = 1024
 
 
@@ -136,13 +136,13 @@ except ImportError:  # pragma: no cover (installed with docpipe)
 
 
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> b"0", the rest -> b" "
-_LONG_RUN = b"0" * 20  # an int past 64 bits has 20 digits or more
+_LONG_RUN = b"0" * 19  # an int past 64 bits has 19 digits or more (-9223372036854775809)
 
 
 def loads_json(raw: bytes | bytearray) -> object:
     """JSON text -> Python, as json.loads gives it. orjson parses a transfer META ~4x faster
     (5.2 -> 1.3 us here). What it refuses and json accepts (NaN, Infinity) goes to json, and so
-    does any text with a run of 20 digits, since orjson reads an int past 64 bits as a float:
+    does any text with a run of 19 digits, since orjson reads an int past 64 bits as a float:
     the results and errors are json's."""
     if _fast_loads is not None and _LONG_RUN not in raw.translate(_DIGITS):  # two C passes
         try:

@@ -13,6 +13,7 @@ import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta
 from inference.transfer import cuda_ipc
+from inference.transfer.plan import Run
 from inference.transfer.source import flat_bytes, prepare
 
 SPEC = PoolSpec(64, 2, 4, 2, 8, "float32")  # 512-byte blocks
@@ -64,13 +65,37 @@ def test_runtime_copies_land_every_block_at_raw_addresses(pairs):
     assert torch.count_nonzero(dst[sorted(set(range(64)) - {d for _, d in pairs})]) == 0
 
 
-def test_runtime_copy_past_the_pool_is_refused_before_any_write():
+@pytest.mark.parametrize("runs", [
+    [Run(0, 0, 2), Run(5, 40, 2)],  # the second run ends past the (cut) destination
+    [Run(0, 0, 2), Run(-1, 3, 1)],  # a negative offset
+    [Run(0, 0, 2), Run(4, 4, 0)],  # an empty run
+])
+def test_runtime_copy_outside_the_pools_is_refused_before_any_copy(runs):
+    """Raw pointers: every copy of a plan is checked before the first is issued."""
     src, dst = _pools()
-    prep = prepare(src, SPEC, SPEC, TransferMeta("r", [0, 1], [0, 1], 2 * SPEC.block_size, 0, 0), TransferConfig(token="t"))
+    prep = cuda_ipc.PreparedTransfer(flat_bytes(src), runs, SPEC.block_bytes, 1, 1)
     rt = HostRuntime()
-    with pytest.raises(TransferError, match="overruns"):
-        cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst)[:SPEC.block_bytes], prep, rt, types.SimpleNamespace(cuda_stream=1))
-    assert rt.calls == []
+    with pytest.raises(TransferError, match="outside the pools"):
+        cuda_ipc.enqueue_copies(prep.src_bytes, flat_bytes(dst)[:41 * SPEC.block_bytes], prep, rt, types.SimpleNamespace(cuda_stream=1))
+    assert rt.calls == [] and torch.count_nonzero(dst) == 0
+
+
+def test_a_failed_runtime_copy_falls_back_to_copy_for_good(fake_cuda, caplog):
+    """cudaMemcpyAsync fails: the sender copies the chunk again with copy_ and keeps copy_ after."""
+    from inference.transfer import cuda_memcpy
+
+    src, dst = _pools()
+    tx = _sender(src, dst)
+
+    def failing(dst_ptr, src_ptr, n, stream):
+        raise cuda_memcpy.RuntimeCopyError("cudaMemcpyAsync of 512 bytes failed: invalid argument (1)")
+    tx._runtime = failing
+    items = [(i, prepare(src, SPEC, SPEC, TransferMeta(f"r{i}", [i], [i + 20], 4, 0, 0), TransferConfig(token="t"),
+                         tx._pool_bytes)) for i in (1, 2)]
+    with caplog.at_level("WARNING", logger="inference.transfer.cuda_ipc"):
+        tx._move_many(items)
+    assert tx._runtime is None and any("copy_ from now on" in r.getMessage() for r in caplog.records)
+    assert torch.equal(dst[21], src[1]) and torch.equal(dst[22], src[2])
 
 
 def test_many_runs_take_the_indexed_path(monkeypatch):
@@ -99,6 +124,8 @@ class FakeEvent:
 
 
 class FakeStream:
+    cuda_stream = 0  # the handle a ctypes copy is given
+
     def __init__(self, device=None):
         self.syncs, self.waits = 0, 0
 
@@ -126,21 +153,23 @@ def _sender(src, dst):
     tx.pool, tx.spec, tx.peer_spec, tx._pool_bytes = src, SPEC, SPEC, flat_bytes(src)
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
-    tx._written, tx._written_lock, tx._sync, tx._runtime = FakeEvent(), threading.Lock(), False, None
+    tx._written, tx._written_lock, tx._sync, tx._runtime, tx._records = FakeEvent(), threading.Lock(), False, None, 0
     return tx
 
 
 def test_sender_records_an_event_and_never_waits(fake_cuda):
     src, dst = _pools()
     tx = _sender(src, dst)
-    for seq in (1, 2, cuda_ipc.EVENTS + 1):
-        meta = TransferMeta(f"r{seq}", [seq], [seq + 1], 4, 0, 0)
+    seqs = [1, 2] + [cuda_ipc.EVENTS + 1] * (cuda_ipc.EVENTS - 1)  # the slot follows the records, not the seq
+    for i, seq in enumerate(seqs, start=1):
+        meta = TransferMeta(f"r{i}", [seq], [seq + 1], 4, 0, 0)
         extra = tx._move(seq, prepare(src, SPEC, SPEC, meta, TransferConfig(token="t"), tx._pool_bytes))
-        assert extra == {"event": seq % cuda_ipc.EVENTS}
+        assert extra == {"event": i % cuda_ipc.EVENTS}
         assert torch.equal(dst[seq + 1], src[seq])
+    n = len(seqs)
     assert tx._stream.syncs == 0 and all(e.syncs == 0 for e in tx._events)
-    assert tx._stream.waits == 3 and len(tx._written.records) == 3  # one reused event orders each copy after the KV
-    assert [len(e.records) for e in tx._events[:3]] == [0, 2, 1]  # slot 1 reused by seq EVENTS + 1
+    assert tx._stream.waits == n and len(tx._written.records) == n  # one reused event orders each copy after the KV
+    assert [len(e.records) for e in tx._events[:3]] == [1, 2, 1]  # slot 1 reused by the 17th record
     tx._quiesce()  # a release without ACK waits for the copies first
     assert tx._stream.syncs == 1
 
@@ -183,6 +212,22 @@ def test_receiver_waits_once_per_metas_frame_and_a_bad_slot_refuses_every_item(f
     assert rx.recv(0) is None and [e.syncs for e in events] == [0, 1, 0, 0]
     a.close()
     b.close()
+
+
+@pytest.mark.parametrize("items", [[{"seq": 1}, {"seq": "2"}], [{"seq": 1}, {"seq": 1}], [{"seq": 1, "self_acked": True}]])
+def test_a_malformed_metas_frame_delivers_nothing(fake_cuda, items):
+    """Seqs that are not distinct ints, or a self-acked item, end the connection before any item
+    is landed or delivered (none would get its ACK)."""
+    from inference.transfer import wire
+
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    cuda_ipc.ControlReceiver.__init__(rx, torch.zeros(SPEC.shape), TransferConfig(token="t"))
+    rx._sync = False
+    events = [FakeEvent() for _ in range(2)]
+    good = TransferMeta("g", [0], [0], 4, 0, 0).to_wire()
+    with pytest.raises(wire.FrameError):
+        rx._answer_metas(None, {"events": events, "peer": "p"}, {"items": [{**x, "meta": good} for x in items], "event": 0})
+    assert rx.recv(0) is None and events[0].syncs == 0
 
 
 def test_receiver_refuses_a_hello_without_events(fake_cuda, monkeypatch):
@@ -269,12 +314,12 @@ def test_move_many_waits_once_copies_every_block_and_records_one_event(fake_cuda
     items = [(seq, prepare(src, SPEC, SPEC, TransferMeta(f"r{seq}", s, d, len(s) * SPEC.block_size, 0, 0), config,
                            tx._pool_bytes)) for seq, (s, d) in enumerate(plans, start=5)]
     assert len(items[-1][1].runs) > cuda_ipc.MAX_COPY_CALLS
-    assert tx._move_many(items) == {"event": 8 % cuda_ipc.EVENTS}  # the last seq's slot
+    assert tx._move_many(items) == {"event": 1}  # the sender's first record
     for s, d in plans:
         for a, b in zip(s, d):
             assert torch.equal(dst[b], src[a])
     assert tx._stream.waits == 1 and len(tx._written.records) == 1
-    assert sum(len(e.records) for e in tx._events) == 1 and len(tx._events[8].records) == 1
+    assert sum(len(e.records) for e in tx._events) == 1 and len(tx._events[1].records) == 1
     assert tx._stream.syncs == 0
 
 

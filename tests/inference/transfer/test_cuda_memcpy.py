@@ -34,13 +34,32 @@ def _fake_lib(result: int):
     def memcpy(dst, src, n, kind, stream):
         calls.append((dst, src, n, kind, stream))
         return result
-    return types.SimpleNamespace(cudaMemcpyAsync=memcpy, cudaGetErrorString=lambda err: b"invalid argument"), calls
+    def last_error():
+        calls.append("cleared")
+        return result
+    return types.SimpleNamespace(cudaMemcpyAsync=memcpy, cudaGetErrorString=lambda err: b"invalid argument",
+                                 cudaGetLastError=last_error), calls
 
 
 def test_runtime_copy_passes_its_arguments_and_names_a_failure():
     lib, calls = _fake_lib(0)
     cuda_memcpy.RuntimeCopy(lib, "libcudart.so.12")(1000, 2000, 64, 7)
     assert calls == [(1000, 2000, 64, 4, 7)]  # cudaMemcpyDefault: same device or a peer's
-    lib, _ = _fake_lib(1)
-    with pytest.raises(TransferError, match=r"cudaMemcpyAsync of 64 bytes failed: invalid argument \(1\)"):
+    lib, calls = _fake_lib(1)
+    with pytest.raises(cuda_memcpy.RuntimeCopyError, match=r"cudaMemcpyAsync of 64 bytes failed: invalid argument \(1\)"):
         cuda_memcpy.RuntimeCopy(lib, "libcudart.so.12")(1000, 2000, 64, 7)
+    assert calls[-1] == "cleared"  # torch's next launch check must not see this error
+    assert issubclass(cuda_memcpy.RuntimeCopyError, TransferError)
+
+
+@pytest.mark.parametrize("paths, cuda, want", [
+    (["/x/libcudart.so.12"], "12.8", "/x/libcudart.so.12"),
+    (["/x/libcudart.so.12.8.90"], "12.8", "/x/libcudart.so.12.8.90"),
+    (["/x/libcudart.so.13"], "12.8", None),  # another major: not torch's
+    (["/x/libcudart.so.12", "/y/libcudart.so.12"], "12.8", None),  # two runtimes: which is torch's is unknown
+    (["/x/libcudart.so"], "12.8", None),
+    ([], "12.8", None),
+    (["/x/libcudart.so.12"], None, None),  # a CPU build of torch
+])
+def test_only_torchs_one_runtime_is_used(paths, cuda, want):
+    assert cuda_memcpy.torch_runtime(paths, cuda) == want

@@ -149,10 +149,10 @@ def test_shared_copy_of_nothing_returns():
 
 
 @pytest.mark.parametrize("raw", [b'{"seq":1,"meta":{"a":[[0,64]],"t":1796002009.0672715}}', b'{"x":NaN}',
-                                 b'{"big":123456789012345678901234567890}', b'{"k":1,"k":2}', b'[1,2]', b'"s"'])
+                                 b'{"big":123456789012345678901234567890}', b'[-9223372036854775809]', b'{"k":1,"k":2}', b'[1,2]', b'"s"'])
 def test_loads_json_gives_what_json_gives(raw):
     """The fast parser and its fallback: the same objects as json.loads, also for what only json
-    accepts (NaN, ints past 64 bits)."""
+    accepts (NaN) or reads exactly (ints past 64 bits, either sign)."""
     import json
     import math
 

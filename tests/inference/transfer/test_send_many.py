@@ -5,8 +5,10 @@ an in-process copy into the receiver's pool (cuda-ipc's plan on CPU tensors)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import time
+import types
 
 import torch
 
@@ -146,37 +148,59 @@ def test_send_many_no_room_fails_the_rest_of_the_group_prepared_or_not():
 
 def test_send_many_moves_and_writes_metas_in_chunks(monkeypatch):
     """A reserved group goes out CHUNK_ITEMS transfers at a time (one move and one METAS frame each,
-    answered by one ACKS frame), a chunk closing early once it holds CHUNK_BYTES; every transfer is
-    acked and delivered, shortest first."""
+    answered by one ACKS frame); every transfer is acked and delivered, shortest first."""
     monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 3)
-    monkeypatch.setattr(sender_groups, "CHUNK_BYTES", 4 * SPEC.block_bytes)
     LocalReceiver.frames.clear()
     with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
-        blocks = [1, 1, 1, 1, 3, 1, 1]  # the 3-block one closes its chunk at 4 blocks' bytes
-        metas, nxt = [], 0
-        for i, n in enumerate(blocks):
-            metas.append(TransferMeta(f"r{i}", list(range(nxt, nxt + n)), list(range(nxt, nxt + n)), n * SPEC.block_size, 0, 0))
-            nxt += n
-        out = tx.send_many(metas)
+        tokens = [4, 4, 4, 4, 1, 4, 4]
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], n, 0, 0) for i, n in enumerate(tokens)])
         assert [h.wait(10) for h in out] == ["acked"] * 7
-        got = [rx.recv(timeout_s=5).request_id for _ in blocks]
-    assert got == ["r0", "r1", "r2", "r3", "r5", "r6", "r4"]  # fewest tokens first
+        got = [rx.recv(timeout_s=5).request_id for _ in tokens]
+    assert got == ["r4", "r0", "r1", "r2", "r3", "r5", "r6"]  # fewest tokens first
     assert tx.groups == [[1, 2, 3], [4, 5, 6], [7]] and LocalReceiver.frames == [3, 3, 1]
 
 
-def test_a_failed_chunk_fails_its_transfers_only():
-    """The METAS write of the second chunk fails: its transfers get the error, the first chunk's are acked."""
-    with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
-        send, calls = tx._send_frame, []
+def test_chunks_close_at_chunk_items_or_once_they_hold_chunk_bytes(monkeypatch):
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 3)
+    monkeypatch.setattr(sender_groups, "CHUNK_BYTES", 4 * SPEC.block_bytes)
+    prep = lambda blocks: types.SimpleNamespace(num_bytes=blocks * SPEC.block_bytes)  # noqa: E731
+    group = [((i, None), (None, prep(b), i)) for i, b in enumerate([1, 3, 1, 1, 1, 1, 5, 1])]
+    sizes = [[item[1][1].num_bytes // SPEC.block_bytes for item in chunk] for chunk in sender_groups._chunks(group)]
+    assert sizes == [[1, 3], [1, 1, 1], [1, 5], [1]]
 
-        def flaky(kind, header):
+
+def test_an_oversized_metas_frame_is_split_not_refused(monkeypatch):
+    """Headers past the receiver's JSON limit (long prompts packed in) go as several METAS frames
+    (halves), each within the limit; one header alone is sent as it is."""
+    monkeypatch.setattr(wire, "MAX_JSON_BYTES", 600)
+    headers = [{"seq": i, "meta": {"pad": "x" * 150}} for i in range(6)]
+    bodies = sender_groups._metas_bodies(headers, {"event": 3})
+    assert len(bodies) > 1 and all(len(b) <= 600 for b in bodies)
+    decoded = [json.loads(b) for b in bodies]
+    assert [h["seq"] for d in decoded for h in d["items"]] == list(range(6)) and all(d["event"] == 3 for d in decoded)
+    assert len(sender_groups._metas_bodies([{"seq": 0, "meta": {"pad": "x" * 900}}], {})) == 1
+
+
+def test_a_failed_chunk_fails_its_transfers_only():
+    """The METAS write of the second chunk fails: its transfers get the error and are released as
+    failed, the first chunk's are acked; nothing stays pending."""
+    released = {}
+    with _connected(TransferConfig(transport="local-group", token=TOKEN),
+                    on_release=lambda meta, status: released.__setitem__(meta.request_id, status)) as (rx, tx):
+        send, calls = tx._send_encoded, []
+
+        def flaky(kind, body, payloads=()):
             calls.append(kind)
             if kind == wire.METAS and len(calls) == 2:
                 raise OSError("connection reset")
-            send(kind, header)
-        tx._send_frame = flaky
-        n = sender_groups.CHUNK_ITEMS + 2
+            send(kind, body, payloads)
+        tx._send_encoded = flaky
+        n, first = sender_groups.CHUNK_ITEMS + 2, sender_groups.CHUNK_ITEMS
         out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
-        first = sender_groups.CHUNK_ITEMS
         assert [h.wait(10) for h in out[:first]] == ["acked"] * first
         assert all(isinstance(e, OSError) for e in out[first:]), out[first:]
+        deadline = time.monotonic() + 10
+        while len(released) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tx._pending == {}
+    assert released == {f"r{i}": "acked" if i < first else "failed" for i in range(n)}
