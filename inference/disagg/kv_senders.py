@@ -64,8 +64,9 @@ class KvSenders:
                     break
             address, meta = backlog.popleft()
             group = [meta]
-            sender = self.senders.get(address)
-            if getattr(sender, "batches_sends", False):  # the sends to this address queued next to it
+            # the transport's class says whether it moves groups: an address not connected yet
+            # (its first page's sends) groups as well as a connected one
+            if getattr(self.transport.sender_cls, "batches_sends", False):  # the sends to this address queued next to it
                 while backlog and backlog[0][0] == address:
                     group.append(backlog.popleft()[1])
             self._send_group(address, group)

@@ -183,6 +183,35 @@ def _groups_after_a_wait(worker):
     assert set(released.values()) == {"acked"}
 
 
+def test_the_first_sends_to_a_new_address_form_a_group(worker):
+    """Grouping follows the transport, not a connected sender: the sends queued for an address
+    never connected before go as one group too."""
+    recording = worker.transport
+    worker.transport = Transport("batching", BatchingSender, object, lambda config: None)
+    BatchingSender.gate.set()
+    try:
+        assert send(worker, "warm@0", "ok") == "acked"  # connects to the first address
+        BatchingSender.gate.clear()
+        BatchingSender.waiting.clear()
+        BatchingSender.groups = []
+        a, b = "127.0.0.1:1", "127.0.0.1:2"
+        order = [("a0", a), ("b0", b), ("b1", b), ("b2", b)]
+        RecordingSender.plan.extend(["ok"] * len(order))
+        for k, (rid, address) in enumerate(order):
+            worker._sends.put((address, TransferMeta(request_id=rid, src_block_ids=[0], dst_block_ids=[0], num_tokens=4,
+                                                     first_token_id=1, mrope_position_delta=0, sampling_state={},
+                                                     lease_expiry_unix_s=time.time() + 30)))
+            if k == 0:
+                assert BatchingSender.waiting.wait(10)
+        BatchingSender.gate.set()
+        statuses = [worker.inbox.get(timeout=10)[1][2] for _ in order]
+        assert set(statuses) == {"acked"}
+        assert BatchingSender.groups == [["a0"], ["b0", "b1", "b2"]]
+    finally:
+        BatchingSender.gate.set()
+        worker.transport = recording
+
+
 def test_a_fault_outside_any_send_fails_the_group_and_the_thread_lives_on(worker):
     recording = worker.transport
     worker.transport = Transport("batching", BatchingSender, object, lambda config: None)
