@@ -335,8 +335,14 @@ def test_cuda_ipc_send_many_between_processes():
     for i in range(n):  # even sends: 6 consecutive blocks each, below 6 * n
         dst_ids = [scattered.pop() for _ in range(20)] if i % 2 else list(range(6 * i, 6 * i + 6))
         plans.append((rng.sample(range(512), len(dst_ids)), dst_ids))
-    handles = tx.send_many([TransferMeta(f"g{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)])
-    assert [h.wait(30) for h in handles] == ["acked"] * n
+    _send_many_bit_exact(peer, src, tx, plans, "g")
+
+
+def _send_many_bit_exact(peer, src, tx, plans: list, prefix: str) -> None:
+    """send_many of `plans` ((src ids, dst ids) each), every one acked, then the receiver's pool
+    checked block by block; the sender is closed."""
+    handles = tx.send_many([TransferMeta(f"{prefix}{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)])
+    assert [h.wait(30) for h in handles] == ["acked"] * len(plans)
     _, dst = peer.result()
     tx.close()
     for s, d in plans:
@@ -354,12 +360,8 @@ def test_cuda_ipc_runtime_and_torch_copies_agree_between_processes(monkeypatch):
         monkeypatch.setenv(cuda_memcpy.COPY_ENV, mode)
         peer, src, tx = _gpu_sender(spec, n)
         if mode == "runtime" and tx._runtime is None:
-            pytest.skip(f"no CUDA runtime library mapped in this process ({cuda_memcpy.loaded_runtimes()}): torch links it statically")
+            pytest.skip(f"no usable CUDA runtime mapped ({cuda_memcpy.loaded_runtimes()}, torch CUDA {torch.version.cuda}): "
+                        "linked statically, or not torch's alone")
         assert (tx._runtime is None) == (mode == "torch")
         plans = [(list(range(40 * i, 40 * i + 30)), list(range(200 - 40 * i, 230 - 40 * i))) for i in range(n)]
-        handles = tx.send_many([TransferMeta(f"{mode}{i}", s, d, len(s) * 16, 0, 0) for i, (s, d) in enumerate(plans)])
-        assert [h.wait(30) for h in handles] == ["acked"] * n
-        _, dst = peer.result()
-        tx.close()
-        for s, d in plans:
-            assert torch.equal(dst[d].cpu(), src[s].cpu())
+        _send_many_bit_exact(peer, src, tx, plans, mode)
