@@ -19,13 +19,15 @@ router counts it, to the first decode token's TPOT.
 
 Groups: the sends that queued up while the thread was busy (a prefill step
 ends many requests at once) go to a transport with `batches_sends` as one
-send_many per address (cuda-ipc: one wait for the engine's stream and one
-event for the group's copies, each META written as soon as it is built)
-instead of a round of Python and driver calls per request (before, a request
-queued behind the rest of its step waited up to 18 ms: kv_queue p99,
-cuda-ipc, one H200, session 9). A group's results are counted as lone sends'
-would be, in queue order, once the whole group has gone out: a close they
-cause also fails the group's sends still unacked.
+send_many per address (cuda-ipc: in chunks of up to 16, each one stream wait,
+one event, one METAS frame; sender_groups.py) instead of a round of Python and
+driver calls per request (before, a request queued behind the rest of its step
+waited up to 18 ms: kv_queue p99, cuda-ipc, one H200, session 9). Whether
+sends group is the transport's (its sender class), so an address not yet
+connected groups too, and a failed connect fails its whole group. A group's
+results are counted as lone sends' would be, in queue order, once the whole
+group has gone out: a close they cause also fails the group's sends still
+unacked.
 The host class provides: engine (its kv_pool), transport, transfer_config,
 index, senders (address -> sender), _sends (queue), _send_failures,
 _send_started(metas, sender), called as a group's sends begin, and _on_release(meta,

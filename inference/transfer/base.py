@@ -221,7 +221,7 @@ class KVSender:
     def send_many(self, metas: list[TransferMeta]) -> list["TransferHandle | Exception"]:
         """Send `metas`; per meta, in their order, its handle or the exception its send raised. This
         default sends one at a time; a transport with `batches_sends` moves a group at once
-        (cuda-ipc: in chunks, each one wait for the engine's stream, one event and one METAS frame)."""
+        (cuda-ipc: in chunks, each one wait for the stream the KV was written on, one event and one METAS frame)."""
         out: list[TransferHandle | Exception] = []
         for meta in metas:
             try:

@@ -17,8 +17,8 @@ Per transfer, nothing on the sender waits for the GPU:
             memory), then queue the meta and ACK (a METAS frame: one wait,
             then each item checked and queued, one ACKS frame).
 Queued sends go in chunks of a group (send_many, sender_groups.py): one stream
-wait, every request's copies, one event whose slot the chunk's METAS frame
-names; the receiver waits on it once and answers with one ACKS frame.
+wait, every request's copies, one event whose slot the chunk's METAS frame(s)
+name; the receiver waits on it once a frame and answers with one ACKS frame.
 The source blocks are freed on that ACK, so they are never reused while a
 copy still reads them; a release without ACK (failure, lease) first
 synchronizes the side stream. Reusing an event slot is safe: every record is
@@ -209,14 +209,15 @@ class CudaIpcSender(ControlSender):
 
     def _enqueue(self, items: list[tuple[int, PreparedTransfer]]) -> None:
         """Every item's copies on the side stream (the current one). A failed cudaMemcpyAsync
-        turns the ctypes path off for this sender and the items are copied again with copy_
-        (copying a run twice lands the same bytes)."""
+        turns the ctypes path off for this process and the items are copied again with copy_,
+        all of them (copying a run twice lands the same bytes)."""
         try:
             for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
         except cuda_memcpy.RuntimeCopyError as e:
             log.warning("cuda-ipc: %s; copying with torch copy_ from now on", e)
             self._runtime = None
+            cuda_memcpy.disable(str(e))  # and so do this process's later connections
             for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep)
 

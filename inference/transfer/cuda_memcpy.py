@@ -79,10 +79,19 @@ def _find() -> RuntimeCopy | None:
         return None
 
 
+_DISABLED: list[str] = []  # why the ctypes path was turned off in this process (a copy failed)
+
+
+def disable(reason: str) -> None:
+    """A copy through the runtime failed: every sender of this process uses copy_ from now on."""
+    _DISABLED.append(reason)
+
+
 def runtime() -> RuntimeCopy | None:
-    """The loaded runtime's copy, or None (use copy_): none loaded yet, or COPY_ENV=torch. Call it
-    once CUDA is in use (a result of None before that is not kept)."""
-    if os.environ.get(COPY_ENV, "").strip().lower() == "torch":
+    """The loaded runtime's copy, or None (use copy_): none loaded yet, COPY_ENV=torch, or a copy
+    failed earlier in this process (disable). Call it once CUDA is in use (a result of None
+    before that is not kept)."""
+    if _DISABLED or os.environ.get(COPY_ENV, "").strip().lower() == "torch":
         return None
     found = _find()
     if found is None:

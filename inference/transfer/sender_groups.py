@@ -1,15 +1,16 @@
 """Groups of sends (a mixin of ControlSender): send_many for transports that move several transfers
-in one go (`batches_sends`; cuda-ipc: one wait for the engine's stream, one event for a chunk).
+in one go (`batches_sends`; cuda-ipc: per chunk one wait for the stream the KV was written on, one
+event, one METAS frame).
 
 send_many(metas) takes them shortest prompt first (a META's cost, packing and landing, grows with its
 tokens, so short requests, often short outputs, are not held behind long ones), at most max_inflight at
 a time: those are prepared (checks, conversion into staging when the pools differ, plan), reserved as
 room allows, and each reserved group goes out in chunks (CHUNK_ITEMS transfers or CHUNK_BYTES,
-whichever comes first): one `_move_many` per chunk, then the chunk's METAs in one METAS frame, which
-the receiver answers with one ACKS frame. So the receiver lands the first chunk while the next is
+whichever comes first): one `_move_many` per chunk, then the chunk's METAs in one METAS frame (more
+where the header would pass the receiver's limit), which the receiver answers with one ACKS frame. So the receiver lands the first chunk while the next is
 moved, and a chunk costs one frame each way, not one per transfer (session 10: per-transfer frames,
 ~100-190 us of host time a transfer on the H200's host, held cuda-ipc at 29-40 % of the device copy). A
-meta that fails to prepare fails alone; a failed move or METAS write fails its chunk; a connection
+meta that fails to prepare fails alone; a failed move fails its chunk, a failed METAS write its frame's transfers; a connection
 lost mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle
 or its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
 
@@ -59,20 +60,29 @@ class GroupedSends:
         return out
 
     def _move_chunk(self, chunk: list, out: list) -> None:
-        """Move one chunk ((seq, handle), (meta, prep, index) pairs) and write its METAS frame; the
-        handles, or the error that failed the chunk, go into out."""
+        """Move one chunk ((seq, handle), (meta, prep, index) pairs) and write its METAS frame(s);
+        the handles, or the error that failed them, go into out. A failed move fails the chunk;
+        a failed frame write fails that frame's transfers (a header past the receiver's limit is
+        refused before a byte goes out, so the connection and the other frames are unharmed)."""
         try:
             extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in chunk]) or {}
             headers = [meta_header(seq, meta) for (seq, _), (meta, _, _) in chunk]
-            for body in _metas_bodies(headers, extra):
-                self._send_encoded(wire.METAS, body)
         except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it)
-            for (seq, _), (_, _, i) in chunk:
-                self._finish(seq, "failed", f"{type(e).__name__}: {e}")
-                out[i] = e
+            self._fail_items(chunk, e, out)
             return
-        for (_, handle), (_, _, i) in chunk:
-            out[i] = handle
+        for body, a, b in _metas_bodies(headers, extra):
+            try:
+                self._send_encoded(wire.METAS, body)
+            except Exception as e:  # noqa: BLE001 (this frame's transfers fail with it)
+                self._fail_items(chunk[a:b], e, out)
+                continue
+            for (_, handle), (_, _, i) in chunk[a:b]:
+                out[i] = handle
+
+    def _fail_items(self, items: list, error: Exception, out: list) -> None:
+        for (seq, _), (_, _, i) in items:
+            self._finish(seq, "failed", f"{type(error).__name__}: {error}")
+            out[i] = error
 
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:
         """Move several transfers ((seq, prep) pairs); returns the META fields common to them all."""
@@ -93,12 +103,13 @@ def _chunks(group: list):
         yield chunk
 
 
-def _metas_bodies(headers: list[dict], extra: dict) -> list[bytes]:
-    """The encoded METAS frames of one chunk: one, unless its header would pass the receiver's
-    limit (wire.MAX_JSON_BYTES: many long prompts packed in); then halves, as often as needed
-    (the frames share the chunk's event). A lone META past the limit is refused as it would be alone."""
+def _metas_bodies(headers: list[dict], extra: dict, start: int = 0) -> list[tuple[bytes, int, int]]:
+    """The encoded METAS frames of one chunk as (body, first, end) over `headers`: one frame,
+    unless its header would pass the receiver's limit (wire.MAX_JSON_BYTES: many long prompts
+    packed in); then halves, as often as needed (the frames share the chunk's event). A lone META
+    past the limit stays whole: its write is refused (wire.encoded_frame_buffers), it fails alone."""
     body = wire.encode_json({"items": headers, **extra})
     if len(body) <= wire.MAX_JSON_BYTES or len(headers) == 1:
-        return [body]
+        return [(body, start, start + len(headers))]
     half = len(headers) // 2
-    return _metas_bodies(headers[:half], extra) + _metas_bodies(headers[half:], extra)
+    return _metas_bodies(headers[:half], extra, start) + _metas_bodies(headers[half:], extra, start + half)

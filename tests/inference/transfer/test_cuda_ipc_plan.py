@@ -80,22 +80,29 @@ def test_runtime_copy_outside_the_pools_is_refused_before_any_copy(runs):
     assert rt.calls == [] and torch.count_nonzero(dst) == 0
 
 
-def test_a_failed_runtime_copy_falls_back_to_copy_for_good(fake_cuda, caplog):
-    """cudaMemcpyAsync fails: the sender copies the chunk again with copy_ and keeps copy_ after."""
+def test_a_failed_runtime_copy_falls_back_to_copy_for_good(fake_cuda, caplog, monkeypatch):
+    """cudaMemcpyAsync fails after one copy went through: the sender copies the whole chunk again
+    with copy_, and this process's senders keep copy_ after."""
     from inference.transfer import cuda_memcpy
 
+    monkeypatch.setattr(cuda_memcpy, "_DISABLED", [])
     src, dst = _pools()
     tx = _sender(src, dst)
+    once = HostRuntime()
 
-    def failing(dst_ptr, src_ptr, n, stream):
-        raise cuda_memcpy.RuntimeCopyError("cudaMemcpyAsync of 512 bytes failed: invalid argument (1)")
-    tx._runtime = failing
+    def fails_second(dst_ptr, src_ptr, n, stream):
+        if once.calls:
+            raise cuda_memcpy.RuntimeCopyError("cudaMemcpyAsync of 512 bytes failed: invalid argument (1)")
+        once(dst_ptr, src_ptr, n, stream)
+    tx._runtime = fails_second
     items = [(i, prepare(src, SPEC, SPEC, TransferMeta(f"r{i}", [i], [i + 20], 4, 0, 0), TransferConfig(token="t"),
-                         tx._pool_bytes)) for i in (1, 2)]
+                         tx._pool_bytes)) for i in (1, 2, 3)]
     with caplog.at_level("WARNING", logger="inference.transfer.cuda_ipc"):
         tx._move_many(items)
-    assert tx._runtime is None and any("copy_ from now on" in r.getMessage() for r in caplog.records)
-    assert torch.equal(dst[21], src[1]) and torch.equal(dst[22], src[2])
+    assert len(once.calls) == 1 and tx._runtime is None and any("copy_ from now on" in r.getMessage() for r in caplog.records)
+    for i in (1, 2, 3):
+        assert torch.equal(dst[i + 20], src[i])
+    assert cuda_memcpy.runtime() is None  # a later connection starts on copy_
 
 
 def test_many_runs_take_the_indexed_path(monkeypatch):
@@ -214,6 +221,52 @@ def test_receiver_waits_once_per_metas_frame_and_a_bad_slot_refuses_every_item(f
     b.close()
 
 
+def _metas_receiver(events):
+    rx = cuda_ipc.CudaIpcReceiver.__new__(cuda_ipc.CudaIpcReceiver)
+    cuda_ipc.ControlReceiver.__init__(rx, torch.zeros(SPEC.shape), TransferConfig(token="t"))
+    rx._sync = False
+    return rx, {"events": events, "peer": "p", "send_lock": threading.Lock()}
+
+
+def test_items_delivered_before_a_fault_are_acked(fake_cuda, monkeypatch):
+    """An unexpected error on the second item of a METAS frame ends the connection, but the first,
+    already delivered, still gets its ACK."""
+    import socket
+
+    from inference.transfer import wire
+
+    rx, state = _metas_receiver([FakeEvent()])
+    deliver = rx._deliver
+    monkeypatch.setattr(rx, "_deliver", lambda meta: deliver(meta) if meta.request_id == "r0" else 1 / 0)
+    a, b = socket.socketpair()
+    items = [{"seq": i, "meta": TransferMeta(f"r{i}", [i], [i], 4, 0, 0).to_wire()} for i in range(3)]
+    with pytest.raises(ZeroDivisionError):
+        rx._answer_metas(a, state, {"items": items, "event": 0})
+    kind, hdr, _ = wire.recv_frame(b, 0)
+    assert kind == wire.ACKS and hdr["items"] == [{"seq": 0, "ok": True}]
+    assert rx.recv(0).request_id == "r0" and rx.recv(0) is None
+    a.close()
+    b.close()
+
+
+def test_a_metas_frame_is_stamped_received_before_its_landing_wait(fake_cuda):
+    """kv_copy_wait (received -> landed) holds the wait for the sender's copies, not kv_wire."""
+    import socket
+    import time
+
+    class SlowEvent(FakeEvent):
+        def synchronize(self):
+            time.sleep(0.05)
+
+    rx, state = _metas_receiver([SlowEvent()])
+    a, b = socket.socketpair()
+    rx._answer_metas(a, state, {"items": [{"seq": 1, "meta": TransferMeta("r", [0], [0], 4, 0, 0).to_wire()}], "event": 0})
+    hops = rx.recv(0).hops
+    assert hops["landed"] - hops["received"] >= 0.045
+    a.close()
+    b.close()
+
+
 @pytest.mark.parametrize("items", [[{"seq": 1}, {"seq": "2"}], [{"seq": 1}, {"seq": 1}], [{"seq": 1, "self_acked": True}]])
 def test_a_malformed_metas_frame_delivers_nothing(fake_cuda, items):
     """Seqs that are not distinct ints, or a self-acked item, end the connection before any item
@@ -304,7 +357,7 @@ def test_cuda_ipc_many_runs_and_reused_events_between_processes():
 
 def test_move_many_waits_once_copies_every_block_and_records_one_event(fake_cuda):
     """A group of sends: one wait for the engine's stream, each one's copies (the last, 28
-    scattered blocks, through the gather/scatter path), one event whose slot each META names."""
+    scattered blocks, through the gather/scatter path), one event whose slot the METAS frame names."""
     src, dst = _pools()
     tx = _sender(src, dst)
     config = TransferConfig(token="t")

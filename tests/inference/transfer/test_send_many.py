@@ -175,10 +175,25 @@ def test_an_oversized_metas_frame_is_split_not_refused(monkeypatch):
     monkeypatch.setattr(wire, "MAX_JSON_BYTES", 600)
     headers = [{"seq": i, "meta": {"pad": "x" * 150}} for i in range(6)]
     bodies = sender_groups._metas_bodies(headers, {"event": 3})
-    assert len(bodies) > 1 and all(len(b) <= 600 for b in bodies)
-    decoded = [json.loads(b) for b in bodies]
+    assert len(bodies) > 1 and all(len(b) <= 600 for b, _, _ in bodies)
+    decoded = [json.loads(b) for b, _, _ in bodies]
     assert [h["seq"] for d in decoded for h in d["items"]] == list(range(6)) and all(d["event"] == 3 for d in decoded)
+    assert [[h["seq"] for h in d["items"]] for d in decoded] == [list(range(a, b)) for _, a, b in bodies]
     assert len(sender_groups._metas_bodies([{"seq": 0, "meta": {"pad": "x" * 900}}], {})) == 1
+
+
+def test_a_meta_past_the_frame_limit_fails_alone_and_the_connection_lives(monkeypatch):
+    """One META too large for the receiver (a long prompt packed in) is refused before a byte is
+    written: it fails with that reason, the rest of its chunk is acked, later sends still go."""
+    with _connected(TransferConfig(transport="local-group", token=TOKEN)) as (rx, tx):
+        monkeypatch.setattr(wire, "MAX_JSON_BYTES", 2000)
+        metas = [TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(3)]
+        metas[1].sampling_state = {"pad": "x" * 3000}
+        out = tx.send_many(metas)
+        assert isinstance(out[1], wire.FrameError) and "exceeds" in str(out[1])
+        assert [out[i].wait(10) for i in (0, 2)] == ["acked"] * 2
+        assert tx.send(TransferMeta("later", [5], [5], SPEC.block_size, 0, 0)).wait(10) == "acked"
+        assert [rx.recv(timeout_s=5).request_id for _ in range(3)] == ["r0", "r2", "later"]
 
 
 def test_a_failed_chunk_fails_its_transfers_only():
