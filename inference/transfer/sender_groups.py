@@ -7,12 +7,13 @@ tokens, so short requests, often short outputs, are not held behind long ones), 
 a time: those are prepared (checks, conversion into staging when the pools differ, plan), reserved as
 room allows, and each reserved group goes out in chunks (CHUNK_ITEMS transfers or CHUNK_BYTES,
 whichever comes first): one `_move_many` per chunk, then the chunk's METAs in one METAS frame (more
-where the header would pass the receiver's limit), which the receiver answers with one ACKS frame. So the receiver lands the first chunk while the next is
-moved, and a chunk costs one frame each way, not one per transfer (session 10: per-transfer frames,
-~100-190 us of host time a transfer on the H200's host, held cuda-ipc at 29-40 % of the device copy). A
-meta that fails to prepare fails alone; a failed move fails its chunk, a failed METAS write its frame's transfers; a connection
-lost mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle
-or its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
+where the header would pass the receiver's limit), which the receiver answers with one ACKS frame.
+So the receiver lands the first chunk while the next is moved, and a chunk costs one frame each way,
+not one per transfer (session 10: per-transfer frames, ~100-190 us of host time a transfer on the
+H200's host, held cuda-ipc at 29-40 % of the device copy). A meta that fails to prepare fails alone;
+a failed move fails its chunk, a failed METAS write its frame's transfers; a connection lost
+mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle or
+its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
 _send_encoded(kind, body) and _finish(seq, status, error).
