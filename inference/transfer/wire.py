@@ -133,10 +133,41 @@ def recv_frame(sock: socket.socket, max_payload_bytes: int) -> tuple[int, dict, 
     return kind, _decode_header(recv_exact(sock, json_len) if json_len else b""), payload_len
 
 
-try:  # a dependency; the plain parser stays the fallback (another stack, or what orjson refuses)
-    from orjson import loads as _fast_loads
+try:  # a dependency; the plain parser and encoder stay the fallback (another stack, or what orjson refuses)
+    from orjson import dumps as _fast_dumps, loads as _fast_loads
 except ImportError:  # pragma: no cover (installed with docpipe)
-    _fast_loads = None
+    _fast_dumps = _fast_loads = None
+
+
+def encode_json_checked(obj: object, floats_finite) -> bytes:
+    """encode_json(obj)'s JSON (the same values when parsed), through orjson: ~5x faster (a transfer
+    META 4.5 -> 0.9 us here). orjson writes a non-finite float as null where json writes NaN or
+    Infinity, so when its output holds a null, `floats_finite()` (the caller knows where floats can
+    be) must say there is none; else, and for what orjson refuses (keys that are not strings, ints
+    past 64 bits, lone surrogates), encode_json writes it."""
+    if _fast_dumps is not None:
+        try:
+            out = _fast_dumps(obj)
+        except TypeError:
+            return encode_json(obj)
+        if b"null" not in out or floats_finite():
+            return out
+    return encode_json(obj)
+
+
+def all_finite(obj: object) -> bool:
+    """No float in obj (nested dicts, lists, tuples) is NaN or infinite."""
+    stack = [obj]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, float):
+            if v - v != 0.0:  # NaN and +-inf give NaN
+                return False
+        elif isinstance(v, dict):
+            stack.extend(v.values())
+        elif isinstance(v, (list, tuple)):
+            stack.extend(v)
+    return True
 
 
 _DIGITS = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))  # digits -> b"0", the rest -> b" "

@@ -10,11 +10,13 @@ import threading
 import time
 import types
 
+import pytest
 import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferError, TransferMeta, wire
 from inference.transfer import sender_groups
 from inference.transfer.base import TransferHandle
+from inference.transfer.meta import meta_header
 from inference.transfer.cuda_ipc import enqueue_copies
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -219,3 +221,30 @@ def test_a_failed_chunk_fails_its_transfers_only():
             time.sleep(0.01)
         assert tx._pending == {}
     assert released == {f"r{i}": "acked" if i < first else "failed" for i in range(n)}
+
+
+@pytest.mark.parametrize("where", ["none", "sampling", "lease", "hops", "extra"])
+def test_metas_bodies_keep_non_finite_floats_as_json_writes_them(where):
+    """The fast encoder writes a non-finite float as null; every place a METAS frame can hold a float
+    (a META's lease, hop stamps, sampling state; the transport's common fields) is checked, so such a
+    frame is written as json writes it (NaN / Infinity) and parses back the same."""
+    import math
+
+    meta = TransferMeta("r", [0], [0], 4, 0, 0, sampling_state={"temperature": 0.5, "seed": None, "stop": [1, 2]},
+                        lease_expiry_unix_s=1e9)
+    extra = {"event": 3}
+    if where == "sampling":
+        meta.sampling_state["nested"] = {"x": [float("nan")]}
+    elif where == "lease":
+        meta.lease_expiry_unix_s = float("inf")
+    elif where == "extra":
+        extra["scale"] = float("-inf")
+    header = meta_header(7, meta)
+    if where == "hops":
+        header["hops"]["send"] = float("nan")
+    ((body, _, _),) = sender_groups._metas_bodies([header], extra)
+    want = wire.encode_json({"items": [header], **extra})
+    got_obj, want_obj = json.loads(body), json.loads(want)
+    assert json.dumps(got_obj, sort_keys=True) == json.dumps(want_obj, sort_keys=True)  # NaN written as NaN
+    if where == "none":
+        assert math.isclose(got_obj["items"][0]["meta"]["sampling_state"]["temperature"], 0.5)
