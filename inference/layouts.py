@@ -11,6 +11,7 @@ and the Ray job all read layouts through `load_layout`.
 """
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -89,6 +90,10 @@ class TransferSpec:
                 raise ValueError(f"unknown transport {name!r}; known: {TRANSPORTS}")
         if self.tcp_streams is not None and (type(self.tcp_streams) is not int or not 1 <= self.tcp_streams <= 64):
             raise ValueError(f"transfer.tcp_streams must be an int in [1, 64], got {self.tcp_streams!r}")
+        if isinstance(self.lease_s, bool) or not isinstance(self.lease_s, (int, float)) or not 0 < self.lease_s < math.inf:
+            raise ValueError(f"transfer.lease_s must be a finite number of seconds > 0, got {self.lease_s!r}")
+        if type(self.max_inflight) is not int or self.max_inflight < 1:
+            raise ValueError(f"transfer.max_inflight must be an int >= 1, got {self.max_inflight!r}")
 
 
 @dataclass

@@ -8,6 +8,7 @@ request when `seed` is set).
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -28,6 +29,10 @@ class SamplingParams:
     detokenize: bool = True           # False: output text stays None (callers that decode token ids themselves)
 
     def __post_init__(self):
+        for name in ("temperature", "top_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
+            v = getattr(self, name)  # NaN passes every comparison below, and inf makes no sense here
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ValueError(f"{name} must be a finite number, got {v!r}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -17,6 +17,7 @@ imports it lazily, so a missing optional dependency fails only when chosen.
 from __future__ import annotations
 
 import _thread
+import math
 import os
 import threading
 from functools import cached_property
@@ -123,8 +124,8 @@ class TransferConfig:
     def __post_init__(self) -> None:
         if self.min_unit_bytes < 1 or self.max_unit_bytes < self.min_unit_bytes:
             raise ValueError("need 0 < min_unit_bytes <= max_unit_bytes")
-        if self.max_inflight < 1 or self.lease_s <= 0:
-            raise ValueError("max_inflight must be >= 1 and lease_s > 0")
+        if self.max_inflight < 1 or not 0 < self.lease_s < math.inf:  # NaN fails too
+            raise ValueError(f"max_inflight must be >= 1 and lease_s a finite number > 0, got {self.max_inflight}, {self.lease_s}")
         if not (isinstance(self.tcp_streams, int) and 1 <= self.tcp_streams <= 64):
             raise ValueError(f"tcp_streams must be an int in [1, 64], got {self.tcp_streams!r}")
 

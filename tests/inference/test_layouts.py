@@ -63,3 +63,12 @@ def test_transfer_tcp_streams_is_checked():
     for bad in (0, 65, "2"):
         with pytest.raises(ValueError, match="tcp_streams must be an int"):
             parse_layout({**base, "transfer": {"transport": "tcp", "tcp_streams": bad}})
+
+
+@pytest.mark.parametrize("transfer, msg", [({"lease_s": float("inf")}, "lease_s"), ({"lease_s": 0}, "lease_s"),
+                                           ({"lease_s": float("nan")}, "lease_s"), ({"lease_s": "30"}, "lease_s"),
+                                           ({"max_inflight": 0}, "max_inflight"), ({"max_inflight": 2.5}, "max_inflight")])
+def test_transfer_lease_and_inflight_are_checked_when_the_layout_is_read(transfer, msg):
+    base = {"workers": [{"role": "prefill"}, {"role": "decode"}]}
+    with pytest.raises(ValueError, match=msg):
+        parse_layout({**base, "transfer": {"transport": "tcp", **transfer}})
