@@ -109,15 +109,9 @@ def _metas_bodies(headers: list[dict], extra: dict, start: int = 0) -> list[tupl
     unless its header would pass the receiver's limit (wire.MAX_JSON_BYTES: many long prompts
     packed in); then halves, as often as needed (the frames share the chunk's event). A lone META
     past the limit stays whole: its write is refused (wire.encoded_frame_buffers), it fails alone."""
-    body = wire.encode_json_checked({"items": headers, **extra}, lambda: _floats_finite(headers, extra))
+    body = wire.encode_json({"items": headers, **extra})
     if len(body) <= wire.MAX_JSON_BYTES or len(headers) == 1:
         return [(body, start, start + len(headers))]
     half = len(headers) // 2
     return _metas_bodies(headers[:half], extra, start) + _metas_bodies(headers[half:], extra, start + half)
 
-
-def _floats_finite(headers: list[dict], extra: dict) -> bool:
-    """Whether every float a METAS frame can hold is finite: per header (meta_header's form) the
-    lease, the hop stamps and the sampling state (any JSON); and the transport's common fields."""
-    return wire.all_finite(extra) and all(
-        wire.all_finite((h["meta"]["lease_expiry_unix_s"], h["hops"], h["meta"]["sampling_state"])) for h in headers)

@@ -169,3 +169,28 @@ def test_loads_json_raises_json_errors():
     for raw in (b"{oops", b"\xff\xfe", b""):
         with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)):
             wire.loads_json(raw)
+
+
+def test_encode_json_writes_what_json_writes():
+    """The fast encoder and its fallback: parsed back, the values json.dumps writes, non-finite floats
+    included; what json refuses (a dataclass, a set) is refused too."""
+    import dataclasses
+    import enum
+    import json
+    import math
+
+    class Kind(enum.IntEnum):
+        A = 3
+
+    obj = {"a": [1, 2.5, True, None, "x\u00e9"], "b": {"n": math.nan, "i": -math.inf}, "k": Kind.A, "big": 1 << 70}
+    got = json.loads(wire.encode_json(obj))
+    assert json.dumps(got, sort_keys=True) == json.dumps(json.loads(json.dumps(obj)), sort_keys=True)
+    plain = {"seq": 1, "meta": {"t": 1796002009.0672715, "s": None}}
+    assert json.loads(wire.encode_json(plain)) == plain
+
+    @dataclasses.dataclass
+    class D:
+        x: int = 1
+    for bad in (D(), {1, 2}):
+        with pytest.raises(TypeError):
+            wire.encode_json({"v": bad})
