@@ -68,7 +68,7 @@ class KvSenders:
             group = [meta]
             # the transport's class says whether it moves groups: an address not connected yet
             # (its first page's sends) groups as well as a connected one
-            if getattr(self.transport.sender_cls, "batches_sends", False):  # the sends to this address queued next to it
+            if self.transport.sender_cls.batches_sends:  # the sends to this address queued next to it
                 while backlog and backlog[0][0] == address:
                     group.append(backlog.popleft()[1])
             self._send_group(address, group)

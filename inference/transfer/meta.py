@@ -170,8 +170,9 @@ def _token_list(v: object, num_tokens: int) -> list[int]:
     return v
 
 
-def meta_header(seq: int, meta: TransferMeta, **extra) -> dict:
+def meta_header(seq: int, meta: TransferMeta, sent_at: float | None = None, **extra) -> dict:
     """A META frame's header: seq, the meta's wire form, transport fields, and the sender's hop
-    stamps with `sent` now (every transport's META is built here)."""
-    meta.hops["sent"] = time.time()
+    stamps with `sent` now, or at `sent_at` (a chunk's headers share one clock reading; every
+    transport's META is built here)."""
+    meta.hops["sent"] = time.time() if sent_at is None else sent_at
     return {"seq": seq, "meta": meta.to_wire(), **extra, "hops": meta.hops}

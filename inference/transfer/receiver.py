@@ -143,7 +143,8 @@ class ControlReceiver(KVReceiver):
         acks = []
         try:
             for item in items:
-                acks.append(self._on_meta(state, {**hdr, **item}, landed, refused, received))
+                # the common fields only matter to an item landed alone (self_acked was refused above)
+                acks.append(self._on_meta(state, item if landed else {**hdr, **item}, landed, refused, received))
         finally:
             if acks:
                 with state["send_lock"]:

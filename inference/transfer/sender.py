@@ -132,9 +132,13 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         try:
             self._send_meta(meta_header(seq, meta, **(self._move(seq, prep) or {})))
         except Exception as e:
-            self._finish(seq, "failed", f"{type(e).__name__}: {e}")
+            self._fail(seq, e)
             raise
         return handle
+
+    def _fail(self, seq: int, error: Exception) -> None:
+        """A transfer whose move or META write raised: finished as failed, naming the error."""
+        self._finish(seq, "failed", f"{type(error).__name__}: {error}")
 
     def _gone(self) -> TransferError:
         connected = self._sock is not None and not self._closed.is_set()

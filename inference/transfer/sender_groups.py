@@ -16,9 +16,11 @@ mid-group fails what it had not acked. Returns, per meta in the given order, its
 its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
-_send_encoded(kind, body) and _finish(seq, status, error).
+_send_encoded(kind, body) and _fail(seq, error).
 """
 from __future__ import annotations
+
+import time
 
 from inference.transfer import wire
 from inference.transfer.base import TransferError, TransferHandle
@@ -67,7 +69,8 @@ class GroupedSends:
         refused before a byte goes out, so the connection and the other frames are unharmed)."""
         try:
             extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in chunk]) or {}
-            headers = [meta_header(seq, meta) for (seq, _), (meta, _, _) in chunk]
+            now = time.time()
+            headers = [meta_header(seq, meta, now) for (seq, _), (meta, _, _) in chunk]
         except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it)
             self._fail_items(chunk, e, out)
             return
@@ -82,7 +85,7 @@ class GroupedSends:
 
     def _fail_items(self, items: list, error: Exception, out: list) -> None:
         for (seq, _), (_, _, i) in items:
-            self._finish(seq, "failed", f"{type(error).__name__}: {error}")
+            self._fail(seq, error)
             out[i] = error
 
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:

@@ -13,7 +13,7 @@ O(runs), not O(blocks); check_landing is the receiver's O(runs) check.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -44,9 +44,10 @@ class PreparedTransfer:
         (built when read, once per transfer: memcpy-like transports never need them)."""
         return plan_units(self.runs, self.block_bytes, self.min_unit_bytes, self.max_unit_bytes)
 
-    @property
-    def num_bytes(self) -> int:
-        return sum(r.num_blocks for r in self.runs) * self.block_bytes
+    num_bytes: int = field(init=False)  # every block of the runs, read per transfer by the reserve and the chunks
+
+    def __post_init__(self) -> None:
+        self.num_bytes = sum(r.num_blocks for r in self.runs) * self.block_bytes
 
 
 def flat_bytes(t: torch.Tensor) -> torch.Tensor:
