@@ -72,5 +72,5 @@ def print_table(res: dict) -> None:
     if "layout_prefill_kernels" in ours:  # DOCPIPE_PROFILE_KERNELS=1
         k = ours["layout_prefill_kernels"]
         typer.echo(f"layout prefill kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of the pass); top:")
-        for row in k["top"][:15]:
-            typer.echo(f"  {row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}")
+        from inference.bench.kernel_profile import top_lines
+        typer.echo("\n".join(top_lines(k, 15)))

@@ -220,8 +220,8 @@ def print_table(result: dict) -> None:
         if "kernels" in s:
             k = s["kernels"]
             print(f"  kernels {k['device_kernel_ms']:.0f} ms ({k['kernel_share_of_wall']:.2f} of wall); top:")
-            for row in k["top"][:25]:
-                print(f"    {row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}")
+            from inference.bench.kernel_profile import top_lines
+            print("\n".join(top_lines(k, 25, "    ")))
         if "step_trace" in s:
             print(format_summary(s["step_trace"]) if "per_step_kind" in s["step_trace"] else s["step_trace"])
         for site in s.get("sync_sites", [])[:12]:

@@ -20,11 +20,11 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from inference.config import DTYPES
 from inference.ops.cuda.vision_flash import FlashConfig, _vision_flash_kernel, kernel_constexprs, split_head_dim
 
 _SOURCES = ("q0_src", "q1_src", "k0_src", "k1_src", "v0_src", "v1_src")
@@ -55,8 +55,7 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     signature.update(o_ptr=f"*{elem}", cu_ptr="*i32", tiles_ptr="*i32", scale_log2="fp32")
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
-    torch_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[dtype]
-    constexprs = kernel_constexprs(head_dim, torch_dtype, config, config.tma, tiled)  # as the launcher
+    constexprs = kernel_constexprs(head_dim, DTYPES[dtype], config, config.tma, tiled)  # as the launcher
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)

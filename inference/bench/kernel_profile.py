@@ -52,6 +52,11 @@ class KernelTable:
                 "top": [{"kernel": k[:100], "ms": us / 1000, "count": c} for k, (us, c) in rows[:top]]}
 
 
+def top_lines(report: dict, rows: int, indent: str = "  ") -> list[str]:
+    """The `rows` kernels with most device time of a report(), one printable line each."""
+    return [f"{indent}{row['ms']:9.1f} ms x{row['count']:<6} {row['kernel']}" for row in report["top"][:rows]]
+
+
 def union_us(spans: list[tuple[float, float]]) -> float:
     """Length of the union of [start, end) intervals."""
     total, reach = 0.0, float("-inf")

@@ -24,7 +24,7 @@ import torch
 
 from inference import LLM
 from inference.bench.engine_bench import forced, request
-from inference.bench.kernel_profile import kernel_profile, requested
+from inference.bench.kernel_profile import kernel_profile, requested, top_lines
 from inference.models.loader import load_config
 
 
@@ -58,8 +58,7 @@ def main() -> None:
             llm.generate(pages, forced(1))
         kernels = table.report(time.perf_counter() - t)
         print(f"profiled pass: {kernels['device_kernel_ms']:.1f} ms of kernels, busy {kernels['kernel_share_of_wall']:.1%}")
-        for row in kernels["top"][:25]:
-            print(f"  {row['ms']:9.1f} ms {row['count']:6d}x  {row['kernel']}")
+        print("\n".join(top_lines(kernels, 25)))
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():

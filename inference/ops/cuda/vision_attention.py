@@ -191,7 +191,14 @@ PAGE_PATCHES = 5476  # a 1036x1036 layout page (74x74 patches), what a document 
 
 
 GRAPH_PATCHES = 32768  # the largest encoder graph's patches (vision_graph.MAX_PATCHES), unless told
-EAGER_PAGES = GRAPH_PATCHES // PAGE_PATCHES + 1  # the fewest layout pages an encoder graph does not take
+
+
+def eager_pages(graph_patches: int = GRAPH_PATCHES) -> int:
+    """The fewest layout pages an encoder graph of graph_patches does not take (they run eagerly)."""
+    return graph_patches // PAGE_PATCHES + 1
+
+
+EAGER_PAGES = eager_pages()
 
 
 def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
@@ -203,7 +210,7 @@ def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.de
     4.5 s). q and k are contiguous, as the rotary kernel hands them over; v a view of the packed qkv.
     graph_patches: the largest encoder graph's patches (the caller's graphs), what decides that size."""
     gen = torch.Generator(device=device).manual_seed(0)
-    pages = graph_patches // PAGE_PATCHES + 1
+    pages = eager_pages(graph_patches)
     for lengths in ([PAGE_PATCHES] * pages, [PAGE_PATCHES] * pages + [1024]):
         qkv = torch.randn(sum(lengths), 3, heads, head_dim, device=device, generator=gen).to(dtype)
         cu = torch.tensor([0, *lengths], device=device, dtype=torch.int32).cumsum(0, dtype=torch.int32)
