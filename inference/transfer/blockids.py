@@ -108,16 +108,26 @@ class BlockIds:
         return out  # the caller's list is not kept: the caller may still change it
 
     @classmethod
+    def one_run_from_wire(cls, runs: object) -> "BlockIds | None":
+        """The wire form of one valid run ([[first, count]]) as BlockIds; None for anything else
+        (from_runs then decides): the common case, without from_runs' generic checks."""
+        if type(runs) is list and len(runs) == 1:
+            r = runs[0]
+            if type(r) is list and len(r) == 2:
+                first, count = r
+                if type(first) is int and type(count) is int and first >= 0 and 1 <= count <= MAX_IDS:
+                    return cls._one_run(first, count)
+        return None
+
+    @classmethod
     def from_runs(cls, runs: object, name: str = "block ids") -> "BlockIds":
         """The wire form, [[first, count], ...], checked run by run."""
         if type(runs) is not list:
             raise BlockIdsError(f"{name} must be a list of [first, count] runs")
         if len(runs) > MAX_IDS:
             raise BlockIdsError(f"{name}: {len(runs)} runs name more than {MAX_IDS} blocks")
-        if len(runs) == 1:  # the per-transfer case: one fresh allocation
-            r = runs[0]
-            if type(r) is list and len(r) == 2 and type(r[0]) is int and type(r[1]) is int and r[0] >= 0 and 1 <= r[1] <= MAX_IDS:
-                return cls._one_run(r[0], r[1])
+        if len(runs) == 1 and (one := cls.one_run_from_wire(runs)) is not None:  # the per-transfer case: one fresh allocation
+            return one
         if len(runs) > _LOOP_MAX_RUNS and (out := _from_runs_numpy(runs)) is not None:
             return out
         # few runs, or something is wrong: the loop names the first bad run

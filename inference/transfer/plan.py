@@ -11,12 +11,12 @@ one frame / one chain of work requests / one batch of copies.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Run:
+class Run(NamedTuple):  # built per transfer: a NamedTuple costs half a frozen dataclass
     src_block: int  # first source block id
     dst_block: int  # first destination block id
     num_blocks: int  # consecutive blocks on both sides

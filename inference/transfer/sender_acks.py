@@ -60,6 +60,24 @@ class AckReader:
         if self.on_release is not None:
             self.on_release(handle.meta, status)
 
+    def _finish_acked(self, seqs: list[int]) -> None:
+        """_finish(seq, "acked") for each of seqs, in order, their bookkeeping under one hold of
+        _room (an ACKS frame answers up to a chunk of transfers)."""
+        if not seqs:
+            return
+        limit = self.config.max_inflight
+        with self._room:
+            full = len(self._pending) >= limit
+            handles = [self._pending.pop(seq, None) for seq in seqs]
+            for st in self._streams:  # a handful
+                for seq in seqs:
+                    st.seqs.pop(seq, None)
+            if full and len(self._pending) < limit:
+                self._room.notify()  # a send() may be waiting for room
+        for handle in handles:
+            if handle is not None and handle._finish("acked") and self.on_release is not None:
+                self.on_release(handle.meta, "acked")
+
     def _expire_leases(self) -> None:
         now = time.time()
         with self._room:
@@ -104,8 +122,18 @@ class AckReader:
             items = hdr.get("items")
             if not isinstance(items, list) or not all(isinstance(a, dict) for a in items):
                 raise wire.FrameError("ACKS without a list of ACK headers")
-            for ack in items:  # each finished as it is read: an error in one still finishes the ones before
-                self._on_ack(ack)
+            acked = []  # a run of plain ok ACKs, finished together (one lock round)
+            try:
+                for ack in items:  # in order: an error in one still finishes the ones before
+                    seq = ack.get("seq")
+                    if ack.get("ok") is True and type(seq) is int:
+                        acked.append(seq)
+                    else:
+                        self._finish_acked(acked)
+                        acked = []
+                        self._on_ack(ack)
+            finally:
+                self._finish_acked(acked)
         elif kind == wire.ERROR:
             raise TransferError(f"receiver error: {hdr.get('error')}")
         else:

@@ -64,8 +64,11 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
             pool_bytes: torch.Tensor | None = None) -> PreparedTransfer:
     """pool_bytes: flat_bytes(pool), passed by senders that keep it (saves a
     view per transfer)."""
-    _check_ids(meta.src_block_ids, src, "source", meta.request_id)
-    _check_ids(meta.dst_block_ids, dst, "destination", meta.request_id)
+    s_ids, d_ids = meta.src_block_ids, meta.dst_block_ids
+    if s_ids.max_id >= src.num_blocks:
+        _check_ids(s_ids, src, "source", meta.request_id)
+    if d_ids.max_id >= dst.num_blocks:
+        _check_ids(d_ids, dst, "destination", meta.request_id)
     if src.same_layout(dst):
         if meta.num_tokens > len(meta.src_block_ids) * src.block_size:
             raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.src_block_ids)} blocks")

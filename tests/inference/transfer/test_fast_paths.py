@@ -4,6 +4,7 @@ reader's buffered frames, and handles latched without an Event."""
 import random
 import socket
 import threading
+import time
 
 import pytest
 
@@ -194,3 +195,91 @@ def test_encode_json_writes_what_json_writes():
     for bad in (D(), {1, 2}):
         with pytest.raises(TypeError):
             wire.encode_json({"v": bad})
+
+
+def _general_from_wire(d):
+    """The general path's answer for d: with an explicit prompt_token_ids=None the plain-META fast
+    path does not apply (its key set differs), and None is what an absent prompt means."""
+    return TransferMeta.from_wire({**d, "prompt_token_ids": None})
+
+
+def _outcome(fn, d):
+    try:
+        return fn(d)
+    except ValueError as e:
+        return type(e)
+
+
+@pytest.mark.parametrize("field, bad", [
+    ("request_id", ""), ("request_id", 7), ("num_tokens", -1), ("num_tokens", 2.0), ("num_tokens", True),
+    ("first_token_id", None), ("mrope_position_delta", "0"), ("sampling_state", []), ("lease_expiry_unix_s", "1"),
+    ("lease_expiry_unix_s", True), ("src_block_ids", [[0, 0]]), ("src_block_ids", [[-1, 2]]), ("dst_block_ids", [[0, 2], [9, 1]]),
+    ("dst_block_ids", [[True, 2]]), ("src_block_ids", [[0, MAX_WIRE_IDS + 1]]), ("dst_block_ids", [0, 1]),
+    ("src_block_ids", [(0, 2)]), ("num_tokens", 1 << 70),
+])
+def test_plain_meta_fast_path_decides_as_the_general_path(field, bad):
+    """The receiver's fast path for the common META gives what the general path gives: the same
+    meta for what it accepts, the same refusal (or acceptance, e.g. a bool lease) otherwise."""
+    good = TransferMeta("r7", list(range(4, 6)), list(range(30, 32)), 20, 11, -3, {"temperature": 0.0}, 1.8e9).to_wire()
+    assert TransferMeta.from_wire(good) == _general_from_wire(good)
+    assert TransferMeta.from_wire(good).hops == {} and TransferMeta.from_wire(good).prompt_token_ids is None
+    d = {**good, field: bad}
+    assert _outcome(TransferMeta.from_wire, d) == _outcome(_general_from_wire, d)
+
+
+def test_plain_meta_fast_path_leaves_the_callers_dict_alone():
+    d = TransferMeta("r", [3, 4], [5, 6], 20, 1, 0).to_wire()
+    before = repr(d)
+    meta = TransferMeta.from_wire(d)
+    assert repr(d) == before and meta.src_block_ids.runs == ((3, 2),) and meta.dst_block_ids.runs == ((5, 2),)
+
+
+def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
+    """An ACKS frame's plain ok items are finished together, a refusal alone, in order; a malformed
+    item raises after every item before it was finished (and nothing after it was)."""
+    from inference.transfer.base import TransferConfig
+    from inference.transfer.sender_acks import AckReader, Stream
+
+    class Host(AckReader):
+        name = "t"
+        self_acks = False
+
+        def __init__(self, limit):
+            self.config = TransferConfig(token="x", max_inflight=limit)
+            self._room = threading.Condition(threading.Lock())
+            self._pending, self._streams, self.released = {}, [Stream(0, None)], []
+
+        def on_release(self, meta, status):
+            self.released.append((meta.request_id, status))
+
+        def _quiesce(self):
+            pass
+
+    host = Host(limit=6)
+    for seq in range(6):
+        host._pending[seq] = TransferHandle(TransferMeta(f"r{seq}", [seq], [seq], 1, 0, 0))
+        host._streams[0].seqs[seq] = 1
+    handles = dict(host._pending)
+    woke = []
+
+    def wait_for_room():  # a send() of a full sender
+        with host._room:
+            woke.append(host._room.wait_for(lambda: len(host._pending) < 6, 5))
+
+    waiter = threading.Thread(target=wait_for_room)
+    waiter.start()
+    for _ in range(500):  # until it waits on the condition (so only a notify can wake it in time)
+        if host._room._waiters:
+            break
+        time.sleep(0.01)
+    assert host._room._waiters
+    items = [{"seq": 0, "ok": True}, {"seq": 1, "ok": True}, {"seq": 2, "ok": False, "error": "no room"},
+             {"seq": 3, "ok": True}, {"seq": "4", "ok": True}, {"seq": 5, "ok": True}]
+    with pytest.raises(wire.FrameError, match="integer seq"):
+        host._on_frame(wire.ACKS, {"items": items})
+    waiter.join(5)
+    assert woke == [True]  # the send waiting for room was woken
+    assert [handles[s].status for s in range(6)] == ["acked", "acked", "failed", "acked", "pending", "pending"]
+    assert handles[2].error == "no room"
+    assert host.released == [("r0", "acked"), ("r1", "acked"), ("r2", "failed"), ("r3", "acked")]
+    assert sorted(host._pending) == [4, 5] and sorted(host._streams[0].seqs) == [4, 5]
