@@ -43,7 +43,7 @@ import torch
 from inference.streams import side_stream
 
 from inference.env import env_flag
-from inference.transfer import cuda_memcpy
+from inference.transfer import copy_kernel, cuda_memcpy
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -107,10 +107,8 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     blocks; no Python loop per block."""
     if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
         if runtime is not None and stream is not None:
-            copies, s_len, d_len = prep.copies, src.numel(), dst.numel()
-            for s_off, d_off, n in copies:  # raw pointers: a bad plan must not touch memory outside the pools
-                if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
-                    raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
+            copies = prep.copies
+            _check_bounds(copies, src.numel(), dst.numel())
             s_ptr, d_ptr, handle = src.data_ptr(), dst.data_ptr(), stream.cuda_stream
             for s_off, d_off, n in copies:
                 runtime(d_ptr + d_off, s_ptr + s_off, n, handle)
@@ -124,6 +122,13 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     src_rows, dst_rows = src.view(word).view(-1, rows), dst.view(word).view(-1, rows)
     src_idx, dst_idx = block_indices(prep.runs, src.device)
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
+
+
+def _check_bounds(copies: list[tuple[int, int, int]], s_len: int, d_len: int) -> None:
+    """Raw pointers (ctypes, the copy kernel): a bad plan must not touch memory outside the pools."""
+    for s_off, d_off, n in copies:
+        if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
+            raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
 
 
 def block_indices(runs: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -165,7 +170,9 @@ class CudaIpcSender(ControlSender):
         self._records = 0  # event records so far: slot = records % EVENTS
         self._sync = sync_requested()
         self._runtime = cuda_memcpy.runtime()  # None: copy_ (no runtime found, or DOCPIPE_CUDA_IPC_COPY=torch)
-        log.info("cuda-ipc: copies through %s", self._runtime.path if self._runtime else "torch copy_")
+        self._kernel = cuda_memcpy.copy_mode() == "kernel"
+        log.info("cuda-ipc: copies through %s", "one copy kernel a chunk" if self._kernel
+                 else self._runtime.path if self._runtime else "torch copy_")
 
     batches_sends = True
 
@@ -196,9 +203,15 @@ class CudaIpcSender(ControlSender):
             # name one slot, and a wait on it would cover the next chunk's copies too
             self._records += 1
             slot = self._records % EVENTS
-        with torch.cuda.stream(self._stream):
-            self._enqueue(items)
-            self._events[slot].record(self._stream)
+        if self._kernel and self._enqueue_kernel(items):
+            pass
+        elif (self._runtime is not None and torch.cuda.current_device() == device.index
+              and all(len(prep.runs) <= MAX_COPY_CALLS for _, prep in items)):
+            self._enqueue(items)  # the copies name the side stream (of this thread's device): no stream context (~10 us a chunk)
+        else:
+            with torch.cuda.stream(self._stream):
+                self._enqueue(items)
+        self._events[slot].record(self._stream)
         for _, prep in items:
             if prep.src_bytes is not self._pool_bytes:
                 prep.src_bytes.record_stream(self._stream)  # staging must outlive the async copy
@@ -207,10 +220,26 @@ class CudaIpcSender(ControlSender):
             self._events[slot].synchronize()
         return {"event": slot}  # the receiver waits on it; this thread does not
 
+    def _enqueue_kernel(self, items: list[tuple[int, PreparedTransfer]]) -> bool:
+        """Every item's runs in one copy-kernel launch on the side stream; False (nothing queued)
+        when a run is not 16-byte aligned, the sources differ (conversion staging) or the table
+        would pass the grid's limit."""
+        src = items[0][1].src_bytes
+        if any(prep.src_bytes is not src for _, prep in items):
+            return False
+        copies = [c for _, prep in items for c in prep.copies]
+        if len(copies) > copy_kernel.MAX_RUNS or not copy_kernel.usable(src, self._dst, copies):
+            return False
+        _check_bounds(copies, src.numel(), self._dst.numel())
+        with torch.cuda.stream(self._stream):
+            copy_kernel.copy_runs(src, self._dst, copies)
+        return True
+
     def _enqueue(self, items: list[tuple[int, PreparedTransfer]]) -> None:
-        """Every item's copies on the side stream (the current one). A failed cudaMemcpyAsync
-        turns the ctypes path off for this process and the items are copied again with copy_,
-        all of them (copying a run twice lands the same bytes)."""
+        """Every item's copies on the side stream (ctypes copies name it; the caller made it
+        current for anything else). A failed cudaMemcpyAsync turns the ctypes path off for this
+        process and the items are copied again with copy_, all of them (copying a run twice lands
+        the same bytes)."""
         try:
             for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
@@ -218,8 +247,9 @@ class CudaIpcSender(ControlSender):
             log.warning("cuda-ipc: %s; copying with torch copy_ from now on", e)
             self._runtime = None
             cuda_memcpy.disable(str(e))  # and so do this process's later connections
-            for _, prep in items:
-                enqueue_copies(prep.src_bytes, self._dst, prep)
+            with torch.cuda.stream(self._stream):
+                for _, prep in items:
+                    enqueue_copies(prep.src_bytes, self._dst, prep)
 
     def _quiesce(self) -> None:
         stream = getattr(self, "_stream", None)

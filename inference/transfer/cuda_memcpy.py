@@ -67,14 +67,14 @@ def torch_runtime(paths: list[str], cuda_version: str | None) -> str | None:
 
 
 @functools.cache
-def _find() -> RuntimeCopy | None:
+def _find(hold_gil: bool = False) -> RuntimeCopy | None:
     import torch
 
     path = torch_runtime(loaded_runtimes(), torch.version.cuda)
     if path is None:
         return None
-    try:
-        return RuntimeCopy(ctypes.CDLL(path), path)  # the mapped library again: same handle, same state
+    try:  # the mapped library again: same handle, same state. PyDLL: calls keep the GIL
+        return RuntimeCopy((ctypes.PyDLL if hold_gil else ctypes.CDLL)(path), path)
     except (OSError, AttributeError):
         return None
 
@@ -87,13 +87,20 @@ def disable(reason: str) -> None:
     _DISABLED.append(reason)
 
 
+def copy_mode() -> str:
+    """COPY_ENV's value: torch, runtime, runtime-gil (ctypes calls that keep the GIL) or kernel
+    (one Triton launch a chunk, copy_kernel.py); "" when unset."""
+    return os.environ.get(COPY_ENV, "").strip().lower()
+
+
 def runtime() -> RuntimeCopy | None:
     """The loaded runtime's copy, or None (use copy_): none loaded yet, COPY_ENV=torch, or a copy
     failed earlier in this process (disable). Call it once CUDA is in use (a result of None
     before that is not kept)."""
-    if _DISABLED or os.environ.get(COPY_ENV, "").strip().lower() == "torch":
+    mode = copy_mode()
+    if _DISABLED or mode == "torch":
         return None
-    found = _find()
+    found = _find(mode == "runtime-gil")
     if found is None:
         _find.cache_clear()  # CUDA may load it later
     return found

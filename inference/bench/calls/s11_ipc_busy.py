@@ -7,6 +7,7 @@ and 256. Run: python3 inference/bench/calls/s11_ipc_busy.py OUT.json"""
 from __future__ import annotations
 
 import json
+import os
 import multiprocessing as mp
 import sys
 import time
@@ -67,7 +68,7 @@ def rx_proc(spec: PoolSpec, config: TransferConfig, conn) -> None:
 def main(out_path: str) -> None:
     spec = PoolSpec(MAX // PoolSpec(1, **BENCH_SPEC).block_bytes, **BENCH_SPEC)
     rows = []
-    for inflight in (64, 256):
+    for inflight in [int(v) for v in os.environ.get("BUSY_INFLIGHT", "64,256").split(",")]:
         config = TransferConfig(transport="cuda-ipc", token="probe", max_inflight=inflight)
         select_transport("cuda-ipc", config)
         ctx = mp.get_context("spawn")
@@ -107,7 +108,7 @@ def main(out_path: str) -> None:
                 conn.send("log")
                 rx_t = conn.recv()
                 per = lambda d: {k: round(v / count * 1e6, 2) for k, v in d.items()}  # noqa: E731
-                row = {"inflight": inflight, "size_mib": size >> 20, "count": count, "rep": rep,
+                row = {"copy_mode": os.environ.get("DOCPIPE_CUDA_IPC_COPY", ""), "inflight": inflight, "size_mib": size >> 20, "count": count, "rep": rep,
                        "us_per_transfer": round(wall / count * 1e6, 2), "gbps": round(count * size / wall / 1e9, 1),
                        "sender_us": per(tx_t), "receiver_us": per(rx_t)}
                 rows.append(row)

@@ -153,6 +153,7 @@ def fake_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: FakeStream())
     monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
     monkeypatch.setattr(torch.cuda, "device", lambda d: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: None)  # the CPU pools' device index
 
 
 def _sender(src, dst):
@@ -161,6 +162,7 @@ def _sender(src, dst):
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
     tx._written, tx._written_lock, tx._sync, tx._runtime, tx._records = FakeEvent(), threading.Lock(), False, None, 0
+    tx._kernel = False
     return tx
 
 
