@@ -43,7 +43,7 @@ import torch
 from inference.streams import side_stream
 
 from inference.env import env_flag
-from inference.transfer import copy_kernel, cuda_memcpy
+from inference.transfer import cuda_memcpy
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
@@ -125,7 +125,7 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
 
 
 def _check_bounds(copies: list[tuple[int, int, int]], s_len: int, d_len: int) -> None:
-    """Raw pointers (ctypes, the copy kernel): a bad plan must not touch memory outside the pools."""
+    """Raw pointers (ctypes): a bad plan must not touch memory outside the pools."""
     for s_off, d_off, n in copies:
         if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
             raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
@@ -170,9 +170,7 @@ class CudaIpcSender(ControlSender):
         self._records = 0  # event records so far: slot = records % EVENTS
         self._sync = sync_requested()
         self._runtime = cuda_memcpy.runtime()  # None: copy_ (no runtime found, or DOCPIPE_CUDA_IPC_COPY=torch)
-        self._kernel = cuda_memcpy.copy_mode() == "kernel"
-        log.info("cuda-ipc: copies through %s", "one copy kernel a chunk" if self._kernel
-                 else self._runtime.path if self._runtime else "torch copy_")
+        log.info("cuda-ipc: copies through %s", self._runtime.path if self._runtime else "torch copy_")
 
     batches_sends = True
 
@@ -203,11 +201,9 @@ class CudaIpcSender(ControlSender):
             # name one slot, and a wait on it would cover the next chunk's copies too
             self._records += 1
             slot = self._records % EVENTS
-        if self._kernel and self._enqueue_kernel(items):
-            pass
-        elif (self._runtime is not None and torch.cuda.current_device() == device.index
+        if (self._runtime is not None and torch.cuda.current_device() == device.index
               and all(len(prep.runs) <= MAX_COPY_CALLS for _, prep in items)):
-            self._enqueue(items)  # the copies name the side stream (of this thread's device): no stream context (~10 us a chunk)
+            self._enqueue_runtime(items)  # the copies name the side stream (of this thread's device): no stream context
         else:
             with torch.cuda.stream(self._stream):
                 self._enqueue(items)
@@ -220,20 +216,31 @@ class CudaIpcSender(ControlSender):
             self._events[slot].synchronize()
         return {"event": slot}  # the receiver waits on it; this thread does not
 
-    def _enqueue_kernel(self, items: list[tuple[int, PreparedTransfer]]) -> bool:
-        """Every item's runs in one copy-kernel launch on the side stream; False (nothing queued)
-        when a run is not 16-byte aligned, the sources differ (conversion staging) or the table
-        would pass the grid's limit."""
-        src = items[0][1].src_bytes
-        if any(prep.src_bytes is not src for _, prep in items):
-            return False
-        copies = [c for _, prep in items for c in prep.copies]
-        if len(copies) > copy_kernel.MAX_RUNS or not copy_kernel.usable(src, self._dst, copies):
-            return False
-        _check_bounds(copies, src.numel(), self._dst.numel())
+    def _enqueue_runtime(self, items: list[tuple[int, PreparedTransfer]]) -> None:
+        """Every item's runs by cudaMemcpyAsync on the side stream, each checked inside both pools
+        before any is issued (raw pointers). A failed call turns the ctypes path off for this
+        process and the items are copied again with copy_ (copying a run twice lands the same bytes)."""
+        dst_ptr, dst_len = self._dst.data_ptr(), self._dst.numel()
+        calls = []
+        for _, prep in items:
+            src, copies = prep.src_bytes, prep.copies
+            _check_bounds(copies, src.numel(), dst_len)
+            src_ptr = src.data_ptr()
+            calls.extend((dst_ptr + d_off, src_ptr + s_off, n) for s_off, d_off, n in copies)
+        copy, stream = self._runtime, self._stream.cuda_stream
+        try:
+            for d, s, n in calls:
+                copy(d, s, n, stream)
+        except cuda_memcpy.RuntimeCopyError as e:
+            self._runtime_failed(e, items)
+
+    def _runtime_failed(self, error: Exception, items: list[tuple[int, PreparedTransfer]]) -> None:
+        log.warning("cuda-ipc: %s; copying with torch copy_ from now on", error)
+        self._runtime = None
+        cuda_memcpy.disable(str(error))  # and so do this process's later connections
         with torch.cuda.stream(self._stream):
-            copy_kernel.copy_runs(src, self._dst, copies)
-        return True
+            for _, prep in items:
+                enqueue_copies(prep.src_bytes, self._dst, prep)
 
     def _enqueue(self, items: list[tuple[int, PreparedTransfer]]) -> None:
         """Every item's copies on the side stream (ctypes copies name it; the caller made it
@@ -244,12 +251,7 @@ class CudaIpcSender(ControlSender):
             for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
         except cuda_memcpy.RuntimeCopyError as e:
-            log.warning("cuda-ipc: %s; copying with torch copy_ from now on", e)
-            self._runtime = None
-            cuda_memcpy.disable(str(e))  # and so do this process's later connections
-            with torch.cuda.stream(self._stream):
-                for _, prep in items:
-                    enqueue_copies(prep.src_bytes, self._dst, prep)
+            self._runtime_failed(e, items)
 
     def _quiesce(self) -> None:
         stream = getattr(self, "_stream", None)

@@ -3,7 +3,12 @@ runs of blocks).
 
 torch's copy_ costs two tensor views and an operator dispatch per call; on the H200's host that
 was tens of us per copy, more than a 4 MiB copy takes on the device (session 10). The runtime's own
-call through ctypes is a few us. The runtime used is the one this process already loaded (torch's
+call through ctypes is a few us. The calls keep the GIL (ctypes.PyDLL): cudaMemcpyAsync returns
+once the copy is queued, and a GIL released around each call had to be won back from the sender's
+ACK reader (and, in a prefill worker, the engine's loop thread) after every copy; session 11 on the
+H200: the sender's copy-issuing time was 17 us a transfer releasing it (with a stream context
+since dropped), 8.5-10 holding it; bench transfer gave 76-98 % of the device copy at 1-4 MiB both
+ways in one run, so the choice rests on the contention a prefill worker adds. The runtime used is the one this process already loaded (torch's
 CUDA build links libcudart dynamically), used only when it is the one mapped and of torch's CUDA
 major version; none is loaded when CUDA is not, and a build with the runtime linked in statically
 has none to find: then runtime() is None and callers use copy_.
@@ -67,14 +72,14 @@ def torch_runtime(paths: list[str], cuda_version: str | None) -> str | None:
 
 
 @functools.cache
-def _find(hold_gil: bool = False) -> RuntimeCopy | None:
+def _find() -> RuntimeCopy | None:
     import torch
 
     path = torch_runtime(loaded_runtimes(), torch.version.cuda)
     if path is None:
         return None
-    try:  # the mapped library again: same handle, same state. PyDLL: calls keep the GIL
-        return RuntimeCopy((ctypes.PyDLL if hold_gil else ctypes.CDLL)(path), path)
+    try:  # the mapped library again: same handle, same state
+        return RuntimeCopy(ctypes.PyDLL(path), path)
     except (OSError, AttributeError):
         return None
 
@@ -87,20 +92,13 @@ def disable(reason: str) -> None:
     _DISABLED.append(reason)
 
 
-def copy_mode() -> str:
-    """COPY_ENV's value: torch, runtime, runtime-gil (ctypes calls that keep the GIL) or kernel
-    (one Triton launch a chunk, copy_kernel.py); "" when unset."""
-    return os.environ.get(COPY_ENV, "").strip().lower()
-
-
 def runtime() -> RuntimeCopy | None:
     """The loaded runtime's copy, or None (use copy_): none loaded yet, COPY_ENV=torch, or a copy
     failed earlier in this process (disable). Call it once CUDA is in use (a result of None
     before that is not kept)."""
-    mode = copy_mode()
-    if _DISABLED or mode == "torch":
+    if _DISABLED or os.environ.get(COPY_ENV, "").strip().lower() == "torch":
         return None
-    found = _find(mode == "runtime-gil")
+    found = _find()
     if found is None:
         _find.cache_clear()  # CUDA may load it later
     return found

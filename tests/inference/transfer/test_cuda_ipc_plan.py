@@ -420,3 +420,24 @@ def test_cuda_ipc_runtime_and_torch_copies_agree_between_processes(monkeypatch):
         assert (tx._runtime is None) == (mode == "torch")
         plans = [(list(range(40 * i, 40 * i + 30)), list(range(200 - 40 * i, 230 - 40 * i))) for i in range(n)]
         _send_many_bit_exact(peer, src, tx, plans, mode)
+
+
+def test_a_chunk_by_runtime_lands_every_run_and_checks_them_all_first(fake_cuda):
+    """A chunk through the ctypes path: one call per run on the side stream, every block landed;
+    a chunk with one run outside the peer's pool issues no copy at all, not even the good items'."""
+    src, dst = _pools()
+    tx = _sender(src, dst)
+    tx._runtime = rt = HostRuntime()
+    cfg = TransferConfig(token="t")
+    ids = {1: ([1, 2], [30, 31]), 2: ([5, 9], [40, 44]), 3: ([12], [50])}
+    items = [(i, prepare(src, SPEC, SPEC, TransferMeta(f"r{i}", s, d, 4, 0, 0), cfg, tx._pool_bytes)) for i, (s, d) in ids.items()]
+    assert tx._move_many(items) == {"event": 1}
+    assert rt.calls == [(2 * SPEC.block_bytes, 0), (SPEC.block_bytes, 0), (SPEC.block_bytes, 0), (SPEC.block_bytes, 0)]
+    for s_ids, d_ids in ids.values():
+        for s, d in zip(s_ids, d_ids):
+            assert torch.equal(dst[d], src[s])
+    rt.calls.clear()
+    tx._dst = flat_bytes(dst)[:45 * SPEC.block_bytes]  # a peer pool too short for the third item's block 50
+    with pytest.raises(TransferError, match="outside the pools"):
+        tx._move_many(items)
+    assert rt.calls == []
