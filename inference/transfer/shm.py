@@ -17,7 +17,11 @@ A pool not allocated that way gets a staging segment of the same size: the
 sender writes there and the receiver copies the landed blocks into its pool
 on META and ACKs (one extra copy and a round trip, said in the log).
 Segments are unlinked when the receiver closes (mappings stay valid) and at
-interpreter exit.
+interpreter exit. A process killed first (SIGKILL, a crash: a decode worker's
+whole pool) leaves its files in /dev/shm, which is memory; so the first
+segment a process makes sweeps the files of processes that are gone: a
+segment's name holds its maker's pid namespace and pid, and only files of this
+namespace, this user and a pid no longer running are removed.
 """
 from __future__ import annotations
 
@@ -47,8 +51,62 @@ _SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> i
 _CREATED: set[str] = set()  # files to unlink at exit
 
 
+def _pid_namespace() -> str:
+    """This process's pid namespace (its inode), so that a pid in a segment name is only read in
+    the namespace it belongs to (containers may share /dev/shm without sharing pids)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+_NAMESPACE = _pid_namespace()
+_swept = False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_stale_segments() -> list[str]:
+    """Unlink the segments of processes that are gone: names `<prefix><namespace>-<pid>-<random>` of
+    this pid namespace and this user whose pid no longer runs. Returns the paths removed.
+    (A pid reused since only keeps a stale file longer; names of another form are left alone.)"""
+    removed = []
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return removed
+    for name in names:
+        parts = name[len(_PREFIX):].split("-") if name.startswith(_PREFIX) else ()
+        if len(parts) != 3 or parts[0] != _NAMESPACE or not parts[1].isdigit():
+            continue
+        pid, path = int(parts[1]), os.path.join(SHM_DIR, name)
+        try:
+            if pid == os.getpid() or _pid_alive(pid) or os.stat(path).st_uid != os.getuid():
+                continue
+            os.unlink(path)
+        except OSError:  # gone meanwhile (another process swept it), or not ours to remove
+            continue
+        removed.append(path)
+    if removed:
+        total = len(removed)
+        log.info("shm: removed %d segment file(s) of processes that are gone, e.g. %s", total, removed[0])
+    return removed
+
+
 def _create_segment(num_bytes: int) -> tuple[str, torch.Tensor]:
-    path = os.path.join(SHM_DIR, f"{_PREFIX}{os.getpid()}-{secrets.token_hex(8)}")
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep_stale_segments()
+    path = os.path.join(SHM_DIR, f"{_PREFIX}{_NAMESPACE}-{os.getpid()}-{secrets.token_hex(8)}")
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
     try:
         os.ftruncate(fd, num_bytes)
