@@ -7,9 +7,12 @@ rebuild_cuda_tensor. Its HELLO carries EVENTS interprocess CUDA events
 (cudaIpcGetEventHandle), made once; the receiver opens them once.
 Per transfer, nothing on the sender waits for the GPU:
   sender:   side stream waits for the current stream (the KV is written) ->
-            enqueue_copies (one cudaMemcpyAsync per coalesced run, called
-            through ctypes where cuda_memcpy finds the runtime, or one
-            gather + one scatter kernel when the runs are many, their block
+            the copies: one cudaMemcpyAsync per coalesced run, called through
+            ctypes where cuda_memcpy finds the runtime (the GIL held; every
+            run of the chunk checked inside both pools before any is issued;
+            naming the side stream, so with no torch stream context when this
+            thread's device is the pool's), else copy_, or one gather + one
+            scatter kernel when a transfer's runs are many (their block
             indices expanded on the device from the run table) -> record the
             next event (round robin over EVENTS) on the side stream ->
             META {event: slot} -> return.
@@ -107,11 +110,9 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     blocks; no Python loop per block."""
     if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
         if runtime is not None and stream is not None:
-            copies = prep.copies
-            _check_bounds(copies, src.numel(), dst.numel())
-            s_ptr, d_ptr, handle = src.data_ptr(), dst.data_ptr(), stream.cuda_stream
-            for s_off, d_off, n in copies:
-                runtime(d_ptr + d_off, s_ptr + s_off, n, handle)
+            handle = stream.cuda_stream
+            for d_addr, s_addr, n in runtime_calls(src, dst, prep.copies):
+                runtime(d_addr, s_addr, n, handle)
             return
         for s_off, d_off, n in prep.copies:
             dst[d_off:d_off + n].copy_(src[s_off:s_off + n], non_blocking=True)
@@ -124,11 +125,15 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
 
 
-def _check_bounds(copies: list[tuple[int, int, int]], s_len: int, d_len: int) -> None:
-    """Raw pointers (ctypes): a bad plan must not touch memory outside the pools."""
+def runtime_calls(src: torch.Tensor, dst: torch.Tensor, copies: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
+    """(dst address, src address, bytes) of each (src offset, dst offset, bytes) copy between the flat
+    byte tensors, every one checked inside both first: raw pointers must not touch memory outside."""
+    s_len, d_len = src.numel(), dst.numel()
     for s_off, d_off, n in copies:
         if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
             raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
+    s_ptr, d_ptr = src.data_ptr(), dst.data_ptr()
+    return [(d_ptr + d_off, s_ptr + s_off, n) for s_off, d_off, n in copies]
 
 
 def block_indices(runs: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,13 +225,7 @@ class CudaIpcSender(ControlSender):
         """Every item's runs by cudaMemcpyAsync on the side stream, each checked inside both pools
         before any is issued (raw pointers). A failed call turns the ctypes path off for this
         process and the items are copied again with copy_ (copying a run twice lands the same bytes)."""
-        dst_ptr, dst_len = self._dst.data_ptr(), self._dst.numel()
-        calls = []
-        for _, prep in items:
-            src, copies = prep.src_bytes, prep.copies
-            _check_bounds(copies, src.numel(), dst_len)
-            src_ptr = src.data_ptr()
-            calls.extend((dst_ptr + d_off, src_ptr + s_off, n) for s_off, d_off, n in copies)
+        calls = [call for _, prep in items for call in runtime_calls(prep.src_bytes, self._dst, prep.copies)]
         copy, stream = self._runtime, self._stream.cuda_stream
         try:
             for d, s, n in calls:

@@ -3,15 +3,17 @@ runs of blocks).
 
 torch's copy_ costs two tensor views and an operator dispatch per call; on the H200's host that
 was tens of us per copy, more than a 4 MiB copy takes on the device (session 10). The runtime's own
-call through ctypes is a few us. The calls keep the GIL (ctypes.PyDLL): cudaMemcpyAsync returns
-once the copy is queued, and a GIL released around each call had to be won back from the sender's
-ACK reader (and, in a prefill worker, the engine's loop thread) after every copy; session 11 on the
-H200: the sender's copy-issuing time was 17 us a transfer releasing it (with a stream context
-since dropped), 8.5-10 holding it; bench transfer gave 76-98 % of the device copy at 1-4 MiB both
-ways in one run, so the choice rests on the contention a prefill worker adds. The runtime used is the one this process already loaded (torch's
-CUDA build links libcudart dynamically), used only when it is the one mapped and of torch's CUDA
-major version; none is loaded when CUDA is not, and a build with the runtime linked in statically
-has none to find: then runtime() is None and callers use copy_.
+call through ctypes is a few us. The calls keep the GIL (ctypes.PyDLL): cudaMemcpyAsync returns once
+the copy is queued, while a GIL released around each call had to be won back, after every copy,
+from the sender's ACK reader (and in a prefill worker the engine's loop thread). Session 11 on the
+H200: the sender's copy-issuing time fell from 17 to 8.5-10 us a transfer (with torch's stream
+context dropped too), and `docpipe bench pd` on gpu-1p1d-mps kept decode TPOT p99 5.1x below the
+monolithic engine's at 0.99 of its throughput with prefills running beside the copies.
+
+The runtime used is the one this process already loaded (torch's CUDA build links libcudart
+dynamically), used only when it is the one mapped and of torch's CUDA major version; none is loaded
+when CUDA is not, and a build with the runtime linked in statically has none to find: then
+runtime() is None and callers use copy_.
 DOCPIPE_CUDA_IPC_COPY=torch makes callers use copy_ anyway (A/B runs, debugging).
 """
 from __future__ import annotations

@@ -41,13 +41,22 @@ class Stream:
 
 
 class AckReader:
-    def _finish(self, seq: int, status: str, error: str | None = None) -> None:
+    def _take(self, seqs: list[int]) -> list:
+        """Take seqs out of the pending set and their streams under one hold of _room, waking the
+        send()s waiting for the room they free; their handles, None for a seq not pending."""
+        limit = self.config.max_inflight
         with self._room:
-            handle = self._pending.pop(seq, None)
+            full = len(self._pending) >= limit
+            handles = [self._pending.pop(seq, None) for seq in seqs]
             for st in self._streams:  # a handful
-                st.seqs.pop(seq, None)
-            if handle is not None and len(self._pending) == self.config.max_inflight - 1:
-                self._room.notify()  # a send() may be waiting for room
+                for seq in seqs:
+                    st.seqs.pop(seq, None)
+            if full and len(self._pending) < limit:
+                self._room.notify(limit - len(self._pending))
+        return handles
+
+    def _finish(self, seq: int, status: str, error: str | None = None) -> None:
+        (handle,) = self._take([seq])
         if handle is None or not handle._finish(status, error):
             return
         if status != "acked":
@@ -61,22 +70,22 @@ class AckReader:
             self.on_release(handle.meta, status)
 
     def _finish_acked(self, seqs: list[int]) -> None:
-        """_finish(seq, "acked") for each of seqs, in order, their bookkeeping under one hold of
-        _room (an ACKS frame answers up to a chunk of transfers)."""
+        """_finish(seq, "acked") for each of seqs, in order, taken out together (an ACKS frame
+        answers up to a chunk of transfers). Every handle is finished and released even if a
+        release callback raises (the first such error is raised after): once taken out, nothing
+        else would ever finish them."""
         if not seqs:
             return
-        limit = self.config.max_inflight
-        with self._room:
-            full = len(self._pending) >= limit
-            handles = [self._pending.pop(seq, None) for seq in seqs]
-            for st in self._streams:  # a handful
-                for seq in seqs:
-                    st.seqs.pop(seq, None)
-            if full and len(self._pending) < limit:
-                self._room.notify()  # a send() may be waiting for room
-        for handle in handles:
-            if handle is not None and handle._finish("acked") and self.on_release is not None:
+        first_error = None
+        for handle in self._take(seqs):
+            if handle is None or not handle._finish("acked") or self.on_release is None:
+                continue
+            try:
                 self.on_release(handle.meta, "acked")
+            except Exception as e:  # noqa: BLE001 (raised once the others are released)
+                first_error = first_error or e
+        if first_error is not None:
+            raise first_error
 
     def _expire_leases(self) -> None:
         now = time.time()

@@ -65,26 +65,24 @@ def prepare(pool: torch.Tensor, src: PoolSpec, dst: PoolSpec, meta: TransferMeta
     """pool_bytes: flat_bytes(pool), passed by senders that keep it (saves a
     view per transfer)."""
     s_ids, d_ids = meta.src_block_ids, meta.dst_block_ids
-    if s_ids.max_id >= src.num_blocks:
-        _check_ids(s_ids, src, "source", meta.request_id)
-    if d_ids.max_id >= dst.num_blocks:
-        _check_ids(d_ids, dst, "destination", meta.request_id)
+    _check_ids(s_ids, src, "source", meta.request_id)
+    _check_ids(d_ids, dst, "destination", meta.request_id)
     if src.same_layout(dst):
-        if meta.num_tokens > len(meta.src_block_ids) * src.block_size:
-            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(meta.src_block_ids)} blocks")
-        if len(meta.src_block_ids) != len(meta.dst_block_ids):
-            raise TransferError(f"{meta.request_id}: {len(meta.src_block_ids)} source blocks vs {len(meta.dst_block_ids)} destination blocks")
-        src_runs, dst_runs = meta.src_block_ids.runs, meta.dst_block_ids.runs
+        if meta.num_tokens > len(s_ids) * src.block_size:
+            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens do not fit {len(s_ids)} blocks")
+        if len(s_ids) != len(d_ids):
+            raise TransferError(f"{meta.request_id}: {len(s_ids)} source blocks vs {len(d_ids)} destination blocks")
+        src_runs, dst_runs = s_ids.runs, d_ids.runs
         src_bytes = flat_bytes(pool) if pool_bytes is None else pool_bytes
     else:
         need = math.ceil(meta.num_tokens / dst.block_size)
-        if len(meta.dst_block_ids) != need:
-            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens need {need} destination blocks of {dst.block_size}, got {len(meta.dst_block_ids)}")
+        if len(d_ids) != need:
+            raise TransferError(f"{meta.request_id}: {meta.num_tokens} tokens need {need} destination blocks of {dst.block_size}, got {len(d_ids)}")
         try:
-            staged = convert.repack(pool, meta.src_block_ids.tolist(), meta.num_tokens, dst, config.dst_head_offset)
+            staged = convert.repack(pool, s_ids.tolist(), meta.num_tokens, dst, config.dst_head_offset)
         except ValueError as e:
             raise TransferError(f"{meta.request_id}: {e}") from None
-        src_runs, dst_runs = ((0, need),) if need else (), meta.dst_block_ids.runs
+        src_runs, dst_runs = ((0, need),) if need else (), d_ids.runs
         src_bytes = flat_bytes(staged)
     try:
         runs = coalesce_runs(src_runs, dst_runs)

@@ -162,7 +162,6 @@ def _sender(src, dst):
     tx._events = [FakeEvent() for _ in range(cuda_ipc.EVENTS)]
     tx._stream, tx._dst = FakeStream(), flat_bytes(dst)
     tx._written, tx._written_lock, tx._sync, tx._runtime, tx._records = FakeEvent(), threading.Lock(), False, None, 0
-    tx._kernel = False
     return tx
 
 
@@ -441,3 +440,45 @@ def test_a_chunk_by_runtime_lands_every_run_and_checks_them_all_first(fake_cuda)
     with pytest.raises(TransferError, match="outside the pools"):
         tx._move_many(items)
     assert rt.calls == []
+
+
+@pytest.mark.parametrize("thread_device, fails", [(None, False), (3, False), (None, True)])
+def test_chunk_copies_go_on_the_side_stream_before_its_event(fake_cuda, monkeypatch, thread_device, fails):
+    """The ctypes copies of a chunk name the side stream, with no stream context when this thread's
+    device is the pool's (CPU pools here: None) and inside one otherwise; the event is recorded on
+    the side stream after them; a failed call re-copies the chunk with copy_ inside the context."""
+    from inference.transfer import cuda_memcpy
+
+    monkeypatch.setattr(cuda_memcpy, "_DISABLED", [])
+    log = []
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: thread_device)
+
+    @contextlib.contextmanager
+    def stream_context(stream):
+        log.append(("enter", stream.cuda_stream))
+        yield
+        log.append(("exit", stream.cuda_stream))
+    monkeypatch.setattr(torch.cuda, "stream", stream_context)
+    src, dst = _pools()
+    tx = _sender(src, dst)
+    tx._stream.cuda_stream = 77  # the side stream's own handle (the current stream's is 0)
+    rt = HostRuntime()
+
+    def runtime(d, s, n, handle):
+        if fails and log:
+            raise cuda_memcpy.RuntimeCopyError("cudaMemcpyAsync failed: invalid argument (1)")
+        log.append(("copy", handle))
+        rt(d, s, n, handle)
+    tx._runtime = runtime
+    tx._events[1].record = lambda stream: log.append(("record", stream.cuda_stream))
+    cfg = TransferConfig(token="t")
+    items = [(i, prepare(src, SPEC, SPEC, TransferMeta(f"r{i}", [i], [i + 30], 4, 0, 0), cfg, tx._pool_bytes)) for i in (1, 2, 5)]
+    assert tx._move_many(items) == {"event": 1}
+    if fails:
+        assert log == [("copy", 77), ("enter", 77), ("exit", 77), ("record", 77)] and tx._runtime is None
+    elif thread_device is None:
+        assert log == [("copy", 77)] * 3 + [("record", 77)]
+    else:
+        assert log == [("enter", 77)] + [("copy", 77)] * 3 + [("exit", 77), ("record", 77)]
+    for i in (1, 2, 5):
+        assert torch.equal(dst[i + 30], src[i])

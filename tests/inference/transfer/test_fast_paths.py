@@ -1,6 +1,8 @@
 """The per-transfer fast paths give the same answers as the plain ones:
-coalescing (range / loop / numpy), block ids as runs on the wire, the ACK
-reader's buffered frames, and handles latched without an Event."""
+coalescing (range / loop / numpy), block ids as runs on the wire, the plain
+META built off the wire without the general path, the ACK reader's buffered
+frames and its ACKS runs finished together, and handles latched without an
+Event."""
 import random
 import socket
 import threading
@@ -221,6 +223,7 @@ def test_plain_meta_fast_path_decides_as_the_general_path(field, bad):
     """The receiver's fast path for the common META gives what the general path gives: the same
     meta for what it accepts, the same refusal (or acceptance, e.g. a bool lease) otherwise."""
     good = TransferMeta("r7", list(range(4, 6)), list(range(30, 32)), 20, 11, -3, {"temperature": 0.0}, 1.8e9).to_wire()
+    assert TransferMeta._from_plain_wire(good) == _general_from_wire(good)  # the fast path takes it, and agrees
     assert TransferMeta.from_wire(good) == _general_from_wire(good)
     assert TransferMeta.from_wire(good).hops == {} and TransferMeta.from_wire(good).prompt_token_ids is None
     d = {**good, field: bad}
@@ -262,9 +265,13 @@ def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
     handles = dict(host._pending)
     woke = []
 
-    def wait_for_room():  # a send() of a full sender
+    def wait_for_room():  # a send() of a full sender: only a notify wakes it before its 5 s
         with host._room:
-            woke.append(host._room.wait_for(lambda: len(host._pending) < 6, 5))
+            while len(host._pending) >= 6:
+                if not host._room.wait(5):
+                    woke.append(False)
+                    return
+            woke.append(True)
 
     waiter = threading.Thread(target=wait_for_room)
     waiter.start()
@@ -283,3 +290,34 @@ def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
     assert handles[2].error == "no room"
     assert host.released == [("r0", "acked"), ("r1", "acked"), ("r2", "failed"), ("r3", "acked")]
     assert sorted(host._pending) == [4, 5] and sorted(host._streams[0].seqs) == [4, 5]
+
+
+def test_acks_frame_releases_every_transfer_even_when_a_release_raises():
+    """A release callback that raises for one transfer of an ACKS run: the others are still
+    finished and released (taken out of the pending set, nothing else would), then it raises."""
+    from inference.transfer.base import TransferConfig
+    from inference.transfer.sender_acks import AckReader, Stream
+
+    class Host(AckReader):
+        name, self_acks = "t", False
+
+        def __init__(self):
+            self.config = TransferConfig(token="x", max_inflight=8)
+            self._room = threading.Condition(threading.Lock())
+            self._pending, self._streams, self.released = {}, [Stream(0, None)], []
+
+        def on_release(self, meta, status):
+            self.released.append(meta.request_id)
+            if meta.request_id == "r1":
+                raise RuntimeError("the owner failed to free r1")
+
+        def _quiesce(self):
+            pass
+
+    host = Host()
+    handles = {seq: TransferHandle(TransferMeta(f"r{seq}", [seq], [seq], 1, 0, 0)) for seq in range(4)}
+    host._pending.update(handles)
+    with pytest.raises(RuntimeError, match="free r1"):
+        host._on_frame(wire.ACKS, {"items": [{"seq": s, "ok": True} for s in range(4)]})
+    assert host.released == ["r0", "r1", "r2", "r3"] and all(h.status == "acked" for h in handles.values())
+    assert host._pending == {}
