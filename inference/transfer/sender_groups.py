@@ -58,7 +58,7 @@ class GroupedSends:
                         out[i] = e
                     return out
                 group, ready = list(zip(slots, ready)), ready[len(slots):]
-                for chunk in _chunks(group):
+                for chunk in chunks(group):
                     self._move_chunk(chunk, out)
         return out
 
@@ -93,13 +93,14 @@ class GroupedSends:
         raise NotImplementedError
 
 
-def _chunks(group: list):
-    """Split a reserved group ((seq, handle), (meta, prep, index) pairs) into chunks of at most
-    CHUNK_ITEMS transfers, each closed once it reaches CHUNK_BYTES."""
+def chunks(group: list, prep_of=lambda item: item[1][1]):
+    """Split a group (here: reserved ((seq, handle), (meta, prep, index)) pairs; `prep_of` finds an
+    item's PreparedTransfer) into chunks of at most CHUNK_ITEMS transfers, each closed once it
+    reaches CHUNK_BYTES."""
     chunk, nbytes = [], 0
     for item in group:
         chunk.append(item)
-        nbytes += item[1][1].num_bytes
+        nbytes += prep_of(item).num_bytes
         if len(chunk) >= CHUNK_ITEMS or nbytes >= CHUNK_BYTES:
             yield chunk
             chunk, nbytes = [], 0

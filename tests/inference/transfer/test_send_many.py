@@ -167,7 +167,7 @@ def test_chunks_close_at_chunk_items_or_once_they_hold_chunk_bytes(monkeypatch):
     monkeypatch.setattr(sender_groups, "CHUNK_BYTES", 4 * SPEC.block_bytes)
     prep = lambda blocks: types.SimpleNamespace(num_bytes=blocks * SPEC.block_bytes)  # noqa: E731
     group = [((i, None), (None, prep(b), i)) for i, b in enumerate([1, 3, 1, 1, 1, 1, 5, 1])]
-    sizes = [[item[1][1].num_bytes // SPEC.block_bytes for item in chunk] for chunk in sender_groups._chunks(group)]
+    sizes = [[item[1][1].num_bytes // SPEC.block_bytes for item in chunk] for chunk in sender_groups.chunks(group)]
     assert sizes == [[1, 3], [1, 1, 1], [1, 5], [1]]
 
 

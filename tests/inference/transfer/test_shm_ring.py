@@ -130,3 +130,70 @@ def test_self_acked_send_fails_once_the_receiver_is_gone():
         tx.send(TransferMeta("lost", [0], [2], 16, 0, 0))
     assert released == [("ok", "acked")]
     tx.close()
+
+
+def _drain(rx, n, timeout_s=20):
+    got, deadline = {}, time.monotonic() + timeout_s
+    while len(got) < n and time.monotonic() < deadline:
+        meta = rx.recv(1)
+        if meta is not None:
+            got[meta.request_id] = meta
+    return got
+
+
+def test_send_many_copies_each_chunk_then_publishes_it_with_one_bell(monkeypatch):
+    """A self-acked group: in chunks (2 here), every transfer landed and released as acked, in
+    order; a meta with bad ids or an expired lease fails alone, before anything of it is written;
+    the bell is rung once a chunk, not once a META."""
+    from inference.transfer import sender_groups
+
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 2)
+    rx, tx, released = _pair()
+    rings = []
+    monkeypatch.setattr(tx._bell, "ring", lambda: rings.append(1))
+    metas = [TransferMeta(f"g{i}", [i], [i + 8], 16, i, 0) for i in range(5)]
+    metas.insert(2, TransferMeta("far", [0], [SPEC.num_blocks], 16, 0, 0))
+    metas.insert(4, TransferMeta("old", [0], [15], 16, 0, 0, lease_expiry_unix_s=time.time() - 1))
+    out = tx.send_many(metas)
+    assert [type(r).__name__ for r in out] == ["TransferHandle"] * 2 + ["TransferError"] + ["TransferHandle"] + ["TransferError"] + ["TransferHandle"] * 2
+    assert all(r.wait(0) == "acked" for r in out if not isinstance(r, Exception))
+    assert released == [(f"g{i}", "acked") for i in range(5)] and len(rings) == 3  # chunks of 2, 2, 1
+    got = _drain(rx, 5)
+    assert sorted(got) == [f"g{i}" for i in range(5)] and [got[f"g{i}"].first_token_id for i in range(5)] == list(range(5))
+    for i in range(5):
+        assert torch.equal(rx.pool[i + 8], tx.pool[i])
+    assert torch.count_nonzero(rx.pool[15]) == 0 and rx.recv(0.2) is None  # the expired one wrote nothing
+    tx.close(); rx.close()
+
+
+def test_send_many_a_failed_copy_fails_its_chunk_only(monkeypatch):
+    from inference.transfer import memcopy, sender_groups
+
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 2)
+    rx, tx, released = _pair()
+    real, calls = memcopy.copy_runs, []
+
+    def second_fails(dst, src, runs):
+        calls.append(runs)
+        if len(calls) == 2:
+            raise OSError("copy failed")
+        real(dst, src, runs)
+    monkeypatch.setattr(memcopy, "copy_runs", second_fails)
+    out = tx.send_many([TransferMeta(f"c{i}", [i], [i + 8], 16, 0, 0) for i in range(6)])
+    assert [isinstance(r, OSError) for r in out] == [False, False, True, True, False, False]
+    assert released == [("c0", "acked"), ("c1", "acked"), ("c2", "failed"), ("c3", "failed"), ("c4", "acked"), ("c5", "acked")]
+    assert sorted(_drain(rx, 4)) == ["c0", "c1", "c4", "c5"] and rx.recv(0.2) is None  # no META for the failed chunk
+    tx.close(); rx.close()
+
+
+def test_send_many_past_a_full_ring_and_on_a_staged_pool_all_arrive():
+    rx, tx, released = _pair()
+    n = doorbell.SLOTS + 10  # one group larger than the ring while nobody drains: the rest as META frames
+    out = tx.send_many([TransferMeta(f"m{i}", [i % SPEC.num_blocks], [(i + 3) % SPEC.num_blocks], 16, 0, 0) for i in range(n)])
+    assert all(r.wait(0) == "acked" for r in out) and len(released) == n
+    assert sorted(_drain(rx, n)) == sorted(f"m{i}" for i in range(n))
+    tx.close(); rx.close()
+    rx, tx, released = _pair(pool=torch.zeros(SPEC.shape))  # staged: send() for each, ACKed by the receiver
+    out = tx.send_many([TransferMeta(f"s{i}", [i], [i + 1], 16, 0, 0) for i in range(3)])
+    assert [h.wait(5) for h in out] == ["acked"] * 3 and sorted(_drain(rx, 3)) == ["s0", "s1", "s2"]
+    tx.close(); rx.close()
