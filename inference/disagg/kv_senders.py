@@ -20,7 +20,9 @@ router counts it, to the first decode token's TPOT.
 Groups: the sends that queued up while the thread was busy (a prefill step
 ends many requests at once) go to a transport with `batches_sends` as one
 send_many per address (cuda-ipc: in chunks of up to 16, each one stream wait,
-one event, one METAS frame; sender_groups.py) instead of a round of Python and
+one event, one METAS frame, sender_groups.py; shm: in chunks copied back to back,
+one bell each, shm_groups.py; shm through staging sends one at a time inside its
+group) instead of a round of Python and
 driver calls per request (before, a request queued behind the rest of its step
 waited up to 18 ms: kv_queue p99, cuda-ipc, one H200, session 9). Whether
 sends group is the transport's (its sender class), so an address not yet

@@ -217,12 +217,13 @@ class KVSender:
     def send(self, meta: TransferMeta) -> TransferHandle:
         raise NotImplementedError
 
-    batches_sends = False  # send_many moves several transfers in one go (else it is send() in a loop)
+    batches_sends = False  # this class's send_many takes a group at once (else it is send() in a loop)
 
     def send_many(self, metas: list[TransferMeta]) -> list["TransferHandle | Exception"]:
         """Send `metas`; per meta, in their order, its handle or the exception its send raised. This
         default sends one at a time; a transport with `batches_sends` moves a group at once
-        (cuda-ipc: in chunks, each one wait for the stream the KV was written on, one event and one METAS frame)."""
+        (cuda-ipc: in chunks, each one wait for the stream the KV was written on, one event and one METAS frame;
+        shm, self-acked: in chunks, each copied back to back and published with one bell)."""
         out: list[TransferHandle | Exception] = []
         for meta in metas:
             try:

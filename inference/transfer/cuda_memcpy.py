@@ -6,9 +6,11 @@ was tens of us per copy, more than a 4 MiB copy takes on the device (session 10)
 call through ctypes is a few us. The calls keep the GIL (ctypes.PyDLL): cudaMemcpyAsync returns once
 the copy is queued, while a GIL released around each call had to be won back, after every copy,
 from the sender's ACK reader (and in a prefill worker the engine's loop thread). Session 11 on the
-H200: the sender's copy-issuing time fell from 17 to 8.5-10 us a transfer (with torch's stream
-context dropped too), and `docpipe bench pd` on gpu-1p1d-mps kept decode TPOT p99 5.1x below the
-monolithic engine's at 0.99 of its throughput with prefills running beside the copies.
+H200: the sender's copy-issuing time fell from 17 to 8.5-10 us a transfer (torch's stream context
+dropped at the same time); bench transfer could not tell the two apart (76-98 % of the device copy
+at 1-4 MiB either way in one run), so the choice rests on that contention; `docpipe bench pd` on
+gpu-1p1d-mps, measured with the GIL held, kept decode TPOT p99 4.2-5.1x below the monolithic
+engine's at 0.99-1.00 of its throughput with prefills running beside the copies.
 
 The runtime used is the one this process already loaded (torch's CUDA build links libcudart
 dynamically), used only when it is the one mapped and of torch's CUDA major version; none is loaded

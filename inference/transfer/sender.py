@@ -14,7 +14,8 @@ Completion, two ways:
     receiver's checks (ids, lease) before moving, marks the META "self_acked"
     (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
-Groups of sends: sender_groups.py (send_many). ACKs, leases and lost
+Groups of sends: sender_groups.py (send_many; shm's self-acked groups:
+shm_groups.py). ACKs, leases and lost
 connections: sender_acks.py.
 
 Streams (tcp: config.tcp_streams): several connections to one receiver, each

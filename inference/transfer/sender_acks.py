@@ -51,8 +51,9 @@ class AckReader:
             for st in self._streams:  # a handful
                 for seq in seqs:
                     st.seqs.pop(seq, None)
-            if full and len(self._pending) < limit:
-                self._room.notify(limit - len(self._pending))
+            freed = len(handles) - handles.count(None)
+            if freed and full:  # only a full sender has send()s waiting for room
+                self._room.notify(freed)
         return handles
 
     def _finish(self, seq: int, status: str, error: str | None = None) -> None:
@@ -66,26 +67,25 @@ class AckReader:
                 log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
         if error:
             log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
-        if self.on_release is not None:
-            self.on_release(handle.meta, status)
+        self._release(handle.meta, status)
 
     def _finish_acked(self, seqs: list[int]) -> None:
         """_finish(seq, "acked") for each of seqs, in order, taken out together (an ACKS frame
-        answers up to a chunk of transfers). Every handle is finished and released even if a
-        release callback raises (the first such error is raised after): once taken out, nothing
-        else would ever finish them."""
-        if not seqs:
-            return
-        first_error = None
-        for handle in self._take(seqs):
-            if handle is None or not handle._finish("acked") or self.on_release is None:
-                continue
+        answers up to a chunk of transfers)."""
+        if seqs:
+            for handle in self._take(seqs):
+                if handle is not None and handle._finish("acked"):
+                    self._release(handle.meta, "acked")
+
+    def _release(self, meta, status: str) -> None:
+        """on_release(meta, status); a callback that raises is logged and the reader goes on (the
+        handle is final and out of the pending set: nothing would retry it, and the frame's other
+        transfers still need theirs)."""
+        if self.on_release is not None:
             try:
-                self.on_release(handle.meta, "acked")
-            except Exception as e:  # noqa: BLE001 (raised once the others are released)
-                first_error = first_error or e
-        if first_error is not None:
-            raise first_error
+                self.on_release(meta, status)
+            except Exception:  # noqa: BLE001 (the owner's error: logged, not the connection's)
+                log.exception("%s: releasing transfer %s (%s) failed", self.name, meta.request_id, status)
 
     def _expire_leases(self) -> None:
         now = time.time()
@@ -111,6 +111,9 @@ class AckReader:
             if not self._closed.is_set():
                 log.warning("%s sender lost connection %d to its receiver: %s", self.name, stream.index, e)
                 self._lose_stream(stream, str(e))
+        except Exception as e:  # a bug: fail this stream's transfers, which no lease check would reach now
+            log.exception("%s sender's ack reader %d failed", self.name, stream.index)
+            self._lose_stream(stream, f"ack reader failed: {type(e).__name__}: {e}")
 
     def _lose_stream(self, stream: Stream, error: str) -> None:
         """Fail the transfers sent on a lost stream; no new one goes there."""

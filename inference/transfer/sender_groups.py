@@ -13,7 +13,8 @@ not one per transfer (session 10: per-transfer frames, ~100-190 us of host time 
 H200's host, held cuda-ipc at 29-40 % of the device copy). A meta that fails to prepare fails alone;
 a failed move fails its chunk, a failed METAS write its frame's transfers; a connection lost
 mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle or
-its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each.
+its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
+self-acked groups have their own send_many: shm_groups.py).
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
 _send_encoded(kind, body) and _fail(seq, error).

@@ -16,8 +16,10 @@ ring or a large META falls back to a META frame on the socket.
 A pool not allocated that way gets a staging segment of the same size: the
 sender writes there and the receiver copies the landed blocks into its pool
 on META and ACKs (one extra copy and a round trip, said in the log).
-Segment files (made, mapped, unlinked when the receiver closes and at exit,
-and swept when a killed process left them behind): shm_segments.py.
+A group of sends (send_many: a prefill step's transfers to one decode worker)
+goes in chunks, each copied back to back and published with one bell:
+shm_groups.py. Segment files (made, mapped, unlinked when the receiver closes
+and at exit, and swept when a killed process left them behind): shm_segments.py.
 """
 from __future__ import annotations
 
@@ -30,12 +32,11 @@ import time
 import torch
 
 from inference.transfer import doorbell, memcopy, wire
-from inference.transfer.base import (KVSender, PoolSpec, TransferConfig, TransferError, TransferHandle, Transport,
-                                     TransportUnavailable)
+from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.meta import TransferMeta, meta_header
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
-from inference.transfer.sender_groups import chunks
+from inference.transfer.shm_groups import SelfAckedGroups
 from inference.transfer.shm_segments import SHM_DIR, create_segment, map_peer_segment, unlink
 from inference.transfer.source import PreparedTransfer, flat_bytes
 
@@ -44,7 +45,7 @@ log = logging.getLogger("inference.transfer.shm")
 _SEGMENTS: dict[int, str] = {}  # data_ptr of a pool this process allocated -> its file
 
 
-class ShmSender(ControlSender):
+class ShmSender(SelfAckedGroups, ControlSender):
     name = "shm"
 
     def _attach(self, reply: dict) -> None:
@@ -76,76 +77,6 @@ class ShmSender(ControlSender):
 
     def _send_meta(self, header: dict) -> None:
         self._publish(wire.encode_json(header))
-
-    batches_sends = True  # self-acked: a chunk's copies back to back, one bell (send_many below)
-
-    def send_many(self, metas: list[TransferMeta]) -> list[TransferHandle | Exception]:
-        """Self-acked (zero-copy) sends of a group, in chunks (sender_groups.chunks): each meta
-        prepared and checked as send() does (a meta that fails, or whose lease ran out, fails
-        alone), the chunk's META headers encoded (their `sent` stamps before the copy, as a lone
-        send's), every run of the chunk copied by one copy_runs job per source, then its METAs
-        published and the bell rung once; a failed copy fails its chunk. Per transfer that saves
-        the Python between copies (on 2 cores ~75 us of a 4 MiB send, run cold after each copy).
-        Staged (not self-acked): send() for each. Results as KVSender.send_many."""
-        if not self.self_acks or len(metas) < 2:
-            return KVSender.send_many(self, metas)
-        if not self.is_alive():
-            return [self._gone()] * len(metas)
-        out: list[TransferHandle | Exception | None] = [None] * len(metas)
-        ready = []  # (index, meta, prep)
-        for i, meta in enumerate(metas):
-            try:
-                prep = self._prepare(meta)
-                if meta.is_expired():
-                    raise TransferError(f"{meta.request_id}: lease expired before the KV was sent")
-                ready.append((i, meta, prep))
-            except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
-                out[i] = e
-        for chunk in chunks(ready, lambda item: item[2]):
-            self._send_chunk(chunk, out)
-        return out
-
-    def _send_chunk(self, chunk: list, out: list) -> None:
-        with self._room:
-            first = self._seq + 1
-            self._seq += len(chunk)
-        now = time.time()
-        payloads = [wire.encode_json(meta_header(first + k, meta, now, self_acked=True)) for k, (_, meta, _) in enumerate(chunk)]
-        try:
-            sources: dict[int, tuple] = {}  # one copy job per source tensor (the pool, or conversion staging)
-            for _, _, prep in chunk:
-                sources.setdefault(id(prep.src_bytes), (prep.src_bytes, []))[1].extend(prep.copies)
-            for src, copies in sources.values():
-                memcopy.copy_runs(self._dst, src, copies)
-            self._publish_many(payloads)  # only once every byte landed
-        except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it, as a lone send's would)
-            log.warning("shm: %d transfers failed: %s: %s", len(chunk), type(e).__name__, e)
-            for i, meta, _ in chunk:
-                if self.on_release is not None:
-                    self.on_release(meta, "failed")
-                out[i] = e
-            return
-        for i, meta, _ in chunk:
-            if self.on_release is not None:
-                self.on_release(meta, "acked")
-            out[i] = TransferHandle.finished(meta, "acked")
-
-    def _publish(self, payload: bytes) -> None:
-        self._publish_many([payload])
-
-    def _publish_many(self, payloads: list[bytes]) -> None:
-        """Each payload into the ring, the bell rung once; past a full ring (or without one) the
-        rest as META frames on the socket."""
-        taken = 0
-        if self._ring is not None:
-            with self._lock:  # one producer per ring
-                while taken < len(payloads) and self._ring.publish(payloads[taken], None):
-                    taken += 1
-                if taken:
-                    self._bell.ring()
-        if taken < len(payloads):
-            with self._lock:  # ring full or absent: the same bytes as META frames
-                wire.sendmsg_all(self._sock, [b for p in payloads[taken:] for b in wire.encoded_frame_buffers(wire.META, p)])
 
 
 class ShmReceiver(ControlReceiver):

@@ -102,11 +102,14 @@ def create_segment(num_bytes: int) -> tuple[str, torch.Tensor]:
             log.warning("shm: sweeping stale segment files failed: %s", e)
     path = os.path.join(SHM_DIR, f"{PREFIX}{NAMESPACE or 0}-{os.getpid()}-{secrets.token_hex(8)}")
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, 0o600)
+    _CREATED.add(path)
     try:
         os.ftruncate(fd, num_bytes)
+    except OSError:
+        unlink(path)  # /dev/shm full: no file left behind
+        raise
     finally:
         os.close(fd)
-    _CREATED.add(path)
     mapped = torch.from_file(path, shared=True, size=num_bytes, dtype=torch.uint8)
     mapped.zero_()
     return path, mapped

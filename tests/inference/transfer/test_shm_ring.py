@@ -197,3 +197,77 @@ def test_send_many_past_a_full_ring_and_on_a_staged_pool_all_arrive():
     out = tx.send_many([TransferMeta(f"s{i}", [i], [i + 1], 16, 0, 0) for i in range(3)])
     assert [h.wait(5) for h in out] == ["acked"] * 3 and sorted(_drain(rx, 3)) == ["s0", "s1", "s2"]
     tx.close(); rx.close()
+
+
+def test_send_many_chunk_split_between_ring_and_socket_arrives(monkeypatch):
+    from inference.transfer import sender_groups
+
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 3)  # 1024 slots = 341 chunks + 1: one chunk half ring, half socket
+    rx, tx, released = _pair()
+    n = doorbell.SLOTS + 5
+    out = tx.send_many([TransferMeta(f"m{i}", [i % SPEC.num_blocks], [(i + 3) % SPEC.num_blocks], 16, 0, 0) for i in range(n)])
+    assert all(r.wait(0) == "acked" for r in out) and len(released) == n
+    assert sorted(_drain(rx, n)) == sorted(f"m{i}" for i in range(n))
+    tx.close(); rx.close()
+
+
+def test_send_many_publish_failure_fails_only_the_metas_not_out(monkeypatch):
+    """Without a ring (META frames): the socket fails at the chunk's second frame; the first is
+    acked (the receiver takes it), the rest fail."""
+    from inference.transfer import sender_groups, shm_groups
+
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 3)
+    rx, tx, released = _pair()
+    tx._ring = None
+    real, frames = shm_groups.wire.sendmsg_all, []
+
+    def second_fails(sock, buffers):
+        frames.append(1)
+        if len(frames) == 2:
+            raise BrokenPipeError("peer gone")
+        real(sock, buffers)
+    monkeypatch.setattr(shm_groups.wire, "sendmsg_all", second_fails)
+    out = tx.send_many([TransferMeta(f"p{i}", [i], [i + 8], 16, 0, 0) for i in range(3)])
+    assert out[0].wait(0) == "acked" and [type(r).__name__ for r in out[1:]] == ["BrokenPipeError"] * 2
+    assert released == [("p0", "acked"), ("p1", "failed"), ("p2", "failed")]
+    assert sorted(_drain(rx, 1)) == ["p0"]
+    tx.close(); rx.close()
+
+
+def test_send_many_checks_lease_and_receiver_per_chunk_and_survives_a_raising_release(monkeypatch):
+    """Chunks of one: a lease that runs out while an earlier chunk copies fails that transfer
+    alone (nothing written, no release); a release callback that raises is that transfer's result;
+    a receiver gone after a copy fails that transfer (its META cannot go out) and the chunks after."""
+    from inference.transfer import memcopy, sender_groups
+
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 1)
+    rx, tx, released = _pair()
+    metas = [TransferMeta(f"q{i}", [i], [i + 8], 16, 0, 0) for i in range(5)]
+    real, copies = memcopy.copy_runs, []
+
+    def copy_and_meddle(dst, src, runs):
+        copies.append(len(copies))
+        if len(copies) == 1:
+            metas[1].lease_expiry_unix_s = time.time() - 1  # runs out before its chunk
+        real(dst, src, runs)
+        if len(copies) == 3:  # q3 copied, its META not out yet: the receiver goes away
+            rx.close()
+            tx._streams[0].reader.join(5)
+            for _ in range(500):  # and its connection's ring is closed (by its own thread)
+                if tx._ring._closed.value:
+                    break
+                time.sleep(0.01)
+    monkeypatch.setattr(memcopy, "copy_runs", copy_and_meddle)
+    release = tx.on_release
+
+    def raising_for_q0(meta, why):
+        release(meta, why)
+        if meta.request_id == "q0":
+            raise RuntimeError("owner failed on q0")
+    tx.on_release = raising_for_q0
+    out = tx.send_many(metas)
+    assert isinstance(out[0], RuntimeError) and "lease expired" in str(out[1]) and out[2].wait(0) == "acked"
+    assert isinstance(out[3], OSError) and "went away" in str(out[4])  # its META could not go out; the next not tried
+    assert released == [("q0", "acked"), ("q2", "acked"), ("q3", "failed")] and len(copies) == 3
+    assert torch.count_nonzero(rx.pool[9]) == 0  # q1 wrote nothing
+    tx.close()
