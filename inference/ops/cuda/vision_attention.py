@@ -33,6 +33,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from inference.ops.cuda.flash_config import FlashConfig
 from inference.ops.shape_groups import pow2_parts
 from inference.ops.timing import event_ms
 from inference.h2d import to_device
@@ -96,7 +97,6 @@ def graph_config():
     rows) at 16 layout pages (418.8 TFLOP/s; at 4 pages four configs within 0.2 %), and the best
     layout-stage prefill of inference.bench.layout_ab there. DOCPIPE_VISION_GRAPH_CONFIG=<name>
     (e.g. m128n64w8s3tma) runs another one (A/B runs)."""
-    from inference.ops.cuda.vision_flash import FlashConfig
     name = os.environ.get(GRAPH_CONFIG_ENV, "").strip()
     return FlashConfig.parse(name) if name else FlashConfig(128, 64, 4, 3, tma=True)
 
@@ -117,7 +117,6 @@ def graph_tiles_block(head_dim: int, dtype: torch.dtype) -> int | None:
 def _triton_configs() -> dict:
     """Launch configs tried at run time (the fastest per length bucket is kept): the
     sweep's best on the H200 differed by batch (inference/bench/attn_vision.py)."""
-    from inference.ops.cuda.vision_flash import FlashConfig
     configs = dict.fromkeys([graph_config(), FlashConfig(128, 64, 8, 3, tma=True, maxnreg=128)])  # no config twice
     return {"triton" if i == 0 else f"triton:{c.name}": c for i, c in enumerate(configs)}
 
