@@ -93,7 +93,7 @@ _plain_encode = _json_encoder()
 
 def encode_json(obj: object) -> bytes:
     """obj -> compact JSON bytes with the values json writes, through orjson: ~5x faster (a
-    transfer META 4.5 -> 0.9 us here). orjson writes a non-finite float as null where json writes
+    transfer META 4.5 -> 0.9 us here; with a sampling state, whose seed None makes a null, 10.3 -> 5.4 us). orjson writes a non-finite float as null where json writes
     NaN or Infinity, so when its output holds a null the object is searched for one (all_finite);
     that, and what orjson refuses (keys that are not strings, ints past 64 bits, lone surrogates,
     dataclasses, dates, subclasses of str/int/dict/list), goes to json's C encoder."""
@@ -157,18 +157,35 @@ except ImportError:  # pragma: no cover (installed with docpipe)
     _fast_dumps = _fast_loads = None
 
 
+_SCALARS = frozenset((str, int, bool, type(None)))
+
+
 def all_finite(obj: object) -> bool:
-    """No float in obj (nested dicts, lists, tuples) is NaN or infinite."""
+    """No float in obj (nested dicts, lists, tuples) is NaN or infinite. Run on every META whose
+    header holds a null (a sampling state's seed None: all of them in a PD run), so containers
+    are scanned in place and only nested ones are stacked: a META 6.6 -> 3.2 us on the dev host."""
     stack = [obj]
     while stack:
         v = stack.pop()
-        if isinstance(v, float):
-            if v - v != 0.0:  # NaN and +-inf give NaN
-                return False
-        elif isinstance(v, dict):
-            stack.extend(v.values())
-        elif isinstance(v, (list, tuple)):
-            stack.extend(v)
+        t = type(v)
+        if t is dict:
+            v = v.values()
+        elif t is not list and t is not tuple:  # obj itself, or a subclass of a container or float
+            if isinstance(v, float):
+                if v - v != 0.0:  # NaN and +-inf give NaN
+                    return False
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+            continue
+        for x in v:
+            tx = type(x)
+            if tx is float:
+                if x - x != 0.0:
+                    return False
+            elif tx not in _SCALARS:
+                stack.append(x)
     return True
 
 
