@@ -206,12 +206,16 @@ class CudaIpcSender(ControlSender):
             # name one slot, and a wait on it would cover the next chunk's copies too
             self._records += 1
             slot = self._records % EVENTS
-        if (self._runtime is not None and torch.cuda.current_device() == device.index
-              and all(len(prep.runs) <= MAX_COPY_CALLS for _, prep in items)):
-            self._enqueue_runtime(items)  # the copies name the side stream (of this thread's device): no stream context
-        else:
-            with torch.cuda.stream(self._stream):
-                self._enqueue(items)
+        try:
+            if (self._runtime is not None and torch.cuda.current_device() == device.index
+                    and all(len(prep.runs) <= MAX_COPY_CALLS for _, prep in items)):
+                self._enqueue_runtime(items)  # the copies name the side stream (of this thread's device): no stream context
+            else:
+                with torch.cuda.stream(self._stream):  # ctypes copies name it; copy_ and the kernels need it current
+                    for _, prep in items:
+                        enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
+        except cuda_memcpy.RuntimeCopyError as e:  # the ctypes path off for good; the items copied again
+            self._runtime_failed(e, items)
         self._events[slot].record(self._stream)
         for _, prep in items:
             if prep.src_bytes is not self._pool_bytes:
@@ -223,34 +227,21 @@ class CudaIpcSender(ControlSender):
 
     def _enqueue_runtime(self, items: list[tuple[int, PreparedTransfer]]) -> None:
         """Every item's runs by cudaMemcpyAsync on the side stream, each checked inside both pools
-        before any is issued (raw pointers). A failed call turns the ctypes path off for this
-        process and the items are copied again with copy_ (copying a run twice lands the same bytes)."""
+        before any is issued (raw pointers)."""
         calls = [call for _, prep in items for call in runtime_calls(prep.src_bytes, self._dst, prep.copies)]
         copy, stream = self._runtime, self._stream.cuda_stream
-        try:
-            for d, s, n in calls:
-                copy(d, s, n, stream)
-        except cuda_memcpy.RuntimeCopyError as e:
-            self._runtime_failed(e, items)
+        for d, s, n in calls:
+            copy(d, s, n, stream)
 
     def _runtime_failed(self, error: Exception, items: list[tuple[int, PreparedTransfer]]) -> None:
+        """A cudaMemcpyAsync failed: this process's senders use copy_ from now on, and every item is
+        copied again with it (copying a run twice lands the same bytes)."""
         log.warning("cuda-ipc: %s; copying with torch copy_ from now on", error)
         self._runtime = None
         cuda_memcpy.disable(str(error))  # and so do this process's later connections
         with torch.cuda.stream(self._stream):
             for _, prep in items:
                 enqueue_copies(prep.src_bytes, self._dst, prep)
-
-    def _enqueue(self, items: list[tuple[int, PreparedTransfer]]) -> None:
-        """Every item's copies on the side stream (ctypes copies name it; the caller made it
-        current for anything else). A failed cudaMemcpyAsync turns the ctypes path off for this
-        process and the items are copied again with copy_, all of them (copying a run twice lands
-        the same bytes)."""
-        try:
-            for _, prep in items:
-                enqueue_copies(prep.src_bytes, self._dst, prep, self._runtime, self._stream)
-        except cuda_memcpy.RuntimeCopyError as e:
-            self._runtime_failed(e, items)
 
     def _quiesce(self) -> None:
         stream = getattr(self, "_stream", None)

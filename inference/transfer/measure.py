@@ -22,6 +22,7 @@ copy for cuda-ipc; none for rdma.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import multiprocessing as mp
 import socket
 import statistics
@@ -31,12 +32,16 @@ from dataclasses import dataclass
 
 import torch
 
+from inference.sampling import SamplingParams
 from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
 from inference.transfer.source import flat_bytes
 from inference.transfer.wire import recv_exact_into
 
 # 64 KiB blocks: 8 layers x 2 x 16 tokens x 2 heads x 64 dim x bf16
 BENCH_SPEC = dict(num_layers=8, block_size=16, num_kv_heads=2, head_dim=64, dtype="bfloat16")
+# what a PD request's META carries (the prefill worker sends its SamplingParams as a dict): from session
+# 11 on; before, an empty dict, which skipped the encoder's non-finite-float search (a null: seed None)
+_SAMPLING_STATE = dataclasses.asdict(SamplingParams())
 
 
 @dataclass
@@ -83,7 +88,7 @@ class TransportPeer:
         self._n += 1
         start = (self._n % (self.spec.num_blocks // num_blocks)) * num_blocks
         ids = list(range(start, start + num_blocks))
-        return TransferMeta(f"b{self._n}", ids, ids, num_blocks * self.spec.block_size, 0, 0)
+        return TransferMeta(f"b{self._n}", ids, ids, num_blocks * self.spec.block_size, 0, 0, dict(_SAMPLING_STATE))
 
     def _send(self, num_blocks: int):
         return self._tx.send(self._meta(num_blocks))

@@ -181,34 +181,12 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         return best
 
     def _send_self_acked(self, meta: TransferMeta, prep: PreparedTransfer) -> TransferHandle:
-        """The KV is in the receiver's pool when _move returns: the receiver's
-        checks have run (prepare() checks the destination ids against the peer's
-        spec and that the tokens fit them: check_landing's conditions), then
-        move, hand over the META, done. Nothing stays pending, so no slot,
-        lease or reader thread is involved."""
-        if meta.is_expired():
-            raise TransferError(f"{meta.request_id}: lease expired before the KV was sent")
-        with self._room:
-            self._seq += 1
-            seq = self._seq
-        try:
-            self._move_then_meta(seq, prep, meta)
-        except Exception as e:
-            log.warning("transfer %s failed: %s: %s", meta.request_id, type(e).__name__, e)
-            if self.on_release is not None:
-                self.on_release(meta, "failed")
-            raise
-        if self.on_release is not None:
-            self.on_release(meta, "acked")
-        return TransferHandle.finished(meta, "acked")
-
-    def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
-        """Self-acked: move, then hand over the META (shm encodes it before the move)."""
-        extra = self._move(seq, prep)
-        self._send_meta(meta_header(seq, meta, self_acked=True, **(extra or {})))
+        """A transport whose _move lands the KV in the receiver's pool (`self_acks`) sends it here
+        (shm: shm_groups.py, a chunk of one); nothing stays pending."""
+        raise NotImplementedError
 
     def _send_meta(self, header: dict) -> None:
-        """Deliver one META (shm overrides: a slot in the shared ring)."""
+        """Deliver one META frame."""
         self._send_frame(wire.META, header)
 
     def _send_frame(self, kind: int, header: dict, payloads: list | tuple = ()) -> None:

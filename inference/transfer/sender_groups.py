@@ -42,22 +42,12 @@ class GroupedSends:
             return [self._gone()] * len(metas)
         out: list[TransferHandle | Exception | None] = [None] * len(metas)
         order = sorted(range(len(metas)), key=lambda i: metas[i].num_tokens)  # stable: ties keep their order
-        limit = self.config.max_inflight
-        while order:  # prepared max_inflight at a time: a conversion stages each one's KV on the device
-            ready = []  # (meta, prep, index in metas)
-            for i in order[:limit]:
-                try:
-                    ready.append((metas[i], self._prepare(metas[i]), i))
-                except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
-                    out[i] = e
-            order = order[limit:]
+        for ready in prepared(self, metas, order, out):
             while ready:
                 try:
                     slots = self._reserve(ready)
                 except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
-                    for i in [i for _, _, i in ready] + order:
-                        out[i] = e
-                    return out
+                    return [e if r is None else r for r in out]
                 group, ready = list(zip(slots, ready)), ready[len(slots):]
                 for chunk in chunks(group):
                     self._move_chunk(chunk, out)
@@ -92,6 +82,21 @@ class GroupedSends:
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:
         """Move several transfers ((seq, prep) pairs); returns the META fields common to them all."""
         raise NotImplementedError
+
+
+def prepared(sender, metas: list[TransferMeta], order, out: list):
+    """(meta, prep, index in metas) lists for the indices of `order`, prepared max_inflight at a
+    time (a conversion stages each one's KV); a meta that fails to prepare gets its exception in
+    out and is left out."""
+    limit = sender.config.max_inflight
+    for start in range(0, len(order), limit):
+        ready = []
+        for i in order[start:start + limit]:
+            try:
+                ready.append((metas[i], sender._prepare(metas[i]), i))
+            except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
+                out[i] = e
+        yield ready
 
 
 def chunks(group: list, prep_of=lambda item: item[1][1]):

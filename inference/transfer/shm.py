@@ -33,7 +33,7 @@ import torch
 
 from inference.transfer import doorbell, memcopy, wire
 from inference.transfer.base import PoolSpec, TransferConfig, TransferError, Transport, TransportUnavailable
-from inference.transfer.meta import TransferMeta, meta_header
+from inference.transfer.meta import TransferMeta
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.shm_groups import SelfAckedGroups
@@ -69,14 +69,6 @@ class ShmSender(SelfAckedGroups, ControlSender):
         # cores as they are now (memcopy.py)
         memcopy.copy_runs(self._dst, prep.src_bytes, prep.copies)
 
-    def _move_then_meta(self, seq: int, prep: PreparedTransfer, meta: TransferMeta) -> None:
-        # encoded before the move: its `sent` stamp is taken before the copy (kv_wire holds the copy here)
-        payload = wire.encode_json(meta_header(seq, meta, self_acked=True))
-        self._move(seq, prep)
-        self._publish(payload)  # only once every byte landed
-
-    def _send_meta(self, header: dict) -> None:
-        self._publish(wire.encode_json(header))
 
 
 class ShmReceiver(ControlReceiver):

@@ -1,7 +1,7 @@
 """Groups of self-acked shm sends (a mixin of ShmSender): send_many for the zero-copy path.
 
-A lone self-acked send copies its runs into the receiver's pool, then publishes its META in the
-ring and rings the bell. A group goes in chunks (sender_groups.chunks: CHUNK_ITEMS transfers or
+A self-acked send copies its runs into the receiver's pool, then publishes its META in the ring
+and rings the bell; a lone send (send()) is a chunk of one. A group goes in chunks (sender_groups.chunks: CHUNK_ITEMS transfers or
 CHUNK_BYTES), prepared max_inflight at a time (a conversion stages each one's KV in host memory):
 per chunk, the receiver checked to be there (send() checks it per transfer: a self-acked send
 notices a receiver gone no other way), each transfer's lease and META checked, its headers encoded
@@ -16,12 +16,12 @@ fails alone before the copy (released "failed"); a failed copy fails the chunk; 
 not be published fails alone, while those published before it are acked (the receiver takes them);
 a release callback that raises is that transfer's result, the others go on. Runs of one chunk are
 copied concurrently, so two transfers of a chunk naming the same destination block land in no set
-order (the lone path: the later one wins); block managers hand a block to one request at a time.
+order (in two chunks the later one wins); block managers hand a block to one request at a time.
 Staged shm (not self-acked): send() for each. Results as KVSender.send_many, in the given order
 (no shortest-first: nothing here waits for an ACK).
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _room, _seq,
-_dst, _ring, _bell, _lock, _sock and on_release.
+_dst, _ring, _bell, _lock, _send_encoded(kind, body) and on_release.
 """
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ import time
 from inference.transfer import memcopy, wire
 from inference.transfer.base import KVSender, TransferError, TransferHandle
 from inference.transfer.meta import TransferMeta, meta_header
-from inference.transfer.sender_groups import chunks
+from inference.transfer.sender_groups import chunks, prepared
+from inference.transfer.source import PreparedTransfer
 
 log = logging.getLogger("inference.transfer.shm")
 
@@ -43,21 +44,23 @@ class SelfAckedGroups:
         if not self.self_acks or len(metas) < 2:
             return KVSender.send_many(self, metas)
         out: list[TransferHandle | Exception | None] = [None] * len(metas)
-        limit = self.config.max_inflight
-        for start in range(0, len(metas), limit):
-            ready = []  # (index, meta, prep)
-            for i in range(start, min(start + limit, len(metas))):
-                try:
-                    ready.append((i, metas[i], self._prepare(metas[i])))
-                except Exception as e:  # noqa: BLE001 (this meta's error, handed back)
-                    out[i] = e
-            for chunk in chunks(ready, lambda item: item[2]):
+        for ready in prepared(self, metas, range(len(metas)), out):
+            for chunk in chunks(ready, lambda item: item[1]):
                 self._send_chunk(chunk, out)
         return out
 
+    def _send_self_acked(self, meta: TransferMeta, prep: PreparedTransfer) -> TransferHandle:
+        """A lone send (send()): a chunk of one; its failure raised."""
+        out = [None]
+        self._send_chunk([(meta, prep, 0)], out)
+        if isinstance(out[0], Exception):
+            raise out[0]
+        return out[0]
+
     def _send_chunk(self, chunk: list, out: list) -> None:
+        """Send a chunk of (meta, prep, index in out) items; each one's handle or error goes in out."""
         if not self.is_alive():
-            for i, _, _ in chunk:
+            for _, _, i in chunk:
                 out[i] = self._gone()
             return
         with self._room:
@@ -65,32 +68,30 @@ class SelfAckedGroups:
             self._seq += len(chunk)
         now = time.time()
         live, payloads = [], []
-        for k, (i, meta, prep) in enumerate(chunk):
+        for k, (meta, prep, i) in enumerate(chunk):
             if meta.is_expired(now):
                 out[i] = TransferError(f"{meta.request_id}: lease expired before the KV was sent")
                 continue
             try:
                 payload = wire.encode_json(meta_header(first + k, meta, now, self_acked=True))
-                if len(payload) > wire.MAX_JSON_BYTES:
-                    raise TransferError(f"{meta.request_id}: META of {len(payload)} bytes exceeds the frame limit of {wire.MAX_JSON_BYTES}")
+                wire.check_header_bytes(wire.META, payload)
             except Exception as e:  # noqa: BLE001 (this meta fails alone, before the copy)
                 self._settle(meta, "failed", out, i, e)
                 continue
-            live.append((i, meta, prep))
+            live.append((meta, prep, i))
             payloads.append(payload)
         try:
             sources: dict[int, tuple] = {}  # one copy job per source tensor (the pool, or conversion staging)
-            for _, _, prep in live:
+            for _, prep, _ in live:
                 sources.setdefault(id(prep.src_bytes), (prep.src_bytes, []))[1].extend(prep.copies)
             for src, copies in sources.values():
                 memcopy.copy_runs(self._dst, src, copies)
         except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it)
-            log.warning("shm: copy of %d transfers failed: %s: %s", len(live), type(e).__name__, e)
-            for i, meta, _ in live:
+            for meta, _, i in live:
                 self._settle(meta, "failed", out, i, e)
             return
         published, error = self._publish_many(payloads)  # only once every byte landed
-        for k, (i, meta, _) in enumerate(live):
+        for k, (meta, _, i) in enumerate(live):
             if k < published:
                 self._settle(meta, "acked", out, i, TransferHandle.finished(meta, "acked"))
             else:
@@ -108,11 +109,6 @@ class SelfAckedGroups:
             except Exception as e:  # noqa: BLE001 (handed back as this transfer's result)
                 out[i] = e
 
-    def _publish(self, payload: bytes) -> None:
-        _, error = self._publish_many([payload])
-        if error is not None:
-            raise error
-
     def _publish_many(self, payloads: list[bytes]) -> tuple[int, Exception | None]:
         """Each payload into the ring, the bell rung once; past a full ring (or without one) the
         rest as META frames on the socket, one at a time. Returns (how many went out, in order,
@@ -125,9 +121,8 @@ class SelfAckedGroups:
                 if taken:
                     self._bell.ring()
         try:
-            for payload in payloads[taken:]:
-                with self._lock:  # ring full or absent: the same bytes as a META frame
-                    wire.sendmsg_all(self._sock, wire.encoded_frame_buffers(wire.META, payload))
+            for payload in payloads[taken:]:  # ring full or absent: the same bytes as a META frame
+                self._send_encoded(wire.META, payload)
                 taken += 1
         except Exception as e:  # noqa: BLE001 (the caller fails the ones not out)
             return taken, e

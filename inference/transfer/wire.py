@@ -113,12 +113,17 @@ def frame_buffers(kind: int, header: dict, payloads: list | tuple = ()) -> list:
     return encoded_frame_buffers(kind, encode_json(header), payloads)
 
 
+def check_header_bytes(kind: int, body: bytes) -> None:
+    """FrameError when an encoded header is past the peer's MAX_JSON_BYTES (it would refuse the frame)."""
+    if len(body) > MAX_JSON_BYTES:
+        raise FrameError(f"{KIND_NAMES.get(kind, kind)} frame header of {len(body)} bytes exceeds the peer's limit of {MAX_JSON_BYTES}")
+
+
 def encoded_frame_buffers(kind: int, body: bytes, payloads: list | tuple = ()) -> list:
     """frame_buffers() for a header already encoded with encode_json. A header past
     MAX_JSON_BYTES raises FrameError here, before any byte is written: the peer would refuse the
     frame and drop the connection, failing everything else in flight on it."""
-    if len(body) > MAX_JSON_BYTES:
-        raise FrameError(f"{KIND_NAMES.get(kind, kind)} frame header of {len(body)} bytes exceeds the peer's limit of {MAX_JSON_BYTES}")
+    check_header_bytes(kind, body)
     payload_len = sum(memoryview(p).nbytes for p in payloads)
     return [HEADER.pack(MAGIC, VERSION, kind, 0, len(body), payload_len) + body, *payloads]
 

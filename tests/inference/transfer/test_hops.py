@@ -57,13 +57,13 @@ def _connected(name: str):
 def test_malformed_stamps_never_fail_a_transfer(name, monkeypatch):
     """A peer whose META header carries malformed stamps (a bug of its own): every transfer still lands
     and the next one on the connection too; only the receiver's own stamps stay."""
-    from inference.transfer import sender as sender_mod, shm
+    from inference.transfer import sender as sender_mod, shm_groups
 
-    def bad(seq, meta, **extra):
+    def bad(seq, meta, sent_at=None, **extra):
         return {"seq": seq, "meta": meta.to_wire(), **extra,
                 "hops": {"send": 10 ** 400, "sent": float("nan"), "queued": "x"}}
     monkeypatch.setattr(sender_mod, "meta_header", bad)
-    monkeypatch.setattr(shm, "meta_header", bad)
+    monkeypatch.setattr(shm_groups, "meta_header", bad)
     got = []
     with _connected(name) as (receiver, sender):
         for rid in ("r1", "r2"):
