@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Session 11, call 5: the final code on the GPU after the review mends (runtime_calls shared by both ctypes
-# RuntimeCopyError fallback, all_finite scanning in place, bench metas with a SamplingParams state): GPU tests of transfer and
-# disagg, bench transfer cuda-ipc twice, the PD TPOT must-show once more. Output in $1.
+# Session 11, call 6: the final code after the whole-change review (lone shm sends as chunks of one, one
+# RuntimeCopyError fallback, all_finite scanning in place, bench metas carrying a SamplingParams state):
+# GPU tests of transfer and disagg, bench transfer cuda-ipc twice, the PD TPOT must-show once more. Output in $1.
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
