@@ -10,7 +10,10 @@ attention choice is per process: run once per DOCPIPE_VISION_ATTN or
 DOCPIPE_VISION_GRAPH_CONFIG value (or PYTORCH_TUNABLEOP_* setting) to compare
 kernels; those variables and the choices made are recorded. DOCPIPE_PROFILE_KERNELS=1 adds one
 pass under the kernel profiler after the timed ones (its table in the JSON, the top kernels printed;
-its wall is not a figure).
+its wall is not a figure). --timeline records one more unprofiled pass step by step (two CUDA events a
+step, no sync: host launch, device time, device idle before each step, and the host's wait before the
+first step: the first step's prompts prepared). --max-batched-tokens sets the step's token budget
+(the engine's default by device when left out).
 """
 from __future__ import annotations
 
@@ -33,10 +36,13 @@ def main() -> None:
     ap.add_argument("--pages", type=int, default=64)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--prepare", default="inline,ahead", help="comma-separated: inline, ahead")
+    ap.add_argument("--max-batched-tokens", type=int)
+    ap.add_argument("--timeline", action="store_true")
     ap.add_argument("--out")
     args = ap.parse_args()
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("DOCPIPE_", "PYTORCH_TUNABLEOP"))}
-    llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5)
+    llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5,
+              max_num_batched_tokens=args.max_batched_tokens)
     cfg = load_config("dummy:mineru2.5")
     pages = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(args.pages)]
     walls: dict[str, list[float]] = {name: [] for name in args.prepare.split(",")}
@@ -61,6 +67,7 @@ def main() -> None:
         kernels = table.report(wall)
         print(f"profiled pass: {kernels['device_kernel_ms']:.1f} ms of kernels, busy {kernels['kernel_share_of_wall']:.1%}")
         print("\n".join(top_lines(kernels, 25)))
+    timeline = step_timeline(llm, pages) if args.timeline else None
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():
@@ -71,8 +78,36 @@ def main() -> None:
             json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),
                        "torch": torch.__version__, "pages": args.pages, "reps": args.reps,
                        "env": env,
+                       "max_num_batched_tokens": llm.config.max_num_batched_tokens,
                        "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows,
-                       "kernels": kernels}, f, indent=1)
+                       "kernels": kernels, "timeline": timeline}, f, indent=1)
+
+
+def step_timeline(llm, pages: list[dict]) -> dict:
+    """One pass with a CUDA event pair around every step's launch (docpipe's DeviceBusy): the
+    step log, the device idle between steps, and how long the host took to its first launch."""
+    from docpipe.bench.device_busy import DeviceBusy  # the bench's step recorder (no sync inside)
+
+    busy = DeviceBusy.attach(llm.engine.runner)
+    torch.cuda.synchronize()
+    begin = torch.cuda.Event(enable_timing=True)
+    t = time.perf_counter()
+    begin.record()
+    llm.generate(pages, forced(1))
+    torch.cuda.synchronize()
+    wall = time.perf_counter() - t
+    report = busy.report(wall)
+    first = busy.steps[0]
+    report.update(wall_s=wall, host_to_first_launch_ms=(first[4] - t) * 1e3,
+                  device_idle_before_first_ms=begin.elapsed_time(first[1]))
+    print(f"timeline: wall {wall * 1e3:.1f} ms, {len(busy.steps)} steps, first launch after "
+          f"{report['host_to_first_launch_ms']:.1f} ms (device idle {report['device_idle_before_first_ms']:.1f}), "
+          f"idle between steps {report['device_idle_between_steps_s'] * 1e3:.1f} ms, "
+          f"collect waits {report['host_collect_wait_s'] * 1e3:.1f} ms")
+    print("  step: kind, host launch start ms, host launch ms, device ms, idle before ms")
+    for row in report["step_log"]:
+        print("  ", row)
+    return report
 
 
 if __name__ == "__main__":
