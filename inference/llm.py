@@ -15,6 +15,8 @@ from inference.engine.request import RequestOutput
 from inference.prep_ahead import PrepAhead
 from inference.sampling import SamplingParams
 
+ADMIT_AHEAD_STEPS = 2  # prompt tokens kept waiting in the scheduler, in steps' token budgets
+
 
 class LLM:
     """`layout=` (a layout file or shipped name, see inference/layouts.py): a
@@ -50,17 +52,24 @@ class LLM:
         # all requests): admitting a sliver at a time staggers admissions (measured on the H200:
         # 256-request decode throughput fell from 31k to 22k tok/s when each step got only its own
         # share), whereas the processor outruns the device, so later steps find the queue full.
+        # Admission stops at one step's worth of waiting prompt tokens before the first step and
+        # ADMIT_AHEAD_STEPS steps' worth after it: admitting finishes a request on this thread (its
+        # pixels uploaded and patched on the device, ~1.5 ms a layout page on the H200), so
+        # admitting every ready request first held the first step back (64 layout pages: ~95 ms of
+        # device idle) and put a whole batch's pixels on the device.
         requests, params = batch_args(requests, sampling)
         engine, cfg = self.engine, self.config
         threaded = cfg.prepare_ahead if cfg.prepare_ahead is not None else cfg.torch_device.type == "cuda"
         prep = PrepAhead(engine.processor, requests, threaded)
-        ids, queued_tokens, stepped = [], 0, False
+        ids, stepped = [], False
+        ahead = ADMIT_AHEAD_STEPS * cfg.max_num_batched_tokens
         done: dict[str, RequestOutput] = {}
         try:
             while len(ids) < len(requests) or engine.has_unfinished_requests():
-                while len(ids) < len(requests) and (
-                        prep.ready(len(ids)) or not engine.has_unfinished_requests()
-                        or (not stepped and queued_tokens < cfg.max_num_batched_tokens)):
+                waiting = engine.scheduler.num_waiting_tokens()  # bounded by `ahead` + one prompt
+                limit = ahead if stepped else cfg.max_num_batched_tokens
+                while len(ids) < len(requests) and waiting < limit and (
+                        prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):
                     try:
                         prompt = prep.get(len(ids))
                     except Exception as exc:
@@ -69,7 +78,7 @@ class LLM:
                     ids.append(str(self._next_id))
                     self._next_id += 1
                     engine.add_request(ids[-1], prompt, params[len(ids) - 1])
-                    queued_tokens += len(prompt.token_ids)
+                    waiting += len(prompt.token_ids)
                 for output in engine.step():
                     done[output.request_id] = output
                 stepped = True

@@ -63,3 +63,35 @@ def test_a_failing_request_aborts_the_batch_and_the_engine_stays_usable():
     assert _prep_threads() == []
     good = _requests(llm, 2)
     assert [o.token_ids for o in llm.generate(good, GREEDY)] == [o.token_ids for o in _llm(False).generate(good, GREEDY)]
+
+
+@pytest.mark.parametrize("prepare_ahead", [False, True])
+def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
+    # Admitting finishes a request (its pixels on the device): the first step must not wait for the
+    # whole batch, and later steps keep at most ADMIT_AHEAD_STEPS budgets of prompt tokens waiting.
+    from inference.llm import ADMIT_AHEAD_STEPS
+
+    budget = 64
+    llm = _llm(prepare_ahead, max_num_batched_tokens=budget)
+    reqs = _requests(llm, 40)
+    engine, seen = llm.engine, []
+    add, step = engine.add_request, engine.step
+    admitted = []
+
+    def counting_add(request_id, prompt, sampling):
+        admitted.append(len(prompt.token_ids))
+        return add(request_id, prompt, sampling)
+
+    def recording_step():
+        seen.append((len(admitted), engine.scheduler.num_waiting_tokens()))
+        return step()
+
+    engine.add_request, engine.step = counting_add, recording_step
+    got = [o.token_ids for o in llm.generate(reqs, GREEDY)]
+    longest = max(admitted)
+    first_count, first_waiting = seen[0]
+    assert first_waiting >= budget  # a full first step (all are ready or waited for)
+    assert first_waiting < budget + longest and first_count < len(reqs)
+    assert all(w < ADMIT_AHEAD_STEPS * budget + longest for _, w in seen)
+    assert seen[-1][0] == len(reqs)
+    assert got == [o.token_ids for o in _llm(False, max_num_batched_tokens=4096).generate(reqs, GREEDY)]
