@@ -65,7 +65,8 @@ def print_table(res: dict) -> None:
         if "TPOT" in name and ratio:
             ratio = 1 / ratio  # lower is better: show speed-up
         typer.echo(f"{name:58} {f(a):>12} {f(h):>14} {f(ratio):>8}")
-    typer.echo(f"teacher-forced logits rel err ({ok.get('dtype')}): {f(ok.get('teacher_forced_logits_rel_err'), '{:.2e}')}; "
+    typer.echo(f"teacher-forced logits rel err ({ok.get('dtype')}): {f(ok.get('teacher_forced_logits_rel_err'), '{:.2e}')}, "
+               f"layout page {f(ok.get('layout_page_teacher_forced_logits_rel_err'), '{:.2e}')}; "
                f"fp32 greedy tokens identical: {ok.get('fp32_greedy_tokens_identical')}")
     typer.echo(f"peak memory {f(ours.get('peak_memory_GiB'))} GiB, KV pool {f(ours.get('kv_pool_GiB'))} GiB "
                f"({ours.get('num_kv_blocks')} blocks); ceilings {res.get('ceilings')}")

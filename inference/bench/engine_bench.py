@@ -93,6 +93,10 @@ def run_ours(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
     probe = request(cfg, spec.decode_image_px, spec.decode_image_px, seed=7)
     out = llm.generate([probe], SamplingParams(temperature=0, ignore_eos=True, max_tokens=16, return_logits=True))[0]
     res["_probe"] = {"tokens": out.token_ids, "logits": out.logits}
+    # and a layout page: its vision calls are large enough for the fused fc1 GEMM (ops/cuda/gemm.py)
+    page = request(cfg, 1036, 1036, seed=5)
+    out = llm.generate([page], SamplingParams(temperature=0, ignore_eos=True, max_tokens=4, return_logits=True))[0]
+    res["_layout_probe"] = {"tokens": out.token_ids, "logits": out.logits}
     # decode at batch 1
     one = request(cfg, spec.decode_image_px, spec.decode_image_px, seed=1)
     llm.generate([one], forced(32))  # warm-up: graph capture, allocator
@@ -151,6 +155,11 @@ def run_hf(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
     err = (probe["logits"] - ref).norm() / ref.norm()
     res["correctness"] = {"dtype": spec.dtype, "teacher_forced_logits_rel_err": float(err),
                           "greedy_tokens_match_argmax": bool((ref.argmax(-1) == torch.tensor(probe["tokens"])).all())}
+    layout = res.pop("_layout_probe")
+    ref = hf.teacher_forced_logits(model, proc(request(cfg, 1036, 1036, seed=5)), layout["tokens"], image_id,
+                                   spec.device)
+    res["correctness"]["layout_page_teacher_forced_logits_rel_err"] = float(
+        (layout["logits"] - ref).norm() / ref.norm())
     page = hf.inputs([proc(request(cfg, 1036, 1036, seed=5))], model, image_id, spec.device)
     hf.generate_timed(model, page, 1, spec.device)
     out["layout_ttft_ms"] = 1000 * statistics.median(hf.generate_timed(model, page, 1, spec.device)[0] for _ in range(3))
@@ -206,4 +215,5 @@ def run(spec: BenchSpec, command: str) -> dict:
             _free(spec.device)
     res.pop("_processor", None)
     res.pop("_probe", None)
+    res.pop("_layout_probe", None)
     return res

@@ -67,7 +67,12 @@ class VisionBlock(nn.Module):
         attn = self.ops.vision_attention(q, k, v, cu_seqlens, max_seqlen, head_dim ** -0.5, tiles=tiles)
         x, normed = self.ops.add_layer_norm(x, self.attn.proj(attn.reshape(num_tokens, -1)),
                                             self.norm2.weight, self.norm2.bias, self.norm2.eps)
-        mlp = self.mlp.fc2(_act(self.cfg.hidden_act, self.mlp.fc1(normed), self.ops))
+        fc1 = self.mlp.fc1
+        if self.cfg.hidden_act == "quick_gelu":  # one pass where the backend fuses them
+            hidden = self.ops.linear_quick_gelu(normed, fc1.weight, fc1.bias)
+        else:
+            hidden = _act(self.cfg.hidden_act, fc1(normed), self.ops)
+        mlp = self.mlp.fc2(hidden)
         return self.ops.add_layer_norm(x, mlp, next_norm.weight, next_norm.bias, next_norm.eps)
 
 

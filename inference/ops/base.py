@@ -39,6 +39,11 @@ class Ops:
         Generic torch version; backends may fuse it into one pass."""
         return x * torch.sigmoid(1.702 * x)
 
+    def linear_quick_gelu(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """quick_gelu(x @ weight^T + bias) (the vision MLP's fc1 and activation). Generic version
+        from F.linear and this backend's quick_gelu; backends may fuse the two."""
+        return self.quick_gelu(torch.nn.functional.linear(x, weight, bias))
+
     def add_layer_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                        eps: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(s, LayerNorm(s)) with s = x + residual rounded to x.dtype (the residual

@@ -1,4 +1,6 @@
 """Session 12 probe: what the host does before the layout pass's first step (115 ms in call 1).
+argv[2] (optional): "threads" - passes with the prep thread's host() calls stamped too, at the default
+GIL switch interval and at 0.5 ms, and the threads alive (call 4).
 
 One LLM (dummy:mineru2.5, bf16, the layout_ab setting); a warm pass of 64 pages; then a pass of 64 pages
 with time stamps on the calls that run before the first launch (PrepAhead.get, its wait for the prep
@@ -53,6 +55,23 @@ llm.generate(pages, forced(1))
 torch.cuda.synchronize()
 wall = time.perf_counter() - t0
 first_launch = next(t for name, t, _ in marks if name == "runner.launch")
+if sys.argv[2:] == ["threads"]:
+    timed(eng.processor, "host", "processor.host")
+    print("threads:", [(t.name, t.daemon) for t in __import__("threading").enumerate()])
+    for interval in (sys.getswitchinterval(), 0.0005):
+        sys.setswitchinterval(interval)
+        marks.clear()
+        torch.cuda.synchronize()
+        t1 = time.perf_counter()
+        llm.generate(pages, forced(1))
+        torch.cuda.synchronize()
+        w = time.perf_counter() - t1
+        launch = next(t for name, t, _ in marks if name == "runner.launch")
+        rows = [(n, round((t - t1) * 1e3, 2), round((e - t) * 1e3, 2)) for n, t, e in marks if t < launch]
+        print(f"switch interval {interval * 1e3:.1f} ms: wall {w * 1e3:.1f}, first launch {(launch - t1) * 1e3:.1f} ms")
+        for r in rows[:60]:
+            print("   ", r)
+    sys.setswitchinterval(0.005)
 before = {}
 for name, t, e in marks:
     if t < first_launch:

@@ -14,6 +14,7 @@ from inference.ops import base
 from inference.ops.cuda.activation import quick_gelu, silu_and_mul
 from inference.ops.cuda.add_norm import add_layer_norm, add_rms_norm
 from inference.ops.cuda.decode_attention import decode_attention
+from inference.ops.cuda.gemm import linear_act
 from inference.ops.cuda.kv_store import store_kv
 from inference.ops.cuda.norm import rms_norm
 from inference.ops.cuda.prefill_attention import prefill_attention, tiles_block_m
@@ -36,6 +37,10 @@ class Ops(base.Ops):
 
     def quick_gelu(self, x: torch.Tensor) -> torch.Tensor:
         return quick_gelu(x)
+
+    def linear_quick_gelu(self, x, weight, bias):
+        out = linear_act(x, weight, bias, "quick_gelu")
+        return out if out is not None else super().linear_quick_gelu(x, weight, bias)
 
     def add_layer_norm(self, x, residual, weight, bias, eps):
         return add_layer_norm(x, residual, weight, bias, eps)

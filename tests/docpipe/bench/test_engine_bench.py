@@ -20,6 +20,7 @@ def test_bench_engine_tiny_cpu(tmp_path):
     res = json.loads(out.read_text())
     assert result.exit_code == 0, (result.output, res.get("errors"))
     assert res["correctness"]["teacher_forced_logits_rel_err"] < 1e-4
+    assert res["correctness"]["layout_page_teacher_forced_logits_rel_err"] < 1e-4
     assert res["correctness"]["fp32_greedy_tokens_identical"] is True
     assert res["ours"]["output_tokens"] == 4 * 8
     assert res["ours"]["layout_prefill_pages_per_s"] > 0 and res["hf"]["bs2_tok_per_s"] > 0
