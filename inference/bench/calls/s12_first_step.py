@@ -56,20 +56,30 @@ torch.cuda.synchronize()
 wall = time.perf_counter() - t0
 first_launch = next(t for name, t, _ in marks if name == "runner.launch")
 if sys.argv[2:] == ["threads"]:
-    timed(eng.processor, "host", "processor.host")
+    import inference.models.image_patches as patches
+    from inference import h2d
+
+    timed(patches, "to_device", "patchify.to_device")
+    timed(h2d.PinnedUploader, "upload", "uploader.upload")
+    timed(h2d.RingRegions, "reserve", "ring.reserve") if hasattr(h2d.RingRegions, "reserve") else None
     print("threads:", [(t.name, t.daemon) for t in __import__("threading").enumerate()])
     for interval in (sys.getswitchinterval(), 0.0005):
         sys.setswitchinterval(interval)
         marks.clear()
         torch.cuda.synchronize()
+        before_stats = torch.cuda.memory_stats()
         t1 = time.perf_counter()
         llm.generate(pages, forced(1))
         torch.cuda.synchronize()
         w = time.perf_counter() - t1
+        after_stats = torch.cuda.memory_stats()
+        print("allocator during the pass:", {k: after_stats.get(k, 0) - before_stats.get(k, 0) for k in
+                                             ("num_device_alloc", "num_device_free", "num_alloc_retries",
+                                              "num_sync_all_streams")})
         launch = next(t for name, t, _ in marks if name == "runner.launch")
         rows = [(n, round((t - t1) * 1e3, 2), round((e - t) * 1e3, 2)) for n, t, e in marks if t < launch]
         print(f"switch interval {interval * 1e3:.1f} ms: wall {w * 1e3:.1f}, first launch {(launch - t1) * 1e3:.1f} ms")
-        for r in rows[:60]:
+        for r in rows:
             print("   ", r)
     sys.setswitchinterval(0.005)
 before = {}
