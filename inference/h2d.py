@@ -148,7 +148,7 @@ class PinnedUploader:
         with self.lock:
             start = self.regions.reserve(num_bytes)
             staged = self.buffer[start:start + num_bytes].view(t.dtype).view(t.shape)
-            _stage(staged, t)
+            staged.copy_(t)
             consumer = torch.cuda.current_stream(self.device)
             spare = self.regions.done_events
             event = spare.pop() if spare else torch.cuda.Event()
@@ -162,12 +162,7 @@ class PinnedUploader:
         return out
 
 
-def _stage(staged: torch.Tensor, t: torch.Tensor) -> None:
-    """Copy host tensor `t` into its ring region on this thread alone. torch's copy_ spreads a
-    copy over its intra-op threads: a layout page (4.3 MB) took 0.2 ms that way, or 4.7-7.8 ms
-    when those threads had to be woken or were descheduled (H200 host, session 12: the first
-    pages of a generate() call, each on the path to its first step); one memcpy takes ~0.4 ms."""
-    staged.reshape(-1).view(torch.uint8).numpy()[:] = t.contiguous().reshape(-1).view(torch.uint8).numpy()
+_UPLOADERS: dict[int, PinnedUploader | None] = {}
 _UPLOADERS_LOCK = threading.Lock()
 
 

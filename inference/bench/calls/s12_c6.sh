@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Session 12, call 6 (run from the new tree; $2 = the previous commit's tree): layout_ab of the ring's
-# one-thread staging copy (this commit) against torch's copy_ (the commit before), alternating, with the
-# step timeline; then `docpipe bench engine` (the issue's table, logits on a layout page too). Output in $1.
+# Session 12, call 6 (as it ran; its new side failed at once: h2d.py lost its uploader table in that
+# commit, since reverted): layout_ab of the ring's one-thread staging copy against torch's copy_ (the
+# commit before), alternating, with the step timeline; then `docpipe bench engine`. Output in $1,
+# $2 = the previous commit's tree.
 set -u
 out=${1:?output folder}
 prev=${2:?previous tree}
