@@ -10,10 +10,14 @@ arrays, placeholder expansion, positions; no CUDA call); `get(i)` finishes
 the request on the caller's thread (`Processor.finish`: upload, patches on
 the device), so device work stays on the engine's thread and stream.
 
-Lifecycle: `PrepAhead(processor, requests, threaded)` queues every request on
-a one-thread PrepStage (prep_stage.py) at once (when threaded); `get(i)` returns request i's ProcessedPrompt (waiting
-for it, re-raising the processor's error); `ready(i)` says whether it is
-done; `close()` drops what has not started and joins the thread, so
+Lifecycle: `PrepAhead(processor, requests, threaded)` queues the first
+AHEAD_REQUESTS requests on a one-thread PrepStage (prep_stage.py) (when
+threaded), and each get() queues the next, so at most AHEAD_REQUESTS prepared
+requests wait on the host (a host prompt holds its image array: for an image
+the checkpoint's processor resizes, ~26 MB of fp32 patches a 1036x1036 page;
+a generate() call of thousands of pages must not hold them all). `get(i)`
+returns request i's ProcessedPrompt (waiting for it, re-raising the
+processor's error); `ready(i)` says whether it is done; `close()` drops what has not started and joins the thread, so
 nothing touches the processor after generate() returns. Not threaded, get(i)
 prepares inline (the CPU path, where there is no device to overlap with).
 
@@ -26,6 +30,8 @@ from __future__ import annotations
 
 from inference.prep_stage import PrepStage
 
+AHEAD_REQUESTS = 256  # prepared (or being prepared) beyond the last one taken; >= a step's worth of small requests
+
 
 class PrepAhead:
     def __init__(self, processor, requests: list[dict], threaded: bool):
@@ -33,10 +39,17 @@ class PrepAhead:
         self._requests = requests
         self._stage: PrepStage | None = None
         self._done: dict[int, object] = {}  # index -> Prepared, taken from the stage in order
+        self._submitted = 0  # requests[:_submitted] went to the stage
         if threaded and requests and all("prompt_token_ids" in r for r in requests):
             self._stage = PrepStage(processor.host, threads=1, name="prep")
-            for i, r in enumerate(requests):
-                self._stage.submit(i, r)
+            self._top_up(0)
+
+    def _top_up(self, next_index: int) -> None:
+        """Keep requests up to next_index + AHEAD_REQUESTS submitted."""
+        end = min(len(self._requests), next_index + AHEAD_REQUESTS)
+        while self._submitted < end:
+            self._stage.submit(self._submitted, self._requests[self._submitted])
+            self._submitted += 1
 
     @property
     def threaded(self) -> bool:
@@ -59,6 +72,7 @@ class PrepAhead:
         while i not in self._done:
             self._collect(wait=True)
         item = self._done.pop(i)
+        self._top_up(i + 1)
         if item.error is not None:
             raise item.error
         return self._processor.finish(item.value)

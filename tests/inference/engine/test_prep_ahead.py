@@ -95,3 +95,32 @@ def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
     assert all(w < ADMIT_AHEAD_STEPS * budget + longest for _, w in seen)
     assert seen[-1][0] == len(reqs)
     assert got == [o.token_ids for o in _llm(False, max_num_batched_tokens=4096).generate(reqs, GREEDY)]
+
+
+def test_preparation_stays_a_bounded_window_ahead(monkeypatch):
+    # a prepared host prompt holds its image array: the thread may run only AHEAD_REQUESTS past
+    # the requests generate() has taken, not through the whole call
+    import inference.prep_ahead as prep_ahead
+
+    monkeypatch.setattr(prep_ahead, "AHEAD_REQUESTS", 4)
+    llm = _llm(True, max_num_batched_tokens=32)
+    reqs = _requests(llm, 20)
+    engine, processor = llm.engine, llm.engine.processor
+    taken, lead = [], []
+    add = engine.add_request
+    original_host = type(processor).host
+    index_of = {id(r): i for i, r in enumerate(reqs)}
+
+    class Spy(type(processor)):
+        def host(self, request):
+            lead.append(index_of[id(request)] - len(taken))
+            return original_host(self, request)
+
+    def counting_add(request_id, prompt, sampling):
+        taken.append(request_id)
+        return add(request_id, prompt, sampling)
+
+    processor.__class__, engine.add_request = Spy, counting_add
+    got = [o.token_ids for o in llm.generate(reqs, GREEDY)]
+    assert len(lead) == len(reqs) and max(lead) <= 4
+    assert got == [o.token_ids for o in _llm(False).generate(reqs, GREEDY)]
