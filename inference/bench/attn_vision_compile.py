@@ -21,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import triton
+from triton._utils import canonicalize_dtype
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
@@ -44,9 +45,10 @@ def _resource_usage(cubin: bytes) -> dict[str, int]:
 
 def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", arch: int = 90,
                   tiled: bool = False) -> dict:
-    """Compile the kernel for `arch` and return its resource figures."""
+    """Compile the kernel for `arch` and return its resource figures; dtype: a name in inference.config.DTYPES."""
     d0, d1 = split_head_dim(head_dim)
-    elem = {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dtype]
+    torch_dtype = DTYPES[dtype]
+    elem = canonicalize_dtype(torch_dtype)  # Triton's own name for a tensor's element type ("bf16", ...)
     signature = {}
     for name in _SOURCES:  # with TMA: one [rows, part width] descriptor per tensor and head-dim part
         rows = config.block_m if name[0] == "q" else config.block_n
@@ -55,7 +57,7 @@ def compile_stats(config: FlashConfig, head_dim: int = 80, dtype: str = "bf16", 
     signature.update(o_ptr=f"*{elem}", cu_ptr="*i32", tiles_ptr="*i32", scale_log2="fp32")
     signature.update({name: "i32" for name in _STRIDES})
     signature["num_heads"] = "i32"
-    constexprs = kernel_constexprs(head_dim, DTYPES[dtype], config, config.tma, tiled)  # as the launcher
+    constexprs = kernel_constexprs(head_dim, torch_dtype, config, config.tma, tiled)  # as the launcher
     signature.update({name: "constexpr" for name in constexprs})
     names = _vision_flash_kernel.arg_names
     # what the launcher's specialisation sees for 16-byte aligned tensors and strides (3*H*D, D, ...)
