@@ -77,7 +77,7 @@ class KvSenders:
 
     def _send_group(self, address: str, group: list) -> None:
         """Send `group` (metas for one address, in order) through one connection: each meta ends in
-        _on_release, a failed one at once."""
+        _on_release, a failed one at once, here (a sender never releases a send that failed: base.py)."""
         try:
             sender = self._sender_for(address)
         except Exception as e:  # no connection: none of them can go

@@ -14,6 +14,11 @@ Completion, two ways:
     receiver's checks (ids, lease) before moving, marks the META "self_acked"
     (answered only if refused) and finishes the handle in send().
 At most config.max_inflight transfers are unacked at a time.
+Release, once a transfer: a send that returns a handle ends in one on_release;
+a send that raises (send_many: an exception in that meta's place) never calls
+it, its caller ends the meta (the prefill worker: kv_senders.py). A move or
+META write that raises after another path (lost stream, lease, close())
+finished the transfer returns that released handle rather than the error.
 Groups of sends: sender_groups.py (send_many; shm's self-acked groups:
 shm_groups.py). ACKs, leases and lost
 connections: sender_acks.py.
@@ -133,13 +138,15 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         try:
             self._send_meta(meta_header(seq, meta, **(self._move(seq, prep) or {})))
         except Exception as e:
-            self._fail(seq, e)
-            raise
+            if self._fail(seq, e):
+                raise
         return handle
 
-    def _fail(self, seq: int, error: Exception) -> None:
-        """A transfer whose move or META write raised: finished as failed, naming the error."""
-        self._finish(seq, "failed", f"{type(error).__name__}: {error}")
+    def _fail(self, seq: int, error: Exception) -> bool:
+        """A transfer whose move or META write raised: finished as failed, naming the error, and not
+        released (the caller is handed the error and ends the meta). False when a lost stream, a
+        lease or close() finished it first: released there, so the caller gets its handle instead."""
+        return self._finish(seq, "failed", f"{type(error).__name__}: {error}", release=False)
 
     def _gone(self) -> TransferError:
         connected = self._sock is not None and not self._closed.is_set()

@@ -6,7 +6,10 @@ that ran out first. A finished transfer leaves `_pending` (waking a send
 waiting for room), and on_release(meta, status) tells the owner, which
 frees the source blocks: after `_quiesce()` (the data path no longer reads
 them) unless the receiver acked. A lost stream fails the transfers sent on
-it; close() fails whatever is left.
+it; close() fails whatever is left. Each transfer is finished, and released,
+once: whichever path takes it out of `_pending` first (a send whose own move
+or META write failed takes it without a release: its caller gets the error
+and ends the meta, sender.py).
 
 The host class provides: config, name, on_release, self_acks, _room (a
 Condition guarding _pending), _pending (seq -> TransferHandle), _streams,
@@ -56,10 +59,12 @@ class AckReader:
                 self._room.notify(freed)
         return handles
 
-    def _finish(self, seq: int, status: str, error: str | None = None) -> None:
+    def _finish(self, seq: int, status: str, error: str | None = None, release: bool = True) -> bool:
+        """Finish a pending transfer and, if `release`, hand it to on_release. False when it was
+        finished already (another path released it): a transfer is released once."""
         (handle,) = self._take([seq])
         if handle is None or not handle._finish(status, error):
-            return
+            return False
         if status != "acked":
             try:
                 self._quiesce()  # the caller frees the source blocks next
@@ -67,7 +72,9 @@ class AckReader:
                 log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
         if error:
             log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
-        self._release(handle.meta, status)
+        if release:
+            self._release(handle.meta, status)
+        return True
 
     def _finish_acked(self, seqs: list[int]) -> None:
         """_finish(seq, "acked") for each of seqs, in order, taken out together (an ACKS frame

@@ -13,7 +13,8 @@ not one per transfer (session 10: per-transfer frames, ~100-190 us of host time 
 H200's host, held cuda-ipc at 29-40 % of the device copy). A meta that fails to prepare fails alone;
 a failed move fails its chunk, a failed METAS write its frame's transfers; a connection lost
 mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle or
-its exception. Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
+its exception; as with send(), a handle ends in one on_release and an exception in none (the caller
+ends that meta). Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
 self-acked groups have their own send_many: shm_groups.py).
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
@@ -75,9 +76,10 @@ class GroupedSends:
                 out[i] = handle
 
     def _fail_items(self, items: list, error: Exception, out: list) -> None:
-        for (seq, _), (_, _, i) in items:
-            self._fail(seq, error)
-            out[i] = error
+        """Each item failed by error, unreleased (the caller ends it); one another path finished and
+        released first gets its handle, as from send()."""
+        for (seq, handle), (_, _, i) in items:
+            out[i] = error if self._fail(seq, error) else handle
 
     def _move_many(self, items: list[tuple[int, PreparedTransfer]]) -> dict | None:
         """Move several transfers ((seq, prep) pairs); returns the META fields common to them all."""

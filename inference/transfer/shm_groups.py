@@ -11,10 +11,11 @@ META frames on the socket, one at a time) and the transfers released. Per transf
 Python between copies: on 2 cores ~75 us of a 4 MiB send, run with caches a copy just cleared.
 
 Failures, as a lone send's: a meta that fails to prepare, or whose lease ran out by its chunk's
-copy, fails alone before anything of it is written (no release); a META too large for a frame
-fails alone before the copy (released "failed"); a failed copy fails the chunk; a META that could
-not be published fails alone, while those published before it are acked (the receiver takes them);
-a release callback that raises is that transfer's result, the others go on. Runs of one chunk are
+copy, fails alone before anything of it is written; a META too large for a frame fails alone before
+the copy; a failed copy fails the chunk; a META that could not be published fails alone, while
+those published before it are acked (the receiver takes them) and released. A failure is its
+exception in the results and never released here (the caller ends that meta, as after a raising
+send()); a release callback that raises is that transfer's result, the others go on. Runs of one chunk are
 copied concurrently, so two transfers of a chunk naming the same destination block land in no set
 order (in two chunks the later one wins); block managers hand a block to one request at a time.
 Staged shm (not self-acked): send() for each. Results as KVSender.send_many, in the given order
@@ -98,11 +99,13 @@ class SelfAckedGroups:
                 self._settle(meta, "failed", out, i, error)
 
     def _settle(self, meta: TransferMeta, status: str, out: list, i: int, result) -> None:
-        """out[i] = result after on_release(meta, status); a callback that raises makes its
-        exception this transfer's result (as from a lone send), and the chunk goes on."""
+        """out[i] = result; an acked one after on_release(meta, status) (a callback that raises makes its
+        exception this transfer's result, as from a lone send, and the chunk goes on). A failed one is
+        not released: its exception goes back and the caller ends the meta."""
         out[i] = result
         if status == "failed":
             log.warning("transfer %s failed: %s: %s", meta.request_id, type(result).__name__, result)
+            return
         if self.on_release is not None:
             try:
                 self.on_release(meta, status)
