@@ -197,9 +197,6 @@ def eager_pages(graph_patches: int = GRAPH_PATCHES) -> int:
     return graph_patches // PAGE_PATCHES + 1
 
 
-EAGER_PAGES = eager_pages()
-
-
 def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.device,
                  graph_patches: int = GRAPH_PATCHES) -> None:
     """Engine start: the choices (candidates timed, kernels built) for eager calls of layout pages,

@@ -144,7 +144,7 @@ def test_warm_choices_calls_the_smallest_eager_page_batches(monkeypatch):
     va.warm_choices(2, 16, torch.float32, torch.device("cpu"))
     from inference.worker.vision_graph import MAX_PATCHES
 
-    page, n = va.PAGE_PATCHES, va.EAGER_PAGES
+    page, n = va.PAGE_PATCHES, va.eager_pages()
     assert (n - 1) * page <= MAX_PATCHES < n * page  # the fewest pages no encoder graph takes
     pages = [page * i for i in range(n + 1)]
     assert calls == [(pages, page, (n * page, 2, 16), torch.float32, 0.25, True),
