@@ -50,7 +50,7 @@ from inference.transfer import cuda_memcpy
 from inference.transfer.base import TransferConfig, TransferError, Transport, TransportUnavailable
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
-from inference.transfer.source import PreparedTransfer, flat_bytes
+from inference.transfer.source import PreparedTransfer, copy_addresses, flat_bytes
 from inference.h2d import to_device
 
 log = logging.getLogger("inference.transfer.cuda_ipc")
@@ -111,7 +111,7 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     if len(prep.runs) <= MAX_COPY_CALLS or src.device != dst.device:
         if runtime is not None and stream is not None:
             handle = stream.cuda_stream
-            for d_addr, s_addr, n in runtime_calls(src, dst, prep.copies):
+            for d_addr, s_addr, n in copy_addresses(src, dst, prep.copies, "cuda-ipc"):
                 runtime(d_addr, s_addr, n, handle)
             return
         for s_off, d_off, n in prep.copies:
@@ -123,17 +123,6 @@ def enqueue_copies(src: torch.Tensor, dst: torch.Tensor, prep: PreparedTransfer,
     src_rows, dst_rows = src.view(word).view(-1, rows), dst.view(word).view(-1, rows)
     src_idx, dst_idx = block_indices(prep.runs, src.device)
     dst_rows.index_copy_(0, dst_idx, src_rows.index_select(0, src_idx))
-
-
-def runtime_calls(src: torch.Tensor, dst: torch.Tensor, copies: list[tuple[int, int, int]]) -> list[tuple[int, int, int]]:
-    """(dst address, src address, bytes) of each (src offset, dst offset, bytes) copy between the flat
-    byte tensors, every one checked inside both first: raw pointers must not touch memory outside."""
-    s_len, d_len = src.numel(), dst.numel()
-    for s_off, d_off, n in copies:
-        if min(s_off, d_off) < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:
-            raise TransferError(f"cuda-ipc: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
-    s_ptr, d_ptr = src.data_ptr(), dst.data_ptr()
-    return [(d_ptr + d_off, s_ptr + s_off, n) for s_off, d_off, n in copies]
 
 
 def block_indices(runs: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -228,7 +217,7 @@ class CudaIpcSender(ControlSender):
     def _enqueue_runtime(self, items: list[tuple[int, PreparedTransfer]]) -> None:
         """Every item's runs by cudaMemcpyAsync on the side stream, each checked inside both pools
         before any is issued (raw pointers)."""
-        calls = [call for _, prep in items for call in runtime_calls(prep.src_bytes, self._dst, prep.copies)]
+        calls = [call for _, prep in items for call in copy_addresses(prep.src_bytes, self._dst, prep.copies, "cuda-ipc")]
         copy, stream = self._runtime, self._stream.cuda_stream
         for d, s, n in calls:
             copy(d, s, n, stream)

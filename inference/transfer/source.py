@@ -54,6 +54,20 @@ def flat_bytes(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(-1).view(torch.uint8)
 
 
+def copy_addresses(src: torch.Tensor, dst: torch.Tensor, copies: list[tuple[int, int, int]],
+                   who: str) -> list[tuple[int, int, int]]:
+    """(dst address, src address, bytes) of each (src offset, dst offset, bytes) copy between the flat
+    byte tensors (PreparedTransfer.copies), every one checked inside both first: raw pointers must
+    not touch memory outside. The one offset -> address step of the memcpy-like paths (cuda-ipc's
+    cudaMemcpyAsync calls, memcopy's memmoves); `who` names the caller in the error."""
+    s_len, d_len = src.numel(), dst.numel()
+    for s_off, d_off, n in copies:
+        if s_off < 0 or d_off < 0 or n <= 0 or s_off + n > s_len or d_off + n > d_len:  # no min(): a call a run
+            raise TransferError(f"{who}: copy of {n} bytes at {s_off} -> {d_off} is outside the pools ({s_len}, {d_len})")
+    s_ptr, d_ptr = src.data_ptr(), dst.data_ptr()
+    return [(d_ptr + d_off, s_ptr + s_off, n) for s_off, d_off, n in copies]
+
+
 def _check_ids(ids: BlockIds, spec: PoolSpec, side: str, request_id: str) -> None:
     if ids.max_id >= spec.num_blocks:  # O(1): BlockIds knows its largest id
         bad = ids.first_at_least(spec.num_blocks, 4)

@@ -159,3 +159,33 @@ def test_a_stalled_retry_ends_early_and_backs_off(monkeypatch):
     assert c.best == "caller"
     assert waits[1] < waits[2] < waits[3]  # retries of a losing way come less and less often
     assert waits[-1] <= memcopy.MAX_RETRY_S["team"] * 1e9 + 10_000_000
+
+
+@pytest.mark.parametrize("runs", [
+    [(0, 0, 4096), (4096, 8193, 4096)],  # the second run ends past dst
+    [(0, 0, 4096), (-1, 0, 10)],  # a negative offset
+    [(0, 0, 4096), (0, 100, 0)],  # an empty run
+])
+@pytest.mark.parametrize("way", ["team", "caller"])
+def test_copy_runs_outside_the_tensors_is_refused_before_any_copy(monkeypatch, two_threads, runs, way):
+    """Raw memmoves: every run is checked inside both tensors before the first byte moves, on
+    every way (small copies, team, caller)."""
+    from inference.transfer import TransferError
+
+    chooser = memcopy._Chooser()
+    monkeypatch.setattr(chooser, "pick", lambda: way)
+    monkeypatch.setattr(memcopy, "chooser_for", lambda n: chooser)
+    monkeypatch.setattr(memcopy, "TEAM_MIN_BYTES", 1)  # small runs take the chosen way too
+    src = torch.randint(1, 255, (12288,), dtype=torch.uint8)
+    dst = torch.zeros(12288, dtype=torch.uint8)
+    with pytest.raises(TransferError, match=r"^memcopy: copy of .* is outside the pools \(12288, 12288\)"):
+        memcopy.copy_runs(dst, src, runs)
+    assert torch.count_nonzero(dst) == 0
+
+
+def test_copy_addresses_are_base_pointers_plus_offsets():
+    from inference.transfer.source import copy_addresses
+
+    src, dst = torch.zeros(100, dtype=torch.uint8), torch.zeros(50, dtype=torch.uint8)
+    got = copy_addresses(src, dst, [(0, 0, 50), (60, 10, 40)], "t")
+    assert got == [(dst.data_ptr(), src.data_ptr(), 50), (dst.data_ptr() + 10, src.data_ptr() + 60, 40)]
