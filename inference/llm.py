@@ -48,25 +48,25 @@ class LLM:
 
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         # Requests are prepared in order on a background thread (prep_ahead.py) and admitted as
-        # they become ready. The first step waits for a full step's worth of prompt tokens (or
-        # all requests): admitting a sliver at a time staggers admissions (measured on the H200:
-        # 256-request decode throughput fell from 31k to 22k tok/s when each step got only its own
-        # share), whereas the processor outruns the device, so later steps find the queue full.
-        # Admission stops at one step's worth of waiting prompt tokens before the first step and
-        # ADMIT_AHEAD_STEPS steps' worth after it: admitting finishes a request on this thread (its
-        # pixels uploaded and patched on the device, ~1.5 ms a layout page on the H200), so
-        # admitting every ready request first held the first step back (64 layout pages: ~95 ms of
-        # device idle) and put a whole batch's pixels on the device.
+        # they become ready. Before the first step, admission waits for one step's worth of prompt
+        # tokens (or all requests): admitting a sliver at a time staggers admissions (measured on
+        # the H200: 256-request decode throughput fell from 31k to 22k tok/s when each step got only
+        # its own share), and it stops there: admitting finishes a request on this thread (pixels
+        # uploaded and patched on the device, ~1.5 ms a layout page on the H200), so admitting every
+        # ready request first held a 64-page batch's first step back ~95 ms. After it, admission keeps
+        # ADMIT_AHEAD_STEPS steps' worth waiting (at least the scheduler's prefill hold), which also
+        # keeps a large call's pixels off the device until they are needed.
         requests, params = batch_args(requests, sampling)
         engine, cfg = self.engine, self.config
         threaded = cfg.prepare_ahead if cfg.prepare_ahead is not None else cfg.torch_device.type == "cuda"
         prep = PrepAhead(engine.processor, requests, threaded)
         ids, stepped = [], False
-        ahead = ADMIT_AHEAD_STEPS * cfg.max_num_batched_tokens
+        ahead = max(ADMIT_AHEAD_STEPS * cfg.max_num_batched_tokens, cfg.prefill_hold_tokens)
         done: dict[str, RequestOutput] = {}
         try:
             while len(ids) < len(requests) or engine.has_unfinished_requests():
-                waiting = engine.scheduler.num_waiting_tokens()  # bounded by `ahead` + one prompt
+                # admission pauses at `limit` (a preempted request, back in the queue, may pass it)
+                waiting = engine.scheduler.num_waiting_tokens()
                 limit = ahead if stepped else cfg.max_num_batched_tokens
                 while len(ids) < len(requests) and waiting < limit and (
                         prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):

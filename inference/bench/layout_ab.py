@@ -11,9 +11,10 @@ DOCPIPE_VISION_GRAPH_CONFIG value (or PYTORCH_TUNABLEOP_* setting) to compare
 kernels; those variables and the choices made are recorded. DOCPIPE_PROFILE_KERNELS=1 adds one
 pass under the kernel profiler after the timed ones (its table in the JSON, the top kernels printed;
 its wall is not a figure). --timeline records one more unprofiled pass step by step (two CUDA events a
-step, no sync: host launch, device time, device idle before each step, and the host's wait before the
-first step: the first step's prompts prepared). --max-batched-tokens sets the step's token budget
-(the engine's default by device when left out).
+step, no sync: host launch, device time, device idle before each step, the host's time to the first
+launch, and the device time from the pass's start to the first step: idle, or running the first
+requests' uploads and patches), with the last --prepare setting. --max-batched-tokens sets the
+step's token budget (the engine's default by device when left out).
 """
 from __future__ import annotations
 
@@ -99,9 +100,9 @@ def step_timeline(llm, pages: list[dict]) -> dict:
     report = busy.report(wall)
     first = busy.steps[0]
     report.update(wall_s=wall, host_to_first_launch_ms=(first[4] - t) * 1e3,
-                  device_idle_before_first_ms=begin.elapsed_time(first[1]))
+                  device_before_first_ms=begin.elapsed_time(first[1]))
     print(f"timeline: wall {wall * 1e3:.1f} ms, {len(busy.steps)} steps, first launch after "
-          f"{report['host_to_first_launch_ms']:.1f} ms (device idle {report['device_idle_before_first_ms']:.1f}), "
+          f"{report['host_to_first_launch_ms']:.1f} ms (device {report['device_before_first_ms']:.1f} ms to it), "
           f"idle between steps {report['device_idle_between_steps_s'] * 1e3:.1f} ms, "
           f"collect waits {report['host_collect_wait_s'] * 1e3:.1f} ms")
     print("  step: kind, host launch start ms, host launch ms, device ms, idle before ms")

@@ -19,9 +19,8 @@ from inference.ops.base import Ops
 from inference.h2d import to_device
 
 
-def _act(name: str, x: torch.Tensor, ops: Ops) -> torch.Tensor:
-    if name == "quick_gelu":
-        return ops.quick_gelu(x)
+def _act(name: str, x: torch.Tensor) -> torch.Tensor:
+    """The vision MLP's activation other than quick_gelu (which Ops.linear_quick_gelu fuses with fc1)."""
     if name in ("gelu", "gelu_pytorch_tanh"):
         return F.gelu(x, approximate="tanh" if name.endswith("tanh") else "none")
     raise ValueError(f"unsupported vision activation {name!r}")
@@ -71,7 +70,7 @@ class VisionBlock(nn.Module):
         if self.cfg.hidden_act == "quick_gelu":  # one pass where the backend fuses them
             hidden = self.ops.linear_quick_gelu(normed, fc1.weight, fc1.bias)
         else:
-            hidden = _act(self.cfg.hidden_act, fc1(normed), self.ops)
+            hidden = _act(self.cfg.hidden_act, fc1(normed))
         mlp = self.mlp.fc2(hidden)
         return self.ops.add_layer_norm(x, mlp, next_norm.weight, next_norm.bias, next_norm.eps)
 

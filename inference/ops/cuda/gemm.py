@@ -2,23 +2,26 @@
 
 out = act(x @ weight^T + bias), x [M, K], weight [N, K] (nn.Linear's layout), out [M, N] in
 x's dtype. The accumulator is fp32; bias and activation are applied to it and the result is
-rounded once (the unfused pair rounds the linear's output to bf16 before the activation).
+rounded once (the unfused pair rounds the linear's output to x's dtype before the activation).
 
 Why: fc1's output is the largest activation of a vision block ([patches, 5120]); cuBLAS
 writes it, then quick_gelu reads and writes it again: ~54 ms of a 64-page layout pass
-(~3 %) at HBM bandwidth. Here the activation costs nothing: on the H200 this kernel ran fc1
-plus activation in the time cuBLAS takes for fc1 alone (5 and 11 layout pages: 1.11x the
-cuBLAS + quick_gelu pair; session 12, `inference/bench/calls/s12_gemm_probe.py`).
+(~3 %) at HBM bandwidth. Measured on the H200 (session 12): alone, 1.11x the cuBLAS +
+quick_gelu pair at 5 and 11 layout pages (`inference/bench/calls/s12_gemm_probe.py`); in the
+layout pass 236 ms against ~191 ms of cuBLAS fc1 plus 54 of quick_gelu (the GEMM itself ~20 %
+slower than cuBLAS's, the activation free): kernels -1.9 %.
 
 Kernel: persistent (one program per SM, tiles in GROUP_M-grouped order so programs running
 together share weight tiles in L2), 128x256x64 tiles over TMA descriptors, 4 stages, 8 warps;
 the epilogue stores two 128x128 halves (the output buffer would not fit beside 4 stages).
 Rows past M are TMA's zero fill on load and are clipped on store, so M is free.
 
-Used for bf16/fp16 operands on sm_90+ with K and N multiples of 64 (every TMA stride and box
-aligned) and M >= MIN_ROWS (below it a persistent 128x256 grid has too few tiles to fill the
-device); otherwise `linear_act` returns None and the caller runs cuBLAS + the activation.
-DOCPIPE_FUSED_GEMM=0 turns it off (A/B runs).
+Used for bf16/fp16 operands on sm_90 (the tiles need 225 KiB of shared memory: sm_90's
+limit; other architectures are unmeasured) with K and N multiples of 64 (every TMA stride and
+box aligned), a contiguous bias of N, M >= MIN_ROWS and at least one tile per SM (so the grid
+is always the SM count: NUM_PROGS is a compile-time constant); otherwise `linear_act` returns
+None and the caller runs cuBLAS + the activation. MIN_ROWS is a guess on the safe side: nothing
+below 5 layout pages (27k rows) was measured. DOCPIPE_FUSED_GEMM=0 turns it off (A/B runs).
 """
 from __future__ import annotations
 
@@ -71,6 +74,10 @@ def _num_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 @functools.cache
 def _enabled() -> bool:
     return env_flag(ENV, default=True)
@@ -80,14 +87,18 @@ def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
     """Whether linear_act runs these operands (see the module doc)."""
     if not (_enabled() and x.is_cuda and x.dim() == 2 and x.dtype in (torch.bfloat16, torch.float16)):
         return False
-    if weight.dtype != x.dtype or (bias is not None and bias.dtype != x.dtype):
+    if weight.dim() != 2 or weight.dtype != x.dtype:
         return False
     (m, k), n = x.shape, weight.shape[0]
+    if bias is not None and not (bias.dtype == x.dtype and bias.shape == (n,) and bias.is_contiguous()):
+        return False
     if m < MIN_ROWS or k % _BK or n % _BK or weight.shape[1] != k:
         return False
     if not (x.is_contiguous() and weight.is_contiguous()) or (x.data_ptr() | weight.data_ptr()) % 16:
         return False
-    return torch.cuda.get_device_capability(x.device)[0] >= 9
+    if torch.cuda.get_device_capability(x.device)[0] != 9:
+        return False
+    return triton.cdiv(m, _BM) * triton.cdiv(n, _BN) >= _num_sms(_index(x.device))
 
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
@@ -104,8 +115,7 @@ def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
     a_desc = TensorDescriptor(x, [m, k], [k, 1], [_BM, _BK])
     w_desc = TensorDescriptor(weight, [n, k], [k, 1], [_BN, _BK])
     c_desc = TensorDescriptor(out, [m, n], [n, 1], [_BM, _BN // 2])
-    progs = min(_num_sms(x.device.index if x.device.index is not None else torch.cuda.current_device()),
-                triton.cdiv(m, _BM) * triton.cdiv(n, _BN))
+    progs = _num_sms(_index(x.device))  # supported() saw at least as many tiles
     _linear_act_kernel[(progs,)](a_desc, w_desc, c_desc, bias if bias is not None else out, m, n, k,
                                  BM=_BM, BN=_BN, BK=_BK, GROUP_M=_GROUP_M, ACT=ACTIVATIONS[act],
                                  HAS_BIAS=bias is not None, NUM_PROGS=progs,

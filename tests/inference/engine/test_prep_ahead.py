@@ -93,8 +93,21 @@ def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
     assert first_waiting >= budget  # a full first step (all are ready or waited for)
     assert first_waiting < budget + longest and first_count < len(reqs)
     assert all(w < ADMIT_AHEAD_STEPS * budget + longest for _, w in seen)
+    assert ADMIT_AHEAD_STEPS >= 2 and max(w for _, w in seen[1:]) >= budget + longest  # > one step's worth kept
     assert seen[-1][0] == len(reqs)
     assert got == [o.token_ids for o in _llm(False, max_num_batched_tokens=4096).generate(reqs, GREEDY)]
+
+
+def test_requests_are_taken_in_order():
+    llm = _llm(True)
+    prep = __import__("inference.prep_ahead", fromlist=["PrepAhead"]).PrepAhead(
+        llm.engine.processor, _requests(llm, 3), threaded=True)
+    try:
+        with pytest.raises(ValueError, match="in order"):
+            prep.get(1)
+        assert prep.get(0).token_ids
+    finally:
+        prep.close()
 
 
 def test_preparation_stays_a_bounded_window_ahead(monkeypatch):

@@ -94,40 +94,6 @@ def test_quick_gelu(ops, ref, dtype):
     assert rel_err(out, ref.quick_gelu(x.double())) <= TOL[dtype]
 
 
-@pytest.mark.parametrize("rows", [4096, 5477, 2 * 5476 + 77])  # the first tile-aligned, then ragged last tiles
-@pytest.mark.parametrize("with_bias", [True, False])
-def test_linear_quick_gelu_fused(ops, ref, rows, with_bias):
-    # fc1 of the vision MLP (1280 -> 5120): the fused Triton GEMM runs (rows >= MIN_ROWS, bf16)
-    from inference.ops.cuda.gemm import linear_act, supported
-
-    x = torch.randn(rows, 1280, dtype=torch.bfloat16, device=DEV)
-    w = torch.randn(5120, 1280, dtype=torch.bfloat16, device=DEV) / 36
-    b = torch.randn(5120, dtype=torch.bfloat16, device=DEV) if with_bias else None
-    assert supported(x, w, b)
-    poison()
-    out = ops.linear_quick_gelu(x, w, b)
-    expected = ref.linear_quick_gelu(x.double(), w.double(), None if b is None else b.double())
-    assert out.shape == (rows, 5120) and out.dtype == torch.bfloat16
-    assert rel_err(out, expected) <= TOL[torch.bfloat16]
-    plain = linear_act(x, w, b)  # no activation: the linear alone
-    assert rel_err(plain, torch.nn.functional.linear(x.double(), w.double(), None if b is None else b.double())) <= 1e-2
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_linear_quick_gelu_unfused_shapes(ops, ref, dtype):
-    # fp32, few rows, or a width the TMA tiles do not take: the unfused pair, same result
-    from inference.ops.cuda.gemm import supported
-
-    for rows, k in ((37, 1280), (4096, 1000)):
-        x = torch.randn(rows, k, dtype=dtype, device=DEV)
-        w = torch.randn(640, k, dtype=dtype, device=DEV) / 36
-        b = torch.randn(640, dtype=dtype, device=DEV)
-        assert not supported(x, w, b)
-        poison()
-        out = ops.linear_quick_gelu(x, w, b)
-        assert rel_err(out, ref.linear_quick_gelu(x.double(), w.double(), b.double())) <= TOL[dtype]
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_add_layer_norm(ops, ref, dtype):
     # the vision stream: 1280 wide (not a power of two), a bias, a residual of another scale
