@@ -24,18 +24,6 @@ needs_fused = pytest.mark.skipif(not torch.cuda.is_available() or not _fused_her
                                  reason="the fused GEMM runs on sm_90 with DOCPIPE_FUSED_GEMM on")
 
 
-@pytest.fixture(scope="module")
-def ops():
-    from inference.ops.cuda import Ops
-    return Ops()
-
-
-@pytest.fixture(scope="module")
-def ref():
-    from inference.ops.reference import Ops
-    return Ops()
-
-
 def poison(num_bytes: int) -> None:
     """NaN in a cached block at least as large as the output about to be allocated."""
     torch.empty(num_bytes // 4 + (1 << 20), device=DEV).fill_(float("nan"))

@@ -24,18 +24,6 @@ DTYPES = [torch.bfloat16, torch.float32]
 HEADS, KV_HEADS, HEAD_DIM = 14, 2, 64
 
 
-@pytest.fixture(scope="module")
-def ops():
-    from inference.ops.cuda import Ops
-    return Ops()
-
-
-@pytest.fixture(scope="module")
-def ref():
-    from inference.ops.reference import Ops
-    return Ops()
-
-
 def poison() -> None:
     """Leave NaN in the allocator's cached blocks, where new outputs land
     (both its large-block and its small-block (<= 1 MiB) pools)."""
