@@ -227,13 +227,15 @@ class PrefillWorker(KvSenders, Worker):
             first = job is not None and not job.reported
             if first:
                 job.reported = True
-        if first:
-            ok = status == "acked"
-            # send -> ack, on the transfer's own threads (0 when the send failed before it began)
-            took = end_s - job.send_start_s if job.send_start_s is not None else 0.0
-            self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status,
-                                           num_bytes=job.send_bytes, transfer_s=took))
-        self.inbox.put((None, ("released", meta, status)))  # the loop frees the blocks
+        try:
+            if first:
+                ok = status == "acked"
+                # send -> ack, on the transfer's own threads (0 when the send failed before it began)
+                took = end_s - job.send_start_s if job.send_start_s is not None else 0.0
+                self.reply(rid, P.TransferDone(request_id=rid, ok=ok, error="" if ok else status,
+                                               num_bytes=job.send_bytes, transfer_s=took))
+        finally:  # released once (transfer/base.py): the blocks go back even if the reply failed
+            self.inbox.put((None, ("released", meta, status)))  # the loop frees the blocks
 
     def _dispatch(self, channel, msg) -> None:
         if channel is None and isinstance(msg, tuple):

@@ -8,6 +8,7 @@ acked at once. No sockets, no token.
 from __future__ import annotations
 
 import itertools
+import logging
 import queue
 import threading
 
@@ -21,6 +22,8 @@ from inference.transfer.source import check_landing, flat_bytes, prepare
 _ENDPOINTS: dict[str, "FakeReceiver"] = {}
 _IDS = itertools.count(1)
 _LOCK = threading.Lock()
+
+log = logging.getLogger(__name__)
 
 
 class FakeReceiver(KVReceiver):
@@ -85,7 +88,10 @@ class FakeSender(KVSender):
         except TransferError as e:
             handle._finish("failed", str(e))
         if self.on_release is not None:
-            self.on_release(meta, handle.status)
+            try:
+                self.on_release(meta, handle.status)
+            except Exception:  # noqa: BLE001 (the owner's bug; released once, as the real senders do)
+                log.exception("fake: release callback for %s raised", meta.request_id)
         return handle
 
     def close(self) -> None:

@@ -63,10 +63,11 @@ class GroupedSends:
             extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in chunk]) or {}
             now = time.time()
             headers = [meta_header(seq, meta, now) for (seq, _), (meta, _, _) in chunk]
+            bodies = _metas_bodies(headers, extra)  # encoded here: a header that cannot be fails the chunk
         except Exception as e:  # noqa: BLE001 (every transfer of the chunk fails with it)
             self._fail_items(chunk, e, out)
             return
-        for body, a, b in _metas_bodies(headers, extra):
+        for body, a, b in bodies:
             try:
                 self._send_encoded(wire.METAS, body)
             except Exception as e:  # noqa: BLE001 (this frame's transfers fail with it)

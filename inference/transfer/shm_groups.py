@@ -99,9 +99,10 @@ class SelfAckedGroups:
                 self._settle(meta, "failed", out, i, error)
 
     def _settle(self, meta: TransferMeta, status: str, out: list, i: int, result) -> None:
-        """out[i] = result; an acked one after on_release(meta, status) (a callback that raises makes its
-        exception this transfer's result, as from a lone send, and the chunk goes on). A failed one is
-        not released: its exception goes back and the caller ends the meta."""
+        """out[i] = result; an acked one after on_release(meta, status) (a callback that raises is
+        logged and the transfer stays acked: it was released once, as the ACK reader does for the
+        other transports). A failed one is not released: its exception goes back and the caller
+        ends the meta."""
         out[i] = result
         if status == "failed":
             log.warning("transfer %s failed: %s: %s", meta.request_id, type(result).__name__, result)
@@ -109,8 +110,8 @@ class SelfAckedGroups:
         if self.on_release is not None:
             try:
                 self.on_release(meta, status)
-            except Exception as e:  # noqa: BLE001 (handed back as this transfer's result)
-                out[i] = e
+            except Exception:  # noqa: BLE001 (the owner's bug; the transfer itself is done)
+                log.exception("%s: release callback for %s raised", self.name, meta.request_id)
 
     def _publish_many(self, payloads: list[bytes]) -> tuple[int, Exception | None]:
         """Each payload into the ring, the bell rung once; past a full ring (or without one) the

@@ -223,6 +223,31 @@ def test_a_failed_chunk_fails_its_transfers_only():
     assert released == {f"r{i}": "acked" for i in range(first)}
 
 
+def test_a_chunk_whose_metas_cannot_be_encoded_fails_its_transfers_only(monkeypatch):
+    """Encoding the second chunk's METAS raises (a value JSON cannot hold): send_many returns, that
+    chunk's transfers get the error unreleased (the caller ends them), the first chunk's are acked."""
+    released = {}
+    with _connected(TransferConfig(transport="local-group", token=TOKEN),
+                    on_release=lambda meta, status: released.__setitem__(meta.request_id, status)) as (rx, tx):
+        real, calls = sender_groups._metas_bodies, []
+
+        def unencodable_second(headers, extra, start=0):
+            calls.append(len(headers))
+            if len(calls) == 2:
+                raise TypeError("Type is not JSON serializable: object")
+            return real(headers, extra, start)
+        monkeypatch.setattr(sender_groups, "_metas_bodies", unencodable_second)
+        n, first = sender_groups.CHUNK_ITEMS + 2, sender_groups.CHUNK_ITEMS
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
+        assert [h.wait(10) for h in out[:first]] == ["acked"] * first
+        assert all(isinstance(e, TypeError) for e in out[first:]), out[first:]
+        deadline = time.monotonic() + 10
+        while len(released) < first and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tx._pending == {}
+    assert released == {f"r{i}": "acked" for i in range(first)}
+
+
 @pytest.mark.parametrize("where", ["none", "sampling", "lease", "hops", "extra"])
 def test_metas_bodies_keep_non_finite_floats_as_json_writes_them(where):
     """The fast encoder writes a non-finite float as null; every place a METAS frame can hold a float

@@ -236,7 +236,8 @@ def test_send_many_publish_failure_fails_only_the_metas_not_out(monkeypatch):
 
 def test_send_many_checks_lease_and_receiver_per_chunk_and_survives_a_raising_release(monkeypatch):
     """Chunks of one: a lease that runs out while an earlier chunk copies fails that transfer
-    alone (nothing written, no release); a release callback that raises is that transfer's result;
+    alone (nothing written, no release); a release callback that raises is logged, its transfer
+    stays acked (released once);
     a receiver gone after a copy fails that transfer (its META cannot go out) and the chunks after."""
     from inference.transfer import memcopy, sender_groups
 
@@ -266,7 +267,7 @@ def test_send_many_checks_lease_and_receiver_per_chunk_and_survives_a_raising_re
             raise RuntimeError("owner failed on q0")
     tx.on_release = raising_for_q0
     out = tx.send_many(metas)
-    assert isinstance(out[0], RuntimeError) and "lease expired" in str(out[1]) and out[2].wait(0) == "acked"
+    assert out[0].wait(0) == "acked" and "lease expired" in str(out[1]) and out[2].wait(0) == "acked"
     assert isinstance(out[3], OSError) and "went away" in str(out[4])  # its META could not go out; the next not tried
     assert released == [("q0", "acked"), ("q2", "acked")] and len(copies) == 3  # q3's error: the caller's
     assert torch.count_nonzero(rx.pool[9]) == 0  # q1 wrote nothing
