@@ -14,7 +14,9 @@ its wall is not a figure). --timeline records one more unprofiled pass step by s
 step, no sync: host launch, device time, device idle before each step, the host's time to the first
 launch, and the device time from the pass's start to the first step: idle, or running the first
 requests' uploads and patches), with the last --prepare setting. --max-batched-tokens sets the
-step's token budget (the engine's default by device when left out).
+step's token budget (the engine's default by device when left out). --fresh-pages gives every pass
+new page images (session 12 saw some passes' first uploads stall 5-8 ms a page; the default
+reuses the same images every pass, which a document stream never does).
 """
 from __future__ import annotations
 
@@ -39,19 +41,32 @@ def main() -> None:
     ap.add_argument("--prepare", default="inline,ahead", help="comma-separated: inline, ahead")
     ap.add_argument("--max-batched-tokens", type=int)
     ap.add_argument("--timeline", action="store_true")
+    ap.add_argument("--fresh-pages", action="store_true",
+                    help="new page images for every pass (made before its clock starts), as a stream of documents "
+                         "brings; default: the same images every pass")
     ap.add_argument("--out")
     args = ap.parse_args()
     env = {k: v for k, v in sorted(os.environ.items()) if k.startswith(("DOCPIPE_", "PYTORCH_TUNABLEOP"))}
     llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5,
               max_num_batched_tokens=args.max_batched_tokens)
     cfg = load_config("dummy:mineru2.5")
-    pages = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(args.pages)]
+    batch = 0
+
+    def next_pages() -> list[dict]:
+        nonlocal batch
+        first = 1000 + (batch * args.pages if args.fresh_pages else 0)
+        batch += 1
+        return [request(cfg, 1036, 1036, seed=first + i) for i in range(args.pages)]
+
+    pages = [] if args.fresh_pages else next_pages()
     walls: dict[str, list[float]] = {name: [] for name in args.prepare.split(",")}
     if not set(walls) <= {"inline", "ahead"}:
         ap.error(f"--prepare {args.prepare!r}: expected inline and/or ahead")
     for rep in range(args.reps + 1):
         for name in walls:
             llm.config.prepare_ahead = name == "ahead"
+            if args.fresh_pages:
+                pages = next_pages()
             torch.cuda.synchronize()
             t = time.perf_counter()
             llm.generate(pages, forced(1))
@@ -60,6 +75,7 @@ def main() -> None:
                 walls[name].append(time.perf_counter() - t)
     kernels = None
     if requested():
+        pages = next_pages() if args.fresh_pages else pages
         with kernel_profile(True) as table:
             t = time.perf_counter()
             llm.generate(pages, forced(1))
@@ -68,7 +84,7 @@ def main() -> None:
         kernels = table.report(wall)
         print(f"profiled pass: {kernels['device_kernel_ms']:.1f} ms of kernels, busy {kernels['kernel_share_of_wall']:.1%}")
         print("\n".join(top_lines(kernels, 25)))
-    timeline = step_timeline(llm, pages) if args.timeline else None
+    timeline = step_timeline(llm, next_pages() if args.fresh_pages else pages) if args.timeline else None
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():
@@ -78,6 +94,7 @@ def main() -> None:
         with open(args.out, "w") as f:
             json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),
                        "torch": torch.__version__, "pages": args.pages, "reps": args.reps,
+                       "fresh_pages": args.fresh_pages,
                        "env": env,
                        "max_num_batched_tokens": llm.config.max_num_batched_tokens,
                        "choices": {repr(k): v for k, v in _CHOICE.items()}, "rows": rows,
