@@ -10,9 +10,12 @@ Lifecycle (decode side = receiver, prefill side = sender):
             pool; the ack arrives later)  ->  on_release(meta, reason) frees the
             source blocks when the receiver acks ("acked"), when the lease
             expires ("lease_expired") or when the transfer failed ("failed"):
-            once for each handle returned. A send that raises (send_many:
-            an exception in that meta's place) never calls it: the caller,
-            handed the error, ends that meta (frees its blocks).
+            once for each handle returned, and only once the sender no
+            longer reads those blocks (a lease, lost receiver or close() that
+            ends a transfer mid-move sets its status at once; the sending
+            thread releases it when the move returns or raises). A send that
+            raises (send_many: an exception in that meta's place) never calls
+            it: the caller, handed the error, ends that meta (frees its blocks).
 A transport module (shm, tcp, cuda_ipc, rdma, fake) exposes `TRANSPORT`, a
 `Transport` naming its Sender/Receiver classes; `registry.select_transport`
 imports it lazily, so a missing optional dependency fails only when chosen.

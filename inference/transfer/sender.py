@@ -16,9 +16,13 @@ Completion, two ways:
 At most config.max_inflight transfers are unacked at a time.
 Release, once a transfer: a send that returns a handle ends in one on_release;
 a send that raises (send_many: an exception in that meta's place) never calls
-it, its caller ends the meta (the prefill worker: kv_senders.py). A move or
-META write that raises after another path (lost stream, lease, close())
-finished the transfer returns that released handle rather than the error.
+it, its caller ends the meta (the prefill worker: kv_senders.py). Never while
+the sending thread is still inside that transfer's move or META write: a lost
+stream, a lease or close() finishing it then sets its status at once and
+leaves the release to the sending thread, which makes it when it leaves the
+move (after `_quiesce()`; sender_acks.py). A move or META write that raises
+after another path finished the transfer returns that handle, released by
+the sending thread, rather than the error.
 Groups of sends: sender_groups.py (send_many; shm's self-acked groups:
 shm_groups.py). ACKs, leases and lost
 connections: sender_acks.py.
@@ -57,8 +61,10 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         self.peer_spec: PoolSpec | None = None
         self._sock: socket.socket | None = None
         self._pending: dict[int, TransferHandle] = {}
+        self._moving: set[int] = set()  # reserved seqs the sending thread has not left yet (under _room)
+        self._deferred: dict[int, TransferHandle] = {}  # finished while moving: released by _leave (under _room)
         self._lock = threading.Lock()  # stream 0's write side (shm, cuda-ipc write there)
-        self._room = threading.Condition(threading.Lock())  # guards _pending and _seq; send() waits here when full
+        self._room = threading.Condition(threading.Lock())  # guards _pending, _moving, _deferred and _seq; send() waits here when full
         self._seq = 0
         self._streams: list[Stream] = []
         self._next_stream = 0  # round-robin start among equally loaded streams
@@ -84,7 +90,8 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         raise NotImplementedError
 
     def _quiesce(self) -> None:
-        """Wait until no data movement reads the source (before a non-ack release)."""
+        """Wait until no work the moves issued still reads the source (before a non-ack release;
+        called once the sending thread has left the transfer's move, so none is issued after)."""
 
     # lifecycle -------------------------------------------------------------
     def connect(self, address: str) -> None:
@@ -140,12 +147,15 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         except Exception as e:
             if self._fail(seq, e):
                 raise
+        finally:
+            self._leave((seq,))  # a release another path deferred meanwhile happens here
         return handle
 
     def _fail(self, seq: int, error: Exception) -> bool:
         """A transfer whose move or META write raised: finished as failed, naming the error, and not
         released (the caller is handed the error and ends the meta). False when a lost stream, a
-        lease or close() finished it first: released there, so the caller gets its handle instead."""
+        lease or close() finished it first: that path left its release to the sending thread's
+        `_leave`, so the caller gets its handle instead."""
         return self._finish(seq, "failed", f"{type(error).__name__}: {error}", release=False)
 
     def _gone(self) -> TransferError:
@@ -160,7 +170,8 @@ class ControlSender(GroupedSends, AckReader, KVSender):
     def _reserve(self, ready: list) -> list[tuple[int, TransferHandle]]:
         """Pending slots for the first items of `ready` ((meta, prep, ...) tuples): waits until fewer
         than max_inflight transfers are unacked, then takes as many as fit (at least one), all on the
-        least loaded stream. Returns (seq, handle) for each item taken, in order."""
+        least loaded stream, each one moving (`_moving`) until the sending thread's `_leave`.
+        Returns (seq, handle) for each item taken, in order."""
         limit = self.config.max_inflight
         with self._room:
             if len(self._pending) >= limit and not self._room.wait_for(lambda: len(self._pending) < limit, self.config.lease_s):
@@ -172,6 +183,7 @@ class ControlSender(GroupedSends, AckReader, KVSender):
                 self._seq += 1
                 handle = TransferHandle(meta)
                 self._pending[self._seq], stream.seqs[self._seq] = handle, prep.num_bytes
+                self._moving.add(self._seq)
                 taken.append((self._seq, handle))
         return taken
 

@@ -11,9 +11,20 @@ once: whichever path takes it out of `_pending` first (a send whose own move
 or META write failed takes it without a release: its caller gets the error
 and ends the meta, sender.py).
 
+Never while the sending thread still reads its blocks: a transfer is in
+`_moving` from its reservation until the sending thread has left its move and
+META write (returned or raised: `_leave`). A path that finishes a moving
+transfer (lease, lost stream, close(), an early answer) sets its status at
+once, so waiters see it, but leaves the release to `_deferred`; `_leave`
+makes it there, after `_quiesce()` (the move may have issued device work
+after that path finished it). A move that raised after another path
+finished its transfer hands back that handle (sender.py), released by its
+own `_leave`.
+
 The host class provides: config, name, on_release, self_acks, _room (a
-Condition guarding _pending), _pending (seq -> TransferHandle), _streams,
-_closed (an Event) and _quiesce().
+Condition guarding _pending, _moving and _deferred), _pending (seq ->
+TransferHandle), _moving (seqs whose move runs), _deferred (seq -> handle
+finished while moving), _streams, _closed (an Event) and _quiesce().
 """
 from __future__ import annotations
 
@@ -44,45 +55,74 @@ class Stream:
 
 
 class AckReader:
-    def _take(self, seqs: list[int]) -> list:
-        """Take seqs out of the pending set and their streams under one hold of _room, waking the
-        send()s waiting for the room they free; their handles, None for a seq not pending."""
-        limit = self.config.max_inflight
+    def _take(self, seqs, status: str, error: str | None = None, release: bool = True) -> list:
+        """Finish the pending transfers among seqs with `status`, under one hold of _room: each
+        leaves _pending and its stream, waking the send()s waiting for the room it frees. Returns
+        (handle, deferred) for each one finished here; deferred: its move still runs, so its
+        release waits in _deferred for `_leave` (only when `release`: the sending thread's own
+        failure is never released by the sender)."""
+        limit, taken = self.config.max_inflight, []
         with self._room:
             full = len(self._pending) >= limit
-            handles = [self._pending.pop(seq, None) for seq in seqs]
-            for st in self._streams:  # a handful
-                for seq in seqs:
+            for seq in seqs:
+                handle = self._pending.pop(seq, None)
+                for st in self._streams:  # a handful
                     st.seqs.pop(seq, None)
-            freed = len(handles) - handles.count(None)
-            if freed and full:  # only a full sender has send()s waiting for room
-                self._room.notify(freed)
-        return handles
+                if handle is None or not handle._finish(status, error):
+                    continue
+                later = release and seq in self._moving
+                if later:
+                    self._deferred[seq] = handle
+                taken.append((handle, later))
+            if taken and full:  # only a full sender has send()s waiting for room
+                self._room.notify(len(taken))
+        return taken
 
     def _finish(self, seq: int, status: str, error: str | None = None, release: bool = True) -> bool:
-        """Finish a pending transfer and, if `release`, hand it to on_release. False when it was
-        finished already (another path released it): a transfer is released once."""
-        (handle,) = self._take([seq])
-        if handle is None or not handle._finish(status, error):
+        """Finish a pending transfer and, if `release`, hand it to on_release (now, or when the
+        sending thread leaves its move: `_leave`). False when it was finished already (another
+        path released it, or will): a transfer is released once."""
+        taken = self._take((seq,), status, error, release)
+        if not taken:
             return False
-        if status != "acked":
-            try:
-                self._quiesce()  # the caller frees the source blocks next
-            except Exception as e:
-                log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
+        ((handle, later),) = taken
         if error:
             log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
-        if release:
-            self._release(handle.meta, status)
+        if not later:
+            if status != "acked":
+                self._quiesce_logged()  # the caller frees the source blocks next
+            if release:
+                self._release(handle.meta, status)
         return True
 
     def _finish_acked(self, seqs: list[int]) -> None:
         """_finish(seq, "acked") for each of seqs, in order, taken out together (an ACKS frame
         answers up to a chunk of transfers)."""
         if seqs:
-            for handle in self._take(seqs):
-                if handle is not None and handle._finish("acked"):
+            for handle, later in self._take(seqs, "acked"):
+                if not later:
                     self._release(handle.meta, "acked")
+
+    def _leave(self, seqs) -> None:
+        """The sending thread is done with seqs (their move and META write returned or raised):
+        they stop moving, and those another path finished meanwhile are released now, after
+        `_quiesce()` unless acked."""
+        with self._room:
+            self._moving.difference_update(seqs)
+            if not self._deferred:  # the usual case: nothing finished them while they moved
+                return
+            handles = [self._deferred.pop(seq) for seq in seqs if seq in self._deferred]
+        if any(h.status != "acked" for h in handles):
+            self._quiesce_logged()
+        for handle in handles:
+            self._release(handle.meta, handle.status)
+
+    def _quiesce_logged(self) -> None:
+        """_quiesce(); a failure is logged and the release goes on (the transfer has ended)."""
+        try:
+            self._quiesce()
+        except Exception as e:
+            log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
 
     def _release(self, meta, status: str) -> None:
         """on_release(meta, status); a callback that raises is logged and the reader goes on (the

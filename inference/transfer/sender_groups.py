@@ -14,11 +14,12 @@ H200's host, held cuda-ipc at 29-40 % of the device copy). A meta that fails to 
 a failed move fails its chunk, a failed METAS write its frame's transfers; a connection lost
 mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle or
 its exception; as with send(), a handle ends in one on_release and an exception in none (the caller
-ends that meta). Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
+ends that meta), and a reserved transfer stays moving (sender_acks.py: a lease, lost stream or close()
+finishing it leaves its release to this thread) until its chunk's move and frames are done. Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
 self-acked groups have their own send_many: shm_groups.py).
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
-_send_encoded(kind, body) and _fail(seq, error).
+_send_encoded(kind, body), _fail(seq, error) and _leave(seqs).
 """
 from __future__ import annotations
 
@@ -50,15 +51,26 @@ class GroupedSends:
                 except TransferError as e:  # no room for lease_s, or the receiver went away: the rest fail
                     return [e if r is None else r for r in out]
                 group, ready = list(zip(slots, ready)), ready[len(slots):]
-                for chunk in chunks(group):
-                    self._move_chunk(chunk, out)
+                try:
+                    for chunk in chunks(group):
+                        self._move_chunk(chunk, out)
+                except BaseException:  # (an interrupt) no reserved transfer may stay moving: its release would wait forever
+                    self._leave([seq for (seq, _), _ in group])
+                    raise
         return out
 
     def _move_chunk(self, chunk: list, out: list) -> None:
         """Move one chunk ((seq, handle), (meta, prep, index) pairs) and write its METAS frame(s);
         the handles, or the error that failed them, go into out. A failed move fails the chunk;
         a failed frame write fails that frame's transfers (a header past the receiver's limit is
-        refused before a byte goes out, so the connection and the other frames are unharmed)."""
+        refused before a byte goes out, so the connection and the other frames are unharmed).
+        The chunk's transfers stop moving on the way out (`_leave`)."""
+        try:
+            self._send_chunk_frames(chunk, out)
+        finally:
+            self._leave([seq for (seq, _), _ in chunk])
+
+    def _send_chunk_frames(self, chunk: list, out: list) -> None:
         try:
             extra = self._move_many([(seq, prep) for (seq, _), (_, prep, _) in chunk]) or {}
             now = time.time()
@@ -77,8 +89,8 @@ class GroupedSends:
                 out[i] = handle
 
     def _fail_items(self, items: list, error: Exception, out: list) -> None:
-        """Each item failed by error, unreleased (the caller ends it); one another path finished and
-        released first gets its handle, as from send()."""
+        """Each item failed by error, unreleased (the caller ends it); one another path finished
+        first gets its handle, as from send() (released when its chunk is left)."""
         for (seq, handle), (_, _, i) in items:
             out[i] = error if self._fail(seq, error) else handle
 

@@ -19,7 +19,9 @@ send()); a release callback that raises is that transfer's result, the others go
 copied concurrently, so two transfers of a chunk naming the same destination block land in no set
 order (in two chunks the later one wins); block managers hand a block to one request at a time.
 Staged shm (not self-acked): send() for each. Results as KVSender.send_many, in the given order
-(no shortest-first: nothing here waits for an ACK).
+(no shortest-first: nothing here waits for an ACK). Nothing of a self-acked send is pending, so no
+other thread (lease check, lost connection, close()) can end or release it while it copies: its
+release is this thread's, after the copy.
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _room, _seq,
 _dst, _ring, _bell, _lock, _send_encoded(kind, body) and on_release.

@@ -251,6 +251,7 @@ def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
             self.config = TransferConfig(token="x", max_inflight=limit)
             self._room = threading.Condition(threading.Lock())
             self._pending, self._streams, self.released = {}, [Stream(0, None)], []
+            self._moving, self._deferred = set(), {}
 
         def on_release(self, meta, status):
             self.released.append((meta.request_id, status))
@@ -305,6 +306,7 @@ def test_acks_frame_releases_every_transfer_even_when_a_release_raises(caplog):
             self.config = TransferConfig(token="x", max_inflight=8)
             self._room = threading.Condition(threading.Lock())
             self._pending, self._streams, self.released = {}, [Stream(0, None)], []
+            self._moving, self._deferred = set(), {}
 
         def on_release(self, meta, status):
             self.released.append(meta.request_id)

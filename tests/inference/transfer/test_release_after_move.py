@@ -1,0 +1,189 @@
+"""A transfer is released only once the sending thread has left its move (base.py, sender_acks.py).
+
+A lease that runs out, a receiver that goes away or close() on another thread while the move still
+reads the source blocks: the handle's status is final at once (waiters see it), but on_release, which
+hands the blocks back for reuse, waits until the move returned (then `_quiesce()`, then the release),
+and it comes exactly once. Real threads and sockets, CPU pools: tcp for lone sends, an in-process
+grouped sender (cuda-ipc's copy plan on CPU tensors) for send_many's chunks.
+"""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
+from inference.transfer import sender_groups
+from inference.transfer.cuda_ipc import enqueue_copies
+from inference.transfer.receiver import ControlReceiver
+from inference.transfer.sender import ControlSender
+from inference.transfer.source import flat_bytes
+
+from transfer_peers import TOKEN, random_pool
+
+SPEC = PoolSpec(16, 2, 16, 2, 32, "float32")
+LEASE_S = 0.3  # short: the lease runs out while the move is held
+QUIET_S = 0.3  # how long a release that must not come yet is waited for
+
+
+class Held:
+    """Mixin: each move runs for real, then holds until `go` is set (the slow tail of a copy still
+    reading the source), the first one only when `hold_once`. Records moves, quiesces and releases
+    in order in `events`."""
+
+    hold_once = False
+
+    def _setup_hold(self) -> None:
+        self.go, self.entered = threading.Event(), threading.Event()
+        self.events, self.handles, self.released = [], {}, threading.Event()
+        self._held = False
+
+    def _move(self, seq, prep):
+        extra = super()._move(seq, prep)
+        self._hold([seq])
+        return extra
+
+    def _move_many(self, items):
+        extra = super()._move_many(items)
+        self._hold([seq for seq, _ in items])
+        return extra
+
+    def _hold(self, seqs) -> None:
+        self.handles.update({seq: self._pending[seq] for seq in seqs if seq in self._pending})
+        if not (self.hold_once and self._held):
+            self._held = True
+            self.entered.set()
+            assert self.go.wait(10), "the test never let the move go on"
+        self.events.append(("moved", tuple(seqs)))
+
+    def _quiesce(self) -> None:
+        self.events.append(("quiesce",))
+        super()._quiesce()
+
+
+def _on_release(box: list):
+    def on_release(meta, status):
+        tx = box[0]
+        tx.events.append(("release", meta.request_id, status))
+        tx.released.set()
+    return on_release
+
+
+def _tcp_pair(lease_s: float = 30.0):
+    t = select_transport("tcp", TransferConfig(transport="tcp", token=TOKEN))
+
+    class HeldTcp(Held, t.sender_cls):
+        pass
+
+    rx = t.receiver_cls(t.receiver_cls.allocate_pool(SPEC), TransferConfig(transport="tcp", token=TOKEN))
+    box: list = []
+    tx = HeldTcp(random_pool(SPEC), TransferConfig(transport="tcp", token=TOKEN, lease_s=lease_s), _on_release(box))
+    box.append(tx)
+    tx._setup_hold()
+    tx.connect(rx.start())
+    return rx, tx
+
+
+def _in_thread(fn, *args) -> tuple[threading.Thread, list]:
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(fn(*args)), daemon=True)
+    thread.start()
+    return thread, result
+
+
+def _releases(tx) -> list:
+    return [e[1:] for e in tx.events if e[0] == "release"]
+
+
+@pytest.mark.parametrize("cause", ["lease", "receiver_gone", "close"])
+def test_a_transfer_ended_mid_move_is_released_once_after_the_move(cause):
+    rx, tx = _tcp_pair(lease_s=LEASE_S if cause == "lease" else 30.0)
+    try:
+        thread, result = _in_thread(tx.send, TransferMeta("r0", [1, 2], [3, 4], 32, 0, 0))
+        assert tx.entered.wait(5)
+        (handle,) = tx.handles.values()
+        if cause == "receiver_gone":
+            rx.close()  # its connections shut: the ack reader loses the stream
+        elif cause == "close":
+            tx.close()  # fails what is pending, from this thread, while the move holds
+        want = "lease_expired" if cause == "lease" else "failed"
+        assert handle.wait(5) == want  # final (waiters see it) while the move still runs
+        assert not tx.released.wait(QUIET_S), f"released mid-move: {tx.events}"
+        tx.go.set()
+        thread.join(5)
+        assert not thread.is_alive() and result == [handle]  # the send hands back the ended handle, never raises
+    finally:
+        tx.go.set()
+        tx.close()
+        rx.close()
+    assert _releases(tx) == [("r0", want)]  # once, with the status the handle shows
+    assert tx.events[-3:] == [("moved", (1,)), ("quiesce",), ("release", "r0", want)]
+
+
+POOLS: dict[int, torch.Tensor] = {}  # receiver id -> its pool (both ends live in this process)
+
+
+class LocalReceiver(ControlReceiver):
+    name = "local-held"
+
+    def _on_hello(self, state, hello):
+        POOLS[id(self)] = self.pool
+        return {"pool": id(self)}
+
+
+class LocalSender(ControlSender):
+    """A grouped sender whose move is an in-process copy into the receiver's pool."""
+    name = "local-held"
+    batches_sends = True
+
+    def _attach(self, reply):
+        self._dst = flat_bytes(POOLS[reply["pool"]])
+
+    def _move(self, seq, prep):
+        return self._move_many([(seq, prep)])
+
+    def _move_many(self, items):
+        for _, prep in items:
+            enqueue_copies(self._pool_bytes, self._dst, prep)
+        return {}
+
+
+class HeldGroups(Held, LocalSender):
+    hold_once = True  # only the first chunk holds: the later ones were waiting behind it
+
+
+def test_a_group_whose_leases_end_mid_move_releases_each_after_its_chunk(monkeypatch):
+    """Chunks of 2: the first chunk's move holds while every lease runs out, the second chunk (its
+    transfers reserved, not yet moved) waits behind it. Each transfer is released once, as
+    lease_expired, only after its own chunk's move returned."""
+    monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 2)
+    config = TransferConfig(transport="local-held", token=TOKEN, lease_s=LEASE_S)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), TransferConfig(transport="local-held", token=TOKEN))
+    box: list = []
+    tx = HeldGroups(random_pool(SPEC), config, _on_release(box))
+    box.append(tx)
+    tx._setup_hold()
+    tx.connect(rx.start())
+    try:
+        metas = [TransferMeta(f"r{i}", [i], [i + 8], 16, 0, 0) for i in range(3)]
+        thread, result = _in_thread(tx.send_many, metas)
+        assert tx.entered.wait(5)
+        with tx._room:
+            later = dict(tx._pending)  # the first chunk's two and the one not moved yet
+        assert len(later) == 3
+        assert [h.wait(5) for h in later.values()] == ["lease_expired"] * 3
+        assert not tx.released.wait(QUIET_S), f"released mid-move: {tx.events}"
+        tx.go.set()
+        thread.join(5)
+        assert not thread.is_alive() and result == [[later[s] for s in sorted(later)]]
+    finally:
+        tx.go.set()
+        tx.close()
+        rx.close()
+    assert sorted(_releases(tx)) == [(f"r{i}", "lease_expired") for i in range(3)]  # each once
+    moved = {seq: k for k, e in enumerate(tx.events) if e[0] == "moved" for seq in e[1]}
+    released = {e[1]: k for k, e in enumerate(tx.events) if e[0] == "release"}
+    for seq, handle in later.items():
+        assert released[handle.meta.request_id] > moved[seq], tx.events
+    assert tx.events.count(("quiesce",)) == 2  # once per chunk left with deferred releases
