@@ -9,6 +9,7 @@ grouped sender (cuda-ipc's copy plan on CPU tensors) for send_many's chunks.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -23,7 +24,6 @@ from inference.transfer.source import flat_bytes
 from transfer_peers import TOKEN, random_pool
 
 SPEC = PoolSpec(16, 2, 16, 2, 32, "float32")
-LEASE_S = 0.3  # short: the lease runs out while the move is held
 QUIET_S = 0.3  # how long a release that must not come yet is waited for
 
 
@@ -33,6 +33,7 @@ class Held:
     in order in `events`."""
 
     hold_once = False
+    raise_after = False  # the held move then raises (the connection went while it ran)
 
     def _setup_hold(self) -> None:
         self.go, self.entered = threading.Event(), threading.Event()
@@ -56,6 +57,8 @@ class Held:
             self.entered.set()
             assert self.go.wait(10), "the test never let the move go on"
         self.events.append(("moved", tuple(seqs)))
+        if self.raise_after:
+            raise OSError("connection reset mid-move")
 
     def _quiesce(self) -> None:
         self.events.append(("quiesce",))
@@ -70,7 +73,13 @@ def _on_release(box: list):
     return on_release
 
 
-def _tcp_pair(lease_s: float = 30.0):
+def _run_out(handles) -> None:
+    """Their leases end now: the ack reader's next check (every LEASE_CHECK_S) expires them."""
+    for handle in handles:
+        handle.meta.lease_expiry_unix_s = time.time() - 1
+
+
+def _tcp_pair(raise_after: bool = False):
     t = select_transport("tcp", TransferConfig(transport="tcp", token=TOKEN))
 
     class HeldTcp(Held, t.sender_cls):
@@ -78,7 +87,8 @@ def _tcp_pair(lease_s: float = 30.0):
 
     rx = t.receiver_cls(t.receiver_cls.allocate_pool(SPEC), TransferConfig(transport="tcp", token=TOKEN))
     box: list = []
-    tx = HeldTcp(random_pool(SPEC), TransferConfig(transport="tcp", token=TOKEN, lease_s=lease_s), _on_release(box))
+    tx = HeldTcp(random_pool(SPEC), TransferConfig(transport="tcp", token=TOKEN), _on_release(box))
+    tx.raise_after = raise_after
     box.append(tx)
     tx._setup_hold()
     tx.connect(rx.start())
@@ -96,14 +106,19 @@ def _releases(tx) -> list:
     return [e[1:] for e in tx.events if e[0] == "release"]
 
 
-@pytest.mark.parametrize("cause", ["lease", "receiver_gone", "close"])
-def test_a_transfer_ended_mid_move_is_released_once_after_the_move(cause):
-    rx, tx = _tcp_pair(lease_s=LEASE_S if cause == "lease" else 30.0)
+@pytest.mark.parametrize("cause, raise_after", [("lease", False), ("receiver_gone", False), ("close", False),
+                                                ("close", True)])
+def test_a_transfer_ended_mid_move_is_released_once_after_the_move(cause, raise_after):
+    """Then the move returns (its META write fails on a connection gone, but for a lease) or
+    raises: either way send() hands back the ended handle, released once after the move."""
+    rx, tx = _tcp_pair(raise_after)
     try:
         thread, result = _in_thread(tx.send, TransferMeta("r0", [1, 2], [3, 4], 32, 0, 0))
         assert tx.entered.wait(5)
         (handle,) = tx.handles.values()
-        if cause == "receiver_gone":
+        if cause == "lease":
+            _run_out([handle])
+        elif cause == "receiver_gone":
             rx.close()  # its connections shut: the ack reader loses the stream
         elif cause == "close":
             tx.close()  # fails what is pending, from this thread, while the move holds
@@ -158,7 +173,7 @@ def test_a_group_whose_leases_end_mid_move_releases_each_after_its_chunk(monkeyp
     transfers reserved, not yet moved) waits behind it. Each transfer is released once, as
     lease_expired, only after its own chunk's move returned."""
     monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 2)
-    config = TransferConfig(transport="local-held", token=TOKEN, lease_s=LEASE_S)
+    config = TransferConfig(transport="local-held", token=TOKEN)
     rx = LocalReceiver(torch.zeros(SPEC.shape), TransferConfig(transport="local-held", token=TOKEN))
     box: list = []
     tx = HeldGroups(random_pool(SPEC), config, _on_release(box))
@@ -172,6 +187,7 @@ def test_a_group_whose_leases_end_mid_move_releases_each_after_its_chunk(monkeyp
         with tx._room:
             later = dict(tx._pending)  # the first chunk's two and the one not moved yet
         assert len(later) == 3
+        _run_out(later.values())
         assert [h.wait(5) for h in later.values()] == ["lease_expired"] * 3
         assert not tx.released.wait(QUIET_S), f"released mid-move: {tx.events}"
         tx.go.set()
