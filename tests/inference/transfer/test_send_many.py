@@ -198,12 +198,28 @@ def test_a_meta_past_the_frame_limit_fails_alone_and_the_connection_lives(monkey
         assert [rx.recv(timeout_s=5).request_id for _ in range(3)] == ["r0", "r2", "later"]
 
 
-def test_a_failed_chunk_fails_its_transfers_only():
-    """The METAS write of the second chunk fails: its transfers get the error and are not released
-    (the caller ends them: one release a transfer), the first chunk's are acked; nothing stays pending."""
+def _second_chunk_fails(error: type, break_it) -> None:
+    """send_many of one chunk and two more transfers with break_it(tx) making the second chunk's METAS
+    fail: its transfers get the error and are not released (the caller ends them: one release a
+    transfer), the first chunk's are acked; nothing stays pending."""
     released = {}
     with _connected(TransferConfig(transport="local-group", token=TOKEN),
                     on_release=lambda meta, status: released.__setitem__(meta.request_id, status)) as (rx, tx):
+        break_it(tx)
+        n, first = sender_groups.CHUNK_ITEMS + 2, sender_groups.CHUNK_ITEMS
+        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
+        assert [h.wait(10) for h in out[:first]] == ["acked"] * first
+        assert all(isinstance(e, error) for e in out[first:]), out[first:]
+        deadline = time.monotonic() + 10
+        while len(released) < first and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert tx._pending == {}
+    assert released == {f"r{i}": "acked" for i in range(first)}
+
+
+def test_a_failed_chunk_fails_its_transfers_only():
+    """The METAS write of the second chunk fails."""
+    def flaky_writes(tx):
         send, calls = tx._send_encoded, []
 
         def flaky(kind, body, payloads=()):
@@ -212,40 +228,20 @@ def test_a_failed_chunk_fails_its_transfers_only():
                 raise OSError("connection reset")
             send(kind, body, payloads)
         tx._send_encoded = flaky
-        n, first = sender_groups.CHUNK_ITEMS + 2, sender_groups.CHUNK_ITEMS
-        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
-        assert [h.wait(10) for h in out[:first]] == ["acked"] * first
-        assert all(isinstance(e, OSError) for e in out[first:]), out[first:]
-        deadline = time.monotonic() + 10
-        while len(released) < first and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert tx._pending == {}
-    assert released == {f"r{i}": "acked" for i in range(first)}
+    _second_chunk_fails(OSError, flaky_writes)
 
 
 def test_a_chunk_whose_metas_cannot_be_encoded_fails_its_transfers_only(monkeypatch):
-    """Encoding the second chunk's METAS raises (a value JSON cannot hold): send_many returns, that
-    chunk's transfers get the error unreleased (the caller ends them), the first chunk's are acked."""
-    released = {}
-    with _connected(TransferConfig(transport="local-group", token=TOKEN),
-                    on_release=lambda meta, status: released.__setitem__(meta.request_id, status)) as (rx, tx):
-        real, calls = sender_groups._metas_bodies, []
+    """Encoding the second chunk's METAS raises (a value JSON cannot hold): send_many returns."""
+    real, calls = sender_groups._metas_bodies, []
 
-        def unencodable_second(headers, extra, start=0):
-            calls.append(len(headers))
-            if len(calls) == 2:
-                raise TypeError("Type is not JSON serializable: object")
-            return real(headers, extra, start)
-        monkeypatch.setattr(sender_groups, "_metas_bodies", unencodable_second)
-        n, first = sender_groups.CHUNK_ITEMS + 2, sender_groups.CHUNK_ITEMS
-        out = tx.send_many([TransferMeta(f"r{i}", [i], [i], SPEC.block_size, 0, 0) for i in range(n)])
-        assert [h.wait(10) for h in out[:first]] == ["acked"] * first
-        assert all(isinstance(e, TypeError) for e in out[first:]), out[first:]
-        deadline = time.monotonic() + 10
-        while len(released) < first and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert tx._pending == {}
-    assert released == {f"r{i}": "acked" for i in range(first)}
+    def unencodable_second(headers, extra, start=0):
+        calls.append(len(headers))
+        if len(calls) == 2:
+            raise TypeError("Type is not JSON serializable: object")
+        return real(headers, extra, start)
+    monkeypatch.setattr(sender_groups, "_metas_bodies", unencodable_second)
+    _second_chunk_fails(TypeError, lambda tx: None)
 
 
 @pytest.mark.parametrize("where", ["none", "sampling", "lease", "hops", "extra"])
