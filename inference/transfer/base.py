@@ -116,7 +116,9 @@ class TransferConfig:
     token: str | None = None  # shared secret; None = env DOCPIPE_TOKEN
     min_unit_bytes: int = 256 << 10  # work units are at least this large (except the last)
     max_unit_bytes: int = 16 << 20  # a single copy / frame / work request is at most this
-    lease_s: float = 30.0  # source blocks are freed this long after send if no ack came
+    # a transfer not acked this long after send fails; its source blocks are freed then, or, if the
+    # sending thread is still writing it (a receiver that stopped reading), once that write returns
+    lease_s: float = 30.0
     max_inflight: int = 64  # unacked transfers before send() blocks
     timeout_s: float = 10.0  # connect and handshake limit
     dst_head_offset: int = 0  # first source KV head this receiver holds (TP split)

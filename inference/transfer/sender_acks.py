@@ -14,10 +14,14 @@ and ends the meta, sender.py).
 Never while the sending thread still reads its blocks: a transfer is in
 `_moving` from its reservation until the sending thread has left its move and
 META write (returned or raised: `_leave`). A path that finishes a moving
-transfer (lease, lost stream, close(), an early answer) sets its status at
-once, so waiters see it, but leaves the release to `_deferred`; `_leave`
-makes it there, after `_quiesce()` (the move may have issued device work
-after that path finished it). A move that raised after another path
+transfer (lease, lost stream, close()) sets its status at once, so waiters
+see it, but leaves the release to `_deferred`; `_leave` makes it there,
+after `_quiesce()` (the move may have issued device work after that path
+finished it). An ACK is released where it arrives, moving or not: the
+receiver has every byte, so nothing reads the blocks for it any more. The
+price of this order: a lease that runs out while the sending thread is
+blocked writing (a receiver alive but not reading) frees nothing until that
+write returns or fails. A move that raised after another path
 finished its transfer hands back that handle (sender.py), released by its
 own `_leave`.
 
@@ -70,7 +74,7 @@ class AckReader:
                     st.seqs.pop(seq, None)
                 if handle is None or not handle._finish(status, error):
                     continue
-                later = release and seq in self._moving
+                later = release and status != "acked" and seq in self._moving
                 if later:
                     self._deferred[seq] = handle
                 taken.append((handle, later))
@@ -112,10 +116,18 @@ class AckReader:
             if not self._deferred:  # the usual case: nothing finished them while they moved
                 return
             handles = [self._deferred.pop(seq) for seq in seqs if seq in self._deferred]
-        if any(h.status != "acked" for h in handles):
-            self._quiesce_logged()
-        for handle in handles:
-            self._release(handle.meta, handle.status)
+        interrupted = None
+        try:
+            self._quiesce_logged()  # (deferred ones are never acked)
+        except BaseException as e:  # an interrupt: the releases below still happen, then it goes on
+            interrupted = e
+        for handle in handles:  # out of _deferred now: released here or never
+            try:
+                self._release(handle.meta, handle.status)
+            except BaseException as e:
+                interrupted = interrupted or e
+        if interrupted is not None:
+            raise interrupted
 
     def _quiesce_logged(self) -> None:
         """_quiesce(); a failure is logged and the release goes on (the transfer has ended)."""

@@ -203,3 +203,24 @@ def test_a_group_whose_leases_end_mid_move_releases_each_after_its_chunk(monkeyp
     for seq, handle in later.items():
         assert released[handle.meta.request_id] > moved[seq], tx.events
     assert tx.events.count(("quiesce",)) == 2  # once per chunk left with deferred releases
+
+
+def test_an_ack_during_the_move_is_released_at_once():
+    """An ACK means the receiver has every byte: it is released where it arrives (no quiesce), even
+    while the sending thread is still in its move or META write, and not again when it leaves."""
+    rx, tx = _tcp_pair()
+    try:
+        thread, result = _in_thread(tx.send, TransferMeta("r0", [1, 2], [3, 4], 32, 0, 0))
+        assert tx.entered.wait(5)
+        ((seq, handle),) = tx.handles.items()
+        tx._finish_acked([seq])  # as the ack reader would, on an answer that came early
+        assert handle.wait(0) == "acked" and tx.released.wait(5)
+        assert tx.events == [("release", "r0", "acked")]  # before the move went on, no quiesce
+        tx.go.set()
+        thread.join(5)
+        assert not thread.is_alive() and result == [handle]
+    finally:
+        tx.go.set()
+        tx.close()
+        rx.close()
+    assert _releases(tx) == [("r0", "acked")]  # once
