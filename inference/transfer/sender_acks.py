@@ -113,6 +113,8 @@ class AckReader:
         `_quiesce()` unless acked."""
         with self._room:
             self._moving.difference_update(seqs)
+            if not self._moving and self._closed.is_set():
+                self._room.notify_all()  # a close() waiting for the moves to stop (_wait_moves_left)
             if not self._deferred:  # the usual case: nothing finished them while they moved
                 return
             handles = [self._deferred.pop(seq) for seq in seqs if seq in self._deferred]
@@ -128,6 +130,13 @@ class AckReader:
                 interrupted = interrupted or e
         if interrupted is not None:
             raise interrupted
+
+    def _wait_moves_left(self, timeout_s: float) -> bool:
+        """For a transport's close() after the base close: wait until no sending thread is inside
+        a move (it may still use what the transport is about to free, e.g. RDMA's queue pair and
+        memory region). False when one still runs after timeout_s."""
+        with self._room:
+            return self._room.wait_for(lambda: not self._moving, timeout_s)
 
     def _quiesce_logged(self) -> None:
         """_quiesce(); a failure is logged and the release goes on (the transfer has ended)."""

@@ -75,6 +75,10 @@ class TcpSender(ControlSender):
     def _attach_stream(self, stream: Stream) -> None:
         _enlarge_send_buffer(stream.sock)
 
+    def _fail(self, seq: int, error: Exception) -> bool:
+        self._last_frame.pop(seq, None)  # its META never went out (e.g. its header failed to build)
+        return super()._fail(seq, error)
+
     def _stream_for(self, seq: int) -> Stream:
         for st in self._streams:
             if seq in st.seqs:

@@ -11,12 +11,17 @@ pyverbs is imported only when a Sender/Receiver is built.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 
 from inference.transfer.base import TransferConfig, TransferError
 from inference.transfer.receiver import ControlReceiver
 from inference.transfer.sender import ControlSender
 from inference.transfer.source import PreparedTransfer
+
+log = logging.getLogger(__name__)
+MOVES_DRAIN_S = 5.0  # close() waits this long for a running write before closing the verbs objects
 
 
 def _cpu_pool(pool: torch.Tensor) -> torch.Tensor:
@@ -61,6 +66,8 @@ class RdmaSender(ControlSender):
 
     def close(self) -> None:
         super().close()
+        if not self._wait_moves_left(MOVES_DRAIN_S):  # a write may still poll the completion queue
+            log.warning("rdma: a move still runs %.0f s after close; closing its queue pair anyway", MOVES_DRAIN_S)
         self._link.close()
         self._region.close()
 

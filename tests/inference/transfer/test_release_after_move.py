@@ -224,3 +224,25 @@ def test_an_ack_during_the_move_is_released_at_once():
         tx.close()
         rx.close()
     assert _releases(tx) == [("r0", "acked")]  # once
+
+
+def test_a_transport_close_can_wait_for_the_running_move():
+    """RDMA closes its queue pair after the base close: _wait_moves_left holds it until the sending
+    thread left its move (here the held tcp move), and answers False while one still runs."""
+    rx, tx = _tcp_pair()
+    try:
+        thread, result = _in_thread(tx.send, TransferMeta("r0", [1, 2], [3, 4], 32, 0, 0))
+        assert tx.entered.wait(5)
+        tx.close()
+        assert tx._wait_moves_left(QUIET_S) is False  # the move still holds
+        waiter, drained = _in_thread(lambda: (tx._wait_moves_left(30), tx.events.append(("drained",)))[0])
+        assert not tx.released.wait(QUIET_S) and drained == []
+        tx.go.set()
+        waiter.join(5)
+        thread.join(5)
+        assert drained == [True] and not thread.is_alive()
+    finally:
+        tx.go.set()
+        tx.close()
+        rx.close()
+    assert tx.events.index(("moved", (1,))) < tx.events.index(("drained",))

@@ -136,3 +136,27 @@ def test_stream_count_is_validated(monkeypatch):
         TransferConfig()
     monkeypatch.setenv("DOCPIPE_TCP_STREAMS", "3")
     assert TransferConfig().tcp_streams == 3
+
+
+def test_a_meta_that_fails_to_build_leaves_no_last_frame(receiver, monkeypatch):
+    """The last DATA frame rides with the META: if the META's header cannot be built after the move,
+    the send fails (the caller releases it) and the frame kept for it goes too."""
+    from inference.transfer import sender as sender_mod
+
+    released: list = []
+    tx = _sender(1, released)
+    tx.connect(receiver.address)
+    real = sender_mod.meta_header
+
+    def broken(seq, meta, *args, **kwargs):
+        if meta.request_id == "bad":
+            raise ValueError("header cannot be built")
+        return real(seq, meta, *args, **kwargs)
+    monkeypatch.setattr(sender_mod, "meta_header", broken)
+    try:
+        with pytest.raises(ValueError, match="cannot be built"):
+            tx.send(_meta("bad", [1, 2], [3, 4]))
+        assert tx._last_frame == {} and released == []  # the caller ends it
+        assert tx.send(_meta("good", [5], [6])).wait(5) == "acked"
+    finally:
+        tx.close()
