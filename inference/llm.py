@@ -65,9 +65,10 @@ class LLM:
         done: dict[str, RequestOutput] = {}
         try:
             while len(ids) < len(requests) or engine.has_unfinished_requests():
-                # admission pauses at `limit` (a preempted request, back in the queue, may pass it)
-                waiting = engine.scheduler.num_waiting_tokens()
-                limit = ahead if stepped else cfg.max_num_batched_tokens
+                if len(ids) < len(requests):  # the waiting queue summed only while admitting
+                    # admission pauses at `limit` (a preempted request, back in the queue, may pass it)
+                    waiting = engine.scheduler.num_waiting_tokens()
+                    limit = ahead if stepped else cfg.max_num_batched_tokens
                 while len(ids) < len(requests) and waiting < limit and (
                         prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):
                     try:

@@ -71,6 +71,9 @@ def _linear_act_kernel(a_desc, w_desc, c_desc, bias_ptr, M, N, K,
 
 @functools.cache
 def _num_sms(index: int) -> int:
+    # the SMs this process may use (under MPS its share): a persistent grid wants one program each.
+    # Not decode_attention's count, which is the physical one on purpose (its split plan must not
+    # depend on the share).
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
@@ -79,13 +82,14 @@ def _index(device: torch.device) -> int:
 
 
 @functools.cache
-def _enabled() -> bool:
-    return env_flag(ENV, default=True)
+def fused_on(index: int) -> bool:
+    """DOCPIPE_FUSED_GEMM is on and device `index` is sm_90 (asked once a device)."""
+    return env_flag(ENV, default=True) and torch.cuda.get_device_capability(index)[0] == 9
 
 
 def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
     """Whether linear_act runs these operands (see the module doc)."""
-    if not (_enabled() and x.is_cuda and x.dim() == 2 and x.dtype in (torch.bfloat16, torch.float16)):
+    if not (x.is_cuda and x.dim() == 2 and x.dtype in (torch.bfloat16, torch.float16)):
         return False
     if weight.dim() != 2 or weight.dtype != x.dtype:
         return False
@@ -96,9 +100,8 @@ def supported(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) 
         return False
     if not (x.is_contiguous() and weight.is_contiguous()) or (x.data_ptr() | weight.data_ptr()) % 16:
         return False
-    if torch.cuda.get_device_capability(x.device)[0] != 9:
-        return False
-    return triton.cdiv(m, _BM) * triton.cdiv(n, _BN) >= _num_sms(_index(x.device))
+    index = _index(x.device)
+    return fused_on(index) and triton.cdiv(m, _BM) * triton.cdiv(n, _BN) >= _num_sms(index)
 
 
 def linear_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

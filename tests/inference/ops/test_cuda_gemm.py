@@ -17,7 +17,7 @@ DEV = "cuda"
 
 def _fused_here() -> bool:
     from inference.ops.cuda import gemm
-    return gemm._enabled() and torch.cuda.get_device_capability()[0] == 9
+    return gemm.fused_on(torch.cuda.current_device())
 
 
 needs_fused = pytest.mark.skipif(not torch.cuda.is_available() or not _fused_here(),
