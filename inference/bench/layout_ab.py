@@ -21,6 +21,7 @@ reuses the same images every pass, which a document stream never does).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -50,23 +51,23 @@ def main() -> None:
     llm = LLM(model="dummy:mineru2.5", dtype="bfloat16", device="cuda", gpu_memory_utilization=0.5,
               max_num_batched_tokens=args.max_batched_tokens)
     cfg = load_config("dummy:mineru2.5")
-    batch = 0
+    fixed = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(args.pages)]
+    firsts = itertools.count(1000, args.pages)  # --fresh-pages: each pass its own seeds
 
-    def next_pages() -> list[dict]:
-        nonlocal batch
-        first = 1000 + (batch * args.pages if args.fresh_pages else 0)
-        batch += 1
+    def pass_pages() -> list[dict]:
+        """The pages of the next pass (made before its clock starts)."""
+        if not args.fresh_pages:
+            return fixed
+        first = next(firsts)
         return [request(cfg, 1036, 1036, seed=first + i) for i in range(args.pages)]
 
-    pages = [] if args.fresh_pages else next_pages()
     walls: dict[str, list[float]] = {name: [] for name in args.prepare.split(",")}
     if not set(walls) <= {"inline", "ahead"}:
         ap.error(f"--prepare {args.prepare!r}: expected inline and/or ahead")
     for rep in range(args.reps + 1):
         for name in walls:
             llm.config.prepare_ahead = name == "ahead"
-            if args.fresh_pages:
-                pages = next_pages()
+            pages = pass_pages()
             torch.cuda.synchronize()
             t = time.perf_counter()
             llm.generate(pages, forced(1))
@@ -75,7 +76,7 @@ def main() -> None:
                 walls[name].append(time.perf_counter() - t)
     kernels = None
     if requested():
-        pages = next_pages() if args.fresh_pages else pages
+        pages = pass_pages()
         with kernel_profile(True) as table:
             t = time.perf_counter()
             llm.generate(pages, forced(1))
@@ -84,7 +85,7 @@ def main() -> None:
         kernels = table.report(wall)
         print(f"profiled pass: {kernels['device_kernel_ms']:.1f} ms of kernels, busy {kernels['kernel_share_of_wall']:.1%}")
         print("\n".join(top_lines(kernels, 25)))
-    timeline = step_timeline(llm, next_pages() if args.fresh_pages else pages) if args.timeline else None
+    timeline = step_timeline(llm, pass_pages()) if args.timeline else None
     from inference.ops.cuda.vision_attention import _CHOICE
     rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
     for name, row in rows.items():
