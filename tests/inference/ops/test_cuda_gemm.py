@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from op_checks import poison, rel_err
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused GEMM needs a CUDA device"),
@@ -22,16 +24,6 @@ def _fused_here() -> bool:
 
 needs_fused = pytest.mark.skipif(not torch.cuda.is_available() or not _fused_here(),
                                  reason="the fused GEMM runs on sm_90 with DOCPIPE_FUSED_GEMM on")
-
-
-def poison(num_bytes: int) -> None:
-    """NaN in a cached block at least as large as the output about to be allocated."""
-    torch.empty(num_bytes // 4 + (1 << 20), device=DEV).fill_(float("nan"))
-
-
-def rel_err(out: torch.Tensor, expected: torch.Tensor) -> float:
-    assert not torch.isnan(out).any(), "output holds NaN (an element left unwritten?)"
-    return ((out.double() - expected.double()).norm() / expected.double().norm()).item()
 
 
 def operands(rows: int, n: int, dtype: torch.dtype, bias: bool = True, k: int = 1280):

@@ -12,6 +12,8 @@ import math
 import pytest
 import torch
 
+from op_checks import poison, rel_err
+
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA backend kernels need a CUDA device"),
@@ -22,19 +24,6 @@ TOL = {torch.bfloat16: 1e-2, torch.float32: 1e-5}
 DTYPES = [torch.bfloat16, torch.float32]
 # MinerU2.5 LM attention: 14 query heads over 2 KV heads of 64 dims
 HEADS, KV_HEADS, HEAD_DIM = 14, 2, 64
-
-
-def poison() -> None:
-    """Leave NaN in the allocator's cached blocks, where new outputs land
-    (both its large-block and its small-block (<= 1 MiB) pools)."""
-    torch.empty(1 << 24, device=DEV).fill_(float("nan"))
-    for _ in range(16):
-        torch.empty(1 << 18, device=DEV).fill_(float("nan"))
-
-
-def rel_err(out: torch.Tensor, expected: torch.Tensor) -> float:
-    assert not torch.isnan(out).any(), "output holds NaN (an element left unwritten?)"
-    return ((out.double() - expected.double()).norm() / expected.double().norm()).item()
 
 
 def paged_pool(lens: list[int], block_size: int, dtype: torch.dtype, num_layers: int = 3, layer: int = 1):
