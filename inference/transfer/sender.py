@@ -156,7 +156,7 @@ class ControlSender(GroupedSends, AckReader, KVSender):
         released (the caller is handed the error and ends the meta). False when a lost stream, a
         lease or close() finished it first: that path left its release to the sending thread's
         `_leave`, so the caller gets its handle instead."""
-        return self._finish(seq, "failed", f"{type(error).__name__}: {error}", release=False)
+        return self._finish((seq,), "failed", f"{type(error).__name__}: {error}", release=False) > 0
 
     def _gone(self) -> TransferError:
         connected = self._sock is not None and not self._closed.is_set()

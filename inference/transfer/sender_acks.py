@@ -82,30 +82,23 @@ class AckReader:
                 self._room.notify(len(taken))
         return taken
 
-    def _finish(self, seq: int, status: str, error: str | None = None, release: bool = True) -> bool:
-        """Finish a pending transfer and, if `release`, hand it to on_release (now, or when the
-        sending thread leaves its move: `_leave`). False when it was finished already (another
-        path released it, or will): a transfer is released once."""
-        taken = self._take((seq,), status, error, release)
-        if not taken:
-            return False
-        ((handle, later),) = taken
+    def _finish(self, seqs, status: str, error: str | None = None, release: bool = True) -> int:
+        """Finish the pending transfers among seqs with `status` (taken out together: an ACKS frame,
+        a lost stream, the leases that ran out) and, if `release`, hand each to on_release: now,
+        after one `_quiesce()` unless acked, or when the sending thread leaves its move (`_leave`).
+        Returns how many were finished here; one finished already (another path released it, or
+        will) is left alone: a transfer is released once."""
+        taken = self._take(seqs, status, error, release) if seqs else []
         if error:
-            log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
-        if not later:
-            if status != "acked":
-                self._quiesce_logged()  # the caller frees the source blocks next
-            if release:
+            for handle, _ in taken:
+                log.warning("transfer %s %s: %s", handle.meta.request_id, status, error)
+        now = [handle for handle, later in taken if not later]
+        if now and status != "acked":
+            self._quiesce_logged()  # the caller frees the source blocks next
+        if release:
+            for handle in now:
                 self._release(handle.meta, status)
-        return True
-
-    def _finish_acked(self, seqs: list[int]) -> None:
-        """_finish(seq, "acked") for each of seqs, in order, taken out together (an ACKS frame
-        answers up to a chunk of transfers)."""
-        if seqs:
-            for handle, later in self._take(seqs, "acked"):
-                if not later:
-                    self._release(handle.meta, "acked")
+        return len(taken)
 
     def _leave(self, seqs) -> None:
         """The sending thread is done with seqs (their move and META write returned or raised):
@@ -118,6 +111,8 @@ class AckReader:
             if not self._deferred:  # the usual case: nothing finished them while they moved
                 return
             handles = [self._deferred.pop(seq) for seq in seqs if seq in self._deferred]
+        if not handles:  # deferred ones of another chunk: theirs to release (no device wait here)
+            return
         interrupted = None
         try:
             self._quiesce_logged()  # (deferred ones are never acked)
@@ -159,8 +154,7 @@ class AckReader:
         now = time.time()
         with self._room:
             expired = [s for s, h in self._pending.items() if h.meta.is_expired(now)]
-        for seq in expired:
-            self._finish(seq, "lease_expired")
+        self._finish(expired, "lease_expired")
 
     def _read_loop(self, stream: Stream) -> None:
         next_check = time.monotonic() + LEASE_CHECK_S
@@ -192,8 +186,7 @@ class AckReader:
             stream.sock.shutdown(socket.SHUT_RDWR)  # a send() blocked on it returns at once
         except OSError:
             pass
-        for seq in seqs:
-            self._finish(seq, "failed", error)
+        self._finish(seqs, "failed", error)
 
     def _on_frame(self, kind: int, hdr: dict) -> None:
         if kind == wire.ACK:
@@ -209,11 +202,11 @@ class AckReader:
                     if ack.get("ok") is True and type(seq) is int:
                         acked.append(seq)
                     else:
-                        self._finish_acked(acked)
+                        self._finish(acked, "acked")
                         acked = []
                         self._on_ack(ack)
             finally:
-                self._finish_acked(acked)
+                self._finish(acked, "acked")
         elif kind == wire.ERROR:
             raise TransferError(f"receiver error: {hdr.get('error')}")
         else:
@@ -226,10 +219,9 @@ class AckReader:
             raise wire.FrameError("ACK without an integer seq")
         if not ok and self.self_acks:  # only a refusal comes back; the handle is long final
             log.error("%s: receiver refused self-acked transfer %d after it landed: %s", self.name, seq, hdr.get("error"))
-        self._finish(seq, "acked" if ok else "failed", None if ok else str(hdr.get("error")))
+        self._finish((seq,), "acked" if ok else "failed", None if ok else str(hdr.get("error")))
 
     def _fail_all(self, error: str) -> None:
         with self._room:
             seqs = list(self._pending)
-        for seq in seqs:
-            self._finish(seq, "failed", error)
+        self._finish(seqs, "failed", error)

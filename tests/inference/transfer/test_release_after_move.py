@@ -213,7 +213,7 @@ def test_an_ack_during_the_move_is_released_at_once():
         thread, result = _in_thread(tx.send, TransferMeta("r0", [1, 2], [3, 4], 32, 0, 0))
         assert tx.entered.wait(5)
         ((seq, handle),) = tx.handles.items()
-        tx._finish_acked([seq])  # as the ack reader would, on an answer that came early
+        tx._finish([seq], "acked")  # as the ack reader would, on an answer that came early
         assert handle.wait(0) == "acked" and tx.released.wait(5)
         assert tx.events == [("release", "r0", "acked")]  # before the move went on, no quiesce
         tx.go.set()

@@ -93,7 +93,7 @@ def test_a_send_failed_after_its_stream_released_it_returns_that_handle():
 
     class LostMidMove(t.sender_cls):
         def _move(self, seq, prep):
-            self._finish(seq, "failed", "connection lost")  # what the reader's _lose_stream does
+            self._finish((seq,), "failed", "connection lost")  # what the reader's _lose_stream does
             raise BrokenPipeError("peer reset")
 
     tx = LostMidMove(random_pool(SPEC), config, lambda meta, status: released.append((meta.request_id, status)))
