@@ -23,6 +23,7 @@ imports it lazily, so a missing optional dependency fails only when chosen.
 from __future__ import annotations
 
 import _thread
+import logging
 import math
 import os
 import threading
@@ -36,6 +37,7 @@ from inference.env import env_int
 from inference.transfer.errors import TransferError, TransportUnavailable  # noqa: F401 (re-exported)
 from inference.transfer.meta import TransferMeta
 
+log = logging.getLogger(__name__)
 TCP_STREAMS_DEFAULT = 1  # connections per tcp sender: 2 and 4 gave no gain in `docpipe bench transfer` on 2 cores
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -218,9 +220,19 @@ class KVSender:
 
     name = "base"
     peer_spec: PoolSpec | None = None  # the receiver's pool layout, once connected
+    on_release: ReleaseCallback | None = None
 
     def connect(self, address: str) -> None:
         raise NotImplementedError
+
+    def _release(self, meta: TransferMeta, status: str) -> None:
+        """on_release(meta, status); a callback that raises is logged and the sender goes on (the
+        transfer is final: nothing would retry its release, and other transfers still need theirs)."""
+        if self.on_release is not None:
+            try:
+                self.on_release(meta, status)
+            except Exception:  # noqa: BLE001 (the owner's error: logged, not the connection's)
+                log.exception("%s: releasing transfer %s (%s) failed", self.name, meta.request_id, status)
 
     def send(self, meta: TransferMeta) -> TransferHandle:
         raise NotImplementedError

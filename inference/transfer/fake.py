@@ -8,7 +8,6 @@ acked at once. No sockets, no token.
 from __future__ import annotations
 
 import itertools
-import logging
 import queue
 import threading
 
@@ -23,7 +22,6 @@ _ENDPOINTS: dict[str, "FakeReceiver"] = {}
 _IDS = itertools.count(1)
 _LOCK = threading.Lock()
 
-log = logging.getLogger(__name__)
 
 
 class FakeReceiver(KVReceiver):
@@ -87,11 +85,7 @@ class FakeSender(KVSender):
             handle._finish("acked")
         except TransferError as e:
             handle._finish("failed", str(e))
-        if self.on_release is not None:
-            try:
-                self.on_release(meta, handle.status)
-            except Exception:  # noqa: BLE001 (the owner's bug; released once, as the real senders do)
-                log.exception("fake: release callback for %s raised", meta.request_id)
+        self._release(meta, handle.status)
         return handle
 
     def close(self) -> None:

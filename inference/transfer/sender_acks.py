@@ -140,16 +140,6 @@ class AckReader:
         except Exception as e:
             log.warning("%s: waiting for the data path before release failed: %s", self.name, e)
 
-    def _release(self, meta, status: str) -> None:
-        """on_release(meta, status); a callback that raises is logged and the reader goes on (the
-        handle is final and out of the pending set: nothing would retry it, and the frame's other
-        transfers still need theirs)."""
-        if self.on_release is not None:
-            try:
-                self.on_release(meta, status)
-            except Exception:  # noqa: BLE001 (the owner's error: logged, not the connection's)
-                log.exception("%s: releasing transfer %s (%s) failed", self.name, meta.request_id, status)
-
     def _expire_leases(self) -> None:
         now = time.time()
         with self._room:

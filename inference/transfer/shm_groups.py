@@ -109,11 +109,7 @@ class SelfAckedGroups:
         if status == "failed":
             log.warning("transfer %s failed: %s: %s", meta.request_id, type(result).__name__, result)
             return
-        if self.on_release is not None:
-            try:
-                self.on_release(meta, status)
-            except Exception:  # noqa: BLE001 (the owner's bug; the transfer itself is done)
-                log.exception("%s: release callback for %s raised", self.name, meta.request_id)
+        self._release(meta, status)
 
     def _publish_many(self, payloads: list[bytes]) -> tuple[int, Exception | None]:
         """Each payload into the ring, the bell rung once; past a full ring (or without one) the

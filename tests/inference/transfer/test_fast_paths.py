@@ -241,9 +241,10 @@ def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
     """An ACKS frame's plain ok items are finished together, a refusal alone, in order; a malformed
     item raises after every item before it was finished (and nothing after it was)."""
     from inference.transfer.base import TransferConfig
+    from inference.transfer.base import KVSender
     from inference.transfer.sender_acks import AckReader, Stream
 
-    class Host(AckReader):
+    class Host(AckReader, KVSender):
         name = "t"
         self_acks = False
 
@@ -297,9 +298,10 @@ def test_acks_frame_releases_every_transfer_even_when_a_release_raises(caplog):
     """A release callback that raises for one transfer of an ACKS run: logged, and the others are
     still finished and released (taken out of the pending set, nothing else would)."""
     from inference.transfer.base import TransferConfig
+    from inference.transfer.base import KVSender
     from inference.transfer.sender_acks import AckReader, Stream
 
-    class Host(AckReader):
+    class Host(AckReader, KVSender):
         name, self_acks = "t", False
 
         def __init__(self):
