@@ -16,11 +16,8 @@ import torch
 
 from inference.transfer import PoolSpec, TransferConfig, TransferMeta, select_transport
 from inference.transfer import sender_groups
-from inference.transfer.cuda_ipc import enqueue_copies
-from inference.transfer.receiver import ControlReceiver
-from inference.transfer.sender import ControlSender
-from inference.transfer.source import flat_bytes
 
+from local_peers import LocalReceiver, LocalSender
 from transfer_peers import TOKEN, random_pool
 
 SPEC = PoolSpec(16, 2, 16, 2, 32, "float32")
@@ -136,34 +133,6 @@ def test_a_transfer_ended_mid_move_is_released_once_after_the_move(cause, raise_
     assert tx.events[-3:] == [("moved", (1,)), ("quiesce",), ("release", "r0", want)]
 
 
-POOLS: dict[int, torch.Tensor] = {}  # receiver id -> its pool (both ends live in this process)
-
-
-class LocalReceiver(ControlReceiver):
-    name = "local-held"
-
-    def _on_hello(self, state, hello):
-        POOLS[id(self)] = self.pool
-        return {"pool": id(self)}
-
-
-class LocalSender(ControlSender):
-    """A grouped sender whose move is an in-process copy into the receiver's pool."""
-    name = "local-held"
-    batches_sends = True
-
-    def _attach(self, reply):
-        self._dst = flat_bytes(POOLS[reply["pool"]])
-
-    def _move(self, seq, prep):
-        return self._move_many([(seq, prep)])
-
-    def _move_many(self, items):
-        for _, prep in items:
-            enqueue_copies(self._pool_bytes, self._dst, prep)
-        return {}
-
-
 class HeldGroups(Held, LocalSender):
     hold_once = True  # only the first chunk holds: the later ones were waiting behind it
 
@@ -173,8 +142,8 @@ def test_a_group_whose_leases_end_mid_move_releases_each_after_its_chunk(monkeyp
     transfers reserved, not yet moved) waits behind it. Each transfer is released once, as
     lease_expired, only after its own chunk's move returned."""
     monkeypatch.setattr(sender_groups, "CHUNK_ITEMS", 2)
-    config = TransferConfig(transport="local-held", token=TOKEN)
-    rx = LocalReceiver(torch.zeros(SPEC.shape), TransferConfig(transport="local-held", token=TOKEN))
+    config = TransferConfig(transport="local-group", token=TOKEN)
+    rx = LocalReceiver(torch.zeros(SPEC.shape), TransferConfig(transport="local-group", token=TOKEN))
     box: list = []
     tx = HeldGroups(random_pool(SPEC), config, _on_release(box))
     box.append(tx)
