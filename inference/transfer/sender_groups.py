@@ -15,8 +15,9 @@ a failed move fails its chunk, a failed METAS write its frame's transfers; a con
 mid-group fails what it had not acked. Returns, per meta in the given order, its TransferHandle or
 its exception; as with send(), a handle ends in one on_release and an exception in none (the caller
 ends that meta), and a reserved transfer stays moving (sender_acks.py: a lease, lost stream or close()
-finishing it leaves its release to this thread) until its chunk's move and frames are done. Without `batches_sends`, or for a self-acked sender, it is send() for each (shm's
-self-acked groups have their own send_many: shm_groups.py).
+finishing it leaves its release to this thread) until its chunk's move and frames are done. Without
+`batches_sends`, or for a self-acked sender, it is send() for each (shm's self-acked groups have their
+own send_many: shm_groups.py).
 
 The host class provides: config, self_acks, is_alive(), _gone(), _prepare(meta), _reserve(ready),
 _send_encoded(kind, body), _fail(seq, error) and _leave(seqs).
