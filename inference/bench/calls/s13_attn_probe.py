@@ -5,9 +5,9 @@ module), times them on 16 layout pages (5,476 patches, 16 heads, D 80, bf16) and
 should stay correct against the fp32 reference. Leave-one-out variants give wrong results on purpose:
 they tell what a part of the loop costs.
 
-    python3 inference/bench/calls/s13_attn_probe.py --out FILE.json [--ncu]
+    python3 inference/bench/calls/s13_attn_probe.py --out FILE.json [--ncu] [--configs A,B] [--variants base,...]
 
---ncu: one config, one variant (base), two calls, for `ncu -k regex:_vision_flash_kernel`.
+--ncu: the first config, variant base, three calls, for `ncu -k regex:_vision_flash_kernel`.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ QK1 = "s = tl.dot(q1, tl.trans(k1), s, input_precision=PRECISION)"
 EXP = "p = tl.math.exp2(x)"
 SIG = '        EXPB16: tl.constexpr):\n    """*_src'
 Q1 = "        q1 = _load_tile(q1_src, start, m0, h * sqh + D0, seq_len, sqt, BLOCK_M, D1, True, TMA)\n"
+Q0 = "    q0 = _load_tile(q0_src, start, m0, h * sqh, seq_len, sqt, BLOCK_M, D0, True, TMA)\n"
 STORE1 = "(acc1 * inv_l[:, None]).to(o_ptr.dtype.element_ty),\n                 mask=keep)"
 
 EDITS = {
@@ -35,6 +36,12 @@ EDITS = {
     "no_pv1": [(PV1, "acc1 = acc1 * alpha[:, None]\n    return m_new")],
     "no_qk1": [(QK1, "s = s + 0.0")],
     "no_d1": [(PV1, "acc1 = acc1 * alpha[:, None]\n    return m_new"), (QK1, "s = s + 0.0")],
+    # Q pre-multiplied by the softmax scale (log2 units) once, in registers: the loop drops a multiply a
+    # score and Q K^T may take Q from registers (wgmma's register-A form) instead of shared memory
+    "qscale": [(Q0, Q0 + "    q0 = (q0.to(tl.float32) * scale_log2).to(q0.dtype)\n"),
+               (Q1, Q1 + "        q1 = (q1.to(tl.float32) * scale_log2).to(q1.dtype)\n"),
+               ("m_tile = tl.max(s, 1) * scale_log2", "m_tile = tl.max(s, 1)"),
+               ("_probs(s * scale_log2 - m_new[:, None]", "_probs(s - m_new[:, None]")],
     "no_exp": [(EXP, "p = x * 0.5 + 0.25")],
     "no_rescale": [("acc0 * alpha[:, None], input", "acc0, input"), ("acc1 * alpha[:, None], input", "acc1, input")],
     # the 16-wide head-dim part computed 32 wide (N=32 / K=32 dots): Q's extra columns zeroed, the extra
@@ -44,7 +51,7 @@ EDITS = {
               (STORE1, "(acc1 * inv_l[:, None]).to(o_ptr.dtype.element_ty),\n"
                        "                 mask=keep & (tl.arange(0, D1) < D1R)[None, :])")],
 }
-CORRECT = {"base", "pad32"}
+CORRECT = {"base", "pad32", "qscale"}
 
 
 def build(name: str, folder: pathlib.Path):
@@ -70,6 +77,8 @@ def main() -> None:
     parser.add_argument("--out", required=True)
     parser.add_argument("--ncu", action="store_true")
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--configs", default="m128n64w4s3tma,m128n64w8s3tmar128")
+    parser.add_argument("--variants", default=",".join(EDITS))
     args = parser.parse_args()
     folder = pathlib.Path(tempfile.mkdtemp())
     q, k, v, cu = packed([N] * args.batch, H, D)
@@ -77,14 +86,14 @@ def main() -> None:
     if args.ncu:
         module = build("base", folder)
         for _ in range(3):
-            module.vision_flash_attention(q, k, v, cu, N, scale, FlashConfig.parse("m128n64w4s3tma"))
+            module.vision_flash_attention(q, k, v, cu, N, scale, FlashConfig.parse(args.configs.split(",")[0]))
         torch.cuda.synchronize()
         return
     ref = reference(q, k, v, cu, scale)
     flops = 4 * N * N * D * H * args.batch
     rows = []
-    for config in ("m128n64w4s3tma", "m128n64w8s3tmar128"):
-        for name in EDITS:
+    for config in args.configs.split(","):
+        for name in args.variants.split(","):
             row = dict(variant=name, config=config)
             try:
                 module = build(name, folder)
