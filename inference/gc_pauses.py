@@ -14,11 +14,18 @@ serve one engine for their life (PD role processes) it is called once the
 worker is built; around a shorter engine life, frozen() undoes it at the end
 so the engine's own cycles can be collected after it. DOCPIPE_GC_FREEZE=0
 turns both off (A/B runs).
+
+An in-process engine (`LLM`) serves a caller's process, so it does not freeze the caller's objects for
+good: older_objects_frozen() freezes what is alive for the length of one generate() call and gives it
+back after (gc.freeze and gc.unfreeze splice the generation lists; neither walks an object), so the
+collections inside the call walk only the objects the call made. Garbage from before the call is
+collected after it, not lost. GcPauses records the collector's pauses (gc.callbacks) for benchmarks.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
+import time
 
 from inference.env import env_flag
 
@@ -44,3 +51,47 @@ def frozen():
     finally:
         if did:
             gc.unfreeze()
+
+
+@contextlib.contextmanager
+def older_objects_frozen():
+    """Objects alive at entry are skipped by collections inside the block and collectable again after it.
+    Does nothing where objects are frozen already (a role process froze its start-up; another thread's
+    block is active: its exit ends the skipping for both) or with DOCPIPE_GC_FREEZE=0."""
+    if gc.get_freeze_count() or not env_flag(GC_FREEZE_ENV, default=True):
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+class GcPauses:
+    """The cyclic collector's pauses while installed (a context manager): count and milliseconds by
+    generation, measured from gc.callbacks' start to stop."""
+
+    def __init__(self):
+        self.ms = [0.0, 0.0, 0.0]
+        self.count = [0, 0, 0]
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        generation = info["generation"]
+        self.ms[generation] += (time.perf_counter() - self._started) * 1e3
+        self.count[generation] += 1
+
+    def __enter__(self) -> "GcPauses":
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def report(self) -> dict:
+        return dict(total_ms=round(sum(self.ms), 3), ms_by_generation=[round(x, 3) for x in self.ms],
+                    count_by_generation=list(self.count))

@@ -32,6 +32,7 @@ import torch
 from inference import LLM
 from inference.bench.engine_bench import forced, request
 from inference.bench.kernel_profile import kernel_profile, requested, top_lines
+from inference.gc_pauses import GcPauses
 from inference.models.loader import load_config
 
 
@@ -62,6 +63,7 @@ def main() -> None:
         return [request(cfg, 1036, 1036, seed=first + i) for i in range(args.pages)]
 
     walls: dict[str, list[float]] = {name: [] for name in args.prepare.split(",")}
+    gc_ms: dict[str, list[dict]] = {name: [] for name in walls}  # the collector's pauses in each timed pass
     if not set(walls) <= {"inline", "ahead"}:
         ap.error(f"--prepare {args.prepare!r}: expected inline and/or ahead")
     for rep in range(args.reps + 1):
@@ -69,11 +71,13 @@ def main() -> None:
             llm.config.prepare_ahead = name == "ahead"
             pages = pass_pages()
             torch.cuda.synchronize()
-            t = time.perf_counter()
-            llm.generate(pages, forced(1))
-            torch.cuda.synchronize()
+            with GcPauses() as pauses:
+                t = time.perf_counter()
+                llm.generate(pages, forced(1))
+                torch.cuda.synchronize()
             if rep:  # the first pass compiles, captures and picks kernels
                 walls[name].append(time.perf_counter() - t)
+                gc_ms[name].append(pauses.report())
     kernels = None
     if requested():
         pages = pass_pages()
@@ -87,10 +91,12 @@ def main() -> None:
         print("\n".join(top_lines(kernels, 25)))
     timeline = step_timeline(llm, pass_pages()) if args.timeline else None
     from inference.ops.cuda.vision_attention import _CHOICE
-    rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w} for name, w in walls.items()}
+    rows = {name: {"pages_per_s": args.pages / statistics.median(w), "walls_s": w, "gc": gc_ms[name]}
+            for name, w in walls.items()}
     for name, row in rows.items():
         print(f"{env or 'defaults'} prepare={name}: "
-              f"{row['pages_per_s']:.2f} pages/s (walls {[round(x, 3) for x in row['walls_s']]})", flush=True)
+              f"{row['pages_per_s']:.2f} pages/s (walls {[round(x, 3) for x in row['walls_s']]}, "
+              f"gc pauses ms {[g['total_ms'] for g in row['gc']]})", flush=True)
     if args.out:
         with open(args.out, "w") as f:
             json.dump({"command": "python3 -m inference.bench.layout_ab", "device": torch.cuda.get_device_name(),

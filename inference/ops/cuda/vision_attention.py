@@ -6,7 +6,9 @@ Paths, same result (up to rounding):
   one launch for the whole packed batch, no host sync;
 - our Triton kernel (vision_flash.py), which splits head dim 80 into 64 + 16
   instead of padding it (cuDNN's and flash's head-dim-80 kernels run 128-wide
-  tiles: 37% of their tensor-core work is padding).
+  tiles: 37% of their tensor-core work is padding);
+- FlashAttention-4's kernel (fa4.py) where the optional flash-attn-4 package
+  is installed and has a kernel for the GPU (Hopper, datacenter Blackwell).
 When every image of the batch has the same length (layout pages: T ==
 num_images * max_seqlen, known without a sync) the batch is also a plain
 [B, H, N, D] SDPA problem, which cuDNN's fused attention may run faster than
@@ -16,7 +18,7 @@ times the candidates once (events, a few calls each) and keeps the fastest;
 other batches (block crops: many lengths) choose between varlen and Triton
 once per power-of-two bucket of max_seqlen. A candidate that errors is dropped.
 Triton runs in two launch configs, each a candidate of its own.
-DOCPIPE_VISION_ATTN=cudnn|varlen|triton forces one (A/B runs, debugging),
+DOCPIPE_VISION_ATTN=cudnn|varlen|triton|fa4 forces one (A/B runs, debugging),
 =no-triton leaves the Triton kernel out;
 a forced candidate that does not apply falls back to the automatic choice.
 Without varlen (fp32, the CPU, older torch): SDPA per image (one host sync to
@@ -33,6 +35,7 @@ import os
 import torch
 import torch.nn.functional as F
 
+from inference.ops.cuda import fa4
 from inference.ops.cuda.flash_config import FlashConfig
 from inference.ops.shape_groups import pow2_parts
 from inference.ops.timing import event_ms
@@ -53,8 +56,8 @@ def varlen_available(q: torch.Tensor) -> bool:
 CUDNN_MIN_LENGTH = 4096  # patches per image; a 1036x1036 layout page has 5476
 _CHOICE: dict[tuple, str] = {}  # (kind, length bucket, heads, dim, dtype) -> "cudnn" | "varlen" | "triton"
 _FORCED = os.environ.get("DOCPIPE_VISION_ATTN", "auto").strip().lower() or "auto"
-if _FORCED not in ("auto", "cudnn", "varlen", "triton", "no-triton"):
-    raise ValueError(f"DOCPIPE_VISION_ATTN={_FORCED!r}: expected auto, cudnn, varlen, triton or no-triton")
+if _FORCED not in ("auto", "cudnn", "varlen", "triton", "fa4", "no-triton"):
+    raise ValueError(f"DOCPIPE_VISION_ATTN={_FORCED!r}: expected auto, cudnn, varlen, triton, fa4 or no-triton")
 
 
 def uniform_cudnn(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, num_images: int, scale: float) -> torch.Tensor:
@@ -165,6 +168,8 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
         if _triton_head_dim(q.shape[2]) and _FORCED != "no-triton":
             for name, config in _triton_configs().items():
                 candidates[name] = lambda config=config: _triton(q, k, v, cu, max_seqlen, scale, config)
+        if fa4.available(q):
+            candidates["fa4"] = lambda: fa4.attention(q, k, v, cu, max_seqlen, scale)
         num_images = cu_seqlens.numel() - 1
         bucket = 1 << max(max_seqlen - 1, 0).bit_length()
         uniform = q.shape[0] == num_images * max_seqlen

@@ -1,0 +1,47 @@
+"""FlashAttention-4's forward kernel (the `flash-attn-4` package, written in NVIDIA's CuTe DSL) as a
+vision-attention candidate, when that package is installed (`pip install 'docpipe[hopper]'`).
+
+Its Hopper kernel is built the way our Triton one cannot be: warp-specialized (a producer warp feeds
+two consumer warpgroups through TMA), the consumers take turns on the tensor cores while the other
+runs its softmax, and head dim 80 is one 80-wide MMA, not 64 + 16. The vision encoder's choice
+(vision_attention.py) times it against the other candidates once per shape and keeps the fastest;
+without the package, or on a GPU it has no kernel for, it is simply not a candidate.
+The first call of a shape compiles the kernel (seconds; the engine's start makes that call).
+"""
+from __future__ import annotations
+
+import functools
+import logging
+
+import torch
+
+_ARCHES = (9, 10)  # compute capability majors with a forward kernel in the package (Hopper, datacenter Blackwell)
+
+
+@functools.cache
+def _varlen_func():
+    """flash_attn.cute's varlen entry, or None (not installed or not importable here)."""
+    try:
+        from flash_attn.cute import flash_attn_varlen_func
+    except Exception as exc:  # ImportError, or a broken install (its compiler libraries missing)
+        if not isinstance(exc, ImportError):
+            logging.getLogger(__name__).warning("flash-attn-4 is installed but does not import: %s", exc)
+        return None
+    return flash_attn_varlen_func
+
+
+def available(q: torch.Tensor) -> bool:
+    """Whether the package's kernel takes this vision call: CUDA, bf16/fp16, a GPU it was built for,
+    a head dim that is a multiple of 8 up to 256, and the package importable."""
+    return (q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] % 8 == 0
+            and q.shape[-1] <= 256 and torch.cuda.get_device_capability(q.device)[0] in _ARCHES
+            and _varlen_func() is not None)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
+              scale: float) -> torch.Tensor:
+    """Bidirectional attention within each image: q, k, v [T, H, D] (last dim contiguous), int32
+    cu_seqlens [B+1]; returns [T, H, D]."""
+    out = _varlen_func()(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=max_seqlen,
+                         max_seqlen_k=max_seqlen, softmax_scale=scale, causal=False)
+    return out[0] if isinstance(out, tuple) else out
