@@ -6,7 +6,7 @@
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
-mkdir -p /tmp/fa4keep && cp .fa4a/* /tmp/fa4keep/ && ls -la /tmp/fa4keep
+mkdir -p /tmp/fa4keep && cp "${REPO_ROOT:?}"/.fa4a/* /tmp/fa4keep/ && ls -la /tmp/fa4keep
 python3 -c "import cuda.bindings; print('image has cuda.bindings', cuda.bindings.__version__)" 2>&1 | tail -1
 python3 -c "import google.protobuf as p; print('image has protobuf', p.__version__)" 2>&1 | tail -1
 python3 -m pip list 2>/dev/null | grep -i "cutlass\|flash\|quack\|tvm\|cuda-python\|cuda-bindings\|einops"

@@ -6,16 +6,16 @@
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
-ir=.fa4a/ir.so.xz; [ -f "$ir" ] || ir=/tmp/fa4keep/ir.so.xz
+ir="${REPO_ROOT:?}"/.fa4a/ir.so.xz; [ -f "$ir" ] || ir=/tmp/fa4keep/ir.so.xz
 [ -f "$ir" ] || { echo "the first half (.fa4a) is gone: the machine was not kept between calls"; exit 3; }
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .fa4b/*.whl 2>&1 | tail -1
-python3 -c "import cuda.bindings" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .fa4b/opt/cuda_bindings*.whl 2>&1 | tail -1
-python3 -c "import google.protobuf" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .fa4b/opt/protobuf*.whl 2>&1 | tail -1
-tar -xf .fa4b/cu13_rest.tar -C /tmp/site
-python3 - "$ir" <<'PY'
+python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/*.whl 2>&1 | tail -1
+python3 -c "import cuda.bindings" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/opt/cuda_bindings*.whl 2>&1 | tail -1
+python3 -c "import google.protobuf" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/opt/protobuf*.whl 2>&1 | tail -1
+tar -xf "$REPO_ROOT"/.fa4b/cu13_rest.tar -C /tmp/site
+python3 - "$ir" "$REPO_ROOT/.fa4b/rt.so.xz" <<'PY'
 import lzma, shutil, sys
 pairs = [(sys.argv[1], "/tmp/site/nvidia_cutlass_dsl/dsl_packages/cutlass/_mlir/_mlir_libs/_cutlass_ir.cu13.cpython-312-x86_64-linux-gnu.so"),
-         (".fa4b/rt.so.xz", "/tmp/site/nvidia_cutlass_dsl/cu13/lib/libcute_dsl_runtime.so")]
+         (sys.argv[2], "/tmp/site/nvidia_cutlass_dsl/cu13/lib/libcute_dsl_runtime.so")]
 for src, dst in pairs:
     with lzma.open(src) as f, open(dst, "wb") as g:
         shutil.copyfileobj(f, g, 1 << 24)
