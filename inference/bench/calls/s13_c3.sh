@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Session 13, call 3: the layout pass with generate() freezing older objects for the call (the new
 # default) vs DOCPIPE_GC_FREEZE=0, alternating, each timed pass's collector pauses recorded. Also keeps
-# the first half of the CuTe DSL compiler library (.fa4a, carried here; too large for one call) on the
+# the first part of the CuTe DSL compiler library (.fa4a, carried here; too large for one call) on the
 # machine for call 4, and lists what the image has of FA4's dependencies. Output in $1.
 set -u
 out=${1:?output folder}

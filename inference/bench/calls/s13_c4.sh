@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Session 13, call 4: FlashAttention-4 (flash-attn-4 4.0.0b36, CuTe DSL 4.8.1 cu13) on this machine from
-# wheels and the two carried halves of its compiler library (.fa4a kept from call 3, .fa4b); its kernel vs
+# wheels and the compiler library carried in two parts (.fa4a kept from call 3, .fa4b); its kernel vs
 # ours on layout pages (s13_fa4_probe.py); the layout pass choosing among all candidates (fa4 now one)
 # vs DOCPIPE_VISION_ATTN=triton. Output in $1.
 set -u
 out=${1:?output folder}
 source "$(dirname "$0")/lib.sh"
-ir="${REPO_ROOT:?}"/.fa4a/ir.so.xz; [ -f "$ir" ] || ir=/tmp/fa4keep/ir.so.xz
-[ -f "$ir" ] || { echo "the first half (.fa4a) is gone: the machine was not kept between calls"; exit 3; }
+first="${REPO_ROOT:?}"/.fa4a/ir.part.aa; [ -f "$first" ] || first=/tmp/fa4keep/ir.part.aa
+[ -f "$first" ] || { echo "the first part (.fa4a) is gone: the machine was not kept between calls"; exit 3; }
+ir=/tmp/ir.so.xz; cat "$first" "$REPO_ROOT"/.fa4b/ir.part.ab > $ir
 python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/*.whl 2>&1 | tail -1
 python3 -c "import cuda.bindings" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/opt/cuda_bindings*.whl 2>&1 | tail -1
 python3 -c "import google.protobuf" 2>/dev/null || python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$REPO_ROOT"/.fa4b/opt/protobuf*.whl 2>&1 | tail -1
