@@ -78,6 +78,7 @@ def request(cfg, side_w: int, side_h: int, seed: int, text_tokens: int = 20) -> 
     return noise_request(side_w, side_h, ids, np.random.default_rng(seed), text_tokens)
 
 
+LAYOUT_TIMED_PASSES = 3  # layout-prefill passes timed after the first; the figure is their median
 LAYOUT_PROBE_SEED = 5  # the layout page both sides see (logits probe, transformers' TTFT)
 
 
@@ -123,19 +124,23 @@ def run_ours(spec: BenchSpec, ckpt: str, cfg, res: dict) -> None:
                 tpot_p50_ms=1000 * statistics.median(o.tpot_s for o in outs))
     # layout-stage prefill: 1036x1036 pages, first token only
     pages = [request(cfg, 1036, 1036, seed=1000 + i) for i in range(spec.layout_pages)]
-    profiled = requested() and spec.device.startswith("cuda")  # DOCPIPE_PROFILE_KERNELS=1: a third pass
-    for n in range(3 if profiled else 2):
-        with kernel_profile(n == 2) as kernels:
+    # the figure: the median of LAYOUT_TIMED_PASSES passes after the first (which builds kernels and picks
+    # the vision attention); DOCPIPE_PROFILE_KERNELS=1 adds a last, profiled pass (slower, not counted)
+    profiled = requested() and spec.device.startswith("cuda")
+    walls = []
+    for n in range(1 + LAYOUT_TIMED_PASSES + profiled):
+        with kernel_profile(n > LAYOUT_TIMED_PASSES) as kernels:
             _sync(spec.device); t = time.perf_counter()
             llm.generate(pages, forced(1))
             _sync(spec.device); elapsed = time.perf_counter() - t
         if n == 0:
             ours["first_pass_layout_pages_per_s"] = len(pages) / elapsed
-        elif n == 1:
-            wall = elapsed  # the figure: the second pass (the profiled one is slower)
+        elif n <= LAYOUT_TIMED_PASSES:
+            walls.append(elapsed)
         else:
             ours["layout_prefill_kernels"] = kernels.report(elapsed)
-    ours.update(layout_pages=len(pages), layout_prefill_pages_per_s=len(pages) / wall,
+    wall = statistics.median(walls)
+    ours.update(layout_pages=len(pages), layout_prefill_pages_per_s=len(pages) / wall, layout_prefill_walls_s=walls,
                 layout_prompt_tokens=len(llm.engine.processor(pages[0]).token_ids))
     if spec.device.startswith("cuda"):
         ours["peak_memory_GiB"] = torch.cuda.max_memory_allocated() / 2**30

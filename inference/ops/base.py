@@ -64,6 +64,12 @@ class Ops:
         sections already merged by the caller)."""
         raise NotImplementedError
 
+    def rotary_(self, q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> None:
+        """rotary() in place: q and k (views of a packed qkv, say) get their rotated values."""
+        rotated_q, rotated_k = self.rotary(q, k, cos, sin)
+        q.copy_(rotated_q)
+        k.copy_(rotated_k)
+
     def store_kv(self, k: torch.Tensor, v: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slot_mapping: torch.Tensor) -> None:
         """Write k, v [T, Hk, D] into the paged caches at slot_mapping."""
         raise NotImplementedError

@@ -51,6 +51,9 @@ class Ops(base.Ops):
     def rotary(self, q, k, cos, sin):
         return rotary(q, k, cos, sin)
 
+    def rotary_(self, q, k, cos, sin) -> None:
+        rotary(q, k, cos, sin, inplace=True)
+
     def store_kv(self, k, v, k_cache, v_cache, slot_mapping) -> None:
         store_kv(k, v, k_cache, v_cache, slot_mapping)
 

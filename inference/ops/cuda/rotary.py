@@ -3,7 +3,8 @@
 One program per token rotates all of that token's query and key heads, so cos
 and sin are read once per token. q and k may be strided views (the split of a
 fused qkv projection); the last dim must be contiguous. The results are new
-contiguous tensors: out = x * cos + rotate_half(x) * sin, in fp32, rounded once.
+contiguous tensors (or, in place, q and k themselves: the vision encoder keeps them as views of its
+qkv, which the attention reads as they are): out = x * cos + rotate_half(x) * sin, in fp32, rounded once.
 """
 from __future__ import annotations
 
@@ -51,14 +52,23 @@ def _last_dim_contiguous(x: torch.Tensor) -> torch.Tensor:
     return x if x.stride(-1) == 1 else x.contiguous()
 
 
-def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+           inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """inplace: the rotated values go back into q and k (each program reads its token's heads before
+    writing them), which must then have a contiguous last dim; q and k are returned."""
     num_tokens, num_q_heads, head_dim = q.shape
     num_k_heads = k.shape[1]
     assert head_dim % 2 == 0 and k.shape == (num_tokens, num_k_heads, head_dim), "q/k shapes disagree"
     assert cos.shape == (num_tokens, head_dim) and sin.shape == cos.shape, "cos/sin must be [T, head_dim]"
-    q, k, cos, sin = (_last_dim_contiguous(t) for t in (q, k, cos, sin))
-    q_out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-    k_out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    if inplace:
+        if q.stride(-1) != 1 or k.stride(-1) != 1:
+            raise ValueError("rotary in place: q and k need a contiguous last dim")
+        q_out, k_out = q, k
+    else:
+        q, k = _last_dim_contiguous(q), _last_dim_contiguous(k)
+        q_out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+        k_out = torch.empty(k.shape, dtype=k.dtype, device=k.device)
+    cos, sin = _last_dim_contiguous(cos), _last_dim_contiguous(sin)
     if num_tokens == 0:
         return q_out, k_out
     half = head_dim // 2

@@ -208,7 +208,7 @@ def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.de
     alone and mixed with a crop, made now, on the smallest such call (the choice is kept per length
     bucket, whatever the page count). Made inside a run, the first one took seconds on a machine whose
     Triton cache lacked a candidate (session 8: a PD prefill worker's first batch of 16 pages, TTFT
-    4.5 s). q and k are contiguous, as the rotary kernel hands them over; v a view of the packed qkv.
+    4.5 s). q, k and v are views of one packed qkv, as the encoder hands them over (rotary in place).
     graph_patches: the largest encoder graph's patches (the caller's graphs), what decides that size."""
     gen = torch.Generator(device=device).manual_seed(0)
     pages = eager_pages(graph_patches)
@@ -216,7 +216,7 @@ def warm_choices(heads: int, head_dim: int, dtype: torch.dtype, device: torch.de
         qkv = torch.randn(sum(lengths), 3, heads, head_dim, device=device, generator=gen).to(dtype)
         cu = torch.tensor([0, *lengths], device=device, dtype=torch.int32).cumsum(0, dtype=torch.int32)
         q, k, v = qkv.unbind(1)
-        vision_attention(q.contiguous(), k.contiguous(), v, cu, max(lengths), head_dim ** -0.5)
+        vision_attention(q, k, v, cu, max(lengths), head_dim ** -0.5)
         del qkv, q, k, v
     torch.cuda.synchronize(device)
 

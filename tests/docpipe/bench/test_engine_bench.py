@@ -24,3 +24,6 @@ def test_bench_engine_tiny_cpu(tmp_path):
     assert res["correctness"]["fp32_greedy_tokens_identical"] is True
     assert res["ours"]["output_tokens"] == 4 * 8
     assert res["ours"]["layout_prefill_pages_per_s"] > 0 and res["hf"]["bs2_tok_per_s"] > 0
+    walls = res["ours"]["layout_prefill_walls_s"]  # the figure is the median of the timed passes
+    assert len(walls) == 3 and res["ours"]["layout_prefill_pages_per_s"] == pytest.approx(
+        res["ours"]["layout_pages"] / sorted(walls)[1])

@@ -111,6 +111,22 @@ def test_rotary_on_strided_views(ops, ref, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_rotary_in_place_on_packed_qkv(ops, ref, dtype):
+    """rotary_ (the vision encoder's call): q and k, views of one packed [T, 3, H, D] qkv, get the rotated
+    values; v and every other element of the buffer stay as they were."""
+    tokens, heads, dim = 45, 16, 80
+    qkv = torch.randn(tokens, 3, heads, dim, dtype=dtype, device=DEV)
+    before = qkv.clone()
+    q, k, v = qkv.unbind(1)
+    angles = torch.rand(tokens, dim, device=DEV) * 100
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    q_ref, k_ref = ref.rotary(before[:, 0].double(), before[:, 1].double(), cos.double(), sin.double())
+    ops.rotary_(q, k, cos, sin)
+    assert rel_err(qkv[:, 0], q_ref) <= TOL[dtype] and rel_err(qkv[:, 1], k_ref) <= TOL[dtype]
+    assert torch.equal(qkv[:, 2], before[:, 2])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("block_size", [16, 32])
 def test_store_kv_writes_exactly_the_mapped_slots(ops, ref, dtype, block_size):
     pool, _, _, _ = paged_pool([100, 40], block_size, dtype)

@@ -53,3 +53,18 @@ def test_vision_attention_is_per_image_and_bidirectional():
     for s, e in [(0, 3), (3, 7)]:
         ref = F.scaled_dot_product_attention(q[s:e].transpose(0, 1), k[s:e].transpose(0, 1), v[s:e].transpose(0, 1))
         assert torch.allclose(out[s:e], ref.transpose(0, 1), atol=1e-5)
+
+
+def test_rotary_in_place_equals_rotary_on_qkv_views():
+    """Ops.rotary_ (the base class's, the reference backend's): q and k views of a packed qkv get exactly
+    rotary()'s values; v is untouched."""
+    ops = Ops()
+    qkv = torch.randn(9, 3, 4, 8, dtype=torch.float64)
+    before = qkv.clone()
+    angles = torch.rand(9, 8, dtype=torch.float64) * 10
+    cos, sin = angles.cos(), angles.sin()
+    q_new, k_new = ops.rotary(before[:, 0], before[:, 1], cos, sin)
+    q, k, v = qkv.unbind(1)
+    ops.rotary_(q, k, cos, sin)
+    assert torch.equal(qkv[:, 0], q_new) and torch.equal(qkv[:, 1], k_new) and torch.equal(qkv[:, 2], before[:, 2])
+    assert not torch.equal(q_new, before[:, 0])

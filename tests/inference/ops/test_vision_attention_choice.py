@@ -135,11 +135,17 @@ def test_graph_config_default_and_override(monkeypatch):
 
 def test_warm_choices_calls_the_smallest_eager_page_batches(monkeypatch):
     """warm_choices runs both eager kinds of a page batch (all pages; pages with a crop), at the fewest
-    pages an encoder graph does not take, with q and k contiguous as the rotary kernel returns them."""
+    pages an encoder graph does not take, with q, k and v views of one packed qkv as the encoder hands
+    them over (rotary in place)."""
     calls = []
     monkeypatch.setattr(va, "_CHOICE", {})
+
+    def one_qkv(q, k, v):
+        base = v.untyped_storage().data_ptr()
+        return (q.untyped_storage().data_ptr() == base == k.untyped_storage().data_ptr()
+                and not q.is_contiguous() and not k.is_contiguous())
     monkeypatch.setattr(va, "vision_attention", lambda q, k, v, cu, max_seqlen, scale: calls.append(
-        (cu.tolist(), max_seqlen, tuple(q.shape), q.dtype, scale, q.is_contiguous() and k.is_contiguous())))
+        (cu.tolist(), max_seqlen, tuple(q.shape), q.dtype, scale, one_qkv(q, k, v))))
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: None)
     va.warm_choices(2, 16, torch.float32, torch.device("cpu"))
     from inference.worker.vision_graph import MAX_PATCHES
@@ -157,3 +163,42 @@ def test_warm_choices_on_the_gpu(monkeypatch):
     monkeypatch.setattr(va, "_CHOICE", {})
     va.warm_choices(16, 80, torch.bfloat16, torch.device("cuda"))
     assert {(k[0], k[1]) for k in va._CHOICE} == {(True, 8192), (False, 8192)}, va._CHOICE
+
+
+def test_fa4_is_a_candidate_where_available(stand_ins, monkeypatch):
+    """Where flash-attn-4 takes the call it is timed with the others and kept when fastest; where it
+    does not (package missing, another GPU) it is never called; DOCPIPE_VISION_ATTN=fa4 forces it."""
+    calls, times, _ = stand_ins
+    from inference.ops.cuda import fa4
+
+    monkeypatch.setattr(fa4, "attention", lambda *args: (calls.append("fa4"), torch.zeros(1))[1])
+    monkeypatch.setattr(fa4, "available", lambda q: False)
+    times.update({"varlen": 3.0, "triton": 2.0, "triton:other": 2.5, "cudnn": 1.5, "fa4": 1.0})
+    va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
+    assert "fa4" not in calls and calls[-1] == "cudnn"
+    monkeypatch.setattr(fa4, "available", lambda q: True)
+    monkeypatch.setattr(va, "_CHOICE", {})
+    calls.clear()
+    va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
+    assert "fa4" in calls[:-1] and calls[-1] == "fa4"  # timed, then run
+    times["fa4"] = 4.0
+    monkeypatch.setattr(va, "_CHOICE", {})
+    va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
+    assert calls[-1] == "cudnn"
+    monkeypatch.setattr(va, "_FORCED", "fa4")
+    calls.clear()
+    va.vision_attention(*_qkv([300, 200])[:4], 300, 0.1)
+    assert calls == ["fa4"]
+
+
+def test_fa4_not_importable_is_not_available(monkeypatch):
+    import sys
+
+    from inference.ops.cuda import fa4
+
+    monkeypatch.setitem(sys.modules, "flash_attn.cute", None)  # import raises ImportError
+    fa4._varlen_func.cache_clear()
+    try:
+        assert fa4._varlen_func() is None
+    finally:
+        fa4._varlen_func.cache_clear()
