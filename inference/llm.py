@@ -12,11 +12,21 @@ import torch
 from inference.config import EngineConfig
 from inference.engine.engine import LLMEngine
 from inference.engine.request import RequestOutput
+from inference.env import env_int
 from inference.gc_pauses import older_objects_frozen
 from inference.prep_ahead import PrepAhead
 from inference.sampling import SamplingParams
 
 ADMIT_AHEAD_STEPS = 2  # prompt tokens kept waiting in the scheduler, in steps' token budgets
+FIRST_STEP_ENV = "DOCPIPE_FIRST_STEP_TOKENS"  # prompt tokens admitted before a call's first step (A/B runs)
+
+
+def first_step_tokens(cfg: EngineConfig) -> int:
+    """Prompt tokens admitted before a call's first step: half a step's budget unless DOCPIPE_FIRST_STEP_TOKENS
+    says otherwise. The device idles until that step is launched, and admitting costs host time (a layout
+    page's pixels are uploaded and patched: ~1.5 ms, at times 5-8 ms on the H200's host); the rest is
+    admitted while the first step runs."""
+    return max(1, env_int(FIRST_STEP_ENV, cfg.max_num_batched_tokens // 2))
 
 
 class LLM:
@@ -49,8 +59,8 @@ class LLM:
 
     def generate(self, requests: list[dict] | dict, sampling: SamplingParams | list[SamplingParams] | None = None) -> list[RequestOutput]:
         # Requests are prepared in order on a background thread (prep_ahead.py) and admitted as
-        # they become ready. Before the first step, admission waits for one step's worth of prompt
-        # tokens (or all requests): admitting a sliver at a time staggers admissions (measured on
+        # they become ready. Before the first step, admission waits for first_step_tokens() of prompt
+        # tokens, half a step's worth (or all requests): admitting a sliver at a time staggers admissions (measured on
         # the H200: 256-request decode throughput fell from 31k to 22k tok/s when each step got only
         # its own share), and it stops there: admitting finishes a request on this thread (pixels
         # uploaded and patched on the device, ~1.5 ms a layout page on the H200), so admitting every
@@ -69,13 +79,14 @@ class LLM:
         prep = PrepAhead(engine.processor, requests, threaded)
         ids, stepped = [], False
         ahead = max(ADMIT_AHEAD_STEPS * cfg.max_num_batched_tokens, cfg.prefill_hold_tokens)
+        first = first_step_tokens(cfg)
         done: dict[str, RequestOutput] = {}
         try:
             while len(ids) < len(requests) or engine.has_unfinished_requests():
                 if len(ids) < len(requests):  # the waiting queue summed only while admitting
                     # admission pauses at `limit` (a preempted request, back in the queue, may pass it)
                     waiting = engine.scheduler.num_waiting_tokens()
-                    limit = ahead if stepped else cfg.max_num_batched_tokens
+                    limit = ahead if stepped else first
                 while len(ids) < len(requests) and waiting < limit and (
                         prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):
                     try:

@@ -68,11 +68,12 @@ def test_a_failing_request_aborts_the_batch_and_the_engine_stays_usable():
 @pytest.mark.parametrize("prepare_ahead", [False, True])
 def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
     # Admitting finishes a request (its pixels on the device): the first step must not wait for the
-    # whole batch, and later steps keep at most ADMIT_AHEAD_STEPS budgets of prompt tokens waiting.
-    from inference.llm import ADMIT_AHEAD_STEPS
+    # whole batch (it takes half a step's worth), and later steps keep at most ADMIT_AHEAD_STEPS budgets of prompt tokens waiting.
+    from inference.llm import ADMIT_AHEAD_STEPS, first_step_tokens
 
     budget = 64
     llm = _llm(prepare_ahead, max_num_batched_tokens=budget)
+    first = first_step_tokens(llm.config)
     reqs = _requests(llm, 40)
     engine, seen = llm.engine, []
     add, step = engine.add_request, engine.step
@@ -90,8 +91,8 @@ def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
     got = [o.token_ids for o in llm.generate(reqs, GREEDY)]
     longest = max(admitted)
     first_count, first_waiting = seen[0]
-    assert first_waiting >= budget  # a full first step (all are ready or waited for)
-    assert first_waiting < budget + longest and first_count < len(reqs)
+    assert first == budget // 2 and first_waiting >= first  # half a step first (all are ready or waited for)
+    assert first_waiting < first + longest and first_count < len(reqs)
     assert all(w < ADMIT_AHEAD_STEPS * budget + longest for _, w in seen)
     assert ADMIT_AHEAD_STEPS >= 2 and max(w for _, w in seen[1:]) >= budget + longest  # > one step's worth kept
     assert seen[-1][0] == len(reqs)
@@ -137,3 +138,15 @@ def test_preparation_stays_a_bounded_window_ahead(monkeypatch):
     got = [o.token_ids for o in llm.generate(reqs, GREEDY)]
     assert len(lead) == len(reqs) and max(lead) <= 4
     assert got == [o.token_ids for o in _llm(False).generate(reqs, GREEDY)]
+
+
+def test_first_step_tokens_override(monkeypatch):
+    from inference.llm import FIRST_STEP_ENV, first_step_tokens
+
+    llm = _llm(False, max_num_batched_tokens=64)
+    assert first_step_tokens(llm.config) == 32
+    monkeypatch.setenv(FIRST_STEP_ENV, "64")
+    assert first_step_tokens(llm.config) == 64
+    monkeypatch.setenv(FIRST_STEP_ENV, "half")
+    with pytest.raises(ValueError, match=FIRST_STEP_ENV):
+        first_step_tokens(llm.config)
