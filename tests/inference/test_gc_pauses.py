@@ -3,25 +3,10 @@ them again after it; nothing is lost; LLM.generate runs inside it. GcPauses reco
 Freezing is process-wide, so each case runs in a fresh interpreter."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 
+from fresh_python import run_fresh as _fresh
 from inference import gc_pauses
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _fresh(code: str, **env_extra: str):
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **env_extra}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                         timeout=180, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("switch,skips", [(None, True), ("0", False)], ids=["default", "off"])

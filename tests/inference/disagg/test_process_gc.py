@@ -2,27 +2,11 @@
 frozen() gives the objects back to the collector after its block."""
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import pytest
 
+from fresh_python import run_fresh as _in_fresh_interpreter
 from inference import gc_pauses
 from inference.disagg import process
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def _in_fresh_interpreter(code: str, **env_extra: str):
-    """The JSON `code` prints last, run in a fresh interpreter (a freeze is for the process's life)."""
-    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", **env_extra}
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
-                         timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-2000:]
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 @pytest.mark.parametrize("switch,frozen", [(None, True), ("0", False)], ids=["default", "off"])
