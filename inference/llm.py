@@ -13,7 +13,6 @@ from inference.config import EngineConfig
 from inference.engine.engine import LLMEngine
 from inference.engine.request import RequestOutput
 from inference.env import env_int
-from inference.gc_pauses import older_objects_frozen
 from inference.prep_ahead import PrepAhead
 from inference.sampling import SamplingParams
 
@@ -67,13 +66,7 @@ class LLM:
         # ready request first held a 64-page batch's first step back ~95 ms. After it, admission keeps
         # ADMIT_AHEAD_STEPS steps' worth waiting (at least the scheduler's prefill hold), which also
         # keeps a large call's pixels off the device until they are needed.
-        # The collector skips the objects alive before the call while it runs (gc_pauses.py): a full
-        # collection walks ~360k of them, the model's and the libraries', holding the GIL ~100-200 ms.
         requests, params = batch_args(requests, sampling)
-        with older_objects_frozen():
-            return self._generate(requests, params)
-
-    def _generate(self, requests: list[dict], params: list[SamplingParams]) -> list[RequestOutput]:
         engine, cfg = self.engine, self.config
         threaded = cfg.prepare_ahead if cfg.prepare_ahead is not None else cfg.torch_device.type == "cuda"
         prep = PrepAhead(engine.processor, requests, threaded)

@@ -6,7 +6,10 @@ two consumer warpgroups through TMA), the consumers take turns on the tensor cor
 runs its softmax, and head dim 80 is one 80-wide MMA, not 64 + 16. The vision encoder's choice
 (vision_attention.py) times it against the other candidates once per shape and keeps the fastest;
 without the package, or on a GPU it has no kernel for, it is simply not a candidate.
-The first call of a shape compiles the kernel (3.1 s on the H200; the engine's start makes that call).
+The first call compiles the kernel (3.1 s on the H200; once per compile key of the package, not per
+shape): at engine start where the engine warms its attention choices (encoder graphs captured at
+start), else inside the first generate(). A kernel that fails (to compile or later) takes the package
+out of the candidates for the rest of the process.
 Measured on the H200 (session 13, inference/bench/results/session13): 16 layout pages 4.77 ms, 515
 TFLOP/s, against 5.64 ms, 436, for our kernel; 8 % slower again with q and k contiguous copies than as
 views of the packed qkv, which is why the encoder rotates them in place. Graph-captured encoder calls
@@ -34,18 +37,33 @@ def _varlen_func():
     return flash_attn_varlen_func
 
 
+_failed: list[str] = []  # the first failure's message: the package is no candidate after it
+
+
+@functools.cache
+def _arch_ok(device_index: int) -> bool:
+    return torch.cuda.get_device_capability(device_index)[0] in _ARCHES
+
+
 def available(q: torch.Tensor) -> bool:
     """Whether the package's kernel takes this vision call: CUDA, bf16/fp16, a GPU it was built for,
-    a head dim that is a multiple of 8 up to 256, and the package importable."""
+    a head dim that is a multiple of 8 up to 256, the package importable and not failed before."""
     return (q.is_cuda and q.dtype in (torch.bfloat16, torch.float16) and q.shape[-1] % 8 == 0
-            and q.shape[-1] <= 256 and torch.cuda.get_device_capability(q.device)[0] in _ARCHES
+            and q.shape[-1] <= 256 and not _failed and _arch_ok(q.device.index if q.device.index is not None
+                                                                 else torch.cuda.current_device())
             and _varlen_func() is not None)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: torch.Tensor, max_seqlen: int,
               scale: float) -> torch.Tensor:
     """Bidirectional attention within each image: q, k, v [T, H, D] (last dim contiguous), int32
-    cu_seqlens [B+1]; returns [T, H, D]."""
-    out = _varlen_func()(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=max_seqlen,
-                         max_seqlen_k=max_seqlen, softmax_scale=scale, causal=False)
+    cu_seqlens [B+1]; returns [T, H, D]. Raises what the package raises, after marking it failed."""
+    try:
+        out = _varlen_func()(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=max_seqlen,
+                             max_seqlen_k=max_seqlen, softmax_scale=scale, causal=False)
+    except Exception as exc:
+        if not _failed:
+            _failed.append(f"{type(exc).__name__}: {exc}")
+            logging.getLogger(__name__).warning("flash-attn-4 failed; not used again in this process: %s", _failed[0])
+        raise
     return out[0] if isinstance(out, tuple) else out

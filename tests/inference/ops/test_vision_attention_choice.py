@@ -191,14 +191,67 @@ def test_fa4_is_a_candidate_where_available(stand_ins, monkeypatch):
     assert calls == ["fa4"]
 
 
-def test_fa4_not_importable_is_not_available(monkeypatch):
+def test_fa4_import_failures_leave_it_out(monkeypatch, caplog):
+    """Not installed (ImportError): no candidate, quietly. Installed but broken (its compiler libraries
+    missing raise other errors at import): no candidate, with a warning."""
     import sys
+    import types
 
     from inference.ops.cuda import fa4
 
     monkeypatch.setitem(sys.modules, "flash_attn.cute", None)  # import raises ImportError
     fa4._varlen_func.cache_clear()
     try:
-        assert fa4._varlen_func() is None
+        assert fa4._varlen_func() is None and "does not import" not in caplog.text
+
+        class Broken(types.ModuleType):
+            def __getattr__(self, name):
+                raise OSError("libcute_dsl_runtime.so: cannot open shared object file")
+        monkeypatch.setitem(sys.modules, "flash_attn.cute", Broken("flash_attn.cute"))
+        fa4._varlen_func.cache_clear()
+        assert fa4._varlen_func() is None and "does not import" in caplog.text
     finally:
         fa4._varlen_func.cache_clear()
+
+
+def test_fa4_failing_once_is_no_candidate_again(monkeypatch):
+    """A kernel that raises (a compile failure, a later error) marks the package failed: available() is
+    False from then on, so no later shape pays for another attempt."""
+    import types
+
+    from inference.ops.cuda import fa4
+
+    def broken(*args, **kwargs):
+        raise AssertionError("no kernel for this configuration")
+    monkeypatch.setattr(fa4, "_failed", [])
+    monkeypatch.setattr(fa4, "_arch_ok", lambda index: True)
+    monkeypatch.setattr(fa4, "_varlen_func", lambda: broken)
+    q = types.SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, shape=(10, 16, 80), device=types.SimpleNamespace(index=0))
+    assert fa4.available(q)
+    with pytest.raises(AssertionError):
+        fa4.attention(q, q, q, None, 10, 0.1)
+    assert not fa4.available(q) and "AssertionError" in fa4._failed[0]
+
+
+def test_a_chosen_fa4_raising_later_is_dropped(stand_ins, monkeypatch):
+    """FA4 chosen, then raising something other than RuntimeError on a later call of its key: the call
+    does not fail; the next fastest candidate runs and is kept."""
+    calls, times, _ = stand_ins
+    from inference.ops.cuda import fa4
+
+    state = {"broken": False}
+
+    def fake(*args):
+        calls.append("fa4")
+        if state["broken"]:
+            raise AssertionError("fa4: unsupported")
+        return torch.zeros(1)
+    monkeypatch.setattr(fa4, "attention", fake)
+    monkeypatch.setattr(fa4, "available", lambda q: True)
+    times.update({"varlen": 3.0, "triton": 2.0, "triton:other": 2.5, "cudnn": 1.5, "fa4": 1.0})
+    va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
+    assert calls[-1] == "fa4"
+    state["broken"] = True
+    calls.clear()
+    va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
+    assert calls[0] == "fa4" and calls[-1] == "cudnn"
