@@ -16,7 +16,8 @@ launch, and the device time from the pass's start to the first step: idle, or ru
 requests' uploads and patches), with the last --prepare setting. --max-batched-tokens sets the
 step's token budget (the engine's default by device when left out). --fresh-pages gives every pass
 new page images (session 12 saw some passes' first uploads stall 5-8 ms a page; the default
-reuses the same images every pass, which a document stream never does).
+reuses the same images every pass, which a document stream never does). Every timed pass also records
+the cyclic collector's pauses (gc_pauses.GcPauses: count and ms by generation; "gc" in the JSON rows).
 """
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ runs its softmax, and head dim 80 is one 80-wide MMA, not 64 + 16. The vision en
 without the package, or on a GPU it has no kernel for, it is simply not a candidate.
 The first call compiles the kernel (3.1 s on the H200; once per compile key of the package, not per
 shape): at engine start where the engine warms its attention choices (encoder graphs captured at
-start), else inside the first generate(). A kernel that fails (to compile or later) takes the package
-out of the candidates for the rest of the process.
+start), else inside the first generate(). A kernel that fails (to compile or later; running out of
+memory aside) takes the package out of the candidates for the rest of the process.
 Measured on the H200 (session 13, inference/bench/results/session13): 16 layout pages 4.77 ms, 515
 TFLOP/s, against 5.64 ms, 436, for our kernel; 8 % slower again with q and k contiguous copies than as
 views of the packed qkv, which is why the encoder rotates them in place. Graph-captured encoder calls
@@ -62,7 +62,7 @@ def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqlens: tor
         out = _varlen_func()(q, k, v, cu_seqlens_q=cu_seqlens, cu_seqlens_k=cu_seqlens, max_seqlen_q=max_seqlen,
                              max_seqlen_k=max_seqlen, softmax_scale=scale, causal=False)
     except Exception as exc:
-        if not _failed:
+        if not _failed and not isinstance(exc, torch.cuda.OutOfMemoryError):  # memory: this call's, not the kernel's
             _failed.append(f"{type(exc).__name__}: {exc}")
             logging.getLogger(__name__).warning("flash-attn-4 failed; not used again in this process: %s", _failed[0])
         raise

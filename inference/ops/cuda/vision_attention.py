@@ -146,10 +146,11 @@ def _triton_head_dim(head_dim: int) -> bool:
 
 
 def _choose(key: tuple, candidates: dict) -> str:
-    """The fastest candidate for this key (timed once), or the forced one."""
+    """The fastest candidate for this key (timed once), or the forced one. Timed again when the kept one
+    is no candidate any more (FA4 after its package failed on another key)."""
     if _FORCED in candidates:
         return _FORCED
-    if key not in _CHOICE:
+    if _CHOICE.get(key) not in candidates:
         times = {name: _time_ms(fn) for name, fn in candidates.items()}
         if all(t == float("inf") for t in times.values()):
             raise RuntimeError(f"vision attention: every candidate failed for {key}: {sorted(times)}")
@@ -182,12 +183,16 @@ def vision_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cu_seqle
             name = _choose(key, candidates)
             try:
                 return candidates[name]()
-            except Exception as exc:  # e.g. no cuDNN plan for a new image count in this bucket; FA4 raising
-                if _FORCED in candidates or len(candidates) == 1:
+            except Exception as exc:
+                # the chosen kernel failing later (no cuDNN plan for a new image count in this bucket; FA4
+                # raising whatever its package raises) is dropped and the choice made again; other errors of
+                # our own kernels are bugs, not choices
+                if (name != "fa4" and not isinstance(exc, RuntimeError)) or _FORCED in candidates or len(candidates) == 1:
                     raise
                 logging.getLogger(__name__).warning("vision attention %s failed on %s, choosing again: %s",
                                                     name, key, exc)
-                del candidates[name], _CHOICE[key]
+                candidates.pop(name, None)
+                _CHOICE.pop(key, None)
     return _per_length_sdpa(q, k, v, cu_seqlens, scale)
 
 

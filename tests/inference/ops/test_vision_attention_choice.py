@@ -221,12 +221,17 @@ def test_fa4_failing_once_is_no_candidate_again(monkeypatch):
 
     from inference.ops.cuda import fa4
 
+    errors = [torch.cuda.OutOfMemoryError("out of memory"), AssertionError("no kernel for this configuration")]
+
     def broken(*args, **kwargs):
-        raise AssertionError("no kernel for this configuration")
+        raise errors.pop(0)
     monkeypatch.setattr(fa4, "_failed", [])
     monkeypatch.setattr(fa4, "_arch_ok", lambda index: True)
     monkeypatch.setattr(fa4, "_varlen_func", lambda: broken)
     q = types.SimpleNamespace(is_cuda=True, dtype=torch.bfloat16, shape=(10, 16, 80), device=types.SimpleNamespace(index=0))
+    assert fa4.available(q)
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # this call's memory, not the kernel: still a candidate
+        fa4.attention(q, q, q, None, 10, 0.1)
     assert fa4.available(q)
     with pytest.raises(AssertionError):
         fa4.attention(q, q, q, None, 10, 0.1)
@@ -255,3 +260,55 @@ def test_a_chosen_fa4_raising_later_is_dropped(stand_ins, monkeypatch):
     calls.clear()
     va.vision_attention(*_qkv([5476, 5476])[:4], 5476, 0.1)
     assert calls[0] == "fa4" and calls[-1] == "cudnn"
+
+
+def test_fa4_failing_on_one_key_leaves_the_others_working(stand_ins, monkeypatch):
+    """FA4 kept for two keys, then failing on one: that call runs another kernel, and the other key, whose
+    kept choice is no candidate any more (the package is out), is timed again instead of failing."""
+    calls, times, _ = stand_ins
+    from inference.ops.cuda import fa4
+
+    monkeypatch.setattr(fa4, "_failed", [])
+    monkeypatch.setattr(fa4, "_arch_ok", lambda index: True)
+    monkeypatch.setattr(fa4, "available", lambda q: not fa4._failed)
+
+    def fake(*args):
+        calls.append("fa4")
+        if state["broken"]:
+            fa4._failed.append("AssertionError: unsupported")
+            raise AssertionError("fa4: unsupported")
+        return torch.zeros(1)
+    state = {"broken": False}
+    monkeypatch.setattr(fa4, "attention", fake)
+    times.update({"varlen": 3.0, "triton": 2.0, "triton:other": 2.5, "cudnn": 1.5, "fa4": 1.0})
+    pages, crops = _qkv([5476, 5476]), _qkv([300, 200])
+    va.vision_attention(*pages[:4], 5476, 0.1)
+    va.vision_attention(*crops[:4], 300, 0.1)
+    assert sorted(va._CHOICE.values()) == ["fa4", "fa4"]
+    state["broken"] = True
+    calls.clear()
+    va.vision_attention(*pages[:4], 5476, 0.1)
+    assert calls[0] == "fa4" and calls[-1] == "cudnn"
+    calls.clear()
+    va.vision_attention(*crops[:4], 300, 0.1)  # kept "fa4" is gone: timed again, no KeyError
+    assert "fa4" not in calls and calls[-1] == "triton"
+    assert "fa4" not in va._CHOICE.values()
+
+
+def test_our_kernels_raising_a_bug_is_not_swallowed(stand_ins, monkeypatch):
+    """Only RuntimeError (a kernel or plan the device or library refuses) drops one of our candidates;
+    a TypeError from our code propagates."""
+    calls, times, _ = stand_ins
+    times.update({"varlen": 3.0, "triton": 1.0, "triton:other": 2.5})
+    va.vision_attention(*_qkv([300, 200])[:4], 300, 0.1)
+    assert calls[-1] == "triton"
+
+    default, other = va._triton, va._triton_configs()["triton"]
+
+    def buggy(q, k, v, cu, max_seqlen, scale, config=None):  # the kept config only: others still run
+        if config == other:
+            raise TypeError("bad argument")
+        return default(q, k, v, cu, max_seqlen, scale, config)
+    monkeypatch.setattr(va, "_triton", buggy)
+    with pytest.raises(TypeError):
+        va.vision_attention(*_qkv([300, 200])[:4], 300, 0.1)
