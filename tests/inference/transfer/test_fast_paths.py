@@ -11,9 +11,10 @@ import time
 import pytest
 
 from inference.transfer import TransferMeta, wire
-from inference.transfer.base import TransferHandle
+from inference.transfer.base import KVSender, TransferConfig, TransferHandle
 from inference.transfer.meta import MAX_WIRE_IDS
 from inference.transfer.plan import _LOOP_MAX_IDS, Run, coalesce_ids
+from inference.transfer.sender_acks import AckReader, Stream
 
 
 def _reference_runs(src, dst):
@@ -237,30 +238,26 @@ def test_plain_meta_fast_path_leaves_the_callers_dict_alone():
     assert repr(d) == before and meta.src_block_ids.runs == ((3, 2),) and meta.dst_block_ids.runs == ((5, 2),)
 
 
+class _AckHost(AckReader, KVSender):
+    """A sender with only the state the ACK reader uses (no socket); `released` is for its
+    on_release to fill."""
+
+    name, self_acks = "t", False
+
+    def __init__(self, limit, on_release):
+        self.config, self.on_release = TransferConfig(token="x", max_inflight=limit), on_release
+        self._room = threading.Condition(threading.Lock())
+        self._pending, self._streams, self.released = {}, [Stream(0, None)], []
+        self._moving, self._deferred = set(), {}
+
+    def _quiesce(self):
+        pass
+
+
 def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
     """An ACKS frame's plain ok items are finished together, a refusal alone, in order; a malformed
     item raises after every item before it was finished (and nothing after it was)."""
-    from inference.transfer.base import TransferConfig
-    from inference.transfer.base import KVSender
-    from inference.transfer.sender_acks import AckReader, Stream
-
-    class Host(AckReader, KVSender):
-        name = "t"
-        self_acks = False
-
-        def __init__(self, limit):
-            self.config = TransferConfig(token="x", max_inflight=limit)
-            self._room = threading.Condition(threading.Lock())
-            self._pending, self._streams, self.released = {}, [Stream(0, None)], []
-            self._moving, self._deferred = set(), {}
-
-        def on_release(self, meta, status):
-            self.released.append((meta.request_id, status))
-
-        def _quiesce(self):
-            pass
-
-    host = Host(limit=6)
+    host = _AckHost(6, lambda meta, status: host.released.append((meta.request_id, status)))
     for seq in range(6):
         host._pending[seq] = TransferHandle(TransferMeta(f"r{seq}", [seq], [seq], 1, 0, 0))
         host._streams[0].seqs[seq] = 1
@@ -297,28 +294,12 @@ def test_acks_frame_finishes_in_order_and_stops_at_a_malformed_item():
 def test_acks_frame_releases_every_transfer_even_when_a_release_raises(caplog):
     """A release callback that raises for one transfer of an ACKS run: logged, and the others are
     still finished and released (taken out of the pending set, nothing else would)."""
-    from inference.transfer.base import TransferConfig
-    from inference.transfer.base import KVSender
-    from inference.transfer.sender_acks import AckReader, Stream
+    def on_release(meta, status):
+        host.released.append(meta.request_id)
+        if meta.request_id == "r1":
+            raise RuntimeError("the owner failed to free r1")
 
-    class Host(AckReader, KVSender):
-        name, self_acks = "t", False
-
-        def __init__(self):
-            self.config = TransferConfig(token="x", max_inflight=8)
-            self._room = threading.Condition(threading.Lock())
-            self._pending, self._streams, self.released = {}, [Stream(0, None)], []
-            self._moving, self._deferred = set(), {}
-
-        def on_release(self, meta, status):
-            self.released.append(meta.request_id)
-            if meta.request_id == "r1":
-                raise RuntimeError("the owner failed to free r1")
-
-        def _quiesce(self):
-            pass
-
-    host = Host()
+    host = _AckHost(8, on_release)
     handles = {seq: TransferHandle(TransferMeta(f"r{seq}", [seq], [seq], 1, 0, 0)) for seq in range(4)}
     host._pending.update(handles)
     items = [{"seq": 0, "ok": True}, {"seq": 1, "ok": True}, {"seq": 2, "ok": False, "error": "x"}, {"seq": 3, "ok": True}]
