@@ -42,6 +42,19 @@ def test_a_non_finite_float_anywhere_is_found(bad, wrap):
     assert not wire.all_finite(obj) and not _reference(obj)
 
 
+def test_a_non_finite_float_subclass_or_one_in_a_dict_subclass_is_found():
+    """Subclasses no other case here holds (numpy's float64, OrderedDict): a non-finite float found anywhere."""
+    import collections
+
+    import numpy as np
+
+    nan64 = np.float64("nan")
+    for where in (nan64, [nan64], (1, [2, {"x": nan64}]), {"a": {"b": [None, "s", (nan64,)]}},
+                  {"items": [{"seq": 1, "meta": {"t": 1.5e9, "ids": [[0, 4]]}}, {"x": nan64}]},
+                  *(collections.OrderedDict(k=[bad]) for bad in (*_BAD, nan64))):
+        assert not wire.all_finite(where), where
+
+
 def test_ints_bools_strings_and_none_are_finite():
     obj = {"i": [0, -1, 10 ** 400], "b": (True, False), "s": ["nan", "inf", "-Infinity"], "n": None, "f": [0.0, 1e308]}
     assert wire.all_finite(obj) and _reference(obj)
