@@ -77,9 +77,9 @@ class Ring:
         self._tail = ctypes.c_uint64.from_address(base + 8)
         self._closed = ctypes.c_uint32.from_address(base + 16)
 
-    def publish(self, payload: bytes, bell: Bell | None) -> bool:
-        """Write payload into the next slot and ring `bell` (None: the caller rings it once for
-        several); False, nothing written, when the ring is closed or full or the payload too large."""
+    def publish(self, payload: bytes) -> bool:
+        """Write payload into the next slot (the caller rings the bell, once for several); False,
+        nothing written, when the ring is closed or full or the payload too large."""
         head = self._head.value
         if self._closed.value or len(payload) > SLOT_BYTES - 4 or head - self._tail.value >= SLOTS:
             return False
@@ -87,8 +87,6 @@ class Ring:
         record = _LENGTH.pack(len(payload)) + payload  # one foreign call for length and bytes
         ctypes.memmove(slot, record, len(record))
         self._head.value = head + 1  # after the bytes: TSO keeps the order
-        if bell is not None:
-            bell.ring()
         return True
 
     def take(self) -> list[bytes]:

@@ -118,7 +118,7 @@ class SelfAckedGroups:
         taken = 0
         if self._ring is not None:
             with self._lock:  # one producer per ring
-                while taken < len(payloads) and self._ring.publish(payloads[taken], None):
+                while taken < len(payloads) and self._ring.publish(payloads[taken]):
                     taken += 1
                 if taken:
                     self._bell.ring()

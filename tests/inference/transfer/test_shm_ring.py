@@ -24,20 +24,28 @@ def _ring():
     return mem, doorbell.Ring(base), doorbell.Bell(base + doorbell.RING_BYTES)
 
 
+def _publish(ring, bell, payload):
+    """ring.publish, then the bell rung if the payload went in (as the sender does)."""
+    if not ring.publish(payload):
+        return False
+    bell.ring()
+    return True
+
+
 def test_ring_keeps_order_refuses_when_full_oversized_or_closed():
     _mem, ring, bell = _ring()
     assert ring.take() == []
     before = bell.value()
     for i in range(doorbell.SLOTS):
-        assert ring.publish(b"m%d" % i, bell)
+        assert _publish(ring, bell, b"m%d" % i)
     assert bell.value() == (before + doorbell.SLOTS) & 0xFFFFFFFF
-    assert not ring.publish(b"one too many", bell)  # full: the caller falls back to the socket
+    assert not _publish(ring, bell, b"one too many")  # full: the caller falls back to the socket
     got = ring.take()
     assert got == [b"m%d" % i for i in range(doorbell.SLOTS)]
-    assert not ring.publish(b"x" * doorbell.SLOT_BYTES, bell)  # larger than a slot
-    assert ring.publish(b"after wrap", bell) and ring.take() == [b"after wrap"]
+    assert not _publish(ring, bell, b"x" * doorbell.SLOT_BYTES)  # larger than a slot
+    assert _publish(ring, bell, b"after wrap") and ring.take() == [b"after wrap"]
     ring.close()
-    assert not ring.publish(b"late", bell)
+    assert not _publish(ring, bell, b"late")
 
 
 def test_bell_wait_returns_on_ring_and_times_out_otherwise():
@@ -46,7 +54,7 @@ def test_bell_wait_returns_on_ring_and_times_out_otherwise():
     t0 = time.monotonic()
     bell.wait(seen, 0.05)  # nobody rings: the timeout ends it
     assert time.monotonic() - t0 >= 0.04
-    threading.Timer(0.05, lambda: ring.publish(b"x", bell)).start()
+    threading.Timer(0.05, lambda: _publish(ring, bell, b"x")).start()
     t0 = time.monotonic()
     bell.wait(seen, 5.0)
     assert time.monotonic() - t0 < 2.0 and ring.take() == [b"x"]
