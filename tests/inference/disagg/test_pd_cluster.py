@@ -108,14 +108,16 @@ def _settled_free_blocks(client, timeout_s: float = 15.0) -> dict:
 
 def _gone_client_leaks_nothing(cluster: Cluster, client) -> None:
     """A client hangs up with requests at every stage: the router drops them and
-    both workers get all their KV blocks back."""
+    both workers get all their KV blocks back. A request released while its KV may
+    still be on the way keeps its decode blocks quarantined until the transfer lease
+    runs out (decode_worker.py), so the wait is the lease and then some."""
     full = _settled_free_blocks(client)
     leaving = cluster.client()
     for i, req in enumerate(requests()):
         leaving.submit(f"gone-{i}", req, LONG)
     _wait_first_tokens(client, 2)
     leaving.close()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + cluster.layout.transfer.lease_s + 30
     while True:
         m = _metrics(client)
         now = {name: w["free_blocks"] for name, w in m["workers"].items()}
