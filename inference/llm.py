@@ -80,17 +80,17 @@ class LLM:
                     # admission pauses at `limit` (a preempted request, back in the queue, may pass it)
                     waiting = engine.scheduler.num_waiting_tokens()
                     limit = ahead if stepped else first
-                while len(ids) < len(requests) and waiting < limit and (
-                        prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):
-                    try:
-                        prompt = prep.get(len(ids))
-                    except Exception as exc:
-                        exc.add_note(f"request {len(ids)} of this generate() call")
-                        raise
-                    ids.append(str(self._next_id))
-                    self._next_id += 1
-                    engine.add_request(ids[-1], prompt, params[len(ids) - 1])
-                    waiting += len(prompt.token_ids)
+                    while len(ids) < len(requests) and waiting < limit and (
+                            prep.ready(len(ids)) or not engine.has_unfinished_requests() or not stepped):
+                        try:
+                            prompt = prep.get(len(ids))
+                        except Exception as exc:
+                            exc.add_note(f"request {len(ids)} of this generate() call")
+                            raise
+                        ids.append(str(self._next_id))
+                        self._next_id += 1
+                        engine.add_request(ids[-1], prompt, params[len(ids) - 1])
+                        waiting += len(prompt.token_ids)
                 for output in engine.step():
                     done[output.request_id] = output
                 stepped = True

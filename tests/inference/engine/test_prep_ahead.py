@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from inference import LLM, SamplingParams
+from inference.prep_ahead import PrepAhead
 
 GREEDY = SamplingParams(max_tokens=5, temperature=0.0, ignore_eos=True)
 
@@ -101,8 +102,7 @@ def test_admission_stops_a_step_ahead_of_the_scheduler(prepare_ahead):
 
 def test_requests_are_taken_in_order():
     llm = _llm(True)
-    prep = __import__("inference.prep_ahead", fromlist=["PrepAhead"]).PrepAhead(
-        llm.engine.processor, _requests(llm, 3), threaded=True)
+    prep = PrepAhead(llm.engine.processor, _requests(llm, 3), threaded=True)
     try:
         with pytest.raises(ValueError, match="in order"):
             prep.get(1)

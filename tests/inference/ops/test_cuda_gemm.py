@@ -7,14 +7,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from op_checks import poison, rel_err
+from op_checks import DEV, poison, rel_err
 
 pytestmark = [
     pytest.mark.gpu,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="the fused GEMM needs a CUDA device"),
 ]
-
-DEV = "cuda"
 
 
 def _fused_here() -> bool:
