@@ -23,7 +23,6 @@ _IDS = itertools.count(1)
 _LOCK = threading.Lock()
 
 
-
 class FakeReceiver(KVReceiver):
     name = "fake"
 

@@ -35,7 +35,6 @@ send() fails when none is left.
 """
 from __future__ import annotations
 
-import logging
 import socket
 import threading
 import time
@@ -49,8 +48,6 @@ from inference.transfer.meta import TransferMeta, meta_header
 from inference.transfer.sender_acks import AckReader, Stream
 from inference.transfer.sender_groups import GroupedSends
 from inference.transfer.source import PreparedTransfer, flat_bytes, prepare
-
-log = logging.getLogger("inference.transfer.sender")
 
 
 class ControlSender(GroupedSends, AckReader, KVSender):

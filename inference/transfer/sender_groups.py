@@ -39,6 +39,7 @@ CHUNK_BYTES = 256 << 20  # a chunk closes once it holds this many bytes: the rec
 
 class GroupedSends:
     def send_many(self, metas: list[TransferMeta]) -> list[TransferHandle | Exception]:
+        # self-acked senders (shm) group in SelfAckedGroups.send_many before this: the check is a guard
         if not self.batches_sends or self.self_acks or len(metas) < 2:
             return super().send_many(metas)
         if not self.is_alive():

@@ -70,7 +70,6 @@ class ShmSender(SelfAckedGroups, ControlSender):
         memcopy.copy_runs(self._dst, prep.src_bytes, prep.copies)
 
 
-
 class ShmReceiver(ControlReceiver):
     name = "shm"
 

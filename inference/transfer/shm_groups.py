@@ -15,7 +15,7 @@ copy, fails alone before anything of it is written; a META too large for a frame
 the copy; a failed copy fails the chunk; a META that could not be published fails alone, while
 those published before it are acked (the receiver takes them) and released. A failure is its
 exception in the results and never released here (the caller ends that meta, as after a raising
-send()); a release callback that raises is that transfer's result, the others go on. Runs of one chunk are
+send()); a release callback that raises is logged, its transfer stays acked and the others go on. Runs of one chunk are
 copied concurrently, so two transfers of a chunk naming the same destination block land in no set
 order (in two chunks the later one wins); block managers hand a block to one request at a time.
 Staged shm (not self-acked): send() for each. Results as KVSender.send_many, in the given order
@@ -49,6 +49,10 @@ class SelfAckedGroups:
         out: list[TransferHandle | Exception | None] = [None] * len(metas)
         for ready in prepared(self, metas, range(len(metas)), out):
             for chunk in chunks(ready, lambda item: item[1]):
+                if not self.is_alive():  # checked a chunk at a time (a lone send: in send())
+                    for _, _, i in chunk:
+                        out[i] = self._gone()
+                    continue
                 self._send_chunk(chunk, out)
         return out
 
@@ -61,11 +65,8 @@ class SelfAckedGroups:
         return out[0]
 
     def _send_chunk(self, chunk: list, out: list) -> None:
-        """Send a chunk of (meta, prep, index in out) items; each one's handle or error goes in out."""
-        if not self.is_alive():
-            for _, _, i in chunk:
-                out[i] = self._gone()
-            return
+        """Send a chunk of (meta, prep, index in out) items; each one's handle or error goes in out.
+        The caller has checked that the receiver is alive."""
         with self._room:
             first = self._seq + 1
             self._seq += len(chunk)
